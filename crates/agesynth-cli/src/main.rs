@@ -1,0 +1,42 @@
+//! `agesynth`: face age progression and regression from the command line.
+//!
+//! Each command group lives in its own module under `cmd/`; `main` parses the
+//! arguments, runs the command and prints the whole cause chain of any error.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Face age progression and regression with GANs.
+#[derive(Debug, Parser)]
+#[command(name = "agesynth", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect face datasets.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(c) => cmd::data::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! # agesynth-core
+//!
+//! The shared vocabulary of agesynth, the face age progression and regression
+//! toolkit. Every other crate of the workspace depends on this one and on no
+//! other crate of ours in the other direction: **this crate depends on no other
+//! agesynth crate**.
+//!
+//! It holds
+//! - [`AgeBins`] and [`AgeGroup`]: ages, age groups and their one-hot codes
+//!   (the paper's six groups 0–9, 10–19, 20–29, 30–39, 40–49, 50+ by default);
+//! - [`FaceBatch`]: a batch of faces as an NCHW tensor in `[-1, 1]` with ages
+//!   and groups;
+//! - the traits through which models compose: [`AgeGenerator`],
+//!   [`ConditionalDiscriminator`], [`FaceEmbedder`], [`AgeEstimator`] and
+//!   [`FaceDataset`];
+//! - the error type [`Error`];
+//! - device selection ([`DeviceSpec`]), with CUDA behind the `cuda` feature;
+//! - safetensors save and load with atomic writes and a JSON sidecar
+//!   ([`io`]).
+#![deny(missing_docs)]
+
+pub mod age;
+pub mod batch;
+pub mod dataset;
+pub mod device;
+pub mod error;
+pub mod io;
+pub mod traits;
+
+pub use age::{AgeBins, AgeGroup};
+pub use batch::FaceBatch;
+pub use dataset::{FaceDataset, FaceImage, FaceMeta, Gender};
+pub use device::DeviceSpec;
+pub use error::{Error, Result};
+pub use traits::{AgeEstimator, AgeGenerator, ConditionalDiscriminator, FaceEmbedder};
+
+/// Re-export of the tensor library every public signature of agesynth uses.
+pub use candle_core;

@@ -1,0 +1,142 @@
+//! The traits through which the models of agesynth compose.
+//!
+//! Every trait is object-safe, so a trainer or an evaluator can hold
+//! `Box<dyn FaceEmbedder>` and so on, and each is implemented for references,
+//! boxes and `Arc`s of an implementor. Images always travel as `(N, 3, H, W)`
+//! f32 tensors in `[-1, 1]`, framed like the training chips.
+
+use std::sync::Arc;
+
+use candle_core::Tensor;
+
+use crate::{AgeBins, AgeGroup, Result};
+
+/// A generator conditioned on a target age group.
+///
+/// For FaceGAN the input is a batch of face images and the output the same
+/// faces at the target groups; for the cStyleGAN the input is a batch of
+/// latent vectors `(N, z_dim)` and the output new faces of those groups.
+pub trait AgeGenerator: Send + Sync {
+    /// Renders each row of `input` at the matching group of `targets`
+    /// (`targets.len()` equals the batch size). Returns `(N, 3, S, S)` images in
+    /// `[-1, 1]` where `S` is [`AgeGenerator::image_size`].
+    fn generate(&self, input: &Tensor, targets: &[AgeGroup]) -> Result<Tensor>;
+
+    /// The age groups the generator is conditioned on.
+    fn age_bins(&self) -> &AgeBins;
+
+    /// Side of the square images it produces.
+    fn image_size(&self) -> usize;
+}
+
+/// A discriminator conditioned on the age group the image claims to show.
+pub trait ConditionalDiscriminator: Send + Sync {
+    /// Raw (pre-sigmoid) realness scores of `images` as faces of `groups`:
+    /// `(N,)` for a global discriminator or `(N, 1, h, w)` for a patch one.
+    fn logits(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<Tensor>;
+
+    /// The age groups it is conditioned on.
+    fn age_bins(&self) -> &AgeBins;
+}
+
+/// A face-recognition network: faces to identity embeddings.
+///
+/// Implementations must be differentiable with respect to the input images,
+/// since the identity loss backpropagates through them.
+pub trait FaceEmbedder: Send + Sync {
+    /// Embeddings `(N, D)` of a batch of face images.
+    fn embed(&self, images: &Tensor) -> Result<Tensor>;
+
+    /// Embedding size `D`.
+    fn dim(&self) -> usize;
+
+    /// L2 distance below which two embeddings are judged the same person.
+    fn threshold(&self) -> f32;
+}
+
+/// An age estimator: faces to ages in years.
+pub trait AgeEstimator: Send + Sync {
+    /// Estimated ages `(N,)` in years, f32.
+    fn estimate(&self, images: &Tensor) -> Result<Tensor>;
+}
+
+macro_rules! forward_impls {
+    ($tr:ident { $($body:tt)* }) => {
+        impl<T: $tr + ?Sized> $tr for &T { $($body)* }
+        impl<T: $tr + ?Sized> $tr for Box<T> { $($body)* }
+        impl<T: $tr + ?Sized> $tr for Arc<T> { $($body)* }
+    };
+}
+
+forward_impls!(AgeGenerator {
+    fn generate(&self, input: &Tensor, targets: &[AgeGroup]) -> Result<Tensor> {
+        (**self).generate(input, targets)
+    }
+    fn age_bins(&self) -> &AgeBins {
+        (**self).age_bins()
+    }
+    fn image_size(&self) -> usize {
+        (**self).image_size()
+    }
+});
+
+forward_impls!(ConditionalDiscriminator {
+    fn logits(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
+        (**self).logits(images, groups)
+    }
+    fn age_bins(&self) -> &AgeBins {
+        (**self).age_bins()
+    }
+});
+
+forward_impls!(FaceEmbedder {
+    fn embed(&self, images: &Tensor) -> Result<Tensor> {
+        (**self).embed(images)
+    }
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn threshold(&self) -> f32 {
+        (**self).threshold()
+    }
+});
+
+forward_impls!(AgeEstimator {
+    fn estimate(&self, images: &Tensor) -> Result<Tensor> {
+        (**self).estimate(images)
+    }
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    /// An embedder that averages each channel: enough to prove the traits are
+    /// object-safe and forward through boxes and references.
+    struct ChannelMean;
+    impl FaceEmbedder for ChannelMean {
+        fn embed(&self, images: &Tensor) -> Result<Tensor> {
+            Ok(images.mean((2, 3))?)
+        }
+        fn dim(&self) -> usize {
+            3
+        }
+        fn threshold(&self) -> f32 {
+            0.5
+        }
+    }
+
+    #[test]
+    fn traits_are_object_safe_and_forward() {
+        let boxed: Box<dyn FaceEmbedder> = Box::new(ChannelMean);
+        let by_ref: &dyn FaceEmbedder = &boxed;
+        let x = Tensor::arange(0f32, 12.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 3, 2, 2))
+            .unwrap();
+        let e = by_ref.embed(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(e, vec![vec![1.5, 5.5, 9.5]]);
+        assert_eq!(by_ref.dim(), 3);
+    }
+}
