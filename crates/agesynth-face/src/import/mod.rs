@@ -1,0 +1,1 @@
+//! Importing pretrained weights from registry packages into safetensors.
