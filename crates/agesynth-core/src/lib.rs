@@ -8,6 +8,8 @@
 //! It holds
 //! - [`AgeBins`] and [`AgeGroup`]: ages, age groups and their one-hot codes
 //!   (the paper's six groups 0–9, 10–19, 20–29, 30–39, 40–49, 50+ by default);
+//! - [`geometry`]: similarity transforms, warping and the canonical face
+//!   template that frames every aligned face like the training chips;
 //! - [`FaceBatch`]: a batch of faces as an NCHW tensor in `[-1, 1]` with ages
 //!   and groups;
 //! - the traits through which models compose: [`AgeGenerator`],
@@ -24,6 +26,7 @@ pub mod batch;
 pub mod dataset;
 pub mod device;
 pub mod error;
+pub mod geometry;
 pub mod io;
 pub mod traits;
 
