@@ -1,0 +1,526 @@
+//! Convolutions as im2col / col2im + GEMM on NCHW buffers.
+//!
+//! With `K = Cin/groups · kh · kw` and `P = Hout · Wout`, one sample and one
+//! group of a convolution is the matrix product
+//! `Y[Cout/g × P] = W[Cout/g × K] · col(X)[K × P]`. From it:
+//! - the transposed convolution (and the input gradient of a convolution) is
+//!   `col2im(Wᵀ · Y)`,
+//! - the weight gradient is `Σₙ dYₙ · col(Xₙ)ᵀ`.
+//!
+//! Samples run in parallel on the rayon pool, each GEMM single-threaded (the
+//! `gemm` crate picks AVX-512 micro-kernels at run time); with fewer samples
+//! than threads the GEMMs themselves are parallelised instead.
+
+use super::{num_threads, Float};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Shape of one 2-D convolution `X (n, cin, h, w) ⊛ W (cout, cin/groups, kh, kw)
+/// → Y (n, cout, ho, wo)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (both axes).
+    pub stride: usize,
+    /// Zero padding (both axes).
+    pub pad: usize,
+    /// Dilation (both axes).
+    pub dil: usize,
+    /// Channel groups.
+    pub groups: usize,
+    /// Output height.
+    pub ho: usize,
+    /// Output width.
+    pub wo: usize,
+}
+
+impl ConvGeom {
+    /// The geometry of a convolution, with the output size derived from the
+    /// input size. Returns a message when the shapes do not fit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        n: usize,
+        cin: usize,
+        h: usize,
+        w: usize,
+        cout: usize,
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+        dil: usize,
+        groups: usize,
+    ) -> Result<Self, String> {
+        if stride == 0 || dil == 0 || groups == 0 || kh == 0 || kw == 0 {
+            return Err("stride, dilation, groups and kernel size must be positive".into());
+        }
+        if cin % groups != 0 || cout % groups != 0 {
+            return Err(format!(
+                "channels ({cin} in, {cout} out) are not divisible by groups={groups}"
+            ));
+        }
+        let eh = dil * (kh - 1) + 1;
+        let ew = dil * (kw - 1) + 1;
+        if h + 2 * pad < eh || w + 2 * pad < ew {
+            return Err(format!(
+                "input {h}x{w} with padding {pad} is smaller than the dilated kernel {eh}x{ew}"
+            ));
+        }
+        let ho = (h + 2 * pad - eh) / stride + 1;
+        let wo = (w + 2 * pad - ew) / stride + 1;
+        Ok(Self {
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            kh,
+            kw,
+            stride,
+            pad,
+            dil,
+            groups,
+            ho,
+            wo,
+        })
+    }
+
+    /// Input channels per group.
+    pub fn cin_g(&self) -> usize {
+        self.cin / self.groups
+    }
+    /// Output channels per group.
+    pub fn cout_g(&self) -> usize {
+        self.cout / self.groups
+    }
+    /// Rows of one group's im2col matrix: `cin/groups · kh · kw`.
+    pub fn kdim(&self) -> usize {
+        self.cin_g() * self.kh * self.kw
+    }
+    /// Output pixels per channel.
+    pub fn p(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// Input pixels per channel.
+    pub fn hw(&self) -> usize {
+        self.h * self.w
+    }
+    /// Elements of the input.
+    pub fn x_len(&self) -> usize {
+        self.n * self.cin * self.hw()
+    }
+    /// Elements of the output.
+    pub fn y_len(&self) -> usize {
+        self.n * self.cout * self.p()
+    }
+    /// Elements of the weight.
+    pub fn w_len(&self) -> usize {
+        self.cout * self.kdim()
+    }
+    /// A 1×1, stride-1, unpadded convolution needs no im2col.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// Valid output column range `[lo, hi)` for kernel column `kx`.
+    fn ox_range(&self, kx: usize) -> (usize, usize, isize) {
+        let off = (kx * self.dil) as isize - self.pad as isize;
+        let s = self.stride as isize;
+        let lo = if off >= 0 {
+            0
+        } else {
+            ((-off + s - 1) / s) as usize
+        };
+        let last = self.w as isize - 1 - off;
+        let hi = if last < 0 {
+            0
+        } else {
+            ((last / s) as usize + 1).min(self.wo)
+        };
+        (lo.min(hi), hi, off)
+    }
+}
+
+/// Raw pointer that may cross threads; every use writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    /// Method access so that closures capture the whole (Send) wrapper.
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// `col[(ci·kh + ky)·kw + kx, oy·wo + ox] = x[ci, oy·s + ky·d − p, ox·s + kx·d − p]`
+/// (zero outside the image), for one sample.
+pub fn im2col<T: Float>(x: &[T], g: &ConvGeom, col: &mut [T]) {
+    let (p, hw) = (g.p(), g.hw());
+    for ci in 0..g.cin {
+        let xc = &x[ci * hw..(ci + 1) * hw];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = (ci * g.kh + ky) * g.kw + kx;
+                let dst = &mut col[row * p..(row + 1) * p];
+                let (lo, hi, off) = g.ox_range(kx);
+                for oy in 0..g.ho {
+                    let iy = (oy * g.stride + ky * g.dil) as isize - g.pad as isize;
+                    let drow = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                    if iy < 0 || iy >= g.h as isize {
+                        drow.fill(T::ZERO);
+                        continue;
+                    }
+                    let xrow = &x_row(xc, iy as usize, g.w);
+                    drow[..lo].fill(T::ZERO);
+                    drow[hi..].fill(T::ZERO);
+                    if g.stride == 1 {
+                        let ix0 = (lo as isize + off) as usize;
+                        drow[lo..hi].copy_from_slice(&xrow[ix0..ix0 + (hi - lo)]);
+                    } else {
+                        for (ox, d) in drow[lo..hi].iter_mut().enumerate() {
+                            *d = xrow[(((ox + lo) * g.stride) as isize + off) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn x_row<T>(xc: &[T], iy: usize, w: usize) -> &[T] {
+    &xc[iy * w..(iy + 1) * w]
+}
+
+/// The adjoint of [`im2col`]: `x[ci, iy, ix] += col[...]` for one sample.
+/// `x` must be zeroed by the caller.
+pub fn col2im<T: Float>(col: &[T], g: &ConvGeom, x: &mut [T]) {
+    let (p, hw) = (g.p(), g.hw());
+    for ci in 0..g.cin {
+        let xc = &mut x[ci * hw..(ci + 1) * hw];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = (ci * g.kh + ky) * g.kw + kx;
+                let src = &col[row * p..(row + 1) * p];
+                let (lo, hi, off) = g.ox_range(kx);
+                for oy in 0..g.ho {
+                    let iy = (oy * g.stride + ky * g.dil) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let iy = iy as usize;
+                    let srow = &src[oy * g.wo..(oy + 1) * g.wo];
+                    let xrow = &mut xc[iy * g.w..(iy + 1) * g.w];
+                    if g.stride == 1 {
+                        let ix0 = (lo as isize + off) as usize;
+                        for (d, s) in xrow[ix0..ix0 + (hi - lo)].iter_mut().zip(&srow[lo..hi]) {
+                            *d += *s;
+                        }
+                    } else {
+                        for ox in lo..hi {
+                            xrow[((ox * g.stride) as isize + off) as usize] += srow[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Row-major matrix view for [`gemm::gemm`]: pointer, row stride, column stride.
+#[derive(Clone, Copy)]
+struct Mat<T> {
+    ptr: *const T,
+    rs: isize,
+    cs: isize,
+}
+
+/// `dst[m×n] (row-major, row stride ld) (+)= a[m×k] · b[k×n]`.
+///
+/// # Safety
+/// All pointers must be valid for the given shapes and strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    ld: usize,
+    accumulate: bool,
+    a: Mat<T>,
+    b: Mat<T>,
+    par: Parallelism,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            ld as isize,
+            accumulate,
+            a.ptr,
+            a.cs,
+            a.rs,
+            b.ptr,
+            b.cs,
+            b.rs,
+            if accumulate { T::ONE } else { T::ZERO },
+            T::ONE,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// How to split a batch of `n` samples over the thread pool.
+fn plan(n: usize, work_per_sample: usize) -> (bool, Parallelism) {
+    let nt = num_threads();
+    if nt <= 1 || n * work_per_sample < 1 << 16 {
+        (false, Parallelism::None)
+    } else if n >= nt {
+        (true, Parallelism::None)
+    } else {
+        (false, Parallelism::Rayon(nt))
+    }
+}
+
+fn for_each_sample(n: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
+    if parallel {
+        (0..n).into_par_iter().with_max_len(1).for_each(f);
+    } else {
+        (0..n).for_each(f);
+    }
+}
+
+/// Per-channel epilogue on one sample's output `(c, p)`: `y = act(y + bias[c])`
+/// where `act` is a leaky ReLU with `slope` if given.
+pub fn epilogue<T: Float>(y: &mut [T], c: usize, p: usize, bias: Option<&[T]>, slope: Option<T>) {
+    for ch in 0..c {
+        let row = &mut y[ch * p..(ch + 1) * p];
+        let b = bias.map(|b| b[ch]).unwrap_or(T::ZERO);
+        match (bias.is_some(), slope) {
+            (false, None) => {}
+            (true, None) => row.iter_mut().for_each(|v| *v += b),
+            (_, Some(a)) => row.iter_mut().for_each(|v| {
+                let t = *v + b;
+                *v = if t > T::ZERO { t } else { t * a };
+            }),
+        }
+    }
+}
+
+/// Forward convolution: `y = act(conv(x, w) + bias)`; returns `y (n, cout, ho, wo)`.
+pub fn conv2d_fwd<T: Float>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    slope: Option<T>,
+    g: &ConvGeom,
+) -> Vec<T> {
+    let (p, kdim, cin_g, cout_g) = (g.p(), g.kdim(), g.cin_g(), g.cout_g());
+    let mut y = vec![T::ZERO; g.y_len()];
+    let (parallel, par) = plan(g.n, g.cout * kdim * p);
+    let yp = SendPtr(y.as_mut_ptr());
+    let x_n_len = g.cin * g.hw();
+    let y_n_len = g.cout * p;
+    let run = |n: usize, col: &[T]| {
+        // SAFETY: sample n writes only y[n·y_n_len ..][.. y_n_len].
+        let y_n = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * y_n_len), y_n_len) };
+        for gi in 0..g.groups {
+            // SAFETY: the matrices lie inside w, col and y_n.
+            unsafe {
+                matmul(
+                    cout_g,
+                    p,
+                    kdim,
+                    y_n.as_mut_ptr().add(gi * cout_g * p),
+                    p,
+                    false,
+                    Mat {
+                        ptr: w.as_ptr().add(gi * cout_g * kdim),
+                        rs: kdim as isize,
+                        cs: 1,
+                    },
+                    Mat {
+                        ptr: col.as_ptr().add(gi * kdim * p),
+                        rs: p as isize,
+                        cs: 1,
+                    },
+                    par,
+                );
+            }
+        }
+        epilogue(y_n, g.cout, p, bias, slope);
+    };
+    let _ = cin_g;
+    for_each_sample(g.n, parallel, |n| {
+        let x_n = &x[n * x_n_len..(n + 1) * x_n_len];
+        if g.is_pointwise() {
+            run(n, x_n);
+        } else {
+            T::with_scratch(g.cin * g.kh * g.kw * p, |col| {
+                im2col(x_n, g, col);
+                run(n, col);
+            });
+        }
+    });
+    y
+}
+
+/// Transposed convolution, the adjoint of [`conv2d_fwd`] in `x`:
+/// given `dy (n, cout, ho, wo)` and the convolution weight `w (cout, cin/g, kh, kw)`
+/// returns `act(dx + bias)` with `dx (n, cin, h, w)` and `bias` per input channel.
+/// This is both `conv_transpose2d` and the input gradient of `conv2d`.
+pub fn conv2d_bwd_input<T: Float>(
+    dy: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    slope: Option<T>,
+    g: &ConvGeom,
+) -> Vec<T> {
+    let (p, kdim, cin_g, cout_g, hw) = (g.p(), g.kdim(), g.cin_g(), g.cout_g(), g.hw());
+    let mut dx = vec![T::ZERO; g.x_len()];
+    let (parallel, par) = plan(g.n, g.cout * kdim * p);
+    let dxp = SendPtr(dx.as_mut_ptr());
+    let x_n_len = g.cin * hw;
+    let y_n_len = g.cout * p;
+    for_each_sample(g.n, parallel, |n| {
+        // SAFETY: sample n writes only its own slice of dx.
+        let dx_n = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(n * x_n_len), x_n_len) };
+        let dy_n = &dy[n * y_n_len..(n + 1) * y_n_len];
+        let gemm_into = |dst: *mut T, ld: usize| {
+            for gi in 0..g.groups {
+                // SAFETY: Wᵀ of group gi is (kdim × cout_g) with row stride 1 and
+                // column stride kdim; dst has kdim rows of ld per group.
+                unsafe {
+                    matmul(
+                        kdim,
+                        p,
+                        cout_g,
+                        dst.add(gi * kdim * ld),
+                        ld,
+                        false,
+                        Mat {
+                            ptr: w.as_ptr().add(gi * cout_g * kdim),
+                            rs: 1,
+                            cs: kdim as isize,
+                        },
+                        Mat {
+                            ptr: dy_n.as_ptr().add(gi * cout_g * p),
+                            rs: p as isize,
+                            cs: 1,
+                        },
+                        par,
+                    );
+                }
+            }
+        };
+        if g.is_pointwise() {
+            gemm_into(dx_n.as_mut_ptr(), hw);
+        } else {
+            T::with_scratch(g.cin * g.kh * g.kw * p, |col| {
+                gemm_into(col.as_mut_ptr(), p);
+                col2im(col, g, dx_n);
+            });
+        }
+        let _ = cin_g;
+        epilogue(dx_n, g.cin, hw, bias, slope);
+    });
+    dx
+}
+
+/// Weight gradient of [`conv2d_fwd`]: `dw = Σₙ dyₙ · col(xₙ)ᵀ`, shape
+/// `(cout, cin/groups, kh, kw)`.
+pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
+    let (p, kdim, cout_g, hw) = (g.p(), g.kdim(), g.cout_g(), g.hw());
+    let x_n_len = g.cin * hw;
+    let y_n_len = g.cout * p;
+    let nt = num_threads();
+    let big = g.n * g.cout * kdim * p >= 1 << 16;
+    let chunks = if big { g.n.min(nt) } else { 1 };
+    let par = if big && g.n < nt {
+        Parallelism::Rayon(nt)
+    } else {
+        Parallelism::None
+    };
+    let per_chunk = g.n.div_ceil(chunks.max(1));
+    let partial = |c: usize| -> Vec<T> {
+        let mut dw = vec![T::ZERO; g.w_len()];
+        let mut first = true;
+        for n in c * per_chunk..((c + 1) * per_chunk).min(g.n) {
+            let x_n = &x[n * x_n_len..(n + 1) * x_n_len];
+            let dy_n = &dy[n * y_n_len..(n + 1) * y_n_len];
+            let run = |col: &[T], ld: usize, dw: &mut [T], acc: bool| {
+                for gi in 0..g.groups {
+                    // SAFETY: col(x)ᵀ of group gi is (p × kdim): row stride 1,
+                    // column stride ld; dw rows are kdim long.
+                    unsafe {
+                        matmul(
+                            cout_g,
+                            kdim,
+                            p,
+                            dw.as_mut_ptr().add(gi * cout_g * kdim),
+                            kdim,
+                            acc,
+                            Mat {
+                                ptr: dy_n.as_ptr().add(gi * cout_g * p),
+                                rs: p as isize,
+                                cs: 1,
+                            },
+                            Mat {
+                                ptr: col.as_ptr().add(gi * kdim * ld),
+                                rs: 1,
+                                cs: ld as isize,
+                            },
+                            par,
+                        );
+                    }
+                }
+            };
+            if g.is_pointwise() {
+                run(x_n, hw, &mut dw, !first);
+            } else {
+                T::with_scratch(g.cin * g.kh * g.kw * p, |col| {
+                    im2col(x_n, g, col);
+                    run(col, p, &mut dw, !first);
+                });
+            }
+            first = false;
+        }
+        dw
+    };
+    let mut parts: Vec<Vec<T>> = if chunks > 1 && g.n >= nt {
+        (0..chunks)
+            .into_par_iter()
+            .with_max_len(1)
+            .map(partial)
+            .collect()
+    } else {
+        (0..chunks).map(partial).collect()
+    };
+    let mut dw = parts.swap_remove(0);
+    for part in parts {
+        for (d, s) in dw.iter_mut().zip(part) {
+            *d += s;
+        }
+    }
+    dw
+}

@@ -1,0 +1,31 @@
+//! # agesynth-nn
+//!
+//! Fast CPU kernels for agesynth's networks, plugged into candle as custom
+//! ops (`CustomOp1/2/3`) with their own backward passes, and the layers the
+//! GAN code builds on them.
+//!
+//! - [`ops`]: `conv2d`, `conv_transpose2d` (any stride, padding, dilation,
+//!   groups; fused bias and leaky ReLU), activations (leaky ReLU, tanh,
+//!   sigmoid, softplus) and per-channel scale-and-bias. On a CPU with `f32`
+//!   or `f64` tensors they run our kernels; on CUDA or in half precision they
+//!   fall back to candle's own ops, so model code is device-agnostic.
+//! - [`layers`]: [`Conv2d`], [`ConvTranspose2d`] and [`Activation`], built
+//!   like `candle_nn`'s (`new(&cfg, vb)`, weights named `weight` and `bias`).
+//! - [`kernels`]: the slice-level kernels themselves (im2col / col2im + GEMM
+//!   with the `gemm` crate's AVX-512 micro-kernels, parallel over the batch;
+//!   vectorised elementwise maps).
+//!
+//! Every backward pass is written through the same custom ops, so a gradient
+//! of a gradient (e.g. an R1 penalty) can be taken where candle allows it.
+//!
+//! Binaries that train on a CPU should also install a fast global allocator
+//! (for example `mimalloc`): large tensors are otherwise returned to the OS
+//! and page-faulted back in on every step.
+#![deny(missing_docs)]
+
+pub mod kernels;
+pub mod layers;
+pub mod ops;
+
+pub use layers::{Activation, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+pub use ops::{ConvParams, ConvTransposeParams};

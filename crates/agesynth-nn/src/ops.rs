@@ -1,0 +1,1074 @@
+//! Tensor-level operations: candle custom ops running our CPU kernels, with
+//! their backward passes written through the same ops, and a fallback to
+//! candle's own ops on other devices and dtypes.
+//!
+//! Every function here takes NCHW tensors (channel dimension 1). On a CPU
+//! device with `f32` or `f64` data it runs the kernels of [`crate::kernels`];
+//! anywhere else (CUDA, half precision) it composes candle's built-in ops,
+//! so the same model code runs everywhere.
+
+use crate::kernels::conv::{conv2d_bwd_input, conv2d_bwd_weight, conv2d_fwd, ConvGeom};
+use crate::kernels::eltwise::{self, Unary, UnaryBwd, UnaryKernel};
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor,
+};
+
+/// Hyper-parameters of a 2-D convolution (same on both axes), as in
+/// `candle_nn::Conv2dConfig`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvParams {
+    /// Zero padding on each side.
+    pub padding: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Dilation.
+    pub dilation: usize,
+    /// Channel groups.
+    pub groups: usize,
+}
+
+impl Default for ConvParams {
+    fn default() -> Self {
+        Self {
+            padding: 0,
+            stride: 1,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+}
+
+/// Hyper-parameters of a 2-D transposed convolution, as in PyTorch's
+/// `ConvTranspose2d` (weight layout `(in, out/groups, kh, kw)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTransposeParams {
+    /// Padding removed from each side of the full output.
+    pub padding: usize,
+    /// Extra rows/columns added to one side of the output.
+    pub output_padding: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Dilation.
+    pub dilation: usize,
+    /// Channel groups.
+    pub groups: usize,
+}
+
+impl Default for ConvTransposeParams {
+    fn default() -> Self {
+        Self {
+            padding: 0,
+            output_padding: 0,
+            stride: 1,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+}
+
+/// Whether `t` runs on our kernels (CPU, f32 or f64).
+pub fn uses_fast_path(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}
+
+// ---------------------------------------------------------------------------
+// Storage helpers.
+
+trait CpuElem: UnaryKernel {
+    fn get(s: &CpuStorage) -> Option<&[Self]>;
+    fn wrap(v: Vec<Self>) -> CpuStorage;
+}
+impl CpuElem for f32 {
+    fn get(s: &CpuStorage) -> Option<&[f32]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<f32>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+}
+impl CpuElem for f64 {
+    fn get(s: &CpuStorage) -> Option<&[f64]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn wrap(v: Vec<f64>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+}
+
+fn data<'a, T: CpuElem>(op: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        bail!("{op}: input is not contiguous")
+    };
+    match T::get(s) {
+        Some(v) => Ok(&v[a..b]),
+        None => bail!("{op}: mixed or unsupported dtypes ({:?})", s.dtype()),
+    }
+}
+
+fn is_f64(s: &CpuStorage) -> Result<bool> {
+    match s {
+        CpuStorage::F32(_) => Ok(false),
+        CpuStorage::F64(_) => Ok(true),
+        s => bail!(
+            "agesynth-nn kernels support f32 and f64, got {:?}",
+            s.dtype()
+        ),
+    }
+}
+
+use candle_core::backend::BackendStorage;
+
+fn dims4(op: &str, what: &str, l: &Layout) -> Result<(usize, usize, usize, usize)> {
+    match l.dims() {
+        &[a, b, c, d] => Ok((a, b, c, d)),
+        d => bail!("{op}: {what} must be 4-D (n, c, h, w), got shape {d:?}"),
+    }
+}
+
+/// `(channels, plane)` of an `(n, c, ...)` tensor.
+fn chan_plane(op: &str, l: &Layout) -> Result<(usize, usize)> {
+    let d = l.dims();
+    if d.len() < 2 {
+        bail!("{op}: expected a tensor with a channel dimension (n, c, ...), got shape {d:?}");
+    }
+    Ok((d[1], d[2..].iter().product()))
+}
+
+fn check_param(op: &str, what: &str, l: &Layout, c: usize) -> Result<()> {
+    if l.shape().elem_count() != c || l.dims().iter().filter(|&&d| d != 1).count() > 1 {
+        bail!(
+            "{op}: {what} must have {c} elements (one per channel), got shape {:?}",
+            l.dims()
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Convolutions.
+
+/// `act(conv2d(x, w) + b)`; `b` optional, `act` a leaky ReLU when `slope` is set.
+#[derive(Clone, Copy, Debug)]
+struct Conv2dOp {
+    p: ConvParams,
+    slope: Option<f64>,
+}
+
+impl Conv2dOp {
+    fn geom(&self, lx: &Layout, lw: &Layout) -> Result<ConvGeom> {
+        let (n, cin, h, w) = dims4("conv2d", "input", lx)?;
+        let (cout, cin_g, kh, kw) = dims4("conv2d", "weight", lw)?;
+        if cin_g * self.p.groups != cin {
+            bail!(
+                "conv2d: weight {:?} does not fit {cin} input channels with groups={}",
+                lw.dims(),
+                self.p.groups
+            );
+        }
+        ConvGeom::new(
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            kh,
+            kw,
+            self.p.stride,
+            self.p.padding,
+            self.p.dilation,
+            self.p.groups,
+        )
+        .map_err(|e| candle_core::Error::Msg(format!("conv2d: {e}")))
+    }
+
+    fn run<T: CpuElem>(
+        &self,
+        s: [(&CpuStorage, &Layout); 2],
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom(s[0].1, s[1].1)?;
+        let x = data::<T>("conv2d", s[0].0, s[0].1)?;
+        let w = data::<T>("conv2d", s[1].0, s[1].1)?;
+        let b = match b {
+            Some((sb, lb)) => {
+                check_param("conv2d", "bias", lb, g.cout)?;
+                Some(data::<T>("conv2d", sb, lb)?)
+            }
+            None => None,
+        };
+        let y = conv2d_fwd(x, w, b, self.slope.map(T::from_f64), &g);
+        Ok((T::wrap(y), Shape::from((g.n, g.cout, g.ho, g.wo))))
+    }
+
+    /// Gradients of (x, w, b) given the pre-activation gradient.
+    fn grads(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<[Tensor; 3]> {
+        let gp = match self.slope {
+            Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad)?,
+            None => grad.contiguous()?,
+        };
+        let (_, _, h, wd) = x.dims4()?;
+        let tp = ConvTransposeOp {
+            p: self.p,
+            out_h: h,
+            out_w: wd,
+            slope: None,
+        };
+        let dx = gp.apply_op2(w, tp)?;
+        let (_, _, kh, kw) = w.dims4()?;
+        let dw = x.apply_op2(&gp, ConvGradWeightOp { p: self.p, kh, kw })?;
+        let db = channel_sum(&gp)?;
+        Ok([dx, dw, db])
+    }
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "agesynth-conv2d"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            self.run::<f64>([(s1, l1), (s2, l2)], None)
+        } else {
+            self.run::<f32>([(s1, l1), (s2, l2)], None)
+        }
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, _] = self.grads(x, w, res, grad)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "agesynth-conv2d-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            self.run::<f64>([(s1, l1), (s2, l2)], Some((s3, l3)))
+        } else {
+            self.run::<f32>([(s1, l1), (s2, l2)], Some((s3, l3)))
+        }
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, db] = self.grads(x, w, res, grad)?;
+        Ok((Some(dx), Some(dw), Some(db.reshape(b.shape())?)))
+    }
+}
+
+/// `act(conv_transpose2d(x, w) + b)` with an explicit output size; `w` has
+/// the layout `(cin, cout/groups, kh, kw)`. This is also the input gradient of
+/// [`Conv2dOp`].
+#[derive(Clone, Copy, Debug)]
+struct ConvTransposeOp {
+    p: ConvParams,
+    out_h: usize,
+    out_w: usize,
+    slope: Option<f64>,
+}
+
+impl ConvTransposeOp {
+    /// The geometry of the adjoint convolution (output → input).
+    fn geom(&self, lx: &Layout, lw: &Layout) -> Result<ConvGeom> {
+        let (n, cin, h, w) = dims4("conv_transpose2d", "input", lx)?;
+        let (wc, cout_g, kh, kw) = dims4("conv_transpose2d", "weight", lw)?;
+        if wc != cin || cin % self.p.groups != 0 {
+            bail!(
+                "conv_transpose2d: weight {:?} does not fit {cin} input channels with groups={}",
+                lw.dims(),
+                self.p.groups
+            );
+        }
+        let g = ConvGeom::new(
+            n,
+            cout_g * self.p.groups,
+            self.out_h,
+            self.out_w,
+            cin,
+            kh,
+            kw,
+            self.p.stride,
+            self.p.padding,
+            self.p.dilation,
+            self.p.groups,
+        )
+        .map_err(|e| candle_core::Error::Msg(format!("conv_transpose2d: {e}")))?;
+        if (g.ho, g.wo) != (h, w) {
+            bail!(
+                "conv_transpose2d: output {}x{} is inconsistent with input {h}x{w}",
+                self.out_h,
+                self.out_w
+            );
+        }
+        Ok(g)
+    }
+
+    fn run<T: CpuElem>(
+        &self,
+        s: [(&CpuStorage, &Layout); 2],
+        b: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom(s[0].1, s[1].1)?;
+        let x = data::<T>("conv_transpose2d", s[0].0, s[0].1)?;
+        let w = data::<T>("conv_transpose2d", s[1].0, s[1].1)?;
+        let b = match b {
+            Some((sb, lb)) => {
+                check_param("conv_transpose2d", "bias", lb, g.cin)?;
+                Some(data::<T>("conv_transpose2d", sb, lb)?)
+            }
+            None => None,
+        };
+        let y = conv2d_bwd_input(x, w, b, self.slope.map(T::from_f64), &g);
+        Ok((T::wrap(y), Shape::from((g.n, g.cin, g.h, g.w))))
+    }
+
+    fn grads(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<[Tensor; 3]> {
+        let gp = match self.slope {
+            Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad)?,
+            None => grad.contiguous()?,
+        };
+        let dx = gp.apply_op2(
+            w,
+            Conv2dOp {
+                p: self.p,
+                slope: None,
+            },
+        )?;
+        let (_, _, kh, kw) = w.dims4()?;
+        let dw = gp.apply_op2(x, ConvGradWeightOp { p: self.p, kh, kw })?;
+        let db = channel_sum(&gp)?;
+        Ok([dx, dw, db])
+    }
+}
+
+impl CustomOp2 for ConvTransposeOp {
+    fn name(&self) -> &'static str {
+        "agesynth-conv-transpose2d"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            self.run::<f64>([(s1, l1), (s2, l2)], None)
+        } else {
+            self.run::<f32>([(s1, l1), (s2, l2)], None)
+        }
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, _] = self.grads(x, w, res, grad)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for ConvTransposeOp {
+    fn name(&self) -> &'static str {
+        "agesynth-conv-transpose2d-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            self.run::<f64>([(s1, l1), (s2, l2)], Some((s3, l3)))
+        } else {
+            self.run::<f32>([(s1, l1), (s2, l2)], Some((s3, l3)))
+        }
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [dx, dw, db] = self.grads(x, w, res, grad)?;
+        Ok((Some(dx), Some(dw), Some(db.reshape(b.shape())?)))
+    }
+}
+
+/// Weight gradient of a convolution: `(x, dy) ↦ dw (cout, cin/groups, kh, kw)`.
+#[derive(Clone, Copy, Debug)]
+struct ConvGradWeightOp {
+    p: ConvParams,
+    kh: usize,
+    kw: usize,
+}
+
+impl ConvGradWeightOp {
+    fn run<T: CpuElem>(
+        &self,
+        s1: &CpuStorage,
+        lx: &Layout,
+        s2: &CpuStorage,
+        ly: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, cin, h, w) = dims4("conv2d weight grad", "input", lx)?;
+        let (ny, cout, ho, wo) = dims4("conv2d weight grad", "output grad", ly)?;
+        let g = ConvGeom::new(
+            n,
+            cin,
+            h,
+            w,
+            cout,
+            self.kh,
+            self.kw,
+            self.p.stride,
+            self.p.padding,
+            self.p.dilation,
+            self.p.groups,
+        )
+        .map_err(|e| candle_core::Error::Msg(format!("conv2d weight grad: {e}")))?;
+        if (ny, g.ho, g.wo) != (n, ho, wo) {
+            bail!(
+                "conv2d weight grad: output grad {:?} does not match input {:?}",
+                ly.dims(),
+                lx.dims()
+            );
+        }
+        let x = data::<T>("conv2d weight grad", s1, lx)?;
+        let dy = data::<T>("conv2d weight grad", s2, ly)?;
+        let dw = conv2d_bwd_weight(x, dy, &g);
+        Ok((
+            T::wrap(dw),
+            Shape::from((cout, g.cin_g(), self.kh, self.kw)),
+        ))
+    }
+}
+
+impl CustomOp2 for ConvGradWeightOp {
+    fn name(&self) -> &'static str {
+        "agesynth-conv2d-grad-weight"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            self.run::<f64>(s1, l1, s2, l2)
+        } else {
+            self.run::<f32>(s1, l1, s2, l2)
+        }
+    }
+    /// The weight gradient is bilinear in `(x, dy)`: its adjoints are a
+    /// transposed convolution of `dy` and a convolution of `x` by `grad`.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let (_, _, h, w) = x.dims4()?;
+        let dx = dy.apply_op2(
+            &grad,
+            ConvTransposeOp {
+                p: self.p,
+                out_h: h,
+                out_w: w,
+                slope: None,
+            },
+        )?;
+        let ddy = x.apply_op2(
+            &grad,
+            Conv2dOp {
+                p: self.p,
+                slope: None,
+            },
+        )?;
+        Ok((Some(dx), Some(ddy)))
+    }
+}
+
+fn conv_out(h: usize, p: &ConvParams, k: usize) -> usize {
+    let e = p.dilation * (k.max(1) - 1) + 1;
+    (h + 2 * p.padding).saturating_sub(e) / p.stride.max(1) + 1
+}
+
+/// 2-D convolution `act(conv2d(x, w) + b)` of `x (n, cin, h, w)` by
+/// `w (cout, cin/groups, kh, kw)`, with an optional bias `(cout)` and an
+/// optional fused leaky ReLU of negative slope `slope ≥ 0`.
+pub fn conv2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: &ConvParams,
+    slope: Option<f64>,
+) -> Result<Tensor> {
+    if uses_fast_path(x) && slope.is_none_or(|a| a >= 0.0) {
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        let op = Conv2dOp { p: *p, slope };
+        return match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        };
+    }
+    let mut y = x.conv2d(w, p.padding, p.stride, p.dilation, p.groups)?;
+    if let Some(b) = b {
+        y = y.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+    }
+    match slope {
+        Some(a) => candle_nn::ops::leaky_relu(&y, a),
+        None => Ok(y),
+    }
+}
+
+/// 2-D convolution `conv2d(x, w) + b` (see [`conv2d_act`]).
+pub fn conv2d(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvParams) -> Result<Tensor> {
+    conv2d_act(x, w, b, p, None)
+}
+
+/// Transposed 2-D convolution `act(conv_transpose2d(x, w) + b)` of
+/// `x (n, cin, h, w)` by `w (cin, cout/groups, kh, kw)` (PyTorch's layout),
+/// bias `(cout)` optional, fused leaky ReLU when `slope` is set. The output
+/// is `(h − 1)·stride − 2·padding + dilation·(k − 1) + output_padding + 1` high.
+pub fn conv_transpose2d_act(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: &ConvTransposeParams,
+    slope: Option<f64>,
+) -> Result<Tensor> {
+    let (_, _, h, wd) = x.dims4()?;
+    let (_, _, kh, kw) = w.dims4()?;
+    let full = |n: usize, k: usize| -> Result<usize> {
+        let v = (n.max(1) - 1) * p.stride + p.dilation * (k.max(1) - 1) + p.output_padding + 1;
+        if v <= 2 * p.padding || p.output_padding >= p.stride.max(p.dilation) {
+            bail!(
+                "conv_transpose2d: padding {} / output_padding {} do not fit input size {n} and kernel {k}",
+                p.padding,
+                p.output_padding
+            );
+        }
+        Ok(v - 2 * p.padding)
+    };
+    let (out_h, out_w) = (full(h, kh)?, full(wd, kw)?);
+    let cp = ConvParams {
+        padding: p.padding,
+        stride: p.stride,
+        dilation: p.dilation,
+        groups: p.groups,
+    };
+    if uses_fast_path(x) && slope.is_none_or(|a| a >= 0.0) {
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        let op = ConvTransposeOp {
+            p: cp,
+            out_h,
+            out_w,
+            slope,
+        };
+        return match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        };
+    }
+    let mut y = if p.groups == 1 {
+        x.conv_transpose2d(w, p.padding, p.output_padding, p.stride, p.dilation)?
+    } else {
+        let xs = x.chunk(p.groups, 1)?;
+        let ws = w.chunk(p.groups, 0)?;
+        let ys = xs
+            .iter()
+            .zip(&ws)
+            .map(|(x, w)| x.conv_transpose2d(w, p.padding, p.output_padding, p.stride, p.dilation))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&ys, 1)?
+    };
+    if let Some(b) = b {
+        y = y.broadcast_add(&b.reshape((1, (), 1, 1))?)?;
+    }
+    match slope {
+        Some(a) => candle_nn::ops::leaky_relu(&y, a),
+        None => Ok(y),
+    }
+}
+
+/// Transposed 2-D convolution `conv_transpose2d(x, w) + b` (see
+/// [`conv_transpose2d_act`]).
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: &ConvTransposeParams,
+) -> Result<Tensor> {
+    conv_transpose2d_act(x, w, b, p, None)
+}
+
+/// Output size of a convolution along one axis (helper for layer code).
+pub fn conv2d_out_size(size: usize, kernel: usize, p: &ConvParams) -> usize {
+    conv_out(size, p, kernel)
+}
+
+// ---------------------------------------------------------------------------
+// Elementwise activations.
+
+#[derive(Clone, Copy, Debug)]
+struct UnaryOp(Unary);
+
+impl CustomOp1 for UnaryOp {
+    fn name(&self) -> &'static str {
+        match self.0 {
+            Unary::LeakyRelu(_) => "agesynth-leaky-relu",
+            Unary::Tanh => "agesynth-tanh",
+            Unary::Sigmoid => "agesynth-sigmoid",
+            Unary::Softplus => "agesynth-softplus",
+        }
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let st = if is_f64(s)? {
+            CpuStorage::F64(eltwise::unary(self.0, data::<f64>(self.name(), s, l)?))
+        } else {
+            CpuStorage::F32(eltwise::unary(self.0, data::<f32>(self.name(), s, l)?))
+        };
+        Ok((st, l.shape().clone()))
+    }
+    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = match self.0 {
+            Unary::LeakyRelu(a) => unary_bwd(UnaryBwd::LeakyRelu(a), x, grad)?,
+            Unary::Tanh => unary_bwd(UnaryBwd::Tanh, res, grad)?,
+            Unary::Sigmoid => unary_bwd(UnaryBwd::Sigmoid, res, grad)?,
+            Unary::Softplus => unary_bwd(UnaryBwd::Softplus, x, grad)?,
+        };
+        Ok(Some(g))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct UnaryBwdOp(UnaryBwd);
+
+impl CustomOp2 for UnaryBwdOp {
+    fn name(&self) -> &'static str {
+        "agesynth-activation-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            bail!(
+                "activation grad: shapes {:?} and {:?} differ",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let st = if is_f64(s1)? {
+            let (v, g) = (
+                data::<f64>(self.name(), s1, l1)?,
+                data::<f64>(self.name(), s2, l2)?,
+            );
+            CpuStorage::F64(eltwise::unary_bwd(self.0, v, g))
+        } else {
+            let (v, g) = (
+                data::<f32>(self.name(), s1, l1)?,
+                data::<f32>(self.name(), s2, l2)?,
+            );
+            CpuStorage::F32(eltwise::unary_bwd(self.0, v, g))
+        };
+        Ok((st, l1.shape().clone()))
+    }
+    /// `o = f'(v)·g` is linear in `g`; its derivative in `v` is composed.
+    fn bwd(
+        &self,
+        v: &Tensor,
+        g: &Tensor,
+        _res: &Tensor,
+        gg: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dg = unary_bwd(self.0, v, gg)?;
+        let dv = match self.0 {
+            UnaryBwd::LeakyRelu(_) => None,
+            UnaryBwd::Tanh => Some(((v * -2.0)?.mul(g)?.mul(gg))?),
+            UnaryBwd::Sigmoid => Some(((v * -2.0)? + 1.0)?.mul(g)?.mul(gg)?),
+            UnaryBwd::Softplus => {
+                let s = sigmoid(v)?;
+                Some(unary_bwd(UnaryBwd::Sigmoid, &s, &g.mul(gg)?)?)
+            }
+        };
+        Ok((dv, Some(dg)))
+    }
+}
+
+fn unary_bwd(f: UnaryBwd, v: &Tensor, g: &Tensor) -> Result<Tensor> {
+    if uses_fast_path(v) {
+        return v.contiguous()?.apply_op2(&g.contiguous()?, UnaryBwdOp(f));
+    }
+    match f {
+        UnaryBwd::LeakyRelu(a) => {
+            let mask = v.gt(0.0)?;
+            mask.where_cond(g, &(g * a)?)
+        }
+        UnaryBwd::Tanh => g.mul(&(v.sqr()?.neg()? + 1.0)?),
+        UnaryBwd::Sigmoid => g.mul(&v.mul(&(v.neg()? + 1.0)?)?),
+        UnaryBwd::Softplus => g.mul(&candle_nn::ops::sigmoid(v)?),
+    }
+}
+
+fn unary(f: Unary, x: &Tensor) -> Result<Tensor> {
+    if uses_fast_path(x) && !matches!(f, Unary::LeakyRelu(a) if a < 0.0) {
+        return x.contiguous()?.apply_op1(UnaryOp(f));
+    }
+    match f {
+        Unary::LeakyRelu(a) => candle_nn::ops::leaky_relu(x, a),
+        Unary::Tanh => x.tanh(),
+        Unary::Sigmoid => candle_nn::ops::sigmoid(x),
+        Unary::Softplus => x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?,
+    }
+}
+
+/// Leaky ReLU: `x` where `x > 0`, else `slope·x`.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    unary(Unary::LeakyRelu(slope), x)
+}
+
+/// Hyperbolic tangent.
+pub fn tanh(x: &Tensor) -> Result<Tensor> {
+    unary(Unary::Tanh, x)
+}
+
+/// Logistic sigmoid `1 / (1 + e^{−x})`.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    unary(Unary::Sigmoid, x)
+}
+
+/// Softplus `ln(1 + eˣ)`, computed without overflow.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    unary(Unary::Softplus, x)
+}
+
+// ---------------------------------------------------------------------------
+// Per-channel maps.
+
+/// `act(x·s[c] + b[c])` on `(n, c, ...)`; scale and bias optional.
+#[derive(Clone, Copy, Debug)]
+struct ChannelAffineOp {
+    has_scale: bool,
+    slope: Option<f64>,
+}
+
+impl ChannelAffineOp {
+    fn run<T: CpuElem>(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        p: &[(&CpuStorage, &Layout)],
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = "channel affine";
+        let (c, plane) = chan_plane(name, lx)?;
+        let x = data::<T>(name, sx, lx)?;
+        let mut params = Vec::with_capacity(2);
+        for &(s, l) in p {
+            check_param(name, "per-channel parameter", l, c)?;
+            params.push(data::<T>(name, s, l)?);
+        }
+        let (scale, bias) = match (self.has_scale, params.as_slice()) {
+            (true, [s]) => (Some(*s), None),
+            (true, [s, b]) => (Some(*s), Some(*b)),
+            (false, [b]) => (None, Some(*b)),
+            _ => bail!("{name}: wrong number of parameters"),
+        };
+        let y = eltwise::channel_affine(x, c, plane, scale, bias, self.slope.map(T::from_f64));
+        Ok((T::wrap(y), lx.shape().clone()))
+    }
+
+    fn grad_pre(&self, res: &Tensor, grad: &Tensor) -> Result<Tensor> {
+        match self.slope {
+            Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad),
+            None => grad.contiguous(),
+        }
+    }
+}
+
+impl CustomOp2 for ChannelAffineOp {
+    fn name(&self) -> &'static str {
+        if self.has_scale {
+            "agesynth-channel-scale"
+        } else {
+            "agesynth-channel-bias"
+        }
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            self.run::<f64>(s1, l1, &[(s2, l2)])
+        } else {
+            self.run::<f32>(s1, l1, &[(s2, l2)])
+        }
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        p: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gp = self.grad_pre(res, grad)?;
+        if self.has_scale {
+            let dx = channel_affine(&gp, Some(p), None, None)?;
+            let dp = channel_dot(&gp, x)?.reshape(p.shape())?;
+            Ok((Some(dx), Some(dp)))
+        } else {
+            let dp = channel_sum(&gp)?.reshape(p.shape())?;
+            Ok((Some(gp), Some(dp)))
+        }
+    }
+}
+
+impl CustomOp3 for ChannelAffineOp {
+    fn name(&self) -> &'static str {
+        "agesynth-channel-scale-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            self.run::<f64>(s1, l1, &[(s2, l2), (s3, l3)])
+        } else {
+            self.run::<f32>(s1, l1, &[(s2, l2), (s3, l3)])
+        }
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        s: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let gp = self.grad_pre(res, grad)?;
+        let dx = channel_affine(&gp, Some(s), None, None)?;
+        let ds = channel_dot(&gp, x)?.reshape(s.shape())?;
+        let db = channel_sum(&gp)?.reshape(b.shape())?;
+        Ok((Some(dx), Some(ds), Some(db)))
+    }
+}
+
+/// Per-channel `act(x·scale[c] + bias[c])` on `x (n, c, ...)`, with `scale`
+/// and `bias` of `c` elements (shape `(c)` or `(1, c, 1, 1)`), either
+/// optional, and a fused leaky ReLU when `slope ≥ 0` is given.
+pub fn channel_affine(
+    x: &Tensor,
+    scale: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    slope: Option<f64>,
+) -> Result<Tensor> {
+    if uses_fast_path(x) && slope.is_none_or(|a| a >= 0.0) {
+        let x = x.contiguous()?;
+        return match (scale, bias) {
+            (Some(s), Some(b)) => x.apply_op3(
+                &s.contiguous()?,
+                &b.contiguous()?,
+                ChannelAffineOp {
+                    has_scale: true,
+                    slope,
+                },
+            ),
+            (Some(s), None) => x.apply_op2(
+                &s.contiguous()?,
+                ChannelAffineOp {
+                    has_scale: true,
+                    slope,
+                },
+            ),
+            (None, Some(b)) => x.apply_op2(
+                &b.contiguous()?,
+                ChannelAffineOp {
+                    has_scale: false,
+                    slope,
+                },
+            ),
+            (None, None) => match slope {
+                Some(a) => leaky_relu(&x, a),
+                None => Ok(x),
+            },
+        };
+    }
+    let c = x.dim(1)?;
+    let mut shape = vec![1; x.rank()];
+    shape[1] = c;
+    let mut y = x.clone();
+    if let Some(s) = scale {
+        y = y.broadcast_mul(&s.reshape(shape.as_slice())?)?;
+    }
+    if let Some(b) = bias {
+        y = y.broadcast_add(&b.reshape(shape.as_slice())?)?;
+    }
+    match slope {
+        Some(a) => candle_nn::ops::leaky_relu(&y, a),
+        None => Ok(y),
+    }
+}
+
+/// Scale-and-bias per channel: `x·scale[c] + bias[c]`.
+pub fn scale_bias(x: &Tensor, scale: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    channel_affine(x, Some(scale), Some(bias), None)
+}
+
+/// Fused per-channel bias and leaky ReLU: `leaky_relu(x + bias[c], slope)`.
+pub fn bias_leaky_relu(x: &Tensor, bias: &Tensor, slope: f64) -> Result<Tensor> {
+    channel_affine(x, None, Some(bias), Some(slope))
+}
+
+/// Per-channel reduction: `Σ x` or `Σ x·y` over all dimensions but 1.
+#[derive(Clone, Copy, Debug)]
+struct ChannelReduceOp;
+
+impl ChannelReduceOp {
+    fn run<T: CpuElem>(
+        x: (&CpuStorage, &Layout),
+        y: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = "channel sum";
+        let (c, plane) = chan_plane(name, x.1)?;
+        let xs = data::<T>(name, x.0, x.1)?;
+        let ys = match y {
+            Some((s, l)) => {
+                if l.shape() != x.1.shape() {
+                    bail!("{name}: shapes {:?} and {:?} differ", x.1.dims(), l.dims());
+                }
+                Some(data::<T>(name, s, l)?)
+            }
+            None => None,
+        };
+        Ok((
+            T::wrap(eltwise::channel_reduce(xs, ys, c, plane)),
+            Shape::from(c),
+        ))
+    }
+}
+
+fn expand_channels(g: &Tensor, like: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![1; like.rank()];
+    shape[1] = g.elem_count();
+    g.reshape(shape.as_slice())?
+        .broadcast_as(like.shape())?
+        .contiguous()
+}
+
+impl CustomOp1 for ChannelReduceOp {
+    fn name(&self) -> &'static str {
+        "agesynth-channel-sum"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s)? {
+            Self::run::<f64>((s, l), None)
+        } else {
+            Self::run::<f32>((s, l), None)
+        }
+    }
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(expand_channels(grad, x)?))
+    }
+}
+
+impl CustomOp2 for ChannelReduceOp {
+    fn name(&self) -> &'static str {
+        "agesynth-channel-dot"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            Self::run::<f64>((s1, l1), Some((s2, l2)))
+        } else {
+            Self::run::<f32>((s1, l1), Some((s2, l2)))
+        }
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = channel_affine(y, Some(grad), None, None)?;
+        let dy = channel_affine(x, Some(grad), None, None)?;
+        Ok((Some(dx), Some(dy)))
+    }
+}
+
+/// Per-channel sum of `x (n, c, ...)` over every dimension but 1; shape `(c)`.
+pub fn channel_sum(x: &Tensor) -> Result<Tensor> {
+    if uses_fast_path(x) {
+        return x.contiguous()?.apply_op1(ChannelReduceOp);
+    }
+    let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+    x.sum(dims.as_slice())
+}
+
+/// Per-channel dot product `Σ x·y` over every dimension but 1; shape `(c)`.
+pub fn channel_dot(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    if uses_fast_path(x) {
+        return x.contiguous()?.apply_op2(&y.contiguous()?, ChannelReduceOp);
+    }
+    let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+    x.mul(y)?.sum(dims.as_slice())
+}

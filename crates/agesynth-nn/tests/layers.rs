@@ -1,0 +1,128 @@
+//! The layers: candle_nn-compatible weight names and shapes, and the same
+//! outputs as candle's layers built from the same weights.
+
+use agesynth_nn::{Activation, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
+    let s = b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
+    d / s.max(1e-30)
+}
+
+#[test]
+fn conv2d_layer_names_shapes_and_output() {
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    let cfg = Conv2dConfig {
+        padding: 1,
+        stride: 2,
+        groups: 2,
+        activation: Activation::LeakyRelu(0.2),
+        ..Conv2dConfig::new(4, 6, 3)
+    };
+    let layer = Conv2d::new(&cfg, vb.pp("enc")).unwrap();
+    let data = map.data().lock().unwrap();
+    assert_eq!(data["enc.weight"].dims(), &[6, 2, 3, 3]);
+    assert_eq!(data["enc.bias"].dims(), &[6]);
+    drop(data);
+    let x = Tensor::randn(0f32, 1., (2, 4, 9, 7), &Device::Cpu).unwrap();
+    let y = layer.forward(&x).unwrap();
+    let reference = candle_nn::Conv2d::new(
+        layer.weight().clone(),
+        layer.bias().cloned(),
+        candle_nn::Conv2dConfig {
+            padding: 1,
+            stride: 2,
+            groups: 2,
+            ..Default::default()
+        },
+    );
+    let r = candle_nn::ops::leaky_relu(&reference.forward(&x).unwrap(), 0.2).unwrap();
+    assert_eq!(y.dims(), &[2, 6, 5, 4]);
+    assert!(rel_err(&y, &r) < 1e-5);
+    // A tanh activation is applied after the convolution.
+    let t = Conv2d::from_tensors(
+        layer.weight().clone(),
+        None,
+        &Conv2dConfig {
+            activation: Activation::Tanh,
+            ..cfg
+        },
+    )
+    .unwrap();
+    let rt = reference
+        .forward(&x)
+        .unwrap()
+        .broadcast_sub(&layer.bias().unwrap().reshape((1, 6, 1, 1)).unwrap())
+        .unwrap()
+        .tanh()
+        .unwrap();
+    assert!(rel_err(&t.forward(&x).unwrap(), &rt) < 1e-5);
+}
+
+#[test]
+fn conv_transpose2d_layer_matches_candle_nn() {
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    let cfg = ConvTranspose2dConfig {
+        padding: 1,
+        stride: 2,
+        ..ConvTranspose2dConfig::new(8, 4, 4)
+    };
+    let layer = ConvTranspose2d::new(&cfg, vb.pp("up")).unwrap();
+    assert_eq!(
+        map.data().lock().unwrap()["up.weight"].dims(),
+        &[8, 4, 4, 4]
+    );
+    let x = Tensor::randn(0f32, 1., (3, 8, 5, 6), &Device::Cpu).unwrap();
+    let y = layer.forward(&x).unwrap();
+    assert_eq!(y.dims(), &[3, 4, 10, 12]);
+    let reference = candle_nn::ConvTranspose2d::new(
+        layer.weight().clone(),
+        layer.bias().cloned(),
+        candle_nn::ConvTranspose2dConfig {
+            padding: 1,
+            stride: 2,
+            output_padding: 0,
+            dilation: 1,
+        },
+    );
+    assert!(rel_err(&y, &reference.forward(&x).unwrap()) < 1e-5);
+}
+
+#[test]
+fn bad_layer_configs_are_errors() {
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+    let cfg = Conv2dConfig {
+        groups: 3,
+        ..Conv2dConfig::new(4, 6, 3)
+    };
+    assert!(Conv2d::new(&cfg, vb.pp("a")).is_err());
+    let cfg = ConvTranspose2dConfig {
+        groups: 0,
+        ..ConvTranspose2dConfig::new(4, 6, 3)
+    };
+    assert!(ConvTranspose2d::new(&cfg, vb.pp("b")).is_err());
+    let layer = Conv2d::new(&Conv2dConfig::new(4, 6, 3), vb.pp("c")).unwrap();
+    let x = Tensor::zeros((1, 5, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    assert!(
+        layer.forward(&x).is_err(),
+        "wrong input channels must be an error"
+    );
+}
