@@ -1,0 +1,2 @@
+//! Criterion bench of a full cStyleGAN training step (placeholder until filled in).
+fn main() {}

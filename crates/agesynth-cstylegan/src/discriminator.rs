@@ -1,0 +1,180 @@
+//! The discriminator: residual, minibatch-stddev, projection-conditioned on
+//! the age group.
+
+use std::f64::consts::FRAC_1_SQRT_2;
+
+use agesynth_core::{AgeBins, AgeGroup, ConditionalDiscriminator, Error, Result};
+use candle_core::Tensor;
+use candle_nn::{Init, VarBuilder};
+
+use crate::config::CStyleGanConfig;
+use crate::layers::{downsample2x, EqualConv2d, EqualLinear};
+
+/// A residual down block: `conv0` (3×3 at the input resolution), 2×2
+/// average pooling, `conv1` (3×3 at half resolution), and a skip path of
+/// pooling and a 1×1 convolution without bias; the sum is scaled by `1/√2`.
+#[derive(Debug, Clone)]
+struct DBlock {
+    conv0: EqualConv2d,
+    conv1: EqualConv2d,
+    skip: EqualConv2d,
+}
+
+impl DBlock {
+    fn new(cin: usize, cout: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            conv0: EqualConv2d::new(cin, cin, 3, true, true, vb.pp("conv0"))?,
+            conv1: EqualConv2d::new(cin, cout, 3, true, true, vb.pp("conv1"))?,
+            skip: EqualConv2d::new(cin, cout, 1, false, false, vb.pp("skip"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self
+            .conv1
+            .forward(&downsample2x(&self.conv0.forward(x)?)?)?;
+        let s = self.skip.forward(&downsample2x(x)?)?;
+        Ok(((y + s)? * FRAC_1_SQRT_2)?)
+    }
+}
+
+/// The cStyleGAN discriminator. From RGB (1×1 conv) at full resolution,
+/// residual blocks down to 4×4, minibatch standard deviation, a 3×3 conv, a
+/// fully connected layer to features `φ(x)` of width `C₄`, and the logit
+/// `ψ(φ(x)) + ⟨e_g, φ(x)⟩/√C₄` with a learned embedding `e_g` of the claimed
+/// age group (projection discriminator, Miyato & Koyama 2018).
+///
+/// Weights `from_rgb.*`, `blocks.{i}.{conv0,conv1,skip}.*` (block `i` takes
+/// level `levels-1-i` to the one below), `final_conv.*`, `final_fc.*`,
+/// `out.*`, `age_embed (groups, C₄)`.
+#[derive(Debug, Clone)]
+pub struct Discriminator {
+    cfg: CStyleGanConfig,
+    bins: AgeBins,
+    from_rgb: EqualConv2d,
+    blocks: Vec<DBlock>,
+    final_conv: EqualConv2d,
+    final_fc: EqualLinear,
+    out: EqualLinear,
+    age_embed: Tensor,
+}
+
+impl Discriminator {
+    /// Builds the discriminator of `cfg` from `vb`.
+    pub fn new(cfg: &CStyleGanConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let ch = &cfg.d_channels;
+        let top = cfg.levels() - 1;
+        let from_rgb = EqualConv2d::new(3, ch[top], 1, true, true, vb.pp("from_rgb"))?;
+        let vbb = vb.pp("blocks");
+        let blocks = (0..top)
+            .map(|i| {
+                let level = top - i;
+                DBlock::new(ch[level], ch[level - 1], vbb.pp(i))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let c4 = ch[0];
+        let final_conv = EqualConv2d::new(
+            c4 + cfg.mbstd_features,
+            c4,
+            3,
+            true,
+            true,
+            vb.pp("final_conv"),
+        )?;
+        let final_fc = EqualLinear::new(c4 * 16, c4, Some(0.0), 1.0, true, vb.pp("final_fc"))?;
+        let out = EqualLinear::new(c4, 1, Some(0.0), 1.0, false, vb.pp("out"))?;
+        let age_embed = vb.get_with_hints(
+            (cfg.num_groups(), c4),
+            "age_embed",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            bins: cfg.bins()?,
+            from_rgb,
+            blocks,
+            final_conv,
+            final_fc,
+            out,
+            age_embed,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CStyleGanConfig {
+        &self.cfg
+    }
+
+    /// Minibatch standard deviation (StyleGAN2): within groups of `G` images,
+    /// the standard deviation of every feature, averaged over channels (split
+    /// in `F` parts) and positions, appended as `F` constant planes.
+    fn minibatch_stddev(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let g = (1..=self.cfg.mbstd_group.min(n))
+            .rev()
+            .find(|g| n % g == 0)
+            .unwrap_or(1);
+        let f = self.cfg.mbstd_features;
+        let m = n / g;
+        let y = x.reshape((g, m, f, c / f, h, w))?;
+        let y = y.broadcast_sub(&y.mean_keepdim(0)?)?;
+        let y = (y.sqr()?.mean(0)? + 1e-8)?.sqrt()?; // (m, f, c/f, h, w)
+        let y = y.mean((2, 3, 4))?; // (m, f)
+        let y = y
+            .reshape((1, m, f, 1, 1))?
+            .broadcast_as((g, m, f, h, w))?
+            .reshape((n, f, h, w))?;
+        Ok(Tensor::cat(&[x, &y], 1)?)
+    }
+
+    /// Logits `(N,)` of `images (N, 3, S, S)` claimed to show group indices
+    /// `group_idx (N,)` (u32).
+    pub fn forward_idx(&self, images: &Tensor, group_idx: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = images.dims4()?;
+        let s = self.cfg.image_size;
+        if c != 3 || h != s || w != s {
+            return Err(Error::InvalidInput(format!(
+                "the discriminator expects (N, 3, {s}, {s}) images, got {:?}",
+                images.dims()
+            )));
+        }
+        let mut x = self.from_rgb.forward(images)?;
+        for b in &self.blocks {
+            x = b.forward(&x)?;
+        }
+        let x = self.final_conv.forward(&self.minibatch_stddev(&x)?)?;
+        let phi = self.final_fc.forward(&x.flatten_from(1)?)?; // (N, C4)
+        let c4 = phi.dim(1)?;
+        let e = self.age_embed.index_select(group_idx, 0)?;
+        let proj = ((e * &phi)?.sum(1)? / (c4 as f64).sqrt())?;
+        let logit = self.out.forward(&phi)?.reshape(n)?;
+        Ok((logit + proj)?)
+    }
+
+    /// Logits `(N,)` of `images (N, 3, S, S)` claimed to show `groups`.
+    pub fn forward(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
+        let n = images.dim(0)?;
+        if groups.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "{n} images but {} age groups",
+                groups.len()
+            )));
+        }
+        let idx = self.bins.index_tensor(groups, images.device())?;
+        self.forward_idx(images, &idx)
+    }
+}
+
+impl ConditionalDiscriminator for Discriminator {
+    fn logits(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
+        self.forward(images, groups)
+    }
+
+    fn age_bins(&self) -> &AgeBins {
+        &self.bins
+    }
+}

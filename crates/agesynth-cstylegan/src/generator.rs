@@ -1,0 +1,505 @@
+//! The generator: mapping network (z ++ age embedding -> w) and synthesis
+//! network (w's -> image), with the truncation trick and style mixing.
+
+use agesynth_core::{AgeBins, AgeGenerator, AgeGroup, Error, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Init, VarBuilder};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::CStyleGanConfig;
+use crate::layers::{pixel_norm, upsample2x, EqualLinear, StyledConv, ToRgb};
+
+/// Names (relative to the generator's prefix) of variables that are buffers,
+/// not trained parameters: the running mean of `w` per age group.
+pub const GENERATOR_BUFFERS: [&str; 1] = ["w_avg"];
+
+/// Where the synthesis network's per-pixel noise comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Noise {
+    /// Fresh Gaussian noise from the device's generator (training).
+    #[default]
+    Random,
+    /// Gaussian noise from a seeded generator: the same seed and batch size
+    /// give the same noise (reproducible samples and tests).
+    Seeded(u64),
+    /// No noise.
+    Off,
+}
+
+/// Style mixing: a second latent whose `w` drives the layers from
+/// `crossover` on (`1 <= crossover < num_ws`).
+#[derive(Debug, Clone)]
+pub struct StyleMix {
+    /// Second latents `(N, z_dim)`.
+    pub z: Tensor,
+    /// First `w` index taken from the second latent.
+    pub crossover: usize,
+}
+
+/// Options of [`Generator::forward`].
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Truncation `ψ`: `w ← w̄_g + ψ (w − w̄_g)` towards the running mean of
+    /// the target group. 1 disables it, 0 gives each group's mean face.
+    pub truncation: f64,
+    /// Optional style mixing with a second latent.
+    pub mixing: Option<StyleMix>,
+    /// Noise inputs.
+    pub noise: Noise,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            truncation: 1.0,
+            mixing: None,
+            noise: Noise::Random,
+        }
+    }
+}
+
+/// The mapping network: `z` (pixel-normalised) concatenated with a learned,
+/// pixel-normalised embedding of the age group, through an MLP with leaky
+/// ReLUs and equalised learning rate (multiplier `mapping_lr_mul`).
+/// Weights `age_embed (groups, age_embed_dim)`, `layers.{i}.*`.
+#[derive(Debug, Clone)]
+pub struct MappingNetwork {
+    age_embed: Tensor,
+    layers: Vec<EqualLinear>,
+}
+
+impl MappingNetwork {
+    /// Builds the mapping network of `cfg`.
+    pub fn new(cfg: &CStyleGanConfig, vb: VarBuilder) -> Result<Self> {
+        let age_embed = vb.get_with_hints(
+            (cfg.num_groups(), cfg.age_embed_dim),
+            "age_embed",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        )?;
+        let mut layers = Vec::with_capacity(cfg.mapping_layers);
+        let vbl = vb.pp("layers");
+        for i in 0..cfg.mapping_layers {
+            let in_dim = if i == 0 {
+                cfg.z_dim + cfg.age_embed_dim
+            } else {
+                cfg.w_dim
+            };
+            layers.push(EqualLinear::new(
+                in_dim,
+                cfg.w_dim,
+                Some(0.0),
+                cfg.mapping_lr_mul,
+                true,
+                vbl.pp(i),
+            )?);
+        }
+        Ok(Self { age_embed, layers })
+    }
+
+    /// `z (N, z_dim)` and group indices `(N,)` u32 -> `w (N, w_dim)`.
+    pub fn forward(&self, z: &Tensor, group_idx: &Tensor) -> Result<Tensor> {
+        let e = pixel_norm(&self.age_embed.index_select(group_idx, 0)?)?;
+        let mut x = Tensor::cat(&[&pixel_norm(z)?, &e], 1)?;
+        for l in &self.layers {
+            x = l.forward(&x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// One resolution level of the synthesis network: an upsampling styled conv
+/// (absent at 4×4), a styled conv and a to-RGB layer.
+#[derive(Debug, Clone)]
+struct SynthesisBlock {
+    conv0: Option<StyledConv>,
+    conv1: StyledConv,
+    to_rgb: ToRgb,
+}
+
+/// The synthesis network: a learned 4×4 constant, then per level styled
+/// convolutions with noise, and skip connections summing the (upsampled)
+/// to-RGB outputs of every level. Weights `const_input (1, C, 4, 4)`,
+/// `blocks.{level}.{conv0,conv1,to_rgb}.*`.
+///
+/// Level `l` reads `ws[2l-1]` (conv0), `ws[2l]` (conv1) and `ws[2l+1]`
+/// (to-RGB), so the to-RGB layer shares its `w` with the next level's first
+/// convolution, as in StyleGAN2.
+#[derive(Debug, Clone)]
+pub struct SynthesisNetwork {
+    const_input: Tensor,
+    blocks: Vec<SynthesisBlock>,
+    upsample: crate::config::Upsample,
+    num_ws: usize,
+    w_dim: usize,
+}
+
+impl SynthesisNetwork {
+    /// Builds the synthesis network of `cfg`.
+    pub fn new(cfg: &CStyleGanConfig, vb: VarBuilder) -> Result<Self> {
+        let c0 = cfg.g_channels[0];
+        let const_input = vb.get_with_hints(
+            (1, c0, 4, 4),
+            "const_input",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        )?;
+        let vbb = vb.pp("blocks");
+        let mut blocks = Vec::with_capacity(cfg.levels());
+        for (l, &c) in cfg.g_channels.iter().enumerate() {
+            let vbl = vbb.pp(l);
+            let (conv0, cin) = if l == 0 {
+                (None, c0)
+            } else {
+                let prev = cfg.g_channels[l - 1];
+                (
+                    Some(StyledConv::new(
+                        cfg.block,
+                        prev,
+                        c,
+                        cfg.w_dim,
+                        Some(cfg.upsample),
+                        vbl.pp("conv0"),
+                    )?),
+                    c,
+                )
+            };
+            let conv1 = StyledConv::new(cfg.block, cin, c, cfg.w_dim, None, vbl.pp("conv1"))?;
+            let to_rgb = ToRgb::new(cfg.block, c, cfg.w_dim, vbl.pp("to_rgb"))?;
+            blocks.push(SynthesisBlock {
+                conv0,
+                conv1,
+                to_rgb,
+            });
+        }
+        Ok(Self {
+            const_input,
+            blocks,
+            upsample: cfg.upsample,
+            num_ws: cfg.num_ws(),
+            w_dim: cfg.w_dim,
+        })
+    }
+
+    /// Noise planes for every styled conv, in execution order.
+    fn noises(
+        &self,
+        n: usize,
+        noise: Noise,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let mut out = Vec::new();
+        let mut rng = match noise {
+            Noise::Seeded(seed) => Some(ChaCha8Rng::seed_from_u64(seed)),
+            _ => None,
+        };
+        for l in 0..self.blocks.len() {
+            let s = 4usize << l;
+            let count = if l == 0 { 1 } else { 2 };
+            for _ in 0..count {
+                out.push(match noise {
+                    Noise::Off => None,
+                    Noise::Random => {
+                        Some(Tensor::randn(0f32, 1f32, (n, 1, s, s), dev)?.to_dtype(dtype)?)
+                    }
+                    Noise::Seeded(_) => {
+                        let rng = rng
+                            .as_mut()
+                            .ok_or_else(|| Error::InvalidInput("noise rng".into()))?;
+                        let v = gaussian_vec(rng, n * s * s);
+                        Some(Tensor::from_vec(v, (n, 1, s, s), dev)?.to_dtype(dtype)?)
+                    }
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `ws (N, num_ws, w_dim)` -> images `(N, 3, S, S)` (raw, not clamped).
+    pub fn forward(&self, ws: &Tensor, noise: Noise) -> Result<Tensor> {
+        let (n, k, d) = ws.dims3()?;
+        if k != self.num_ws || d != self.w_dim {
+            return Err(Error::InvalidInput(format!(
+                "synthesis expects ws of shape (N, {}, {}), got {:?}",
+                self.num_ws,
+                self.w_dim,
+                ws.dims()
+            )));
+        }
+        let noises = self.noises(n, noise, ws.dtype(), ws.device())?;
+        let mut noise_iter = noises.iter();
+        let w_at = |i: usize| -> Result<Tensor> { Ok(ws.narrow(1, i, 1)?.squeeze(1)?) };
+        let c0 = self.const_input.dim(1)?;
+        let mut x = self.const_input.broadcast_as((n, c0, 4, 4))?.contiguous()?;
+        let mut img: Option<Tensor> = None;
+        for (l, b) in self.blocks.iter().enumerate() {
+            if let Some(conv0) = &b.conv0 {
+                let nz = noise_iter.next().and_then(|t| t.as_ref());
+                x = conv0.forward(&x, &w_at(2 * l - 1)?, nz)?;
+            }
+            let nz = noise_iter.next().and_then(|t| t.as_ref());
+            x = b.conv1.forward(&x, &w_at(2 * l)?, nz)?;
+            let rgb = b.to_rgb.forward(&x, &w_at(2 * l + 1)?)?;
+            img = Some(match img {
+                None => rgb,
+                Some(prev) => (upsample2x(&prev, self.upsample)? + rgb)?,
+            });
+        }
+        img.ok_or_else(|| Error::Config("synthesis network has no blocks".into()))
+    }
+}
+
+/// Standard normal samples from `rng` (Box–Muller).
+fn gaussian_vec(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len + 1);
+    while v.len() < len {
+        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = 2.0 * std::f64::consts::PI * u2;
+        v.push((r * t.cos()) as f32);
+        v.push((r * t.sin()) as f32);
+    }
+    v.truncate(len);
+    v
+}
+
+/// Standard normal latents `(n, z_dim)` from a seed (reproducible on any
+/// device), in f32.
+pub fn seeded_latents(n: usize, z_dim: usize, seed: u64, device: &Device) -> Result<Tensor> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Ok(Tensor::from_vec(
+        gaussian_vec(&mut rng, n * z_dim),
+        (n, z_dim),
+        device,
+    )?)
+}
+
+/// The cStyleGAN generator. Weights `mapping.*`, `synthesis.*` and the
+/// buffer `w_avg (groups, w_dim)` (see [`GENERATOR_BUFFERS`]).
+#[derive(Debug, Clone)]
+pub struct Generator {
+    cfg: CStyleGanConfig,
+    bins: AgeBins,
+    mapping: MappingNetwork,
+    synthesis: SynthesisNetwork,
+    w_avg: Tensor,
+}
+
+impl Generator {
+    /// Builds the generator of `cfg` from `vb` (a fresh `VarMap` initialises
+    /// it; see [`crate::seeded_var_builder`] for a reproducible init).
+    pub fn new(cfg: &CStyleGanConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let mapping = MappingNetwork::new(cfg, vb.pp("mapping"))?;
+        let synthesis = SynthesisNetwork::new(cfg, vb.pp("synthesis"))?;
+        let w_avg = vb.get_with_hints((cfg.num_groups(), cfg.w_dim), "w_avg", Init::Const(0.0))?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            bins: cfg.bins()?,
+            mapping,
+            synthesis,
+            w_avg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CStyleGanConfig {
+        &self.cfg
+    }
+
+    /// Number of `w` vectors the synthesis network reads (for style mixing).
+    pub fn num_ws(&self) -> usize {
+        self.cfg.num_ws()
+    }
+
+    /// The running mean of `w` per age group, `(groups, w_dim)`.
+    pub fn w_avg(&self) -> &Tensor {
+        &self.w_avg
+    }
+
+    fn group_idx(&self, groups: &[AgeGroup], n: usize) -> Result<Tensor> {
+        if groups.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "{} latents but {} age groups",
+                n,
+                groups.len()
+            )));
+        }
+        self.bins.index_tensor(groups, self.w_avg.device())
+    }
+
+    fn check_z(&self, z: &Tensor) -> Result<usize> {
+        match z.dims() {
+            [n, d] if *d == self.cfg.z_dim => Ok(*n),
+            other => Err(Error::InvalidInput(format!(
+                "latents must have shape (N, {}), got {other:?}",
+                self.cfg.z_dim
+            ))),
+        }
+    }
+
+    /// The mapping network: `z (N, z_dim)` at `groups` -> `w (N, w_dim)`.
+    pub fn mapping(&self, z: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
+        let n = self.check_z(z)?;
+        let idx = self.group_idx(groups, n)?;
+        self.mapping.forward(z, &idx)
+    }
+
+    /// Truncation towards each target group's mean `w`:
+    /// `w̄_g + ψ (w − w̄_g)`. `ψ = 1` returns `w` unchanged.
+    pub fn truncate(&self, w: &Tensor, groups: &[AgeGroup], psi: f64) -> Result<Tensor> {
+        if psi == 1.0 {
+            return Ok(w.clone());
+        }
+        let idx = self.group_idx(groups, w.dim(0)?)?;
+        let avg = self.w_avg.index_select(&idx, 0)?;
+        Ok((&avg + ((w - &avg)? * psi)?)?)
+    }
+
+    /// Repeats `w (N, w_dim)` for every synthesis layer: `(N, num_ws, w_dim)`.
+    pub fn broadcast_ws(&self, w: &Tensor) -> Result<Tensor> {
+        let (n, d) = w.dims2()?;
+        Ok(w.unsqueeze(1)?
+            .broadcast_as((n, self.num_ws(), d))?
+            .contiguous()?)
+    }
+
+    /// Style mixing: layers `< crossover` read `w1`, the rest `w2`.
+    pub fn mix_ws(&self, w1: &Tensor, w2: &Tensor, crossover: usize) -> Result<Tensor> {
+        let k = self.num_ws();
+        if crossover == 0 || crossover >= k {
+            return Err(Error::InvalidInput(format!(
+                "style-mixing crossover must be in 1..{k}, got {crossover}"
+            )));
+        }
+        let a = self.broadcast_ws(w1)?.narrow(1, 0, crossover)?;
+        let b = self.broadcast_ws(w2)?.narrow(1, crossover, k - crossover)?;
+        Ok(Tensor::cat(&[a, b], 1)?)
+    }
+
+    /// The synthesis network: `ws (N, num_ws, w_dim)` -> raw images
+    /// `(N, 3, S, S)` (about `[-1, 1]`, not clamped, for training).
+    pub fn synthesis(&self, ws: &Tensor, noise: Noise) -> Result<Tensor> {
+        self.synthesis.forward(ws, noise)
+    }
+
+    /// Full forward pass returning the raw images and the *untruncated* `w`
+    /// of the first latent (to feed [`Generator::update_w_avg`] in training).
+    pub fn forward_with_w(
+        &self,
+        z: &Tensor,
+        groups: &[AgeGroup],
+        opts: &GenerateOptions,
+    ) -> Result<(Tensor, Tensor)> {
+        let w = self.mapping(z, groups)?;
+        let wt = self.truncate(&w, groups, opts.truncation)?;
+        let ws = match &opts.mixing {
+            None => self.broadcast_ws(&wt)?,
+            Some(mix) => {
+                let w2 = self.truncate(&self.mapping(&mix.z, groups)?, groups, opts.truncation)?;
+                self.mix_ws(&wt, &w2, mix.crossover)?
+            }
+        };
+        Ok((self.synthesis(&ws, opts.noise)?, w))
+    }
+
+    /// Full forward pass: latents `(N, z_dim)` at age `groups` -> raw images
+    /// `(N, 3, S, S)` (not clamped).
+    pub fn forward(
+        &self,
+        z: &Tensor,
+        groups: &[AgeGroup],
+        opts: &GenerateOptions,
+    ) -> Result<Tensor> {
+        Ok(self.forward_with_w(z, groups, opts)?.0)
+    }
+
+    /// Moves the running mean of `w` of every group present in the batch
+    /// towards the batch mean of that group's `w`:
+    /// `w̄_g ← β w̄_g + (1−β) mean(w | g)` with `β = w_avg_beta`.
+    pub fn update_w_avg(&self, w: &Tensor, groups: &[AgeGroup]) -> Result<()> {
+        self.update_w_avg_with(w, groups, self.cfg.w_avg_beta)
+    }
+
+    /// [`Generator::update_w_avg`] with an explicit decay `beta` (0 replaces
+    /// the means).
+    pub fn update_w_avg_with(&self, w: &Tensor, groups: &[AgeGroup], beta: f64) -> Result<()> {
+        let (n, d) = w.dims2()?;
+        if groups.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "{n} w's but {} age groups",
+                groups.len()
+            )));
+        }
+        let g = self.cfg.num_groups();
+        let rows = w.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let mut avg = self.w_avg.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let mut sums = vec![vec![0f64; d]; g];
+        let mut counts = vec![0usize; g];
+        for (row, grp) in rows.iter().zip(groups) {
+            let gi = grp.index();
+            if gi >= g {
+                return Err(Error::InvalidInput(format!(
+                    "age group {gi} out of range (0..{g})"
+                )));
+            }
+            counts[gi] += 1;
+            for (s, v) in sums[gi].iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+        for gi in 0..g {
+            if counts[gi] > 0 {
+                for (a, s) in avg[gi].iter_mut().zip(&sums[gi]) {
+                    *a = beta * *a + (1.0 - beta) * s / counts[gi] as f64;
+                }
+            }
+        }
+        let flat: Vec<f64> = avg.into_iter().flatten().collect();
+        let t =
+            Tensor::from_vec(flat, (g, d), self.w_avg.device())?.to_dtype(self.w_avg.dtype())?;
+        Var::from_tensor(&self.w_avg)?.set(&t)?;
+        Ok(())
+    }
+
+    /// Sets each group's mean `w` to the mean over `samples` latents drawn
+    /// from `seed` (for a model whose running mean was never tracked).
+    pub fn compute_w_avg(&self, samples: usize, seed: u64) -> Result<()> {
+        let dev = self.w_avg.device().clone();
+        let z =
+            seeded_latents(samples, self.cfg.z_dim, seed, &dev)?.to_dtype(self.w_avg.dtype())?;
+        let mut all_w = Vec::new();
+        let mut all_g = Vec::new();
+        for g in self.bins.groups() {
+            let groups = vec![g; samples];
+            all_w.push(self.mapping(&z, &groups)?);
+            all_g.extend(groups);
+        }
+        self.update_w_avg_with(&Tensor::cat(&all_w, 0)?, &all_g, 0.0)
+    }
+}
+
+impl AgeGenerator for Generator {
+    /// Latents `(N, z_dim)` -> faces at `targets`, clamped to `[-1, 1]`, with
+    /// random noise and no truncation.
+    fn generate(&self, input: &Tensor, targets: &[AgeGroup]) -> Result<Tensor> {
+        Ok(self
+            .forward(input, targets, &GenerateOptions::default())?
+            .clamp(-1f32, 1f32)?)
+    }
+
+    fn age_bins(&self) -> &AgeBins {
+        &self.bins
+    }
+
+    fn image_size(&self) -> usize {
+        self.cfg.image_size
+    }
+}
