@@ -1,0 +1,419 @@
+//! Datasets, splits, the loader and the cache over folders generated on the
+//! fly.
+
+use std::{path::Path, sync::Arc};
+
+use agesynth_core::{
+    geometry::{FaceTemplate, Similarity},
+    FaceDataset, Gender,
+};
+use agesynth_data::{
+    sampler::Order,
+    testing::{synthetic_face, write_grey_jpeg, write_jpeg, write_png},
+    Augment, BatchLoader, CsvFolder, DatasetKind, DatasetStats, DecodedCache, FgNet, LoaderConfig,
+    Split, SplitFractions, UtkFace,
+};
+
+fn utk_folder(dir: &Path) {
+    let names = [
+        "1_0_0_20170109150557335.jpg.chip.jpg",
+        "5_1_2_20170109150557336.jpg.chip.jpg",
+        "25_0_1_20170109150557337.jpg.chip.jpg",
+        "26_1_3_20170109150557338.jpg.chip.jpg",
+        "34_0_4_20170109150557339.jpg.chip.jpg",
+        "39_1_20170116174525125.jpg.chip.jpg",
+        "55_0_0_20170116232725357jpg.chip.jpg",
+        "24_0_1_20170116220224657 .jpg.chip.jpg",
+        "71_1_0_20170109150557340.jpg.chip.jpg",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        write_jpeg(dir.join(n), &synthetic_face(200, 200, i as u64)).unwrap();
+    }
+    std::fs::write(dir.join("README.txt"), "not a face").unwrap();
+    write_jpeg(dir.join("unknown_face.jpg"), &synthetic_face(20, 20, 0)).unwrap();
+}
+
+#[test]
+fn utkface_folder_accounts_for_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    utk_folder(dir.path());
+    let ds = UtkFace::open(dir.path()).unwrap();
+    assert_eq!(ds.len(), 9);
+    assert_eq!(ds.skipped().len(), 2);
+    assert_eq!(ds.len() + ds.skipped().len(), 11);
+    assert!(ds
+        .skipped()
+        .iter()
+        .any(|s| s.reason.contains("not an image")));
+    assert!(ds.skipped().iter().any(|s| s.reason.contains("no age")));
+    assert_eq!(ds.quirks().len(), 3);
+    let m = ds.meta(0).unwrap();
+    assert_eq!(
+        (m.age, m.gender, m.race),
+        (1.0, Some(Gender::Male), Some(0))
+    );
+    for size in [64, 128, 200] {
+        let img = ds.load(3, size).unwrap();
+        assert_eq!((img.width(), img.height()), (size, size));
+    }
+    assert!(ds.load(99, 64).is_err());
+    assert_eq!(
+        DatasetKind::detect(dir.path()).unwrap(),
+        DatasetKind::UtkFace
+    );
+    let stats = DatasetStats::scan(dir.path(), None, &Default::default()).unwrap();
+    let counts: Vec<usize> = stats.age_groups.iter().map(|g| g.count).collect();
+    assert_eq!(counts, vec![2, 0, 3, 2, 0, 2]);
+    assert_eq!((stats.genders.male, stats.genders.female), (5, 4));
+    assert_eq!(stats.quirks.values().sum::<usize>(), 3);
+}
+
+#[test]
+fn a_corrupt_face_fails_loudly_naming_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("30_0_0_20170109150557335.jpg.chip.jpg"),
+        b"\xFF\xD8garbage",
+    )
+    .unwrap();
+    let ds = UtkFace::open(dir.path()).unwrap();
+    let e = ds.load(0, 64).unwrap_err().to_string();
+    assert!(e.contains("30_0_0_20170109150557335.jpg.chip.jpg"), "{e}");
+}
+
+/// Writes an FG-NET-like folder: per subject a few photos of a face placed
+/// by a known similarity, with 68 landmarks consistent with it.
+fn fgnet_folder(dir: &Path, subjects: u32, per_subject: u32) {
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::create_dir_all(dir.join("points")).unwrap();
+    let tpl = FaceTemplate::utkface(200);
+    for s in 1..=subjects {
+        for k in 0..per_subject {
+            let age = 2 + 7 * k + s;
+            let name = format!("{s:03}{}{age:02}", if k % 2 == 0 { 'A' } else { 'a' });
+            let (w, h) = (300 + 20 * k, 360 + 10 * s);
+            // The chip's content, placed into the photo by chip_to_photo.
+            let chip = synthetic_face(200, 200, (s * 10 + k) as u64);
+            let chip_to_photo = Similarity {
+                a: 1.3 * 0.1f64.cos(),
+                b: 1.3 * 0.1f64.sin(),
+                tx: 20.0 + k as f64,
+                ty: 30.0,
+            };
+            let photo = agesynth_core::geometry::warp(&chip, &chip_to_photo, w, h).unwrap();
+            let ext = if k % 3 == 2 { "jpg" } else { "JPG" };
+            if (s + k) % 4 == 0 {
+                // Greyscale scan.
+                let grey: Vec<u8> = photo.pixels().chunks(3).map(|p| p[1]).collect();
+                write_grey_jpeg(dir.join(format!("images/{name}.{ext}")), w, h, &grey).unwrap();
+            } else {
+                write_jpeg(dir.join(format!("images/{name}.{ext}")), &photo).unwrap();
+            }
+            let mut pts = "version: 1\nn_points: 68\n{\n".to_string();
+            for i in 0..68 {
+                let p = tpl.landmark68(i).unwrap_or([100.0, 190.0]);
+                let q = chip_to_photo.apply(p);
+                pts += &format!("{:.3} {:.3}\n", q[0], q[1]);
+            }
+            pts += "}\n";
+            std::fs::write(dir.join(format!("points/{}.pts", name.to_lowercase())), pts).unwrap();
+        }
+    }
+}
+
+#[test]
+fn fgnet_folder_aligns_faces_like_chips() {
+    let dir = tempfile::tempdir().unwrap();
+    fgnet_folder(dir.path(), 4, 3);
+    // An image without landmarks and a malformed name.
+    write_jpeg(
+        dir.path().join("images/009A10.JPG"),
+        &synthetic_face(50, 60, 1),
+    )
+    .unwrap();
+    write_jpeg(
+        dir.path().join("images/photo.JPG"),
+        &synthetic_face(50, 60, 1),
+    )
+    .unwrap();
+    let ds = FgNet::open(dir.path()).unwrap();
+    assert_eq!(ds.len(), 12);
+    assert_eq!(ds.subjects(), vec![1, 2, 3, 4]);
+    let reasons: Vec<&str> = ds.skipped().iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(ds.skipped().len(), 2, "{reasons:?}");
+    assert!(reasons
+        .iter()
+        .any(|r| r.contains("no landmarks file points/009a10.pts")));
+    assert_eq!(DatasetKind::detect(dir.path()).unwrap(), DatasetKind::FgNet);
+    // Aligned at 200 the face is the chip it was made from, up to JPEG and
+    // resampling error; at 64 it is the chip shrunk.
+    for i in 0..ds.len() {
+        let m = ds.meta(i).unwrap();
+        let s = m.subject.unwrap();
+        let name = m.path.file_stem().unwrap().to_str().unwrap().to_string();
+        let k = (0..3)
+            .find(|k| name.ends_with(&format!("{:02}", 2 + 7 * k + s)))
+            .unwrap();
+        let chip = synthetic_face(200, 200, (s * 10 + k) as u64);
+        let got = ds.load(i, 200).unwrap();
+        let grey = got.pixels().chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]);
+        // Compare the central region (the chip's edges were outside the photo).
+        let mut err = 0f64;
+        let mut n = 0f64;
+        for y in 40..160 {
+            for x in 40..160 {
+                let o = (y * 200 + x) * 3;
+                for c in 0..3 {
+                    let want = if grey {
+                        chip.pixels()[o + 1]
+                    } else {
+                        chip.pixels()[o + c]
+                    };
+                    err += (got.pixels()[o + c] as f64 - want as f64).abs();
+                    n += 1.0;
+                }
+            }
+        }
+        assert!(err / n < 8.0, "{name}: mean error {:.2}", err / n);
+        let small = ds.load(i, 64).unwrap();
+        assert_eq!((small.width(), small.height()), (64, 64));
+    }
+}
+
+#[test]
+fn fgnet_splits_by_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    fgnet_folder(dir.path(), 10, 2);
+    let ds = FgNet::open(dir.path()).unwrap();
+    let split = Split::new(&ds, SplitFractions::default(), 5).unwrap();
+    assert_eq!(
+        split,
+        Split::new(&ds, SplitFractions::default(), 5).unwrap()
+    );
+    assert_eq!(split.len(), 20);
+    let subjects = |idx: &[usize]| {
+        let mut s: Vec<u32> = idx
+            .iter()
+            .map(|&i| ds.meta(i).unwrap().subject.unwrap())
+            .collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    };
+    let (tr, va, te) = (
+        subjects(&split.train),
+        subjects(&split.val),
+        subjects(&split.test),
+    );
+    assert_eq!((tr.len(), va.len(), te.len()), (8, 1, 1));
+    assert!(va.iter().chain(&te).all(|s| !tr.contains(s)) && va != te);
+}
+
+#[test]
+fn csv_folder_reads_labels_and_reports_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_jpeg(d.join("a.jpg"), &synthetic_face(120, 150, 1)).unwrap();
+    write_png(d.join("b c.png"), &synthetic_face(90, 90, 2)).unwrap();
+    write_jpeg(d.join("d.jpg"), &synthetic_face(90, 90, 3)).unwrap();
+    std::fs::write(
+        d.join("faces.csv"),
+        "file,age,gender\na.jpg,31,f\n\"b c.png\", 7 ,male\nmissing.jpg,40,m\nd.jpg,old,f\n,5,m\nd.jpg,61.5,\n",
+    )
+    .unwrap();
+    assert_eq!(DatasetKind::detect(d).unwrap(), DatasetKind::Csv);
+    let ds = CsvFolder::open(d).unwrap();
+    assert_eq!(ds.len(), 3);
+    let ages: Vec<f32> = ds.metas().iter().map(|m| m.age).collect();
+    assert_eq!(ages, vec![31.0, 7.0, 61.5]);
+    assert_eq!(ds.meta(0).unwrap().gender, Some(Gender::Female));
+    assert_eq!(ds.meta(2).unwrap().gender, None);
+    let reasons: Vec<&str> = ds.skipped().iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("line 4") && reasons[0].contains("not found"));
+    assert!(reasons[1].contains("line 5") && reasons[1].contains("no valid age"));
+    assert!(reasons[2].contains("line 6") && reasons[2].contains("no file"));
+    let img = ds.load(0, 32).unwrap();
+    assert_eq!((img.width(), img.height()), (32, 32));
+    // Headerless.
+    std::fs::write(d.join("faces.csv"), "a.jpg,31\nd.jpg,2\n").unwrap();
+    let ds = CsvFolder::open(d.join("faces.csv")).unwrap();
+    assert_eq!(ds.len(), 2);
+}
+
+fn loader_over(ds: Arc<dyn FaceDataset>, threads: usize, order: Order) -> BatchLoader {
+    BatchLoader::all(
+        ds,
+        LoaderConfig {
+            batch_size: 4,
+            image_size: 32,
+            order,
+            augment: Augment {
+                hflip: true,
+                max_shift: 0.1,
+            },
+            drop_last: false,
+            seed: 11,
+            prefetch: 2,
+            threads,
+            ..LoaderConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+fn epoch_bytes(l: &BatchLoader, epoch: u64) -> Vec<(Vec<f32>, Vec<f32>)> {
+    l.epoch(epoch)
+        .map(|b| {
+            let b = b.unwrap();
+            (
+                b.images.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b.ages,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn loader_is_deterministic_across_thread_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    utk_folder(dir.path());
+    let ds: Arc<dyn FaceDataset> = Arc::new(UtkFace::open(dir.path()).unwrap());
+    let one = loader_over(ds.clone(), 1, Order::Shuffled);
+    let two = loader_over(ds.clone(), 2, Order::Shuffled);
+    assert_eq!(one.batches_per_epoch(), 3);
+    let a = epoch_bytes(&one, 0);
+    assert_eq!(a.len(), 3);
+    assert_eq!(a[2].1.len(), 1, "last partial batch kept");
+    assert_eq!(a, epoch_bytes(&two, 0));
+    assert_eq!(a, epoch_bytes(&one, 0));
+    assert_ne!(a, epoch_bytes(&one, 1));
+    // Without prefetching, batch by batch, the same.
+    assert_eq!(one.batch(0, 1).unwrap().ages, a[1].1);
+    // Values in [-1, 1].
+    assert!(a
+        .iter()
+        .flat_map(|b| &b.0)
+        .all(|v| (-1.0..=1.0).contains(v)));
+    // Balanced order: every non-empty group equally often.
+    let bal = loader_over(ds, 2, Order::Balanced);
+    let ages: Vec<f32> = epoch_bytes(&bal, 0).into_iter().flat_map(|b| b.1).collect();
+    assert_eq!(ages.len(), 9);
+    let bins = agesynth_core::AgeBins::default();
+    let mut per = [0usize; 6];
+    for a in ages {
+        per[bins.group(a).unwrap().0] += 1;
+    }
+    // Groups 0, 2, 3, 5 are present: 9 draws -> 2 or 3 each.
+    assert!(
+        [0, 2, 3, 5].iter().all(|&g| (2..=3).contains(&per[g])),
+        "{per:?}"
+    );
+}
+
+#[test]
+fn loader_stops_early_and_reports_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    utk_folder(dir.path());
+    std::fs::write(
+        dir.path().join("40_0_0_20170109150557399.jpg.chip.jpg"),
+        b"",
+    )
+    .unwrap();
+    let ds: Arc<dyn FaceDataset> = Arc::new(UtkFace::open(dir.path()).unwrap());
+    let l = loader_over(ds, 2, Order::Sequential);
+    // Dropping an epoch after one batch stops its thread.
+    let mut it = l.epoch(0);
+    assert!(it.next().unwrap().is_ok());
+    drop(it);
+    let results: Vec<_> = l.epoch(0).collect();
+    let err = results
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .expect("an error");
+    assert!(
+        err.to_string().contains("40_0_0_20170109150557399"),
+        "{err}"
+    );
+    assert!(
+        results.last().unwrap().is_err(),
+        "the epoch ends at the error"
+    );
+}
+
+#[test]
+fn cache_round_trips_and_detects_staleness() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = dir.path().join("faces");
+    std::fs::create_dir(&faces).unwrap();
+    utk_folder(&faces);
+    let ds = UtkFace::open(&faces).unwrap();
+    let path = dir.path().join("cache/utk-32.bin");
+    let (cache, built) = DecodedCache::open_or_build(&ds, 32, &path, "utkface", 2).unwrap();
+    assert!(built);
+    assert_eq!(cache.len(), ds.len());
+    for i in 0..ds.len() {
+        assert_eq!(cache.load(i, 32).unwrap(), ds.load(i, 32).unwrap());
+        assert_eq!(cache.meta(i), ds.meta(i));
+    }
+    assert_eq!(cache.load(0, 16).unwrap().width(), 16);
+    assert!(cache.load(ds.len(), 32).is_err());
+    drop(cache);
+    // Opened again without rebuilding.
+    let (_, built) = DecodedCache::open_or_build(&ds, 32, &path, "utkface", 2).unwrap();
+    assert!(!built);
+    // Another size or tag is stale.
+    assert!(
+        DecodedCache::open_or_build(&ds, 32, &path, "other framing", 2)
+            .unwrap()
+            .1
+    );
+    // A changed source file is stale.
+    let victim = ds.meta(2).unwrap().path.clone();
+    write_jpeg(&victim, &synthetic_face(210, 210, 77)).unwrap();
+    let ds = UtkFace::open(&faces).unwrap();
+    let (cache, built) = DecodedCache::open_or_build(&ds, 32, &path, "other framing", 2).unwrap();
+    assert!(built);
+    assert_eq!(cache.load(2, 32).unwrap(), ds.load(2, 32).unwrap());
+    // The cache is a dataset for the loader.
+    let l = loader_over(Arc::new(cache), 2, Order::Shuffled);
+    assert_eq!(l.epoch(0).count(), 3);
+    // No temporary files left behind.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .collect();
+    assert_eq!(left.len(), 1);
+}
+
+#[test]
+fn bad_caches_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = dir.path().join("faces");
+    std::fs::create_dir(&faces).unwrap();
+    utk_folder(&faces);
+    let ds = UtkFace::open(&faces).unwrap();
+    let path = dir.path().join("c.bin");
+    DecodedCache::build(&ds, 16, &path, "t", 1).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.bin");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let e = DecodedCache::open(&cut).unwrap_err().to_string();
+    assert!(e.contains("cut.bin") && e.contains("truncated"), "{e}");
+    std::fs::write(&cut, b"short").unwrap();
+    assert!(DecodedCache::open(&cut).is_err());
+    let mut other = bytes.clone();
+    other[0] = b'X';
+    std::fs::write(&cut, &other).unwrap();
+    assert!(DecodedCache::open(&cut)
+        .unwrap_err()
+        .to_string()
+        .contains("magic"));
+    // A build that meets a corrupt face fails and leaves the old cache.
+    let victim = ds.meta(1).unwrap().path.clone();
+    std::fs::write(&victim, b"\xFF\xD8 broken").unwrap();
+    let e = DecodedCache::build(&ds, 16, &path, "t", 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&*victim.to_string_lossy()), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
