@@ -153,6 +153,8 @@ fn check_param(op: &str, what: &str, l: &Layout, c: usize) -> Result<()> {
 // ---------------------------------------------------------------------------
 // Convolutions.
 
+type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
 /// `act(conv2d(x, w) + b)`; `b` optional, `act` a leaky ReLU when `slope` is set.
 #[derive(Clone, Copy, Debug)]
 struct Conv2dOp {
@@ -207,23 +209,43 @@ impl Conv2dOp {
     }
 
     /// Gradients of (x, w, b) given the pre-activation gradient.
-    fn grads(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<[Tensor; 3]> {
+    /// Gradients of (x, w, b) given the output gradient; skipped for inputs
+    /// that do not need one.
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Grads3> {
         let gp = match self.slope {
             Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad)?,
             None => grad.contiguous()?,
         };
         let (_, _, h, wd) = x.dims4()?;
-        let tp = ConvTransposeOp {
-            p: self.p,
-            out_h: h,
-            out_w: wd,
-            slope: None,
+        let dx = if x.track_op() {
+            let tp = ConvTransposeOp {
+                p: self.p,
+                out_h: h,
+                out_w: wd,
+                slope: None,
+            };
+            Some(gp.apply_op2(w, tp)?)
+        } else {
+            None
         };
-        let dx = gp.apply_op2(w, tp)?;
         let (_, _, kh, kw) = w.dims4()?;
-        let dw = x.apply_op2(&gp, ConvGradWeightOp { p: self.p, kh, kw })?;
-        let db = channel_sum(&gp)?;
-        Ok([dx, dw, db])
+        let dw = if w.track_op() {
+            Some(x.apply_op2(&gp, ConvGradWeightOp { p: self.p, kh, kw })?)
+        } else {
+            None
+        };
+        let db = match b {
+            Some(b) if b.track_op() => Some(channel_sum(&gp)?.reshape(b.shape())?),
+            _ => None,
+        };
+        Ok((dx, dw, db))
     }
 }
 
@@ -251,8 +273,8 @@ impl CustomOp2 for Conv2dOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, _] = self.grads(x, w, res, grad)?;
-        Ok((Some(dx), Some(dw)))
+        let (dx, dw, _) = self.grads(x, w, None, res, grad)?;
+        Ok((dx, dw))
     }
 }
 
@@ -283,8 +305,7 @@ impl CustomOp3 for Conv2dOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, db] = self.grads(x, w, res, grad)?;
-        Ok((Some(dx), Some(dw), Some(db.reshape(b.shape())?)))
+        self.grads(x, w, Some(b), res, grad)
     }
 }
 
@@ -354,22 +375,40 @@ impl ConvTransposeOp {
         Ok((T::wrap(y), Shape::from((g.n, g.cin, g.h, g.w))))
     }
 
-    fn grads(&self, x: &Tensor, w: &Tensor, res: &Tensor, grad: &Tensor) -> Result<[Tensor; 3]> {
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Grads3> {
         let gp = match self.slope {
             Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad)?,
             None => grad.contiguous()?,
         };
-        let dx = gp.apply_op2(
-            w,
-            Conv2dOp {
-                p: self.p,
-                slope: None,
-            },
-        )?;
+        let dx = if x.track_op() {
+            Some(gp.apply_op2(
+                w,
+                Conv2dOp {
+                    p: self.p,
+                    slope: None,
+                },
+            )?)
+        } else {
+            None
+        };
         let (_, _, kh, kw) = w.dims4()?;
-        let dw = gp.apply_op2(x, ConvGradWeightOp { p: self.p, kh, kw })?;
-        let db = channel_sum(&gp)?;
-        Ok([dx, dw, db])
+        let dw = if w.track_op() {
+            Some(gp.apply_op2(x, ConvGradWeightOp { p: self.p, kh, kw })?)
+        } else {
+            None
+        };
+        let db = match b {
+            Some(b) if b.track_op() => Some(channel_sum(&gp)?.reshape(b.shape())?),
+            _ => None,
+        };
+        Ok((dx, dw, db))
     }
 }
 
@@ -397,8 +436,8 @@ impl CustomOp2 for ConvTransposeOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, _] = self.grads(x, w, res, grad)?;
-        Ok((Some(dx), Some(dw)))
+        let (dx, dw, _) = self.grads(x, w, None, res, grad)?;
+        Ok((dx, dw))
     }
 }
 
@@ -429,8 +468,7 @@ impl CustomOp3 for ConvTransposeOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, db] = self.grads(x, w, res, grad)?;
-        Ok((Some(dx), Some(dw), Some(db.reshape(b.shape())?)))
+        self.grads(x, w, Some(b), res, grad)
     }
 }
 
@@ -1071,4 +1109,101 @@ pub fn channel_dot(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     }
     let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
     x.mul(y)?.sum(dims.as_slice())
+}
+
+// ---------------------------------------------------------------------------
+// StyleGAN2 modulated convolution.
+
+fn check_modulation(
+    x: &Tensor,
+    w: &Tensor,
+    style: &Tensor,
+    p: &ConvParams,
+) -> Result<(usize, usize)> {
+    let (n, cin, _, _) = x.dims4()?;
+    let (cout, wcin, _, _) = w.dims4()?;
+    if p.groups != 1 || wcin != cin || style.dims() != [n, cin] {
+        bail!(
+            "modulated conv: need groups = 1, weight (cout, {cin}, k, k) and style ({n}, {cin}); got groups={}, weight {:?}, style {:?}",
+            p.groups,
+            w.dims(),
+            style.dims()
+        );
+    }
+    Ok((n, cout))
+}
+
+/// Demodulation factors `1 / sqrt(Σᵢₖ (w[o,i,k]·s[n,i])² + 1e-8)`, shape `(n, cout)`.
+fn demodulation(w: &Tensor, style: &Tensor) -> Result<Tensor> {
+    let wsq = w.sqr()?.sum((2, 3))?; // (cout, cin)
+    (style.sqr()?.matmul(&wsq.t()?)? + 1e-8)?.sqrt()?.recip()
+}
+
+/// StyleGAN2's modulated convolution in its exact input-scaling form:
+/// modulate the input per sample and channel, convolve with the shared
+/// weight `w (cout, cin, k, k)` over the whole batch, then (when
+/// `demodulate`) scale each output channel by
+/// `1 / sqrt(Σᵢₖ (w[o,i,k]·style[n,i])² + 1e-8)`. `style` is `(n, cin)`,
+/// `p.groups` must be 1. Equal to [`modulated_conv2d_grouped`] but runs one
+/// large convolution instead of `n` small grouped ones.
+pub fn modulated_conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    style: &Tensor,
+    demodulate: bool,
+    p: &ConvParams,
+) -> Result<Tensor> {
+    let (n, cout) = check_modulation(x, w, style, p)?;
+    let (_, cin, h, wd) = x.dims4()?;
+    let xs = channel_affine(
+        &x.reshape((1, n * cin, h, wd))?,
+        Some(&style.flatten_all()?),
+        None,
+        None,
+    )?
+    .reshape((n, cin, h, wd))?;
+    let y = conv2d(&xs, w, None, p)?;
+    if !demodulate {
+        return Ok(y);
+    }
+    let (_, _, ho, wo) = y.dims4()?;
+    let d = demodulation(w, style)?;
+    channel_affine(
+        &y.reshape((1, n * cout, ho, wo))?,
+        Some(&d.flatten_all()?),
+        None,
+        None,
+    )?
+    .reshape((n, cout, ho, wo))
+}
+
+/// StyleGAN2's modulated convolution in its grouped form (per-sample
+/// modulated weights, one grouped convolution with `groups = n`); the
+/// reference for [`modulated_conv2d`].
+pub fn modulated_conv2d_grouped(
+    x: &Tensor,
+    w: &Tensor,
+    style: &Tensor,
+    demodulate: bool,
+    p: &ConvParams,
+) -> Result<Tensor> {
+    let (n, cout) = check_modulation(x, w, style, p)?;
+    let (_, cin, h, wd) = x.dims4()?;
+    let (_, _, kh, kw) = w.dims4()?;
+    let mut wm = w
+        .unsqueeze(0)?
+        .broadcast_mul(&style.reshape((n, 1, cin, 1, 1))?)?;
+    if demodulate {
+        let d = (wm.sqr()?.sum((2, 3, 4))? + 1e-8)?.sqrt()?.recip()?;
+        wm = wm.broadcast_mul(&d.reshape((n, cout, 1, 1, 1))?)?;
+    }
+    let pg = ConvParams { groups: n, ..*p };
+    let y = conv2d(
+        &x.reshape((1, n * cin, h, wd))?,
+        &wm.reshape((n * cout, cin, kh, kw))?,
+        None,
+        &pg,
+    )?;
+    let (_, _, ho, wo) = y.dims4()?;
+    y.reshape((n, cout, ho, wo))
 }

@@ -564,3 +564,55 @@ fn non_contiguous_inputs_and_half_precision_fall_back() {
     assert_eq!(t.dtype(), DType::BF16);
     assert!(rel_err(&t, &x.tanh().unwrap()) < 1e-2);
 }
+
+#[test]
+fn modulated_conv_matches_grouped_form() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for (n, cin, cout, hw, k, pad, stride) in [(3, 4, 5, 9, 3, 1, 1), (2, 6, 3, 8, 4, 1, 2)] {
+        let x = rand_t(&mut rng, &[n, cin, hw, hw], 1.0);
+        let w = rand_t(&mut rng, &[cout, cin, k, k], 0.5);
+        let s = rand_t(&mut rng, &[n, cin], 1.0);
+        let p = ConvParams {
+            padding: pad,
+            stride,
+            ..Default::default()
+        };
+        for demod in [true, false] {
+            // Reference: the grouped form with candle's convolution, in f64.
+            let reference = |t: &[Tensor]| -> Result<Tensor> {
+                let (x, w, s) = (&t[0], &t[1], &t[2]);
+                let mut wm = w
+                    .unsqueeze(0)?
+                    .broadcast_mul(&s.reshape((n, 1, cin, 1, 1))?)?;
+                if demod {
+                    let d = (wm.sqr()?.sum((2, 3, 4))? + 1e-8)?.sqrt()?.recip()?;
+                    wm = wm.broadcast_mul(&d.reshape((n, cout, 1, 1, 1))?)?;
+                }
+                let y = x.reshape((1, n * cin, hw, hw))?.conv2d(
+                    &wm.reshape((n * cout, cin, k, k))?,
+                    pad,
+                    stride,
+                    1,
+                    n,
+                )?;
+                let (_, _, ho, wo) = y.dims4()?;
+                y.reshape((n, cout, ho, wo))
+            };
+            let inputs = [x.clone(), w.clone(), s.clone()];
+            check(
+                &format!("modulated conv demod={demod}"),
+                &inputs,
+                |t| ops::modulated_conv2d(&t[0], &t[1], &t[2], demod, &p),
+                reference,
+                &mut rng,
+            );
+            check(
+                &format!("grouped modulated conv demod={demod}"),
+                &inputs,
+                |t| ops::modulated_conv2d_grouped(&t[0], &t[1], &t[2], demod, &p),
+                reference,
+                &mut rng,
+            );
+        }
+    }
+}

@@ -447,8 +447,27 @@ pub fn conv2d_bwd_input<T: Float>(
     dx
 }
 
+/// `dst[j·rows + i] = src[i·cols + j]` for a `rows × cols` row-major `src`.
+pub fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const B: usize = 32;
+    for i0 in (0..rows).step_by(B) {
+        for j0 in (0..cols).step_by(B) {
+            for i in i0..(i0 + B).min(rows) {
+                for j in j0..(j0 + B).min(cols) {
+                    dst[j * rows + i] = src[i * cols + j];
+                }
+            }
+        }
+    }
+}
+
 /// Weight gradient of [`conv2d_fwd`]: `dw = Σₙ dyₙ · col(xₙ)ᵀ`, shape
 /// `(cout, cin/groups, kh, kw)`.
+///
+/// Both factors store the pixel axis (the GEMM's reduction axis) contiguously,
+/// which the `gemm` crate packs slowly (a third of its speed), so each sample
+/// computes `dwᵀ += col(xₙ) · dyₙᵀ` with `dyₙ` transposed first (cheap: it is
+/// `kh·kw` times smaller than `col`) and `dwᵀ` is transposed once at the end.
 pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     let (p, kdim, cout_g, hw) = (g.p(), g.kdim(), g.cout_g(), g.hw());
     let x_n_len = g.cin * hw;
@@ -462,33 +481,36 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
         Parallelism::None
     };
     let per_chunk = g.n.div_ceil(chunks.max(1));
+    // Partial dwᵀ laid out as (groups, kdim, cout_g).
     let partial = |c: usize| -> Vec<T> {
-        let mut dw = vec![T::ZERO; g.w_len()];
+        let mut dwt = vec![T::ZERO; g.w_len()];
+        let mut dyt = vec![T::ZERO; y_n_len];
         let mut first = true;
         for n in c * per_chunk..((c + 1) * per_chunk).min(g.n) {
             let x_n = &x[n * x_n_len..(n + 1) * x_n_len];
-            let dy_n = &dy[n * y_n_len..(n + 1) * y_n_len];
-            let run = |col: &[T], ld: usize, dw: &mut [T], acc: bool| {
+            transpose(&dy[n * y_n_len..(n + 1) * y_n_len], g.cout, p, &mut dyt);
+            let run = |col: &[T], dwt: &mut [T], acc: bool| {
                 for gi in 0..g.groups {
-                    // SAFETY: col(x)ᵀ of group gi is (p × kdim): row stride 1,
-                    // column stride ld; dw rows are kdim long.
+                    // SAFETY: col of group gi is (kdim × p) row-major; dyᵀ of
+                    // group gi is (p × cout_g) with row stride cout; dwᵀ of
+                    // group gi is (kdim × cout_g) row-major.
                     unsafe {
                         matmul(
+                            kdim,
                             cout_g,
-                            kdim,
                             p,
-                            dw.as_mut_ptr().add(gi * cout_g * kdim),
-                            kdim,
+                            dwt.as_mut_ptr().add(gi * kdim * cout_g),
+                            cout_g,
                             acc,
                             Mat {
-                                ptr: dy_n.as_ptr().add(gi * cout_g * p),
+                                ptr: col.as_ptr().add(gi * kdim * p),
                                 rs: p as isize,
                                 cs: 1,
                             },
                             Mat {
-                                ptr: col.as_ptr().add(gi * kdim * ld),
-                                rs: 1,
-                                cs: ld as isize,
+                                ptr: dyt.as_ptr().add(gi * cout_g),
+                                rs: g.cout as isize,
+                                cs: 1,
                             },
                             par,
                         );
@@ -496,16 +518,16 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
                 }
             };
             if g.is_pointwise() {
-                run(x_n, hw, &mut dw, !first);
+                run(x_n, &mut dwt, !first);
             } else {
                 T::with_scratch(g.cin * g.kh * g.kw * p, |col| {
                     im2col(x_n, g, col);
-                    run(col, p, &mut dw, !first);
+                    run(col, &mut dwt, !first);
                 });
             }
             first = false;
         }
-        dw
+        dwt
     };
     let mut parts: Vec<Vec<T>> = if chunks > 1 && g.n >= nt {
         (0..chunks)
@@ -516,11 +538,21 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     } else {
         (0..chunks).map(partial).collect()
     };
-    let mut dw = parts.swap_remove(0);
+    let mut dwt = parts.swap_remove(0);
     for part in parts {
-        for (d, s) in dw.iter_mut().zip(part) {
+        for (d, s) in dwt.iter_mut().zip(part) {
             *d += s;
         }
+    }
+    let mut dw = vec![T::ZERO; g.w_len()];
+    for gi in 0..g.groups {
+        let n = kdim * cout_g;
+        transpose(
+            &dwt[gi * n..(gi + 1) * n],
+            kdim,
+            cout_g,
+            &mut dw[gi * n..(gi + 1) * n],
+        );
     }
     dw
 }
