@@ -22,12 +22,16 @@ enum Command {
     /// Inspect face datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Import pretrained face networks.
+    #[command(subcommand)]
+    Weights(cmd::weights::WeightsCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
+        Command::Weights(c) => cmd::weights::run(c),
     };
     match result {
         Ok(code) => code,

