@@ -1,0 +1,28 @@
+//! # agesynth
+//!
+//! Face age progression and regression with GANs, on candle.
+//!
+//! This crate re-exports the agesynth libraries under one name for programs
+//! that want all of them; each is also a crate of its own, to depend on alone:
+//!
+//! | module | crate | what it does |
+//! |---|---|---|
+//! | [`core`] | `agesynth-core` | age groups, face batches, the model traits, errors, devices, geometry, atomic I/O |
+//! | [`data`] | `agesynth-data` | dataset readers, decoding, splits, sampling, the batch loader, the decoded cache |
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use agesynth::data::{BatchLoader, LoaderConfig, UtkFace};
+//!
+//! let faces = UtkFace::open("../shared/data/utkface")?;
+//! let loader = BatchLoader::all(Arc::new(faces), LoaderConfig { image_size: 64, ..Default::default() })?;
+//! for batch in loader.epoch(0).take(2) {
+//!     let batch = batch?;
+//!     println!("{:?} ages {:?}", batch.images.dims(), &batch.ages[..4]);
+//! }
+//! # Ok::<(), agesynth::core::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub use agesynth_core as core;
+pub use agesynth_data as data;
