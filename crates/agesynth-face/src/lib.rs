@@ -9,6 +9,10 @@
 //!   [`agesynth_core::AgeEstimator`];
 //! - [`resnet`]: the dlib-style ResNet blocks both are made of;
 //! - [`chip`]: how a UTKFace-framed image maps to each network's chip;
+//! - [`detect`]: the MTCNN face detector (boxes, scores, five landmarks),
+//!   with its three networks in [`mtcnn`];
+//! - [`align`]: dlib-style 5-point alignment into the chip each network
+//!   wants;
 //! - [`import`]: reading TF.js weight manifests and ONNX initializers, with
 //!   the source files pinned by sha256.
 //!
@@ -18,9 +22,12 @@
 #![deny(missing_docs)]
 
 pub mod age;
+pub mod align;
 pub mod chip;
+pub mod detect;
 pub mod embedder;
 pub mod import;
+pub mod mtcnn;
 pub mod resnet;
 
 pub use age::{AgeConfig, DlibAgeEstimator};

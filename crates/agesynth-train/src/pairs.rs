@@ -1,0 +1,606 @@
+//! The synthetic-pairs dataset: N synthetic identities, each rendered at
+//! every age group, written by `agesynth synth-pairs` and read by the FaceGAN
+//! trainer.
+//!
+//! Layout of the folder:
+//! ```text
+//! index.json                 PairsIndex: sizes, groups, shards, provenance
+//! shard-00000.safetensors    images u8 (n, groups, 3, S, S) CHW, latents f32 (n, z_dim)
+//! shard-00001.safetensors    ...
+//! ```
+//! Shards are written atomically and `index.json` last, so a folder with an
+//! index is complete. The reader memory-maps the shards and copies only the
+//! images a batch asks for.
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use agesynth_core::{AgeBins, AgeGroup, FaceBatch, FaceDataset, FaceImage, FaceMeta};
+use candle_core::{Device, Tensor};
+use memmap2::Mmap;
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, TrainError};
+
+/// The format name in `index.json`.
+pub const FORMAT: &str = "agesynth-synth-pairs";
+/// The format version this code writes and reads.
+pub const VERSION: u32 = 1;
+
+/// One shard in the index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    /// File name inside the folder.
+    pub file: String,
+    /// Identities in the shard.
+    pub count: usize,
+}
+
+/// `index.json` of a synthetic-pairs folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairsIndex {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`VERSION`].
+    pub version: u32,
+    /// Side of the square images.
+    pub image_size: usize,
+    /// Lower bounds of the age groups (an [`AgeBins`]).
+    pub age_bins: Vec<f32>,
+    /// Length of each identity's latent.
+    pub z_dim: usize,
+    /// Identities in all shards.
+    pub count: usize,
+    /// The shards in order.
+    pub shards: Vec<ShardEntry>,
+    /// Free-form provenance: model file, truncation, seed, ...
+    pub source: serde_json::Value,
+}
+
+/// Writes a synthetic-pairs folder shard by shard.
+pub struct PairsWriter {
+    dir: PathBuf,
+    index: PairsIndex,
+    shard_size: usize,
+    groups: usize,
+    images: Vec<u8>,
+    latents: Vec<f32>,
+    pending: usize,
+}
+
+impl PairsWriter {
+    /// Starts a folder at `dir` (created if needed) for images of
+    /// `image_size` at every group of `bins`, with latents of `z_dim`,
+    /// `shard_size` identities per shard.
+    pub fn create(
+        dir: impl Into<PathBuf>,
+        image_size: usize,
+        bins: &AgeBins,
+        z_dim: usize,
+        shard_size: usize,
+        source: serde_json::Value,
+    ) -> Result<Self> {
+        let dir = dir.into();
+        if dir.join("index.json").exists() {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "{} already holds a synthetic-pairs set (index.json): choose another folder",
+                dir.display()
+            ))
+            .into());
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| agesynth_core::Error::io("creating folder", &dir, e))?;
+        Ok(PairsWriter {
+            dir,
+            index: PairsIndex {
+                format: FORMAT.to_string(),
+                version: VERSION,
+                image_size,
+                age_bins: bins.lower_bounds().to_vec(),
+                z_dim,
+                count: 0,
+                shards: Vec::new(),
+                source,
+            },
+            shard_size: shard_size.max(1),
+            groups: bins.len(),
+            images: Vec::new(),
+            latents: Vec::new(),
+            pending: 0,
+        })
+    }
+
+    /// Adds identities: `images` is `(n, groups, 3, S, S)` in `[-1, 1]` (any
+    /// float dtype, any device; clamped and rounded to u8), `latents`
+    /// `(n, z_dim)`.
+    pub fn push(&mut self, images: &Tensor, latents: &Tensor) -> Result<()> {
+        let s = self.index.image_size;
+        let (n, g, c, h, w) = images.dims5()?;
+        if (g, c, h, w) != (self.groups, 3, s, s) {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "pairs need images (n, {}, 3, {s}, {s}), got {:?}",
+                self.groups,
+                images.dims()
+            ))
+            .into());
+        }
+        if latents.dims() != [n, self.index.z_dim] {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "pairs need latents ({n}, {}), got {:?}",
+                self.index.z_dim,
+                latents.dims()
+            ))
+            .into());
+        }
+        let bytes = ((images.to_dtype(candle_core::DType::F32)? + 1.0)? * 127.5)?
+            .clamp(0f32, 255f32)?
+            .round()?
+            .to_dtype(candle_core::DType::U8)?
+            .flatten_all()?
+            .to_vec1::<u8>()?;
+        let lat = latents
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let per_img = g * 3 * s * s;
+        for i in 0..n {
+            self.images
+                .extend_from_slice(&bytes[i * per_img..(i + 1) * per_img]);
+            self.latents
+                .extend_from_slice(&lat[i * self.index.z_dim..(i + 1) * self.index.z_dim]);
+            self.pending += 1;
+            if self.pending == self.shard_size {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let s = self.index.image_size;
+        let n = self.pending;
+        let file = format!("shard-{:05}.safetensors", self.index.shards.len());
+        let images = Tensor::from_vec(
+            std::mem::take(&mut self.images),
+            (n, self.groups, 3, s, s),
+            &Device::Cpu,
+        )?;
+        let latents = Tensor::from_vec(
+            std::mem::take(&mut self.latents),
+            (n, self.index.z_dim),
+            &Device::Cpu,
+        )?;
+        agesynth_core::io::save_tensors(
+            self.dir.join(&file),
+            &HashMap::from([
+                ("images".to_string(), images),
+                ("latents".to_string(), latents),
+            ]),
+            None,
+        )?;
+        self.index.shards.push(ShardEntry { file, count: n });
+        self.index.count += n;
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// Identities written or buffered so far.
+    pub fn count(&self) -> usize {
+        self.index.count + self.pending
+    }
+
+    /// Writes the last shard and `index.json`; returns the index.
+    pub fn finish(mut self) -> Result<PairsIndex> {
+        self.flush()?;
+        agesynth_core::io::save_json(self.dir.join("index.json"), &self.index)?;
+        Ok(self.index)
+    }
+}
+
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    images_at: usize,
+    latents_at: usize,
+    count: usize,
+}
+
+/// A synthetic-pairs folder opened for reading.
+///
+/// As a [`FaceDataset`] it lists every (identity, group) image, identity-major
+/// (`index = identity · groups + group`), with the group's centre as the age
+/// and the identity as the subject; [`SynthPairs::pair_batch`] gives the
+/// FaceGAN trainer source and target batches of the same identities.
+pub struct SynthPairs {
+    dir: PathBuf,
+    index: PairsIndex,
+    bins: AgeBins,
+    shards: Vec<Shard>,
+    /// (shard, row) of each identity.
+    locate: Vec<(u32, u32)>,
+    metas: Vec<FaceMeta>,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> TrainError {
+    agesynth_core::Error::dataset(path, reason).into()
+}
+
+impl SynthPairs {
+    /// Opens the folder `dir`, checking the index against every shard.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        let index_path = dir.join("index.json");
+        let index: PairsIndex = agesynth_core::io::load_json(&index_path)?;
+        if index.format != FORMAT || index.version != VERSION {
+            return Err(bad(
+                &index_path,
+                format!(
+                    "format `{}` version {}, expected `{FORMAT}` version {VERSION}",
+                    index.format, index.version
+                ),
+            ));
+        }
+        let bins = AgeBins::new(index.age_bins.clone())?;
+        let (g, s, zd) = (bins.len(), index.image_size, index.z_dim);
+        let mut shards = Vec::with_capacity(index.shards.len());
+        let mut locate = Vec::with_capacity(index.count);
+        for (si, entry) in index.shards.iter().enumerate() {
+            if entry.file.contains('/') || entry.file.contains('\\') || entry.file.contains("..") {
+                return Err(bad(
+                    &index_path,
+                    format!("shard name `{}` is not a plain file name", entry.file),
+                ));
+            }
+            let path = dir.join(&entry.file);
+            let file =
+                File::open(&path).map_err(|e| agesynth_core::Error::io("opening", &path, e))?;
+            // SAFETY: the shard is read-only for the life of the map; shards are
+            // written once, atomically (by rename), and never modified in place.
+            let map = unsafe { Mmap::map(&file) }
+                .map_err(|e| agesynth_core::Error::io("memory-mapping", &path, e))?;
+            let (header, meta) =
+                safetensors::SafeTensors::read_metadata(&map).map_err(|source| {
+                    agesynth_core::Error::Safetensors {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            let n = entry.count;
+            let find = |name: &str, dtype: safetensors::Dtype, shape: &[usize]| -> Result<usize> {
+                let info = meta
+                    .info(name)
+                    .ok_or_else(|| bad(&path, format!("no tensor `{name}`")))?;
+                if info.dtype != dtype || info.shape != shape {
+                    return Err(bad(
+                        &path,
+                        format!(
+                            "tensor `{name}` is {:?} {:?}, expected {dtype:?} {shape:?}",
+                            info.dtype, info.shape
+                        ),
+                    ));
+                }
+                let start = 8 + header + info.data_offsets.0;
+                let end = 8 + header + info.data_offsets.1;
+                if end > map.len() {
+                    return Err(bad(
+                        &path,
+                        format!("tensor `{name}` runs past the end of the file"),
+                    ));
+                }
+                Ok(start)
+            };
+            let images_at = find("images", safetensors::Dtype::U8, &[n, g, 3, s, s])?;
+            let latents_at = find("latents", safetensors::Dtype::F32, &[n, zd])?;
+            for row in 0..n {
+                locate.push((si as u32, row as u32));
+            }
+            shards.push(Shard {
+                path,
+                map,
+                images_at,
+                latents_at,
+                count: n,
+            });
+        }
+        if locate.len() != index.count {
+            return Err(bad(
+                &index_path,
+                format!(
+                    "index says {} identities, shards hold {}",
+                    index.count,
+                    locate.len()
+                ),
+            ));
+        }
+        let metas = (0..index.count)
+            .flat_map(|i| {
+                let dir = dir.clone();
+                bins.groups().map(move |grp| (i, grp, dir.clone()))
+            })
+            .map(|(i, grp, dir)| FaceMeta {
+                path: dir.join(format!("identity-{i}-group-{}", grp.index())),
+                age: bins.centre(grp),
+                gender: None,
+                race: None,
+                subject: Some(i as u32),
+            })
+            .collect();
+        Ok(SynthPairs {
+            dir,
+            index,
+            bins,
+            shards,
+            locate,
+            metas,
+        })
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index.
+    pub fn index(&self) -> &PairsIndex {
+        &self.index
+    }
+
+    /// The age groups.
+    pub fn bins(&self) -> &AgeBins {
+        &self.bins
+    }
+
+    /// Number of identities.
+    pub fn identities(&self) -> usize {
+        self.index.count
+    }
+
+    /// Side of the square images.
+    pub fn image_size(&self) -> usize {
+        self.index.image_size
+    }
+
+    fn check(&self, identity: usize, group: AgeGroup) -> Result<()> {
+        if identity >= self.identities() || group.index() >= self.bins.len() {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "identity {identity} / group {} out of {} identities and {} groups",
+                group.index(),
+                self.identities(),
+                self.bins.len()
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The CHW bytes of `identity` at `group`.
+    pub fn chw_bytes(&self, identity: usize, group: AgeGroup) -> Result<&[u8]> {
+        self.check(identity, group)?;
+        let (si, row) = self.locate[identity];
+        let shard = &self.shards[si as usize];
+        let per = 3 * self.index.image_size * self.index.image_size;
+        let at = shard.images_at + (row as usize * self.bins.len() + group.index()) * per;
+        Ok(&shard.map[at..at + per])
+    }
+
+    /// `identity` at `group` as an RGB image.
+    pub fn image(&self, identity: usize, group: AgeGroup) -> Result<FaceImage> {
+        let chw = self.chw_bytes(identity, group)?;
+        let hw = self.index.image_size * self.index.image_size;
+        let mut px = vec![0u8; 3 * hw];
+        for i in 0..hw {
+            for c in 0..3 {
+                px[3 * i + c] = chw[c * hw + i];
+            }
+        }
+        Ok(FaceImage::new(
+            self.index.image_size as u32,
+            self.index.image_size as u32,
+            px,
+        )?)
+    }
+
+    /// The latent of `identity`.
+    pub fn latent(&self, identity: usize) -> Result<Vec<f32>> {
+        self.check(identity, AgeGroup(0))?;
+        let (si, row) = self.locate[identity];
+        let shard = &self.shards[si as usize];
+        let zd = self.index.z_dim;
+        let at = shard.latents_at + row as usize * zd * 4;
+        let bytes = shard.map.get(at..at + zd * 4).ok_or_else(|| {
+            bad(
+                &shard.path,
+                format!("latent {row} of {} runs past the end", shard.count),
+            )
+        })?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    /// A batch of `identities[k]` at `groups[k]`, in `[-1, 1]`.
+    pub fn batch(
+        &self,
+        identities: &[usize],
+        groups: &[AgeGroup],
+        device: &Device,
+    ) -> Result<FaceBatch> {
+        if identities.len() != groups.len() {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "{} identities but {} groups",
+                identities.len(),
+                groups.len()
+            ))
+            .into());
+        }
+        let s = self.index.image_size;
+        let mut data = Vec::with_capacity(identities.len() * 3 * s * s);
+        for (&i, &g) in identities.iter().zip(groups) {
+            data.extend(
+                self.chw_bytes(i, g)?
+                    .iter()
+                    .map(|&p| p as f32 / 127.5 - 1.0),
+            );
+        }
+        let images = Tensor::from_vec(data, (identities.len(), 3, s, s), device)?;
+        let ages = groups.iter().map(|&g| self.bins.centre(g)).collect();
+        Ok(FaceBatch::new(images, ages, groups.to_vec())?)
+    }
+
+    /// Source and target batches of the same identities: `identities[k]` at
+    /// `sources[k]` and at `targets[k]` (the supervised pairs of FaceGAN).
+    pub fn pair_batch(
+        &self,
+        identities: &[usize],
+        sources: &[AgeGroup],
+        targets: &[AgeGroup],
+        device: &Device,
+    ) -> Result<(FaceBatch, FaceBatch)> {
+        Ok((
+            self.batch(identities, sources, device)?,
+            self.batch(identities, targets, device)?,
+        ))
+    }
+}
+
+impl FaceDataset for SynthPairs {
+    fn len(&self) -> usize {
+        self.metas.len()
+    }
+
+    fn meta(&self, index: usize) -> Option<&FaceMeta> {
+        self.metas.get(index)
+    }
+
+    /// Loads image `index` (identity-major) at `size` (nearest-neighbour or
+    /// box resampling from the stored size; the stored size costs a copy).
+    fn load(&self, index: usize, size: u32) -> agesynth_core::Result<FaceImage> {
+        let g = self.bins.len();
+        let img = self
+            .image(index / g, AgeGroup(index % g))
+            .map_err(|e| agesynth_core::Error::dataset(&self.dir, e.to_string()))?;
+        if size as usize == self.index.image_size {
+            return Ok(img);
+        }
+        resize_box(&img, size)
+    }
+}
+
+/// Area-average (down) or nearest (up) resampling of a square image.
+fn resize_box(img: &FaceImage, size: u32) -> agesynth_core::Result<FaceImage> {
+    let (src, dst) = (img.width() as usize, size as usize);
+    if dst == 0 {
+        return Err(agesynth_core::Error::InvalidInput("size 0".into()));
+    }
+    let mut out = vec![0u8; 3 * dst * dst];
+    for y in 0..dst {
+        let (y0, y1) = (
+            y * src / dst,
+            ((y + 1) * src).div_ceil(dst).max(y * src / dst + 1),
+        );
+        for x in 0..dst {
+            let (x0, x1) = (
+                x * src / dst,
+                ((x + 1) * src).div_ceil(dst).max(x * src / dst + 1),
+            );
+            for c in 0..3 {
+                let mut sum = 0u32;
+                for yy in y0..y1.min(src) {
+                    for xx in x0..x1.min(src) {
+                        sum += img.pixels()[3 * (yy * src + xx) + c] as u32;
+                    }
+                }
+                let n = ((y1.min(src) - y0) * (x1.min(src) - x0)) as u32;
+                out[3 * (y * dst + x) + c] = ((sum + n / 2) / n) as u8;
+            }
+        }
+    }
+    FaceImage::new(size, size, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = AgeBins::default();
+        let (s, g, zd) = (4usize, bins.len(), 3usize);
+        let mut w =
+            PairsWriter::create(dir.path(), s, &bins, zd, 2, serde_json::json!({"seed": 1}))
+                .unwrap();
+        // Identity i, group k: every value (i·6 + k)/40 − 0.5 → distinct bytes.
+        let n = 5;
+        let vals: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                (0..g).flat_map(move |k| {
+                    std::iter::repeat_n((i * g + k) as f32 / 40.0 - 0.5, 3 * s * s)
+                })
+            })
+            .collect();
+        let images = Tensor::from_vec(vals, (n, g, 3, s, s), &Device::Cpu).unwrap();
+        let lat = Tensor::arange(0f32, (n * zd) as f32, &Device::Cpu)
+            .unwrap()
+            .reshape((n, zd))
+            .unwrap();
+        w.push(
+            &images.narrow(0, 0, 3).unwrap(),
+            &lat.narrow(0, 0, 3).unwrap(),
+        )
+        .unwrap();
+        w.push(
+            &images.narrow(0, 3, 2).unwrap(),
+            &lat.narrow(0, 3, 2).unwrap(),
+        )
+        .unwrap();
+        let idx = w.finish().unwrap();
+        assert_eq!((idx.count, idx.shards.len()), (5, 3));
+
+        let p = SynthPairs::open(dir.path()).unwrap();
+        assert_eq!((p.identities(), p.len()), (5, 5 * g));
+        assert_eq!(p.latent(3).unwrap(), vec![9.0, 10.0, 11.0]);
+        let expect =
+            |i: usize, k: usize| (((i * g + k) as f32 / 40.0 - 0.5 + 1.0) * 127.5).round() as u8;
+        assert!(p
+            .chw_bytes(4, AgeGroup(5))
+            .unwrap()
+            .iter()
+            .all(|&b| b == expect(4, 5)));
+        let (src, tgt) = p
+            .pair_batch(
+                &[1, 4],
+                &[AgeGroup(0), AgeGroup(2)],
+                &[AgeGroup(5), AgeGroup(1)],
+                &Device::Cpu,
+            )
+            .unwrap();
+        let t = tgt.images.to_dtype(candle_core::DType::F32).unwrap();
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!((v[0] - (expect(1, 5) as f32 / 127.5 - 1.0)).abs() < 1e-6);
+        assert_eq!(src.groups, vec![AgeGroup(0), AgeGroup(2)]);
+        // As a FaceDataset: identity-major, age = group centre, subject = identity.
+        let m = p.meta(2 * g + 3).unwrap();
+        assert_eq!((m.subject, m.age), (Some(2), bins.centre(AgeGroup(3))));
+        let img = p.load(2 * g + 3, 4).unwrap();
+        assert!(img.pixels().iter().all(|&b| b == expect(2, 3)));
+        assert_eq!(p.load(0, 2).unwrap().width(), 2);
+        assert!(p.batch(&[5], &[AgeGroup(0)], &Device::Cpu).is_err());
+
+        // A second set cannot overwrite the first.
+        assert!(PairsWriter::create(dir.path(), s, &bins, zd, 2, serde_json::json!({})).is_err());
+        // A truncated shard is a clear error naming it.
+        let shard = dir.path().join("shard-00001.safetensors");
+        let bytes = std::fs::read(&shard).unwrap();
+        std::fs::write(&shard, &bytes[..bytes.len() - 7]).unwrap();
+        let msg = SynthPairs::open(dir.path()).err().unwrap().to_string();
+        assert!(msg.contains("shard-00001"), "{msg}");
+    }
+}
