@@ -186,13 +186,11 @@ pub fn im2col<T: Float>(x: &[T], g: &ConvGeom, col: &mut [T]) {
                     let xrow = &x_row(xc, iy as usize, g.w);
                     drow[..lo].fill(T::ZERO);
                     drow[hi..].fill(T::ZERO);
+                    let ix0 = ((lo * g.stride) as isize + off) as usize;
                     if g.stride == 1 {
-                        let ix0 = (lo as isize + off) as usize;
                         drow[lo..hi].copy_from_slice(&xrow[ix0..ix0 + (hi - lo)]);
-                    } else {
-                        for (ox, d) in drow[lo..hi].iter_mut().enumerate() {
-                            *d = xrow[(((ox + lo) * g.stride) as isize + off) as usize];
-                        }
+                    } else if hi > lo {
+                        T::gather_strided(&mut drow[lo..hi], &xrow[ix0..], g.stride);
                     }
                 }
             }
@@ -224,15 +222,9 @@ pub fn col2im<T: Float>(col: &[T], g: &ConvGeom, x: &mut [T]) {
                     let iy = iy as usize;
                     let srow = &src[oy * g.wo..(oy + 1) * g.wo];
                     let xrow = &mut xc[iy * g.w..(iy + 1) * g.w];
-                    if g.stride == 1 {
-                        let ix0 = (lo as isize + off) as usize;
-                        for (d, s) in xrow[ix0..ix0 + (hi - lo)].iter_mut().zip(&srow[lo..hi]) {
-                            *d += *s;
-                        }
-                    } else {
-                        for ox in lo..hi {
-                            xrow[((ox * g.stride) as isize + off) as usize] += srow[ox];
-                        }
+                    let ix0 = ((lo * g.stride) as isize + off) as usize;
+                    if hi > lo {
+                        T::scatter_add_strided(&mut xrow[ix0..], &srow[lo..hi], g.stride);
                     }
                 }
             }

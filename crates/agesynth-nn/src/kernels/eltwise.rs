@@ -4,7 +4,7 @@
 //! AVX2 or baseline by `multiversion!`) using our own vectorisable `exp`;
 //! `f64` paths use the standard library and exist for gradient checks.
 
-use super::{multiversion, Float};
+use super::Float;
 use rayon::prelude::*;
 
 /// Elements per parallel task.

@@ -5,6 +5,35 @@
 //! - [`eltwise`]: vectorised, parallel activations and per-channel affine
 //!   maps with their gradients.
 
+/// Defines a function whose body is compiled three times (AVX-512, AVX2+FMA
+/// and baseline) and picks the best at run time, so that plain loops are
+/// auto-vectorised with the widest registers this CPU has.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                unsafe fn v4($($arg: $ty),*) { inner($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3($($arg: $ty),*) { inner($($arg),*) }
+                if $crate::kernels::has_avx512() {
+                    // SAFETY: the CPU supports the enabled features (checked above).
+                    return unsafe { v4($($arg),*) };
+                }
+                if $crate::kernels::has_avx2() {
+                    // SAFETY: as above.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            inner($($arg),*)
+        }
+    };
+}
+
 pub mod conv;
 pub mod eltwise;
 
@@ -34,6 +63,77 @@ pub trait Float:
     /// unspecified). The buffer is reused across calls so that large im2col
     /// matrices do not page-fault on every step.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+    /// `dst[i] = src[i·stride]` for every `i < dst.len()`.
+    fn gather_strided(dst: &mut [Self], src: &[Self], stride: usize) {
+        gather_strided_generic(dst, src, stride)
+    }
+    /// `dst[i·stride] += src[i]` for every `i < src.len()`.
+    fn scatter_add_strided(dst: &mut [Self], src: &[Self], stride: usize) {
+        scatter_add_strided_generic(dst, src, stride)
+    }
+}
+
+#[inline(always)]
+fn gather_strided_generic<T: Copy>(dst: &mut [T], src: &[T], stride: usize) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    if stride == 2 {
+        // Pairs, so that the loop vectorises as an interleaved load.
+        for (d, pair) in dst[..n - 1]
+            .iter_mut()
+            .zip(src[..2 * (n - 1)].chunks_exact(2))
+        {
+            *d = pair[0];
+        }
+        dst[n - 1] = src[2 * (n - 1)];
+    } else {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = src[i * stride];
+        }
+    }
+}
+
+#[inline(always)]
+fn scatter_add_strided_generic<T: Copy + std::ops::Add<Output = T> + Default>(
+    dst: &mut [T],
+    src: &[T],
+    stride: usize,
+) {
+    let n = src.len();
+    if n == 0 {
+        return;
+    }
+    if stride == 1 {
+        for (d, &s) in dst[..n].iter_mut().zip(src) {
+            *d = *d + s;
+        }
+    } else if stride == 2 {
+        // Read-modify-write whole pairs (adding zero to the odd element) so
+        // that the loop vectorises as an interleaved load and store.
+        let zero = T::default();
+        for (pair, &s) in dst[..2 * (n - 1)].chunks_exact_mut(2).zip(&src[..n - 1]) {
+            pair[0] = pair[0] + s;
+            pair[1] = pair[1] + zero;
+        }
+        dst[2 * (n - 1)] = dst[2 * (n - 1)] + src[n - 1];
+    } else {
+        for (i, &s) in src.iter().enumerate() {
+            dst[i * stride] = dst[i * stride] + s;
+        }
+    }
+}
+
+multiversion! {
+    fn gather_strided_f32(dst: &mut [f32], src: &[f32], stride: usize) {
+        gather_strided_generic(dst, src, stride)
+    }
+}
+multiversion! {
+    fn scatter_add_strided_f32(dst: &mut [f32], src: &[f32], stride: usize) {
+        scatter_add_strided_generic(dst, src, stride)
+    }
 }
 
 fn with_cell<T: Copy + Default, R>(
@@ -76,6 +176,12 @@ impl Float for f32 {
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
         with_cell(&SCRATCH_F32, len, f)
     }
+    fn gather_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+        gather_strided_f32(dst, src, stride)
+    }
+    fn scatter_add_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+        scatter_add_strided_f32(dst, src, stride)
+    }
 }
 
 impl Float for f64 {
@@ -88,36 +194,6 @@ impl Float for f64 {
         with_cell(&SCRATCH_F64, len, f)
     }
 }
-
-/// Defines a function whose body is compiled three times (AVX-512, AVX2+FMA
-/// and baseline) and picks the best at run time, so that plain loops are
-/// auto-vectorised with the widest registers this CPU has.
-macro_rules! multiversion {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
-        $(#[$m])*
-        $vis fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn inner($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) { inner($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) { inner($($arg),*) }
-                if $crate::kernels::has_avx512() {
-                    // SAFETY: the CPU supports the enabled features (checked above).
-                    return unsafe { v4($($arg),*) };
-                }
-                if $crate::kernels::has_avx2() {
-                    // SAFETY: as above.
-                    return unsafe { v3($($arg),*) };
-                }
-            }
-            inner($($arg),*)
-        }
-    };
-}
-pub(crate) use multiversion;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx512() -> bool {
