@@ -168,30 +168,40 @@ impl<T> SendPtr<T> {
 /// `col[(ci·kh + ky)·kw + kx, oy·wo + ox] = x[ci, oy·s + ky·d − p, ox·s + kx·d − p]`
 /// (zero outside the image), for one sample.
 pub fn im2col<T: Float>(x: &[T], g: &ConvGeom, col: &mut [T]) {
-    let (p, hw) = (g.p(), g.hw());
+    let (p, hw, kk) = (g.p(), g.hw(), g.kh * g.kw);
     for ci in 0..g.cin {
-        let xc = &x[ci * hw..(ci + 1) * hw];
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let row = (ci * g.kh + ky) * g.kw + kx;
-                let dst = &mut col[row * p..(row + 1) * p];
-                let (lo, hi, off) = g.ox_range(kx);
-                for oy in 0..g.ho {
-                    let iy = (oy * g.stride + ky * g.dil) as isize - g.pad as isize;
-                    let drow = &mut dst[oy * g.wo..(oy + 1) * g.wo];
-                    if iy < 0 || iy >= g.h as isize {
-                        drow.fill(T::ZERO);
-                        continue;
-                    }
-                    let xrow = &x_row(xc, iy as usize, g.w);
-                    drow[..lo].fill(T::ZERO);
-                    drow[hi..].fill(T::ZERO);
-                    let ix0 = ((lo * g.stride) as isize + off) as usize;
-                    if g.stride == 1 {
-                        drow[lo..hi].copy_from_slice(&xrow[ix0..ix0 + (hi - lo)]);
-                    } else if hi > lo {
-                        T::gather_strided(&mut drow[lo..hi], &xrow[ix0..], g.stride);
-                    }
+        im2col_plane(
+            &x[ci * hw..(ci + 1) * hw],
+            g,
+            &mut col[ci * kk * p..(ci + 1) * kk * p],
+            p,
+        );
+    }
+}
+
+/// The `kh·kw` im2col rows of one input plane `xc (h, w)`, written to `rows`
+/// with row stride `ld` (the first `p` entries of each row).
+pub fn im2col_plane<T: Float>(xc: &[T], g: &ConvGeom, rows: &mut [T], ld: usize) {
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let row = ky * g.kw + kx;
+            let dst = &mut rows[row * ld..row * ld + g.p()];
+            let (lo, hi, off) = g.ox_range(kx);
+            for oy in 0..g.ho {
+                let iy = (oy * g.stride + ky * g.dil) as isize - g.pad as isize;
+                let drow = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                if iy < 0 || iy >= g.h as isize {
+                    drow.fill(T::ZERO);
+                    continue;
+                }
+                let xrow = &x_row(xc, iy as usize, g.w);
+                drow[..lo].fill(T::ZERO);
+                drow[hi..].fill(T::ZERO);
+                let ix0 = ((lo * g.stride) as isize + off) as usize;
+                if g.stride == 1 {
+                    drow[lo..hi].copy_from_slice(&xrow[ix0..ix0 + (hi - lo)]);
+                } else if hi > lo {
+                    T::gather_strided(&mut drow[lo..hi], &xrow[ix0..], g.stride);
                 }
             }
         }
@@ -461,6 +471,85 @@ pub fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
 /// computes `dwᵀ += col(xₙ) · dyₙᵀ` with `dyₙ` transposed first (cheap: it is
 /// `kh·kw` times smaller than `col`) and `dwᵀ` is transposed once at the end.
 pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
+    let col_all = g.cin * g.kh * g.kw * g.n * g.p();
+    if g.n > 1 && g.p() <= BATCHED_MAX_P && col_all <= BATCHED_MAX_COL && num_threads() > 1 {
+        conv2d_bwd_weight_batched(x, dy, g)
+    } else {
+        conv2d_bwd_weight_per_sample(x, dy, g)
+    }
+}
+
+/// Layers with at most this many output pixels per sample take the batched
+/// weight-gradient path (one GEMM over the whole batch).
+const BATCHED_MAX_P: usize = 256;
+/// ... when the batch's im2col matrix has at most this many elements.
+const BATCHED_MAX_COL: usize = 1 << 23;
+
+/// Weight gradient for small spatial sizes: with few pixels per sample the
+/// per-sample GEMMs have a short reduction axis and re-read the whole `dwᵀ`
+/// for little work, so the batch's im2col matrices are laid side by side
+/// (`kdim × n·p`) and reduced in one GEMM parallelised inside.
+fn conv2d_bwd_weight_batched<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
+    let (p, kdim, cout_g, hw, kk) = (g.p(), g.kdim(), g.cout_g(), g.hw(), g.kh * g.kw);
+    let np = g.n * p;
+    let x_n_len = g.cin * hw;
+    let y_n_len = g.cout * p;
+    // dyᵀ for the whole batch: (n·p × cout).
+    let mut dyt = vec![T::ZERO; g.n * y_n_len];
+    dyt.par_chunks_mut(y_n_len)
+        .enumerate()
+        .for_each(|(n, out)| transpose(&dy[n * y_n_len..(n + 1) * y_n_len], g.cout, p, out));
+    let mut dwt = vec![T::ZERO; g.w_len()];
+    T::with_scratch(g.cin * kk * np, |col| {
+        // Row block of input channel ci: kk rows of n·p; sample n at column n·p.
+        col.par_chunks_mut(kk * np)
+            .enumerate()
+            .for_each(|(ci, rows)| {
+                for n in 0..g.n {
+                    let xc = &x[n * x_n_len + ci * hw..n * x_n_len + (ci + 1) * hw];
+                    im2col_plane(xc, g, &mut rows[n * p..], np);
+                }
+            });
+        for gi in 0..g.groups {
+            // SAFETY: col rows of group gi: (kdim × n·p) row-major; dyᵀ
+            // columns of group gi: (n·p × cout_g), row stride cout.
+            unsafe {
+                matmul(
+                    kdim,
+                    cout_g,
+                    np,
+                    dwt.as_mut_ptr().add(gi * kdim * cout_g),
+                    cout_g,
+                    false,
+                    Mat {
+                        ptr: col.as_ptr().add(gi * kdim * np),
+                        rs: np as isize,
+                        cs: 1,
+                    },
+                    Mat {
+                        ptr: dyt.as_ptr().add(gi * cout_g),
+                        rs: g.cout as isize,
+                        cs: 1,
+                    },
+                    Parallelism::Rayon(num_threads()),
+                );
+            }
+        }
+    });
+    let mut dw = vec![T::ZERO; g.w_len()];
+    for gi in 0..g.groups {
+        let n = kdim * cout_g;
+        transpose(
+            &dwt[gi * n..(gi + 1) * n],
+            kdim,
+            cout_g,
+            &mut dw[gi * n..(gi + 1) * n],
+        );
+    }
+    dw
+}
+
+fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     let (p, kdim, cout_g, hw) = (g.p(), g.kdim(), g.cout_g(), g.hw());
     let x_n_len = g.cin * hw;
     let y_n_len = g.cout * p;
