@@ -124,6 +124,27 @@ fn is_f64(s: &CpuStorage) -> Result<bool> {
 
 use candle_core::backend::BackendStorage;
 
+/// `g` as a contiguous tensor. The gradient of a sum or mean arrives as one
+/// value broadcast to the whole shape; candle would copy it element by
+/// element through a strided index, so it is filled directly instead.
+fn contiguous_grad(g: &Tensor) -> Result<Tensor> {
+    if g.is_contiguous() {
+        return Ok(g.clone());
+    }
+    if g.stride().iter().all(|&s| s == 0) && g.elem_count() > 0 {
+        let mut v = g.clone();
+        while v.rank() > 0 {
+            v = v.get(0)?;
+        }
+        return match g.dtype() {
+            DType::F32 => Tensor::full(v.to_scalar::<f32>()?, g.shape(), g.device()),
+            DType::F64 => Tensor::full(v.to_scalar::<f64>()?, g.shape(), g.device()),
+            _ => g.contiguous(),
+        };
+    }
+    g.contiguous()
+}
+
 fn dims4(op: &str, what: &str, l: &Layout) -> Result<(usize, usize, usize, usize)> {
     match l.dims() {
         &[a, b, c, d] => Ok((a, b, c, d)),
@@ -221,7 +242,7 @@ impl Conv2dOp {
     ) -> Result<Grads3> {
         let gp = match self.slope {
             Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad)?,
-            None => grad.contiguous()?,
+            None => contiguous_grad(grad)?,
         };
         let (_, _, h, wd) = x.dims4()?;
         let dx = if x.track_op() {
@@ -385,7 +406,7 @@ impl ConvTransposeOp {
     ) -> Result<Grads3> {
         let gp = match self.slope {
             Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad)?,
-            None => grad.contiguous()?,
+            None => contiguous_grad(grad)?,
         };
         let dx = if x.track_op() {
             Some(gp.apply_op2(
@@ -547,7 +568,7 @@ impl CustomOp2 for ConvGradWeightOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
+        let grad = contiguous_grad(grad)?;
         let (_, _, h, w) = x.dims4()?;
         let dx = dy.apply_op2(
             &grad,
@@ -782,7 +803,9 @@ impl CustomOp2 for UnaryBwdOp {
 
 fn unary_bwd(f: UnaryBwd, v: &Tensor, g: &Tensor) -> Result<Tensor> {
     if uses_fast_path(v) {
-        return v.contiguous()?.apply_op2(&g.contiguous()?, UnaryBwdOp(f));
+        return v
+            .contiguous()?
+            .apply_op2(&contiguous_grad(g)?, UnaryBwdOp(f));
     }
     match f {
         UnaryBwd::LeakyRelu(a) => {
@@ -865,7 +888,7 @@ impl ChannelAffineOp {
     fn grad_pre(&self, res: &Tensor, grad: &Tensor) -> Result<Tensor> {
         match self.slope {
             Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad),
-            None => grad.contiguous(),
+            None => contiguous_grad(grad),
         }
     }
 }

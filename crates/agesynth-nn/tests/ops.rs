@@ -616,3 +616,35 @@ fn modulated_conv_matches_grouped_form() {
         }
     }
 }
+
+#[test]
+fn broadcast_gradients_are_handled() {
+    // The gradient of a sum is a broadcast scalar; it must give the same
+    // result as an explicit ones tensor.
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let x = Var::from_tensor(&rand_t(&mut rng, &[2, 3, 4, 5], 1.0)).unwrap();
+    let w = Var::from_tensor(&rand_t(&mut rng, &[4, 3, 3, 3], 0.5)).unwrap();
+    let p = ConvParams {
+        padding: 1,
+        ..Default::default()
+    };
+    let y = ops::conv2d_act(&x, &w, None, &p, Some(0.2)).unwrap();
+    let g_sum = ops::tanh(&y)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let ones = Tensor::ones(y.dims(), DType::F32, &Device::Cpu).unwrap();
+    let g_ones = (ops::tanh(&y).unwrap() * ones)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for v in [&x, &w] {
+        let a = g_sum.get(v).unwrap();
+        let b = g_ones.get(v).unwrap();
+        assert!(rel_err(a, b) < 1e-6);
+    }
+}
