@@ -182,14 +182,27 @@ pub fn im2col<T: Float>(x: &[T], g: &ConvGeom, col: &mut [T]) {
 /// The `kh·kw` im2col rows of one input plane `xc (h, w)`, written to `rows`
 /// with row stride `ld` (the first `p` entries of each row).
 pub fn im2col_plane<T: Float>(xc: &[T], g: &ConvGeom, rows: &mut [T], ld: usize) {
+    im2col_plane_rows(xc, g, 0, g.ho, rows, ld)
+}
+
+/// [`im2col_plane`] for output rows `oy0..oy1` only (column `(oy − oy0)·wo + ox`).
+pub fn im2col_plane_rows<T: Float>(
+    xc: &[T],
+    g: &ConvGeom,
+    oy0: usize,
+    oy1: usize,
+    rows: &mut [T],
+    ld: usize,
+) {
+    let cp = (oy1 - oy0) * g.wo;
     for ky in 0..g.kh {
         for kx in 0..g.kw {
             let row = ky * g.kw + kx;
-            let dst = &mut rows[row * ld..row * ld + g.p()];
+            let dst = &mut rows[row * ld..row * ld + cp];
             let (lo, hi, off) = g.ox_range(kx);
-            for oy in 0..g.ho {
+            for oy in oy0..oy1 {
                 let iy = (oy * g.stride + ky * g.dil) as isize - g.pad as isize;
-                let drow = &mut dst[oy * g.wo..(oy + 1) * g.wo];
+                let drow = &mut dst[(oy - oy0) * g.wo..(oy - oy0 + 1) * g.wo];
                 if iy < 0 || iy >= g.h as isize {
                     drow.fill(T::ZERO);
                     continue;
@@ -216,21 +229,34 @@ fn x_row<T>(xc: &[T], iy: usize, w: usize) -> &[T] {
 /// The adjoint of [`im2col`]: `x[ci, iy, ix] += col[...]` for one sample.
 /// `x` must be zeroed by the caller.
 pub fn col2im<T: Float>(col: &[T], g: &ConvGeom, x: &mut [T]) {
-    let (p, hw) = (g.p(), g.hw());
+    col2im_rows(col, g, 0, g.ho, x, g.p())
+}
+
+/// [`col2im`] for output rows `oy0..oy1` of a chunk whose rows have stride
+/// `ld` (column `(oy − oy0)·wo + ox`).
+pub fn col2im_rows<T: Float>(
+    col: &[T],
+    g: &ConvGeom,
+    oy0: usize,
+    oy1: usize,
+    x: &mut [T],
+    ld: usize,
+) {
+    let hw = g.hw();
     for ci in 0..g.cin {
         let xc = &mut x[ci * hw..(ci + 1) * hw];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let row = (ci * g.kh + ky) * g.kw + kx;
-                let src = &col[row * p..(row + 1) * p];
+                let src = &col[row * ld..];
                 let (lo, hi, off) = g.ox_range(kx);
-                for oy in 0..g.ho {
+                for oy in oy0..oy1 {
                     let iy = (oy * g.stride + ky * g.dil) as isize - g.pad as isize;
                     if iy < 0 || iy >= g.h as isize {
                         continue;
                     }
                     let iy = iy as usize;
-                    let srow = &src[oy * g.wo..(oy + 1) * g.wo];
+                    let srow = &src[(oy - oy0) * g.wo..(oy - oy0 + 1) * g.wo];
                     let xrow = &mut xc[iy * g.w..(iy + 1) * g.w];
                     let ix0 = ((lo * g.stride) as isize + off) as usize;
                     if hi > lo {
@@ -337,6 +363,17 @@ pub fn conv2d_fwd<T: Float>(
     slope: Option<T>,
     g: &ConvGeom,
 ) -> Vec<T> {
+    conv2d_fwd_chunked(x, w, bias, slope, g, FWD_CHUNK)
+}
+
+fn conv2d_fwd_chunked<T: Float>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    slope: Option<T>,
+    g: &ConvGeom,
+    chunk: usize,
+) -> Vec<T> {
     let (p, kdim, cin_g, cout_g) = (g.p(), g.kdim(), g.cin_g(), g.cout_g());
     let mut y = vec![T::ZERO; g.y_len()];
     let (parallel, par) = plan(g.n, g.cout * kdim * p);
@@ -373,18 +410,82 @@ pub fn conv2d_fwd<T: Float>(
         epilogue(y_n, g.cout, p, bias, slope);
     };
     let _ = cin_g;
+    let rows = chunk_rows(g, chunk);
+    let kk = g.kh * g.kw;
     for_each_sample(g.n, parallel, |n| {
         let x_n = &x[n * x_n_len..(n + 1) * x_n_len];
         if g.is_pointwise() {
             run(n, x_n);
-        } else {
-            T::with_scratch(g.cin * g.kh * g.kw * p, |col| {
+        } else if rows >= g.ho {
+            T::with_scratch(g.cin * kk * p, |col| {
                 im2col(x_n, g, col);
                 run(n, col);
             });
+        } else {
+            // SAFETY: sample n writes only its own slice of y.
+            let y_n = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * y_n_len), y_n_len) };
+            T::with_scratch(g.cin * kk * rows * g.wo, |col| {
+                for oy0 in (0..g.ho).step_by(rows) {
+                    let oy1 = (oy0 + rows).min(g.ho);
+                    let cp = (oy1 - oy0) * g.wo;
+                    for ci in 0..g.cin {
+                        let xc = &x_n[ci * g.hw()..(ci + 1) * g.hw()];
+                        im2col_plane_rows(
+                            xc,
+                            g,
+                            oy0,
+                            oy1,
+                            &mut col[ci * kk * cp..(ci + 1) * kk * cp],
+                            cp,
+                        );
+                    }
+                    for gi in 0..g.groups {
+                        // SAFETY: the chunk's columns lie inside y_n's rows.
+                        unsafe {
+                            matmul(
+                                cout_g,
+                                cp,
+                                kdim,
+                                y_n.as_mut_ptr().add(gi * cout_g * p + oy0 * g.wo),
+                                p,
+                                false,
+                                Mat {
+                                    ptr: w.as_ptr().add(gi * cout_g * kdim),
+                                    rs: kdim as isize,
+                                    cs: 1,
+                                },
+                                Mat {
+                                    ptr: col.as_ptr().add(gi * kdim * cp),
+                                    rs: cp as isize,
+                                    cs: 1,
+                                },
+                                par,
+                            );
+                        }
+                    }
+                }
+            });
+            epilogue(y_n, g.cout, p, bias, slope);
         }
     });
     y
+}
+
+/// im2col chunk sizes (elements) of the forward, input-gradient and
+/// weight-gradient kernels, measured on this project's 2-core AVX-512 CPU:
+/// chunks of ~1 MB (f32) that stay in L2 made the forward ~15 % faster; the
+/// input gradient's GEMM (short reduction over output channels) loses more
+/// from narrower products than it gains, so it is only chunked to bound
+/// memory.
+const FWD_CHUNK: usize = 1 << 18;
+const BWD_INPUT_CHUNK: usize = 1 << 22;
+const WEIGHT_GRAD_CHUNK: usize = 1 << 18;
+
+/// Output rows per im2col chunk, so that a chunk of the im2col matrix stays
+/// in the L2 cache between being written and being read by the GEMM.
+fn chunk_rows(g: &ConvGeom, target: usize) -> usize {
+    let per_row = g.cin * g.kh * g.kw * g.wo;
+    (target / per_row.max(1)).clamp(1, g.ho)
 }
 
 /// Transposed convolution, the adjoint of [`conv2d_fwd`] in `x`:
@@ -398,24 +499,37 @@ pub fn conv2d_bwd_input<T: Float>(
     slope: Option<T>,
     g: &ConvGeom,
 ) -> Vec<T> {
+    conv2d_bwd_input_chunked(dy, w, bias, slope, g, BWD_INPUT_CHUNK)
+}
+
+fn conv2d_bwd_input_chunked<T: Float>(
+    dy: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    slope: Option<T>,
+    g: &ConvGeom,
+    chunk: usize,
+) -> Vec<T> {
     let (p, kdim, cin_g, cout_g, hw) = (g.p(), g.kdim(), g.cin_g(), g.cout_g(), g.hw());
     let mut dx = vec![T::ZERO; g.x_len()];
     let (parallel, par) = plan(g.n, g.cout * kdim * p);
     let dxp = SendPtr(dx.as_mut_ptr());
     let x_n_len = g.cin * hw;
     let y_n_len = g.cout * p;
+    let rows = chunk_rows(g, chunk);
     for_each_sample(g.n, parallel, |n| {
         // SAFETY: sample n writes only its own slice of dx.
         let dx_n = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(n * x_n_len), x_n_len) };
         let dy_n = &dy[n * y_n_len..(n + 1) * y_n_len];
-        let gemm_into = |dst: *mut T, ld: usize| {
+        // dst (kdim rows of ld per group) = Wᵀ · dy_n[:, c0 .. c0 + cp].
+        let gemm_into = |dst: *mut T, ld: usize, c0: usize, cp: usize| {
             for gi in 0..g.groups {
                 // SAFETY: Wᵀ of group gi is (kdim × cout_g) with row stride 1 and
                 // column stride kdim; dst has kdim rows of ld per group.
                 unsafe {
                     matmul(
                         kdim,
-                        p,
+                        cp,
                         cout_g,
                         dst.add(gi * kdim * ld),
                         ld,
@@ -426,7 +540,7 @@ pub fn conv2d_bwd_input<T: Float>(
                             cs: kdim as isize,
                         },
                         Mat {
-                            ptr: dy_n.as_ptr().add(gi * cout_g * p),
+                            ptr: dy_n.as_ptr().add(gi * cout_g * p + c0),
                             rs: p as isize,
                             cs: 1,
                         },
@@ -436,11 +550,15 @@ pub fn conv2d_bwd_input<T: Float>(
             }
         };
         if g.is_pointwise() {
-            gemm_into(dx_n.as_mut_ptr(), hw);
+            gemm_into(dx_n.as_mut_ptr(), hw, 0, p);
         } else {
-            T::with_scratch(g.cin * g.kh * g.kw * p, |col| {
-                gemm_into(col.as_mut_ptr(), p);
-                col2im(col, g, dx_n);
+            T::with_scratch(g.cin * g.kh * g.kw * rows * g.wo, |col| {
+                for oy0 in (0..g.ho).step_by(rows) {
+                    let oy1 = (oy0 + rows).min(g.ho);
+                    let cp = (oy1 - oy0) * g.wo;
+                    gemm_into(col.as_mut_ptr(), cp, oy0 * g.wo, cp);
+                    col2im_rows(col, g, oy0, oy1, dx_n, cp);
+                }
             });
         }
         let _ = cin_g;
@@ -475,7 +593,7 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     if g.n > 1 && g.p() <= BATCHED_MAX_P && col_all <= BATCHED_MAX_COL && num_threads() > 1 {
         conv2d_bwd_weight_batched(x, dy, g)
     } else {
-        conv2d_bwd_weight_per_sample(x, dy, g)
+        conv2d_bwd_weight_per_sample(x, dy, g, WEIGHT_GRAD_CHUNK)
     }
 }
 
@@ -549,7 +667,7 @@ fn conv2d_bwd_weight_batched<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T
     dw
 }
 
-fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
+fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, chunk: usize) -> Vec<T> {
     let (p, kdim, cout_g, hw) = (g.p(), g.kdim(), g.cout_g(), g.hw());
     let x_n_len = g.cin * hw;
     let y_n_len = g.cout * p;
@@ -562,6 +680,7 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Ve
         Parallelism::None
     };
     let per_chunk = g.n.div_ceil(chunks.max(1));
+    let rows = chunk_rows(g, chunk);
     // Partial dwᵀ laid out as (groups, kdim, cout_g).
     let partial = |c: usize| -> Vec<T> {
         let mut dwt = vec![T::ZERO; g.w_len()];
@@ -570,26 +689,28 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Ve
         for n in c * per_chunk..((c + 1) * per_chunk).min(g.n) {
             let x_n = &x[n * x_n_len..(n + 1) * x_n_len];
             transpose(&dy[n * y_n_len..(n + 1) * y_n_len], g.cout, p, &mut dyt);
-            let run = |col: &[T], dwt: &mut [T], acc: bool| {
+            // dwᵀ (+)= col[:, chunk] · dyᵀ[chunk, :] for pixels c0 .. c0 + cp,
+            // with `col` holding that chunk's columns (row stride cp).
+            let run = |col: &[T], c0: usize, cp: usize, dwt: &mut [T], acc: bool| {
                 for gi in 0..g.groups {
-                    // SAFETY: col of group gi is (kdim × p) row-major; dyᵀ of
+                    // SAFETY: col of group gi is (kdim × cp) row-major; dyᵀ of
                     // group gi is (p × cout_g) with row stride cout; dwᵀ of
                     // group gi is (kdim × cout_g) row-major.
                     unsafe {
                         matmul(
                             kdim,
                             cout_g,
-                            p,
+                            cp,
                             dwt.as_mut_ptr().add(gi * kdim * cout_g),
                             cout_g,
                             acc,
                             Mat {
-                                ptr: col.as_ptr().add(gi * kdim * p),
-                                rs: p as isize,
+                                ptr: col.as_ptr().add(gi * kdim * cp),
+                                rs: cp as isize,
                                 cs: 1,
                             },
                             Mat {
-                                ptr: dyt.as_ptr().add(gi * cout_g),
+                                ptr: dyt.as_ptr().add(c0 * g.cout + gi * cout_g),
                                 rs: g.cout as isize,
                                 cs: 1,
                             },
@@ -599,11 +720,27 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Ve
                 }
             };
             if g.is_pointwise() {
-                run(x_n, &mut dwt, !first);
+                run(x_n, 0, p, &mut dwt, !first);
             } else {
-                T::with_scratch(g.cin * g.kh * g.kw * p, |col| {
-                    im2col(x_n, g, col);
-                    run(col, &mut dwt, !first);
+                let kk = g.kh * g.kw;
+                T::with_scratch(g.cin * kk * rows * g.wo, |col| {
+                    for oy0 in (0..g.ho).step_by(rows) {
+                        let oy1 = (oy0 + rows).min(g.ho);
+                        let cp = (oy1 - oy0) * g.wo;
+                        for ci in 0..g.cin {
+                            let xc = &x_n[ci * hw..(ci + 1) * hw];
+                            im2col_plane_rows(
+                                xc,
+                                g,
+                                oy0,
+                                oy1,
+                                &mut col[ci * kk * cp..(ci + 1) * kk * cp],
+                                cp,
+                            );
+                        }
+                        run(col, oy0 * g.wo, cp, &mut dwt, !first);
+                        first = false;
+                    }
                 });
             }
             first = false;
@@ -636,4 +773,53 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Ve
         );
     }
     dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f64], b: &[f64]) {
+        let d = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        let m = b.iter().map(|y| y.abs()).fold(1e-30, f64::max);
+        assert!(d / m < 1e-12, "chunked result differs: {}", d / m);
+    }
+
+    /// The chunked im2col paths (one output row per chunk) agree with the
+    /// whole-image paths, for plain, strided, dilated and grouped layers.
+    #[test]
+    fn chunked_paths_match_unchunked() {
+        for (n, cin, cout, h, w, k, s, p, d, gr) in [
+            (3, 4, 6, 9, 7, 3, 1, 1, 1, 1),
+            (2, 6, 4, 11, 10, 4, 2, 1, 1, 2),
+            (1, 3, 5, 8, 9, 3, 1, 2, 2, 1),
+        ] {
+            let g = ConvGeom::new(n, cin, h, w, cout, k, k, s, p, d, gr).unwrap();
+            let val = |i: usize| ((i * 7919) % 97) as f64 / 97.0 - 0.5;
+            let x: Vec<f64> = (0..g.x_len()).map(val).collect();
+            let wt: Vec<f64> = (0..g.w_len()).map(|i| val(i + 13)).collect();
+            let dy: Vec<f64> = (0..g.y_len()).map(|i| val(i + 29)).collect();
+            let b: Vec<f64> = (0..cout).map(|i| val(i + 3)).collect();
+            close(
+                &conv2d_fwd_chunked(&x, &wt, Some(&b), Some(0.2), &g, 1),
+                &conv2d_fwd_chunked(&x, &wt, Some(&b), Some(0.2), &g, usize::MAX),
+            );
+            close(
+                &conv2d_bwd_input_chunked(&dy, &wt, None, None, &g, 1),
+                &conv2d_bwd_input_chunked(&dy, &wt, None, None, &g, usize::MAX),
+            );
+            close(
+                &conv2d_bwd_weight_per_sample(&x, &dy, &g, 1),
+                &conv2d_bwd_weight_per_sample(&x, &dy, &g, usize::MAX),
+            );
+            close(
+                &conv2d_bwd_weight_batched(&x, &dy, &g),
+                &conv2d_bwd_weight_per_sample(&x, &dy, &g, usize::MAX),
+            );
+        }
+    }
 }
