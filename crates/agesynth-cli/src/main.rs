@@ -25,6 +25,14 @@ enum Command {
     /// Import pretrained face networks.
     #[command(subcommand)]
     Weights(cmd::weights::WeightsCommand),
+    /// Train models (cStyleGAN).
+    #[command(subcommand)]
+    Train(cmd::train::TrainCommand),
+    /// Render synthetic identities at every age group from a cStyleGAN: the
+    /// paired data FaceGAN learns from.
+    SynthPairs(cmd::synth::SynthPairsArgs),
+    /// Render a sample grid (rows = latents, columns = age groups).
+    Sample(cmd::synth::SampleArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +40,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
         Command::Weights(c) => cmd::weights::run(c),
+        Command::Train(c) => cmd::train::run(c),
+        Command::SynthPairs(a) => cmd::synth::run_synth_pairs(a),
+        Command::Sample(a) => cmd::synth::run_sample(a),
     };
     match result {
         Ok(code) => code,

@@ -94,20 +94,28 @@ pub struct RealFaces {
 }
 
 impl RealFaces {
-    /// Loads every face of `dataset` (or its first `limit`) at `size`×`size`,
-    /// decoding in parallel. Faces that fail to load or whose age has no
-    /// group are skipped and listed in [`RealFaces::skipped`]; an empty
-    /// result is an error.
+    /// Loads the faces of `dataset` at `indices` (all when `None`) at
+    /// `size`×`size`, decoding in parallel. Faces that fail to load or whose
+    /// age has no group are skipped and listed in [`RealFaces::skipped`]; an
+    /// empty result is an error.
     pub fn load(
         dataset: &dyn FaceDataset,
         size: u32,
         bins: &AgeBins,
-        limit: Option<usize>,
+        indices: Option<&[usize]>,
     ) -> Result<Self> {
-        let n = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
-        let loaded: Vec<std::result::Result<(FaceImage, f32, AgeGroup), SkippedFace>> = (0..n)
-            .into_par_iter()
-            .map(|i| {
+        let all: Vec<usize>;
+        let indices = match indices {
+            Some(ix) => ix,
+            None => {
+                all = (0..dataset.len()).collect();
+                &all
+            }
+        };
+        let n = indices.len();
+        let loaded: Vec<std::result::Result<(FaceImage, f32, AgeGroup), SkippedFace>> = indices
+            .par_iter()
+            .map(|&i| {
                 let skip = |reason: String| SkippedFace { index: i, reason };
                 let meta = dataset
                     .meta(i)

@@ -1,0 +1,226 @@
+//! `agesynth train …`: training runs.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::Instant,
+};
+
+use agesynth_core::{DeviceSpec, FaceDataset};
+use agesynth_cstylegan::CStyleGanConfig;
+use agesynth_data::{DecodedCache, Split, SplitFractions, UtkFace};
+use agesynth_train::{
+    CStyleGanTask, CStyleGanTrainConfig, Outcome, RealFaces, RunDir, StopFlag, Trainer,
+    TrainerOptions,
+};
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Training commands.
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Train the age-conditioned StyleGAN (stage 1) on UTKFace.
+    Cstylegan(CStyleGanArgs),
+}
+
+/// Which faces of the dataset to train on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SplitChoice {
+    /// The training side of the project's fixed 80/10/10 split (seed 0).
+    Train,
+    /// Every face.
+    All,
+}
+
+/// Options of `agesynth train cstylegan`.
+#[derive(Debug, Args)]
+pub struct CStyleGanArgs {
+    /// UTKFace folder (aligned chips), e.g. ../shared/data/utkface.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model preset: tiny, cpu64, paper128 or gpu256.
+    #[arg(long, default_value = "cpu64")]
+    pub preset: String,
+    /// Run folder (config, log, samples, checkpoints).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Train until this step.
+    #[arg(long, default_value_t = 100_000)]
+    pub steps: u64,
+    /// Real images per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Continue from the run's latest checkpoint (its saved config wins over
+    /// --preset, --batch, --seed and the optimiser flags).
+    #[arg(long)]
+    pub resume: bool,
+    /// Seed of the weights, data order, latents and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Decoded-face cache file (built on first use); default
+    /// `<out>/../cache/<data folder>-<size>.agscache`.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Which faces to train on.
+    #[arg(long, value_enum, default_value = "train")]
+    pub split: SplitChoice,
+    /// Use only the first N faces of the split (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Learning rate of G and D.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// R1 weight γ (default: 0.0002·size²/batch, at least 0.1).
+    #[arg(long)]
+    pub r1_gamma: Option<f64>,
+    /// Lazy R1 interval in steps (0 disables R1).
+    #[arg(long, default_value_t = 16)]
+    pub r1_every: u64,
+    /// Log every N steps.
+    #[arg(long, default_value_t = 20)]
+    pub log_every: u64,
+    /// Sample grid every N steps (0: never).
+    #[arg(long, default_value_t = 500)]
+    pub sample_every: u64,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Keep the newest N checkpoints.
+    #[arg(long, default_value_t = 3)]
+    pub keep: usize,
+    /// No progress bar or progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs a training command.
+pub fn run(cmd: TrainCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TrainCommand::Cstylegan(a) => train_cstylegan(a),
+    }
+}
+
+fn default_cache(out: &Path, data: &Path, size: usize) -> PathBuf {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "faces".to_string());
+    parent.join("cache").join(format!("{name}-{size}.agscache"))
+}
+
+fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
+    let device = a
+        .device
+        .parse::<DeviceSpec>()?
+        .open()
+        .context("opening the device")?;
+    let run =
+        RunDir::open(&a.out).with_context(|| format!("opening run folder {}", a.out.display()))?;
+    let has_checkpoint = run.latest()?.is_some();
+    if has_checkpoint && !a.resume {
+        bail!(
+            "{} already holds a run with checkpoints: pass --resume to continue it, or choose another --out",
+            a.out.display()
+        );
+    }
+    let cfg: CStyleGanTrainConfig = if a.resume && run.config_path().is_file() {
+        let saved: CStyleGanTrainConfig = run.load_config()?;
+        if saved.model.preset != a.preset || saved.batch != a.batch || saved.seed != a.seed {
+            eprintln!(
+                "resuming with the run's saved config (preset {}, batch {}, seed {}); --preset/--batch/--seed are ignored",
+                saved.model.preset, saved.batch, saved.seed
+            );
+        }
+        saved
+    } else {
+        let model = CStyleGanConfig::preset(&a.preset)?;
+        let mut c = CStyleGanTrainConfig::new(model, a.batch, a.seed);
+        if let Some(lr) = a.lr {
+            c.g_lr = lr;
+            c.d_lr = lr;
+        }
+        if let Some(g) = a.r1_gamma {
+            c.r1_gamma = g;
+        }
+        c.r1_every = a.r1_every;
+        c
+    };
+    let size = cfg.model.image_size;
+
+    // Data: UTKFace -> decoded cache at the model's size -> faces in memory.
+    let t0 = Instant::now();
+    let utk = UtkFace::open(&a.data).with_context(|| format!("opening {}", a.data.display()))?;
+    if utk.is_empty() {
+        bail!("{} holds no UTKFace images", a.data.display());
+    }
+    let cache_path = a
+        .cache
+        .clone()
+        .unwrap_or_else(|| default_cache(&a.out, &a.data, size));
+    let (cache, built) = DecodedCache::open_or_build(&utk, size as u32, &cache_path, "utkface", 0)
+        .with_context(|| format!("decoded cache {}", cache_path.display()))?;
+    let mut indices: Vec<usize> = match a.split {
+        SplitChoice::Train => Split::new(&cache, SplitFractions::default(), 0)?.train,
+        SplitChoice::All => (0..cache.len()).collect(),
+    };
+    if let Some(l) = a.limit {
+        indices.truncate(l);
+    }
+    let faces = RealFaces::load(&cache, size as u32, &cfg.model.bins()?, Some(&indices))?;
+    eprintln!(
+        "{} faces at {size}px ({} skipped) from {} in {:.1} s (cache {} {})",
+        faces.len(),
+        faces.skipped().len(),
+        a.data.display(),
+        t0.elapsed().as_secs_f64(),
+        cache_path.display(),
+        if built { "built" } else { "reused" }
+    );
+    for s in faces.skipped().iter().take(5) {
+        eprintln!("  skipped face {}: {}", s.index, s.reason);
+    }
+
+    if !has_checkpoint {
+        run.save_config(&cfg)?;
+    }
+    let mut task = CStyleGanTask::new(cfg.clone(), Arc::new(faces), &device)?;
+    let opts = TrainerOptions {
+        total_steps: a.steps,
+        log_every: a.log_every,
+        sample_every: a.sample_every,
+        checkpoint_every: a.checkpoint_every,
+        keep_last: a.keep,
+        divergence_limit: Some(1e4),
+        progress: !a.quiet,
+    };
+    let mut trainer = Trainer::new(run.clone(), opts).with_stop(StopFlag::ctrlc()?);
+    let summary = trainer.run(&mut task, a.resume)?;
+    // The sample of the final step, and the EMA generator to ship.
+    trainer.write_sample(&mut task, summary.step)?;
+    let weights = run.root().join("generator_ema.safetensors");
+    task.export_ema(&weights)?;
+    eprintln!(
+        "{} at step {} ({} images, {:.0} s in all; {:.2} images/s this session); EMA generator: {}",
+        match summary.outcome {
+            Outcome::Finished => "finished",
+            Outcome::Interrupted => "interrupted",
+        },
+        summary.step,
+        summary.images,
+        summary.wall_s,
+        summary.images_per_s,
+        weights.display()
+    );
+    Ok(match summary.outcome {
+        Outcome::Finished => ExitCode::SUCCESS,
+        Outcome::Interrupted => ExitCode::from(130),
+    })
+}
