@@ -135,6 +135,8 @@ const CONV_CASES: &[ConvCase] = &[
     (2, 3, 5, 13, 10, 3, 3, 2, 2, 1),
     (2, 4, 2, 8, 8, 5, 1, 2, 1, 2),
     (4, 16, 8, 12, 12, 4, 2, 1, 1, 1),
+    (2, 6, 40, 9, 8, 3, 1, 1, 1, 1), // ≥ 32 output channels: untransposed forward GEMM
+    (2, 64, 64, 6, 6, 3, 2, 1, 1, 1), // batched weight gradient with wide channels
 ];
 
 fn candle_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvParams) -> Result<Tensor> {

@@ -374,101 +374,128 @@ fn conv2d_fwd_chunked<T: Float>(
     g: &ConvGeom,
     chunk: usize,
 ) -> Vec<T> {
-    let (p, kdim, cin_g, cout_g) = (g.p(), g.kdim(), g.cin_g(), g.cout_g());
+    let (p, kdim) = (g.p(), g.kdim());
     let mut y = vec![T::ZERO; g.y_len()];
     let (parallel, par) = plan(g.n, g.cout * kdim * p);
     let yp = SendPtr(y.as_mut_ptr());
     let x_n_len = g.cin * g.hw();
     let y_n_len = g.cout * p;
-    let run = |n: usize, col: &[T]| {
-        // SAFETY: sample n writes only y[n·y_n_len ..][.. y_n_len].
-        let y_n = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * y_n_len), y_n_len) };
-        for gi in 0..g.groups {
-            // SAFETY: the matrices lie inside w, col and y_n.
-            unsafe {
-                matmul(
-                    cout_g,
-                    p,
-                    kdim,
-                    y_n.as_mut_ptr().add(gi * cout_g * p),
-                    p,
-                    false,
-                    Mat {
-                        ptr: w.as_ptr().add(gi * cout_g * kdim),
-                        rs: kdim as isize,
-                        cs: 1,
-                    },
-                    Mat {
-                        ptr: col.as_ptr().add(gi * kdim * p),
-                        rs: p as isize,
-                        cs: 1,
-                    },
-                    par,
-                );
-            }
-        }
-        epilogue(y_n, g.cout, p, bias, slope);
-    };
-    let _ = cin_g;
     let rows = chunk_rows(g, chunk);
     let kk = g.kh * g.kw;
     for_each_sample(g.n, parallel, |n| {
         let x_n = &x[n * x_n_len..(n + 1) * x_n_len];
+        // SAFETY: sample n writes only y[n·y_n_len ..][.. y_n_len].
+        let y_n = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * y_n_len), y_n_len) };
         if g.is_pointwise() {
-            run(n, x_n);
-        } else if rows >= g.ho {
-            T::with_scratch(g.cin * kk * p, |col| {
-                im2col(x_n, g, col);
-                run(n, col);
-            });
+            // SAFETY: x_n is the (cin × p) "im2col" matrix of a 1×1 conv.
+            unsafe { fwd_product(g, w, x_n.as_ptr(), p, 0, p, y_n.as_mut_ptr(), par) };
         } else {
-            // SAFETY: sample n writes only its own slice of y.
-            let y_n = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * y_n_len), y_n_len) };
+            let rows = rows.min(g.ho);
             T::with_scratch(g.cin * kk * rows * g.wo, |col| {
                 for oy0 in (0..g.ho).step_by(rows) {
                     let oy1 = (oy0 + rows).min(g.ho);
                     let cp = (oy1 - oy0) * g.wo;
                     for ci in 0..g.cin {
                         let xc = &x_n[ci * g.hw()..(ci + 1) * g.hw()];
-                        im2col_plane_rows(
-                            xc,
+                        let dst = &mut col[ci * kk * cp..(ci + 1) * kk * cp];
+                        im2col_plane_rows(xc, g, oy0, oy1, dst, cp);
+                    }
+                    // SAFETY: the chunk's columns lie inside y_n's rows.
+                    unsafe {
+                        fwd_product(
                             g,
-                            oy0,
-                            oy1,
-                            &mut col[ci * kk * cp..(ci + 1) * kk * cp],
+                            w,
+                            col.as_ptr(),
                             cp,
-                        );
-                    }
-                    for gi in 0..g.groups {
-                        // SAFETY: the chunk's columns lie inside y_n's rows.
-                        unsafe {
-                            matmul(
-                                cout_g,
-                                cp,
-                                kdim,
-                                y_n.as_mut_ptr().add(gi * cout_g * p + oy0 * g.wo),
-                                p,
-                                false,
-                                Mat {
-                                    ptr: w.as_ptr().add(gi * cout_g * kdim),
-                                    rs: kdim as isize,
-                                    cs: 1,
-                                },
-                                Mat {
-                                    ptr: col.as_ptr().add(gi * kdim * cp),
-                                    rs: cp as isize,
-                                    cs: 1,
-                                },
-                                par,
-                            );
-                        }
-                    }
+                            oy0 * g.wo,
+                            cp,
+                            y_n.as_mut_ptr(),
+                            par,
+                        )
+                    };
                 }
             });
-            epilogue(y_n, g.cout, p, bias, slope);
         }
+        epilogue(y_n, g.cout, p, bias, slope);
     });
     y
+}
+
+/// Below this many output channels per group the forward GEMM is computed
+/// transposed (`Yᵀ = colᵀ·Wᵀ`), so that the long pixel axis fills the
+/// micro-kernel's 64-row panels instead of the few channels (a 32→3 output
+/// layer otherwise uses 3/64 of each panel).
+const SMALL_COUT: usize = 32;
+
+/// `y_n[:, c0 .. c0 + cp] = W · col` for every group, where `col` holds the
+/// chunk's im2col matrix (`cin·kh·kw` rows of stride `ld`) and `y_n` rows
+/// have stride `p`.
+///
+/// # Safety
+/// `col` and `y_n` must be valid for those shapes.
+#[allow(clippy::too_many_arguments)]
+unsafe fn fwd_product<T: Float>(
+    g: &ConvGeom,
+    w: &[T],
+    col: *const T,
+    ld: usize,
+    c0: usize,
+    cp: usize,
+    y_n: *mut T,
+    par: Parallelism,
+) {
+    let (p, kdim, cout_g) = (g.p(), g.kdim(), g.cout_g());
+    for gi in 0..g.groups {
+        // SAFETY: offsets stay inside the buffers described by the caller.
+        unsafe {
+            let dst = y_n.add(gi * cout_g * p + c0);
+            let wg = w.as_ptr().add(gi * cout_g * kdim);
+            let cg = col.add(gi * kdim * ld);
+            if cout_g < SMALL_COUT {
+                gemm::gemm(
+                    cp,
+                    cout_g,
+                    kdim,
+                    dst,
+                    p as isize,
+                    1,
+                    false,
+                    cg,
+                    ld as isize,
+                    1,
+                    wg,
+                    kdim as isize,
+                    1,
+                    T::ZERO,
+                    T::ONE,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            } else {
+                matmul(
+                    cout_g,
+                    cp,
+                    kdim,
+                    dst,
+                    p,
+                    false,
+                    Mat {
+                        ptr: wg,
+                        rs: kdim as isize,
+                        cs: 1,
+                    },
+                    Mat {
+                        ptr: cg,
+                        rs: ld as isize,
+                        cs: 1,
+                    },
+                    par,
+                );
+            }
+        }
+    }
 }
 
 /// im2col chunk sizes (elements) of the forward, input-gradient and
@@ -797,6 +824,7 @@ mod tests {
             (3, 4, 6, 9, 7, 3, 1, 1, 1, 1),
             (2, 6, 4, 11, 10, 4, 2, 1, 1, 2),
             (1, 3, 5, 8, 9, 3, 1, 2, 2, 1),
+            (2, 5, 40, 7, 6, 3, 1, 1, 1, 1),
         ] {
             let g = ConvGeom::new(n, cin, h, w, cout, k, k, s, p, d, gr).unwrap();
             let val = |i: usize| ((i * 7919) % 97) as f64 / 97.0 - 0.5;
