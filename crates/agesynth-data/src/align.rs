@@ -1,43 +1,79 @@
 //! Alignment of faces from 68-point landmarks onto the canonical template.
 //!
 //! UTKFace's chips are dlib face chips (size 200, padding 0.2). A photo with
-//! 68 landmarks (the iBUG/dlib numbering FG-NET's `.pts` files use) is framed
-//! the same way by the similarity transform that carries its eye centres and
-//! mouth corners onto those of dlib's mean face
-//! ([`FaceTemplate`](agesynth_core::geometry::FaceTemplate)), at any output size.
+//! 68 landmarks is framed the same way by the similarity transform that
+//! carries its eye centres and mouth corners onto those of dlib's mean face
+//! ([`FaceTemplate`](agesynth_core::geometry::FaceTemplate)), at any output
+//! size.
+//!
+//! Two 68-point conventions exist and they differ: the iBUG/dlib one
+//! (eyes 36–47) and FG-NET's own markup (eye contours 27–30 and 32–35 with
+//! the pupils at 31 and 36, nose tip 67). [`LandmarkScheme`] names which one
+//! a set of landmarks follows. FG-NET's `.pts` files use
+//! [`LandmarkScheme::FgNet68`]; reading them as iBUG points puts an "eye" on
+//! the nose and frames the face far too tight.
 
 use agesynth_core::{
     geometry::{warp, FaceTemplate, FivePoints, Point, Similarity},
     Error, FaceImage, Result,
 };
+use serde::{Deserialize, Serialize};
 
 /// Number of points in a 68-point landmark set.
 pub const N_LANDMARKS: usize = 68;
 
-/// The five canonical points from 68 landmarks (0-based iBUG numbering):
-/// eye centres as the means of points 36–41 and 42–47, the nose tip 30 and
-/// the mouth corners 48 and 54, in image order (see [`FivePoints`]).
-pub fn five_points(landmarks: &[Point; N_LANDMARKS]) -> FivePoints {
-    let mean = |r: std::ops::Range<usize>| {
-        let n = r.len() as f64;
-        let (x, y) = landmarks[r]
-            .iter()
-            .fold((0.0, 0.0), |(x, y), p| (x + p[0], y + p[1]));
-        [x / n, y / n]
-    };
-    [
-        mean(36..42),
-        mean(42..48),
-        landmarks[30],
-        landmarks[48],
-        landmarks[54],
-    ]
+/// The numbering of a 68-point landmark set (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LandmarkScheme {
+    /// iBUG 300-W / dlib: jaw 0–16, brows 17–26, nose 27–35, eyes 36–41 and
+    /// 42–47, mouth 48–67 (corners 48 and 54).
+    Ibug68,
+    /// FG-NET's markup: jaw 0–14, brows 15–26, eye contours 27–30 (image
+    /// left, pupil 31) and 32–35 (image right, pupil 36), nose 37–47,
+    /// mouth 48–66 (corners 48 and 54), nose tip 67.
+    FgNet68,
+}
+
+impl LandmarkScheme {
+    /// The five canonical points, in image order (see [`FivePoints`]): eye
+    /// centres as the means of the eye-contour points, nose tip, mouth
+    /// corners.
+    pub fn five_points(self, landmarks: &[Point; N_LANDMARKS]) -> FivePoints {
+        let mean = |r: std::ops::Range<usize>| {
+            let n = r.len() as f64;
+            let (x, y) = landmarks[r]
+                .iter()
+                .fold((0.0, 0.0), |(x, y), p| (x + p[0], y + p[1]));
+            [x / n, y / n]
+        };
+        match self {
+            LandmarkScheme::Ibug68 => [
+                mean(36..42),
+                mean(42..48),
+                landmarks[30],
+                landmarks[48],
+                landmarks[54],
+            ],
+            LandmarkScheme::FgNet68 => [
+                mean(27..31),
+                mean(32..36),
+                landmarks[67],
+                landmarks[48],
+                landmarks[54],
+            ],
+        }
+    }
 }
 
 /// The transform carrying a photo with these landmarks onto `template`
 /// (eye centres and mouth corners, least squares).
-pub fn alignment(landmarks: &[Point; N_LANDMARKS], template: &FaceTemplate) -> Result<Similarity> {
-    let p = five_points(landmarks);
+pub fn alignment(
+    landmarks: &[Point; N_LANDMARKS],
+    scheme: LandmarkScheme,
+    template: &FaceTemplate,
+) -> Result<Similarity> {
+    let p = scheme.five_points(landmarks);
     template.alignment(&[(0, p[0]), (1, p[1]), (3, p[3]), (4, p[4])])
 }
 
@@ -46,9 +82,10 @@ pub fn alignment(landmarks: &[Point; N_LANDMARKS], template: &FaceTemplate) -> R
 pub fn align(
     image: &FaceImage,
     landmarks: &[Point; N_LANDMARKS],
+    scheme: LandmarkScheme,
     template: &FaceTemplate,
 ) -> Result<FaceImage> {
-    let t = alignment(landmarks, template)?;
+    let t = alignment(landmarks, scheme, template)?;
     if !(t.scale().is_finite() && t.scale() > 1e-6) {
         return Err(Error::InvalidInput(format!(
             "degenerate landmarks: alignment scale {}",
@@ -79,7 +116,7 @@ mod tests {
     #[test]
     fn five_points_of_the_mean_face_are_the_template() {
         let t = FaceTemplate::utkface(200);
-        let got = five_points(&template_landmarks(&t));
+        let got = LandmarkScheme::Ibug68.five_points(&template_landmarks(&t));
         for (g, w) in got.iter().zip(t.five_points()) {
             assert!((g[0] - w[0]).abs() < 1e-9 && (g[1] - w[1]).abs() < 1e-9);
         }
@@ -112,7 +149,7 @@ mod tests {
                 lm[i][1] += d;
                 lm[i + 6][1] -= d;
             }
-            let pts = five_points(&lm);
+            let pts = LandmarkScheme::Ibug68.five_points(&lm);
             let (w, h) = (640u32, 700u32);
             let mut px = vec![20u8; (w * h * 3) as usize];
             // A 5x5 block per point (colour codes the point), centred on it.
@@ -130,9 +167,9 @@ mod tests {
                 }
             }
             let photo = FaceImage::new(w, h, px).unwrap();
-            let out = align(&photo, &lm, &tpl).unwrap();
+            let out = align(&photo, &lm, LandmarkScheme::Ibug68, &tpl).unwrap();
             let canon = tpl.five_points();
-            let t = alignment(&lm, &tpl).unwrap();
+            let t = alignment(&lm, LandmarkScheme::Ibug68, &tpl).unwrap();
             for (k, &i) in marks.iter().enumerate() {
                 // Geometric check: the transform maps the point exactly.
                 let m = t.apply(pts[i]);
@@ -161,5 +198,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn fgnet_scheme_reads_its_own_eye_and_nose_points() {
+        let mut l = [[0.0; 2]; 68];
+        for (i, p) in l.iter_mut().enumerate() {
+            *p = [1000.0 + i as f64, 1000.0];
+        }
+        // Eye contours around (100, 50) and (140, 52); pupils elsewhere.
+        for (k, d) in [[-5.0, 0.0], [0.0, -3.0], [5.0, 0.0], [0.0, 3.0]]
+            .iter()
+            .enumerate()
+        {
+            l[27 + k] = [100.0 + d[0], 50.0 + d[1]];
+            l[32 + k] = [140.0 + d[0], 52.0 + d[1]];
+        }
+        l[67] = [120.0, 70.0];
+        l[48] = [105.0, 90.0];
+        l[54] = [135.0, 91.0];
+        let p = LandmarkScheme::FgNet68.five_points(&l);
+        assert_eq!(
+            p,
+            [
+                [100.0, 50.0],
+                [140.0, 52.0],
+                [120.0, 70.0],
+                [105.0, 90.0],
+                [135.0, 91.0]
+            ]
+        );
     }
 }

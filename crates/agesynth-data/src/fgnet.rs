@@ -2,8 +2,9 @@
 //! letter for a second photo at that age; any letter case) with 68-point
 //! landmarks `points/pppaaa[b].pts`.
 //!
-//! Faces load aligned from their landmarks onto the template UTKFace's chips
-//! were cut with (see [`crate::align`]), so that FG-NET faces are framed like
+//! Faces load aligned from their landmarks (FG-NET's own 68-point markup,
+//! [`LandmarkScheme::FgNet68`], not the iBUG one) onto the template UTKFace's
+//! chips were cut with (see [`crate::align`]), so that FG-NET faces are framed like
 //! the training data at any size. Greyscale scans become three equal
 //! channels.
 
@@ -16,7 +17,7 @@ use agesynth_core::{geometry::FaceTemplate, Error, FaceDataset, FaceImage, FaceM
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    align::{self, N_LANDMARKS},
+    align::{self, LandmarkScheme, N_LANDMARKS},
     scan::list_files,
     transform::{self, DecodeLimits},
     Skipped,
@@ -350,8 +351,13 @@ impl FaceDataset for FgNet {
             size,
             padding: self.padding,
         };
-        align::align(&photo, &self.landmarks[index], &template)
-            .map_err(|e| Error::image(&self.metas[index].path, format!("aligning: {e}")))
+        align::align(
+            &photo,
+            &self.landmarks[index],
+            LandmarkScheme::FgNet68,
+            &template,
+        )
+        .map_err(|e| Error::image(&self.metas[index].path, format!("aligning: {e}")))
     }
 }
 

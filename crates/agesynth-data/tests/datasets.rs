@@ -81,6 +81,27 @@ fn a_corrupt_face_fails_loudly_naming_its_file() {
     assert!(e.contains("30_0_0_20170109150557335.jpg.chip.jpg"), "{e}");
 }
 
+/// 68 landmarks in FG-NET's markup for a face framed exactly like the
+/// template: eye contours around the template's eye centres, the nose tip
+/// and mouth corners on the template's, the rest (unused) on the chin.
+fn fgnet_landmarks(tpl: &FaceTemplate) -> [[f64; 2]; 68] {
+    let five = tpl.five_points();
+    let mut l = [[tpl.size as f64 / 2.0, tpl.size as f64 * 0.95]; 68];
+    for (k, d) in [[-6.0, 0.0], [0.0, -3.0], [6.0, 0.0], [0.0, 3.0]]
+        .iter()
+        .enumerate()
+    {
+        l[27 + k] = [five[0][0] + d[0], five[0][1] + d[1]];
+        l[32 + k] = [five[1][0] + d[0], five[1][1] + d[1]];
+    }
+    l[31] = five[0];
+    l[36] = five[1];
+    l[67] = five[2];
+    l[48] = five[3];
+    l[54] = five[4];
+    l
+}
+
 /// Writes an FG-NET-like folder: per subject a few photos of a face placed
 /// by a known similarity, with 68 landmarks consistent with it.
 fn fgnet_folder(dir: &Path, subjects: u32, per_subject: u32) {
@@ -110,8 +131,7 @@ fn fgnet_folder(dir: &Path, subjects: u32, per_subject: u32) {
                 write_jpeg(dir.join(format!("images/{name}.{ext}")), &photo).unwrap();
             }
             let mut pts = "version: 1\nn_points: 68\n{\n".to_string();
-            for i in 0..68 {
-                let p = tpl.landmark68(i).unwrap_or([100.0, 190.0]);
+            for p in fgnet_landmarks(&tpl) {
                 let q = chip_to_photo.apply(p);
                 pts += &format!("{:.3} {:.3}\n", q[0], q[1]);
             }

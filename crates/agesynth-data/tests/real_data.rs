@@ -96,3 +96,68 @@ fn fgnet_dev_has_127_images_of_10_subjects() {
         ds.len().div_ceil(9)
     );
 }
+
+/// Grey levels of the mean of `faces`.
+fn mean_grey(faces: impl Iterator<Item = agesynth_core::FaceImage>) -> Vec<f64> {
+    let mut acc: Vec<f64> = Vec::new();
+    let mut n = 0.0;
+    for f in faces {
+        if acc.is_empty() {
+            acc = vec![0.0; f.pixels().len() / 3];
+        }
+        for (a, p) in acc.iter_mut().zip(f.pixels().chunks(3)) {
+            *a += 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64;
+        }
+        n += 1.0;
+    }
+    acc.iter().map(|v| v / n).collect()
+}
+
+/// Normalised cross-correlation of two images of the same size.
+fn ncc(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        ab += (x - ma) * (y - mb);
+        aa += (x - ma) * (x - ma);
+        bb += (y - mb) * (y - mb);
+    }
+    ab / (aa * bb).sqrt()
+}
+
+/// Aligned FG-NET faces are framed like UTKFace chips: the mean aligned face
+/// matches the mean chip far better at UTKFace's padding (0.2) than at a
+/// tighter or looser framing. (Measured at 128 px over 500 chips: correlation
+/// 0.89 at 0.2, residual scale 1.01, shift under 1 px; see
+/// `examples/framing.rs`.)
+#[test]
+fn aligned_fgnet_faces_are_framed_like_utkface_chips() {
+    let (Some(utk), Some(fg)) = (
+        shared_subdir(
+            "utkface",
+            "aligned_fgnet_faces_are_framed_like_utkface_chips",
+        ),
+        shared_subdir(
+            "fgnet-dev",
+            "aligned_fgnet_faces_are_framed_like_utkface_chips",
+        ),
+    ) else {
+        return;
+    };
+    const SIZE: u32 = 64;
+    let utk = UtkFace::open(utk).unwrap();
+    let step = utk.len() / 300;
+    let chips = mean_grey((0..300).map(|k| utk.load(k * step, SIZE).unwrap()));
+    let corr = |padding: f64| {
+        let fg = FgNet::open(&fg).unwrap().with_padding(padding);
+        ncc(
+            &chips,
+            &mean_grey((0..fg.len()).map(|i| fg.load(i, SIZE).unwrap())),
+        )
+    };
+    let (tight, utk_like, loose) = (corr(0.1), corr(0.2), corr(0.3));
+    eprintln!("mean-face correlation: padding 0.1 {tight:.3}, 0.2 {utk_like:.3}, 0.3 {loose:.3}");
+    assert!(utk_like > 0.8, "{utk_like}");
+    assert!(utk_like > tight + 0.03 && utk_like > loose + 0.03);
+}
