@@ -211,29 +211,6 @@ impl ResNetSpec {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::Device;
-
-    #[test]
-    fn max_pool_matches_candle_and_has_a_gradient() {
-        let x = candle_core::Var::from_tensor(
-            &Tensor::randn(0f32, 1.0, (2, 3, 11, 12), &Device::Cpu).unwrap(),
-        )
-        .unwrap();
-        let ours = max_pool_3x3_s2(x.as_tensor()).unwrap();
-        let theirs = x.as_tensor().max_pool2d_with_stride(3, 2).unwrap();
-        assert_eq!(ours.dims(), theirs.dims());
-        let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
-        let g = ours.sum_all().unwrap().backward().unwrap();
-        let gx = g.get(x.as_tensor()).unwrap().sum_all().unwrap();
-        // Each output passes a gradient of one to one input.
-        assert_eq!(gx.to_scalar::<f32>().unwrap(), ours.elem_count() as f32);
-    }
-}
-
 #[derive(Clone, Debug)]
 enum Block {
     Same(Residual),
@@ -282,7 +259,7 @@ impl DlibResNet {
     /// Globally pooled features `(N, C)` of normalised chips `(N, 3, S, S)`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = self.stem.forward(x)?.relu()?;
-        x = max_pool_3x3_s2(&x)?;
+        x = x.max_pool2d_with_stride(3, 2)?;
         for b in &self.blocks {
             x = match b {
                 Block::Same(r) => r.forward(&x)?,
@@ -301,32 +278,6 @@ impl DlibResNet {
             None => y,
         })
     }
-}
-
-/// 3×3 max pool with stride 2, no padding ("valid"), written as a separable
-/// maximum of shifted views followed by a strided selection: exact, and
-/// differentiable (candle's `max_pool2d` has no backward pass when the
-/// kernel differs from the stride).
-pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    if h < 3 || w < 3 {
-        return Err(agesynth_core::Error::InvalidInput(format!(
-            "a 3x3 max pool needs at least 3x3 inputs, got {h}x{w}"
-        )));
-    }
-    let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
-    let mut r = x.narrow(2, 0, h - 2)?;
-    for d in 1..3 {
-        r = r.maximum(&x.narrow(2, d, h - 2)?)?;
-    }
-    let mut c = r.narrow(3, 0, w - 2)?;
-    for d in 1..3 {
-        c = c.maximum(&r.narrow(3, d, w - 2)?)?;
-    }
-    let dev = x.device();
-    let iy = Tensor::arange_step(0u32, 2 * oh as u32, 2, dev)?;
-    let ix = Tensor::arange_step(0u32, 2 * ow as u32, 2, dev)?;
-    Ok(c.index_select(&iy, 2)?.index_select(&ix, 3)?)
 }
 
 /// Loads the weights file `path` for the network `spec` onto `device`,
