@@ -40,21 +40,24 @@ impl JsonlLog {
     pub fn open(path: impl AsRef<Path>, resume_step: Option<u64>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let (Some(step), true) = (resume_step, path.is_file()) {
-            let kept: Vec<LogRecord> = read_log(&path)?
-                .into_iter()
-                .filter(|r| r.step <= step)
-                .collect();
-            let mut text = String::new();
-            for r in &kept {
-                text.push_str(&serde_json::to_string(r).map_err(|source| {
-                    agesynth_core::Error::Json {
-                        path: path.clone(),
-                        source,
+            // Keep the kept lines' text as it is: re-serialising parsed floats
+            // could change their last digit.
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| agesynth_core::Error::io("reading", &path, e))?;
+            let mut kept = String::new();
+            for line in text.lines() {
+                #[derive(Deserialize)]
+                struct StepOnly {
+                    step: u64,
+                }
+                if let Ok(r) = serde_json::from_str::<StepOnly>(line) {
+                    if r.step <= step {
+                        kept.push_str(line);
+                        kept.push('\n');
                     }
-                })?);
-                text.push('\n');
+                }
             }
-            agesynth_core::io::atomic_write_bytes(&path, text.as_bytes())?;
+            agesynth_core::io::atomic_write_bytes(&path, kept.as_bytes())?;
         }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
@@ -204,5 +207,9 @@ mod tests {
         log.append(&rec(4)).unwrap();
         let steps: Vec<u64> = read_log(&path).unwrap().iter().map(|r| r.step).collect();
         assert_eq!(steps, vec![1, 2, 3, 4]);
+        // The kept lines are byte for byte what was written.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let first = serde_json::to_string(&rec(1)).unwrap();
+        assert!(text.starts_with(&first), "{text}");
     }
 }
