@@ -11,14 +11,31 @@
 //!   `backward` does not build a graph of the gradient itself (no
 //!   double-backward), so [`r1::r1_penalty`] returns the exact penalty value
 //!   together with a differentiable surrogate whose parameter gradient equals
-//!   the penalty's (a central difference of a directional derivative; see the
-//!   module docs for the derivation and the error bound).
+//!   the penalty's: twice the forward-mode directional derivative of the
+//!   discriminator along its (detached) input gradient; see the module docs.
 //!
 //! Every loss takes raw logits and returns a scalar (0-dimensional) tensor.
+//!
+//! The non-adversarial terms are types behind one trait, [`Loss`] (a name,
+//! a weight and a scalar value from a [`LossInput`]):
+//!
+//! - [`reconstruction`]: L1, L2 and SSIM between output and reference;
+//! - [`identity`]: the distance between identity embeddings of output and
+//!   input through a `&dyn FaceEmbedder`, backpropagated into the generator;
+//! - [`age`]: cross-entropy of the target age group from group logits (a
+//!   discriminator's head, or an age estimator via
+//!   [`age::logits_from_ages`]);
+//! - [`tv`]: total variation.
 #![deny(missing_docs)]
 
 pub mod adversarial;
 pub mod r1;
 
+pub mod age;
+pub mod identity;
+pub mod loss;
+pub mod reconstruction;
+pub mod tv;
+
 pub use adversarial::{softplus, AdversarialLoss};
-pub use r1::{r1_penalty, r1_value, R1Options, R1};
+pub use r1::{r1_penalty, r1_value, R1};

@@ -1,0 +1,152 @@
+//! Shapes per preset, both bottleneck modes, conditioning and bad input.
+
+use agesynth_core::{AgeGenerator, AgeGroup, ConditionalDiscriminator};
+use agesynth_facegan::{BottleneckAge, Discriminator, FaceGanConfig, Generator};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+fn build(cfg: &FaceGanConfig) -> (Generator, Discriminator, VarMap, VarMap) {
+    let (gv, dv) = (VarMap::new(), VarMap::new());
+    let g = Generator::new(cfg, VarBuilder::from_varmap(&gv, DType::F32, &Device::Cpu)).unwrap();
+    let d =
+        Discriminator::new(cfg, VarBuilder::from_varmap(&dv, DType::F32, &Device::Cpu)).unwrap();
+    (g, d, gv, dv)
+}
+
+fn images(n: usize, s: usize) -> Tensor {
+    let v: Vec<f32> = (0..n * 3 * s * s)
+        .map(|i| ((i as f32) * 0.37).sin() * 0.8)
+        .collect();
+    Tensor::from_vec(v, (n, 3, s, s), &Device::Cpu).unwrap()
+}
+
+#[test]
+fn shapes_per_preset() {
+    for name in FaceGanConfig::PRESETS {
+        let cfg = FaceGanConfig::preset(name).unwrap();
+        let s = cfg.image_size;
+        let (g, d, gv, _) = build(&cfg);
+        let x = images(1, s);
+        let y = g.generate(&x, &[AgeGroup(3)]).unwrap();
+        assert_eq!(y.dims(), &[1, 3, s, s], "{name}");
+        let lo = y.min_all().unwrap().to_scalar::<f32>().unwrap();
+        let hi = y.max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(lo >= -1.0 && hi <= 1.0, "{name}: output in [{lo}, {hi}]");
+        let out = d.forward(&y, &[AgeGroup(3)]).unwrap();
+        let p = cfg.patch_size();
+        assert_eq!(out.logits.dims(), &[1, 1, p, p], "{name}");
+        assert_eq!(out.class_logits.unwrap().dims(), &[1, 6], "{name}");
+        assert_eq!(g.image_size(), s);
+        let params: usize = gv.all_vars().iter().map(|v| v.elem_count()).sum();
+        eprintln!("{name}: generator {params} parameters, patches {p}x{p}");
+        assert!(params > 0);
+    }
+}
+
+#[test]
+fn both_bottleneck_modes_respond_to_the_target_age() {
+    for mode in [BottleneckAge::Modulation, BottleneckAge::Concat] {
+        for residual in [true, false] {
+            let cfg = FaceGanConfig {
+                bottleneck_age: mode,
+                residual_output: residual,
+                ..FaceGanConfig::tiny()
+            };
+            let (g, d, gv, _) = build(&cfg);
+            let names: Vec<String> = gv.data().lock().unwrap().keys().cloned().collect();
+            match mode {
+                BottleneckAge::Modulation => {
+                    assert!(names.iter().any(|n| n.starts_with("res.0.film")));
+                    assert!(!names.iter().any(|n| n.starts_with("age_fuse")));
+                }
+                BottleneckAge::Concat => {
+                    assert!(names.iter().any(|n| n.starts_with("age_fuse")));
+                    assert!(!names.iter().any(|n| n.contains("film")));
+                }
+            }
+            let x = images(2, 16);
+            let a = g.forward(&x, &[AgeGroup(0), AgeGroup(0)]).unwrap();
+            let b = g.forward(&x, &[AgeGroup(0), AgeGroup(5)]).unwrap();
+            let diff = |u: &Tensor, v: &Tensor| {
+                (u - v)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            };
+            // Row 0 has the same target in both calls: identical; row 1 differs.
+            assert_eq!(diff(&a.get(0).unwrap(), &b.get(0).unwrap()), 0.0);
+            assert!(diff(&a.get(1).unwrap(), &b.get(1).unwrap()) > 1e-4);
+            let all = g.all_groups(&x).unwrap();
+            assert_eq!(all.dims(), &[2, 6, 3, 16, 16]);
+            // The discriminator's logits depend on the claimed group.
+            let la = d.logits(&x, &[AgeGroup(0), AgeGroup(0)]).unwrap();
+            let lb = d.logits(&x, &[AgeGroup(1), AgeGroup(0)]).unwrap();
+            assert!(diff(&la.get(0).unwrap(), &lb.get(0).unwrap()) > 1e-6);
+            assert_eq!(diff(&la.get(1).unwrap(), &lb.get(1).unwrap()), 0.0);
+        }
+    }
+}
+
+#[test]
+fn residual_output_with_zero_change_is_the_input() {
+    let cfg = FaceGanConfig::tiny();
+    let (g, _, gv, _) = build(&cfg);
+    // Zero the last layer: d = 0, so out = tanh(atanh(x)) = x.
+    for (name, var) in gv.data().lock().unwrap().iter() {
+        if name.starts_with("to_rgb") {
+            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+        }
+    }
+    let x = images(2, 16);
+    let y = g.forward(&x, &[AgeGroup(1), AgeGroup(4)]).unwrap();
+    let err = (&y - &x)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(err < 1e-5, "max |out - in| = {err}");
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let cfg = FaceGanConfig::tiny();
+    let (g, d, _, _) = build(&cfg);
+    let wrong_size = images(1, 8);
+    let err = g
+        .forward(&wrong_size, &[AgeGroup(0)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("(N, 3, 16, 16)"), "{err}");
+    assert!(g.forward(&images(2, 16), &[AgeGroup(0)]).is_err());
+    assert!(g.forward(&images(1, 16), &[AgeGroup(9)]).is_err());
+    assert!(d
+        .forward(&images(1, 16), &[AgeGroup(0), AgeGroup(1)])
+        .is_err());
+    let bad = FaceGanConfig {
+        image_size: 18,
+        ..FaceGanConfig::tiny()
+    };
+    assert!(Generator::new(
+        &bad,
+        VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu)
+    )
+    .is_err());
+    assert!(FaceGanConfig::preset("nope").is_err());
+}
+
+#[test]
+fn config_round_trips_through_json() {
+    for name in FaceGanConfig::PRESETS {
+        let cfg = FaceGanConfig::preset(name).unwrap();
+        let json = serde_json::to_string(&cfg).unwrap();
+        let back: FaceGanConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(cfg, back);
+    }
+}

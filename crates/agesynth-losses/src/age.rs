@@ -1,0 +1,126 @@
+//! Age loss: cross-entropy of the target age group from group logits.
+//!
+//! The logits come from the discriminator's auxiliary head, or from an
+//! [`agesynth_core::AgeEstimator`]'s ages through [`logits_from_ages`].
+
+use agesynth_core::{AgeBins, Error, Result};
+use candle_core::{DType, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use crate::loss::{Loss, LossInput};
+
+/// Mean cross-entropy `−log softmax(logits)[target]` of `logits (N, G)`
+/// against the target group indices, a scalar (computed with a stable
+/// log-softmax).
+pub fn cross_entropy(logits: &Tensor, targets: &[agesynth_core::AgeGroup]) -> Result<Tensor> {
+    let (n, g) = logits.dims2()?;
+    if targets.len() != n {
+        return Err(Error::InvalidInput(format!(
+            "age loss: {n} rows of logits but {} target groups",
+            targets.len()
+        )));
+    }
+    if let Some(bad) = targets.iter().find(|t| t.0 >= g) {
+        return Err(Error::InvalidInput(format!(
+            "age loss: target group {} out of {g} groups",
+            bad.0
+        )));
+    }
+    let idx: Vec<u32> = targets.iter().map(|t| t.0 as u32).collect();
+    let idx = Tensor::from_vec(idx, n, logits.device())?;
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    Ok(logp
+        .gather(&idx.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .mean_all()?
+        .neg()?)
+}
+
+/// Group logits from estimated ages `(N,)` in years:
+/// `logit_g = −((age − centre_g) / scale)²`, differentiable in the ages, so
+/// an age estimator can drive the age loss.
+pub fn logits_from_ages(ages: &Tensor, bins: &AgeBins, scale: f64) -> Result<Tensor> {
+    let n = ages.dim(0)?;
+    let centres: Vec<f32> = bins.groups().map(|g| bins.centre(g)).collect();
+    let c = Tensor::from_vec(centres, (1, bins.len()), ages.device())?.to_dtype(ages.dtype())?;
+    let d = (ages.reshape((n, 1))?.broadcast_sub(&c)? / scale)?;
+    Ok(d.sqr()?.neg()?.to_dtype(DType::F32)?)
+}
+
+/// The age term: cross-entropy of the target groups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgeLoss {
+    /// Its weight.
+    pub weight: f64,
+}
+
+impl Loss for AgeLoss {
+    fn name(&self) -> &str {
+        "age"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `class_logits` and `groups`.
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        cross_entropy(input.need_class_logits("age")?, input.need_groups("age")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agesynth_core::AgeGroup;
+    use candle_core::Device;
+
+    #[test]
+    fn cross_entropy_value() {
+        // Row 0: logits [0, ln 3], target 1: softmax = [1/4, 3/4], −ln(3/4) = 0.287682.
+        // Row 1: logits [0, 0], target 0: −ln(1/2) = 0.693147.
+        // Mean: 0.490415; weighted 2: 0.980829.
+        let logits =
+            Tensor::from_vec(vec![0f32, 3f32.ln(), 0.0, 0.0], (2, 2), &Device::Cpu).unwrap();
+        let groups = [AgeGroup(1), AgeGroup(0)];
+        let v = cross_entropy(&logits, &groups)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((v - 0.490415).abs() < 1e-5, "{v}");
+        let dummy = Tensor::zeros((2, 3, 2, 2), DType::F32, &Device::Cpu).unwrap();
+        let l = AgeLoss { weight: 2.0 };
+        let input = LossInput::new(&dummy).groups(&groups).class_logits(&logits);
+        let w = l.weighted(&input).unwrap().to_scalar::<f32>().unwrap();
+        assert!((w - 0.980829).abs() < 1e-5, "{w}");
+        // Saturated logits stay finite: [0, 1000] with target 0 gives 1000.
+        let sat = Tensor::from_vec(vec![0f32, 1000.0], (1, 2), &Device::Cpu).unwrap();
+        let v = cross_entropy(&sat, &[AgeGroup(0)])
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((v - 1000.0).abs() < 1e-2, "{v}");
+        // Missing inputs and bad groups are typed errors.
+        assert!(l.compute(&LossInput::new(&dummy).groups(&groups)).is_err());
+        assert!(cross_entropy(&logits, &[AgeGroup(2), AgeGroup(0)]).is_err());
+        assert!(cross_entropy(&logits, &[AgeGroup(0)]).is_err());
+    }
+
+    #[test]
+    fn logits_from_ages_peak_at_the_group() {
+        // An age at a group's centre gives that group logit 0 (the maximum,
+        // all others are negative squares).
+        let bins = AgeBins::default();
+        let c = bins.centre(AgeGroup(2));
+        let ages = Tensor::from_vec(vec![c], 1, &Device::Cpu).unwrap();
+        let l = logits_from_ages(&ages, &bins, 10.0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(l[0][2], 0.0);
+        assert!(l[0].iter().enumerate().all(|(i, &v)| i == 2 || v < 0.0));
+        let v = cross_entropy(&Tensor::new(l, &Device::Cpu).unwrap(), &[AgeGroup(2)])
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(v < 1.0);
+    }
+}

@@ -1,0 +1,156 @@
+//! Identity loss: the distance between the identity embeddings of the
+//! generated faces and of the reference (input) faces, backpropagated
+//! through the embedder into the generator.
+
+use agesynth_core::{FaceEmbedder, Result};
+use candle_core::{Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use crate::loss::{same_shape, Loss, LossInput};
+
+/// How embeddings are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingDistance {
+    /// Euclidean distance `√(Σ (a − b)² + ε)` per face (ε = 10⁻⁸ keeps the
+    /// gradient finite when the faces coincide), averaged: the distance
+    /// dlib's 0.6 threshold is set on.
+    #[default]
+    L2,
+    /// `1 − cos(a, b)` per face, averaged.
+    Cosine,
+}
+
+/// Mean embedding distance between rows of `a` and `b` `(N, D)`.
+pub fn embedding_distance(a: &Tensor, b: &Tensor, kind: EmbeddingDistance) -> Result<Tensor> {
+    same_shape("identity", a, b)?;
+    match kind {
+        EmbeddingDistance::L2 => Ok(((a - b)?.sqr()?.sum(D::Minus1)? + 1e-8)?
+            .sqrt()?
+            .mean_all()?),
+        EmbeddingDistance::Cosine => {
+            let dot = (a * b)?.sum(D::Minus1)?;
+            let na = (a.sqr()?.sum(D::Minus1)? + 1e-12)?.sqrt()?;
+            let nb = (b.sqr()?.sum(D::Minus1)? + 1e-12)?.sqrt()?;
+            Ok(((dot / (na * nb)?)?.neg()? + 1.0)?.mean_all()?)
+        }
+    }
+}
+
+/// The identity term: `weight · mean distance(embed(output), embed(reference))`.
+/// The reference's embedding is detached (it is the fixed goal); the
+/// output's is differentiable, so the gradient reaches the generator.
+pub struct IdentityLoss<'e> {
+    /// The identity network.
+    pub embedder: &'e dyn FaceEmbedder,
+    /// How embeddings are compared.
+    pub distance: EmbeddingDistance,
+    /// Its weight.
+    pub weight: f64,
+}
+
+impl IdentityLoss<'_> {
+    /// The loss given the reference embeddings already computed (a trainer
+    /// embeds the inputs once and compares several outputs to them).
+    pub fn against_embeddings(&self, output: &Tensor, reference: &Tensor) -> Result<Tensor> {
+        let e = self.embedder.embed(output)?;
+        embedding_distance(&e, &reference.detach(), self.distance)
+    }
+}
+
+impl Loss for IdentityLoss<'_> {
+    fn name(&self) -> &str {
+        "identity"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `output` and `reference`.
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        let r = input.need_reference("identity")?;
+        same_shape("identity", input.output, r)?;
+        let er = self.embedder.embed(&r.detach())?;
+        self.against_embeddings(input.output, &er)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// An embedder averaging each channel: linear, so values are easy to
+    /// work out by hand.
+    struct ChannelMean;
+    impl FaceEmbedder for ChannelMean {
+        fn embed(&self, images: &Tensor) -> Result<Tensor> {
+            Ok(images.mean((2, 3))?)
+        }
+        fn dim(&self) -> usize {
+            3
+        }
+        fn threshold(&self) -> f32 {
+            0.6
+        }
+    }
+
+    fn constant(rgb: [f32; 3]) -> Tensor {
+        let v: Vec<f32> = rgb.iter().flat_map(|&c| [c; 4]).collect();
+        Tensor::from_vec(v, (1, 3, 2, 2), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn identity_values_and_gradient() {
+        // Embeddings (0.3, 0.4, 0) and (0, 0, 0): L2 = √(0.09 + 0.16 + 1e-8) = 0.5.
+        let out = Var::from_tensor(&constant([0.3, 0.4, 0.0])).unwrap();
+        let reference = constant([0.0, 0.0, 0.0]);
+        let loss = IdentityLoss {
+            embedder: &ChannelMean,
+            distance: EmbeddingDistance::L2,
+            weight: 3.0,
+        };
+        let input = LossInput::new(out.as_tensor()).reference(&reference);
+        let v = loss.compute(&input).unwrap();
+        assert!((v.to_scalar::<f32>().unwrap() - 0.5).abs() < 1e-6);
+        // Weighted: 1.5.
+        let w = loss.weighted(&input).unwrap();
+        assert!((w.to_scalar::<f32>().unwrap() - 1.5).abs() < 1e-6);
+        // d/dx of 3·‖mean(x) − 0‖: each pixel of channel c gets
+        // 3 · (e_c / ‖e‖) / 4 = 3·0.6/4 = 0.45 (red), 3·0.8/4 = 0.6 (green), 0 (blue).
+        let grads = w.backward().unwrap();
+        let g = grads
+            .get(out.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            (g[0] - 0.45).abs() < 1e-5 && (g[4] - 0.6).abs() < 1e-5 && g[8].abs() < 1e-7,
+            "{g:?}"
+        );
+        // Equal faces: distance √1e-8 = 1e-4, and a finite gradient.
+        let same = embedding_distance(
+            &ChannelMean.embed(&reference).unwrap(),
+            &ChannelMean.embed(&reference).unwrap(),
+            EmbeddingDistance::L2,
+        )
+        .unwrap();
+        assert!((same.to_scalar::<f32>().unwrap() - 1e-4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cosine_value() {
+        // (1, 0, 0) against (1, 1, 0): cos = 1/√2, 1 − cos = 0.292893.
+        let a = ChannelMean.embed(&constant([1.0, 0.0, 0.0])).unwrap();
+        let b = ChannelMean.embed(&constant([1.0, 1.0, 0.0])).unwrap();
+        let v = embedding_distance(&a, &b, EmbeddingDistance::Cosine)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((v - 0.292893).abs() < 1e-5, "{v}");
+        assert!(
+            embedding_distance(&a, &b.narrow(1, 0, 2).unwrap(), EmbeddingDistance::L2).is_err()
+        );
+    }
+}
