@@ -36,6 +36,17 @@ impl DBlock {
         let s = self.skip.forward(&downsample2x(x)?)?;
         Ok(((y + s)? * FRAC_1_SQRT_2)?)
     }
+
+    fn forward_jvp(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (y, ty) = self.conv0.forward_jvp(x, t)?;
+        let (y, ty) = self
+            .conv1
+            .forward_jvp(&downsample2x(&y)?, &downsample2x(&ty)?)?;
+        let (s, ts) = self
+            .skip
+            .forward_jvp(&downsample2x(x)?, &downsample2x(t)?)?;
+        Ok((((y + s)? * FRAC_1_SQRT_2)?, ((ty + ts)? * FRAC_1_SQRT_2)?))
+    }
 }
 
 /// The cStyleGAN discriminator. From RGB (1×1 conv) at full resolution,
@@ -131,6 +142,96 @@ impl Discriminator {
         Ok(Tensor::cat(&[x, &y], 1)?)
     }
 
+    /// The group size actually used for a batch of `n`.
+    fn mbstd_group_for(&self, n: usize) -> usize {
+        (1..=self.cfg.mbstd_group.min(n))
+            .rev()
+            .find(|g| n % g == 0)
+            .unwrap_or(1)
+    }
+
+    /// [`Self::minibatch_stddev`] with its tangent along `t`: for
+    /// `σ = √(mean_g (x − x̄)² + ε)`, `dσ = mean_g((x − x̄)(t − t̄)) / σ`.
+    fn minibatch_stddev_jvp(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (n, c, h, w) = x.dims4()?;
+        let g = self.mbstd_group_for(n);
+        let f = self.cfg.mbstd_features;
+        let m = n / g;
+        let shape = (g, m, f, c / f, h, w);
+        let y = x.reshape(shape)?;
+        let ty = t.reshape(shape)?;
+        let cy = y.broadcast_sub(&y.mean_keepdim(0)?)?;
+        let cty = ty.broadcast_sub(&ty.mean_keepdim(0)?)?;
+        let sd = (cy.sqr()?.mean(0)? + 1e-8)?.sqrt()?; // (m, f, c/f, h, w)
+        let tsd = ((cy * cty)?.mean(0)? / &sd)?;
+        let spread = |v: Tensor| -> Result<Tensor> {
+            Ok(v.mean((2, 3, 4))?
+                .reshape((1, m, f, 1, 1))?
+                .broadcast_as((g, m, f, h, w))?
+                .reshape((n, f, h, w))?)
+        };
+        Ok((
+            Tensor::cat(&[x, &spread(sd)?], 1)?,
+            Tensor::cat(&[t, &spread(tsd)?], 1)?,
+        ))
+    }
+
+    /// Logits and their directional derivative along `tangent` (same shape as
+    /// `images`): forward-mode differentiation through the whole network,
+    /// both results differentiable with respect to the weights. This is what
+    /// the R1 penalty backpropagates (`agesynth_losses::r1_penalty`), since
+    /// candle has no double-backward.
+    pub fn forward_jvp(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        groups: &[AgeGroup],
+    ) -> Result<(Tensor, Tensor)> {
+        let n = self.check_images(images, groups)?;
+        if tangent.dims() != images.dims() {
+            return Err(Error::InvalidInput(format!(
+                "tangent shape {:?} differs from the images' {:?}",
+                tangent.dims(),
+                images.dims()
+            )));
+        }
+        let idx = self.bins.index_tensor(groups, images.device())?;
+        let (mut x, mut t) = self.from_rgb.forward_jvp(images, tangent)?;
+        for b in &self.blocks {
+            (x, t) = b.forward_jvp(&x, &t)?;
+        }
+        let (x, t) = self.minibatch_stddev_jvp(&x, &t)?;
+        let (x, t) = self.final_conv.forward_jvp(&x, &t)?;
+        let (phi, tphi) = self
+            .final_fc
+            .forward_jvp(&x.flatten_from(1)?, &t.flatten_from(1)?)?;
+        let c4 = phi.dim(1)?;
+        let e = self.age_embed.index_select(&idx, 0)?;
+        let norm = (c4 as f64).sqrt();
+        let proj = ((&e * &phi)?.sum(1)? / norm)?;
+        let tproj = ((e * &tphi)?.sum(1)? / norm)?;
+        let (logit, tlogit) = self.out.forward_jvp(&phi, &tphi)?;
+        Ok(((logit.reshape(n)? + proj)?, (tlogit.reshape(n)? + tproj)?))
+    }
+
+    fn check_images(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<usize> {
+        let (n, c, h, w) = images.dims4()?;
+        let s = self.cfg.image_size;
+        if c != 3 || h != s || w != s {
+            return Err(Error::InvalidInput(format!(
+                "the discriminator expects (N, 3, {s}, {s}) images, got {:?}",
+                images.dims()
+            )));
+        }
+        if groups.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "{n} images but {} age groups",
+                groups.len()
+            )));
+        }
+        Ok(n)
+    }
+
     /// Logits `(N,)` of `images (N, 3, S, S)` claimed to show group indices
     /// `group_idx (N,)` (u32).
     pub fn forward_idx(&self, images: &Tensor, group_idx: &Tensor) -> Result<Tensor> {
@@ -157,13 +258,7 @@ impl Discriminator {
 
     /// Logits `(N,)` of `images (N, 3, S, S)` claimed to show `groups`.
     pub fn forward(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
-        let n = images.dim(0)?;
-        if groups.len() != n {
-            return Err(Error::InvalidInput(format!(
-                "{n} images but {} age groups",
-                groups.len()
-            )));
-        }
+        self.check_images(images, groups)?;
         let idx = self.bins.index_tensor(groups, images.device())?;
         self.forward_idx(images, &idx)
     }

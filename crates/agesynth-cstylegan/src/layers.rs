@@ -30,6 +30,16 @@ pub fn lrelu_gain(x: &Tensor) -> Result<Tensor> {
     Ok((pos + x.affine(LRELU_SLOPE * SQRT_2, 0.0)?)?)
 }
 
+/// Tangent of [`lrelu_gain`] at the pre-activation `pre`: `t` times the local
+/// slope (√2 where `pre ≥ 0`, 0.2·√2 elsewhere). The slope mask is a constant
+/// (no gradient), as the second derivative of a leaky ReLU is zero almost
+/// everywhere.
+pub fn lrelu_gain_tangent(pre: &Tensor, t: &Tensor) -> Result<Tensor> {
+    let mask = pre.ge(0.0)?.to_dtype(pre.dtype())?;
+    let slope = mask.affine((1.0 - LRELU_SLOPE) * SQRT_2, LRELU_SLOPE * SQRT_2)?;
+    Ok((t * slope)?)
+}
+
 /// Normalises each row (dimension 1) to unit root-mean-square.
 pub fn pixel_norm(x: &Tensor) -> Result<Tensor> {
     let ms = (x.sqr()?.mean_keepdim(1)? + 1e-8)?;
@@ -139,6 +149,23 @@ impl EqualLinear {
         }
         Ok(y)
     }
+
+    /// Forward pass with a tangent (forward-mode derivative): returns the
+    /// output and its directional derivative along `t`, both differentiable
+    /// with respect to the weights.
+    pub fn forward_jvp(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
+        let w = (&self.weight * self.scale)?.t()?;
+        let mut y = x.matmul(&w)?;
+        let mut ty = t.matmul(&w)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&(b * self.lr_mul)?)?;
+        }
+        if self.act {
+            ty = lrelu_gain_tangent(&y, &ty)?;
+            y = lrelu_gain(&y)?;
+        }
+        Ok((y, ty))
+    }
 }
 
 /// 2-D convolution (stride 1, "same" padding) with equalised learning rate
@@ -194,6 +221,23 @@ impl EqualConv2d {
             y = lrelu_gain(&y)?;
         }
         Ok(y)
+    }
+
+    /// Forward pass with a tangent: output and directional derivative along
+    /// `t`, both differentiable with respect to the weights.
+    pub fn forward_jvp(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
+        let k = self.weight.dim(3)?;
+        let w = (&self.weight * self.scale)?;
+        let mut y = conv2d(x, &w, k / 2)?;
+        let mut ty = conv2d(t, &w, k / 2)?;
+        if let Some(b) = &self.bias {
+            y = add_channel_bias(&y, b)?;
+        }
+        if self.act {
+            ty = lrelu_gain_tangent(&y, &ty)?;
+            y = lrelu_gain(&y)?;
+        }
+        Ok((y, ty))
     }
 }
 

@@ -1,0 +1,409 @@
+//! Shapes, parameter counts, conditioning, truncation, style mixing,
+//! checkpoints, EMA and gradient flow of the cStyleGAN.
+
+use agesynth_core::io::{load_json, load_varmap, save_varmap, sidecar_path};
+use agesynth_core::{AgeGenerator, AgeGroup, ConditionalDiscriminator};
+use agesynth_cstylegan::*;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+
+fn build(cfg: &CStyleGanConfig, seed: u64) -> (VarMap, Generator, VarMap, Discriminator) {
+    let dev = Device::Cpu;
+    let (gm, dm) = (VarMap::new(), VarMap::new());
+    let g = Generator::new(cfg, seeded_var_builder(&gm, seed, DType::F32, &dev)).unwrap();
+    let d =
+        Discriminator::new(cfg, seeded_var_builder(&dm, seed + 1000, DType::F32, &dev)).unwrap();
+    (gm, g, dm, d)
+}
+
+fn groups(ids: &[usize]) -> Vec<AgeGroup> {
+    ids.iter().map(|&i| AgeGroup(i)).collect()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn quiet() -> GenerateOptions {
+    GenerateOptions {
+        noise: Noise::Off,
+        ..Default::default()
+    }
+}
+
+/// Parameter counts of every preset (trainable scalars, buffers excluded),
+/// printed for the record and pinned so that architecture changes are
+/// deliberate. Forward shapes are checked for the presets cheap enough to run.
+#[test]
+fn shapes_and_parameter_counts_per_preset() {
+    let expected: [(&str, usize, usize); 4] = [
+        ("tiny", 9_622, 11_521),
+        ("cpu64", 801_992, 879_761),
+        ("paper128", 19_773_853, 19_215_233),
+        ("gpu256", 25_032_674, 24_004_161),
+    ];
+    let dev = Device::Cpu;
+    let mut counts: Vec<(&str, usize, usize, usize, usize)> = Vec::new();
+    for (name, g_params, d_params) in expected {
+        let cfg = CStyleGanConfig::preset(name).unwrap();
+        // candle's own (unseeded) init is the fastest way to allocate the big presets.
+        let (gm, dm) = (VarMap::new(), VarMap::new());
+        let g = Generator::new(
+            &cfg,
+            candle_nn::VarBuilder::from_varmap(&gm, DType::F32, &dev),
+        )
+        .unwrap();
+        let d = Discriminator::new(
+            &cfg,
+            candle_nn::VarBuilder::from_varmap(&dm, DType::F32, &dev),
+        )
+        .unwrap();
+        let (gp, dp) = (param_count(&gm).unwrap(), param_count(&dm).unwrap());
+        println!(
+            "{name}: G {gp} parameters, D {dp} parameters, {} ws",
+            cfg.num_ws()
+        );
+        counts.push((name, gp, dp, g_params, d_params));
+        if cfg.image_size <= 64 {
+            let z = Tensor::randn(0f32, 1f32, (2, cfg.z_dim), &dev).unwrap();
+            let gr = groups(&[1, 4]);
+            let img = g.forward(&z, &gr, &GenerateOptions::default()).unwrap();
+            let s = cfg.image_size;
+            assert_eq!(img.dims(), &[2, 3, s, s], "{name}");
+            assert_eq!(g.mapping(&z, &gr).unwrap().dims(), &[2, cfg.w_dim]);
+            assert_eq!(d.forward(&img, &gr).unwrap().dims(), &[2], "{name}");
+        }
+    }
+    for (name, gp, dp, g_params, d_params) in counts {
+        assert_eq!((gp, dp), (g_params, d_params), "{name}");
+    }
+}
+
+#[test]
+fn configs_round_trip_through_json_and_bad_configs_are_rejected() {
+    for name in CStyleGanConfig::PRESETS {
+        let cfg = CStyleGanConfig::preset(name).unwrap();
+        cfg.validate().unwrap();
+        let back: CStyleGanConfig =
+            serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+    }
+    assert!(CStyleGanConfig::preset("huge").is_err());
+    let mut bad = CStyleGanConfig::tiny();
+    bad.image_size = 24;
+    assert!(bad.validate().is_err());
+    let mut bad = CStyleGanConfig::tiny();
+    bad.g_channels.pop();
+    assert!(Generator::new(
+        &bad,
+        candle_nn::VarBuilder::from_varmap(&VarMap::new(), DType::F32, &Device::Cpu)
+    )
+    .is_err());
+}
+
+#[test]
+fn changing_only_the_age_changes_the_image() {
+    let cfg = CStyleGanConfig::tiny();
+    let (_, g, _, d) = build(&cfg, 1);
+    let z = seeded_latents(2, cfg.z_dim, 5, &Device::Cpu).unwrap();
+    let a = g.forward(&z, &groups(&[0, 0]), &quiet()).unwrap();
+    let a2 = g.forward(&z, &groups(&[0, 0]), &quiet()).unwrap();
+    let b = g.forward(&z, &groups(&[5, 5]), &quiet()).unwrap();
+    assert_eq!(max_abs_diff(&a, &a2), 0.0, "same inputs, same image");
+    assert!(
+        max_abs_diff(&a, &b) > 1e-3,
+        "the age group must change the image"
+    );
+    // The same holds for the discriminator's conditioning.
+    let la = d.forward(&a, &groups(&[0, 0])).unwrap();
+    let lb = d.forward(&a, &groups(&[5, 5])).unwrap();
+    assert!(max_abs_diff(&la, &lb) > 1e-4);
+    // Through the trait: clamped to [-1, 1].
+    let t = g.generate(&z, &groups(&[2, 3])).unwrap();
+    let m = t
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(m <= 1.0);
+    assert_eq!(g.image_size(), 16);
+    assert_eq!(ConditionalDiscriminator::age_bins(&d).len(), 6);
+}
+
+#[test]
+fn truncation_psi_zero_gives_the_group_mean_image_whatever_z() {
+    let cfg = CStyleGanConfig::tiny();
+    let (_, g, _, _) = build(&cfg, 2);
+    g.compute_w_avg(64, 9).unwrap();
+    let dev = Device::Cpu;
+    let z1 = seeded_latents(3, cfg.z_dim, 1, &dev).unwrap();
+    let z2 = seeded_latents(3, cfg.z_dim, 2, &dev).unwrap();
+    let gr = groups(&[1, 1, 4]);
+    let opts = GenerateOptions {
+        truncation: 0.0,
+        ..quiet()
+    };
+    let a = g.forward(&z1, &gr, &opts).unwrap();
+    let b = g.forward(&z2, &gr, &opts).unwrap();
+    assert!(max_abs_diff(&a, &b) < 1e-5, "psi = 0 ignores z");
+    // The rendered image is the synthesis of the group's mean w.
+    let w_mean = g
+        .w_avg()
+        .index_select(&Tensor::new(&[1u32, 1, 4], &dev).unwrap(), 0)
+        .unwrap();
+    let direct = g
+        .synthesis(&g.broadcast_ws(&w_mean).unwrap(), Noise::Off)
+        .unwrap();
+    assert!(max_abs_diff(&a, &direct) < 1e-5);
+    // Different groups have different mean faces, and psi = 1 keeps z.
+    assert!(max_abs_diff(&a.narrow(0, 0, 1).unwrap(), &a.narrow(0, 2, 1).unwrap()) > 1e-4);
+    let c = g.forward(&z1, &gr, &quiet()).unwrap();
+    let e = g.forward(&z2, &gr, &quiet()).unwrap();
+    assert!(max_abs_diff(&c, &e) > 1e-3);
+}
+
+#[test]
+fn running_mean_of_w_moves_per_group() {
+    let cfg = CStyleGanConfig::tiny();
+    let (_, g, _, _) = build(&cfg, 3);
+    let w = Tensor::new(&[[1f32; 16], [3f32; 16]], &Device::Cpu).unwrap();
+    g.update_w_avg_with(&w, &groups(&[2, 2]), 0.5).unwrap();
+    let avg = g.w_avg().to_vec2::<f32>().unwrap();
+    assert!((avg[2][0] - 1.0).abs() < 1e-6, "0.5·0 + 0.5·mean(1, 3)");
+    assert_eq!(avg[0][0], 0.0, "absent groups keep their mean");
+}
+
+#[test]
+fn style_mixing_takes_layers_from_both_latents() {
+    let cfg = CStyleGanConfig::tiny();
+    let (_, g, _, _) = build(&cfg, 4);
+    let dev = Device::Cpu;
+    let k = g.num_ws();
+    assert_eq!(k, 6);
+    let w1 = Tensor::ones((2, cfg.w_dim), DType::F32, &dev).unwrap();
+    let w2 = Tensor::zeros((2, cfg.w_dim), DType::F32, &dev).unwrap();
+    let ws = g.mix_ws(&w1, &w2, 2).unwrap();
+    assert_eq!(ws.dims(), &[2, k, cfg.w_dim]);
+    let per_layer = ws.mean((0, 2)).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(per_layer, vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    assert!(g.mix_ws(&w1, &w2, 0).is_err());
+    assert!(g.mix_ws(&w1, &w2, k).is_err());
+
+    let z1 = seeded_latents(2, cfg.z_dim, 1, &dev).unwrap();
+    let z2 = seeded_latents(2, cfg.z_dim, 2, &dev).unwrap();
+    let gr = groups(&[0, 3]);
+    let mixed = g
+        .forward(
+            &z1,
+            &gr,
+            &GenerateOptions {
+                mixing: Some(StyleMix {
+                    z: z2.clone(),
+                    crossover: 3,
+                }),
+                ..quiet()
+            },
+        )
+        .unwrap();
+    assert_eq!(mixed.dims(), &[2, 3, 16, 16]);
+    let plain1 = g.forward(&z1, &gr, &quiet()).unwrap();
+    let plain2 = g.forward(&z2, &gr, &quiet()).unwrap();
+    assert!(max_abs_diff(&mixed, &plain1) > 1e-4);
+    assert!(max_abs_diff(&mixed, &plain2) > 1e-4);
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_outputs() {
+    let cfg = CStyleGanConfig::tiny();
+    let (gm, g, dm, d) = build(&cfg, 5);
+    g.compute_w_avg(16, 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gp = dir.path().join("g.safetensors");
+    let dp = dir.path().join("d.safetensors");
+    save_varmap(&gm, &gp, &cfg).unwrap();
+    save_varmap(&dm, &dp, &cfg).unwrap();
+
+    let back: CStyleGanConfig = load_json(sidecar_path(&gp)).unwrap();
+    assert_eq!(back, cfg);
+    let (gm2, g2, dm2, d2) = build(&back, 77);
+    let z = seeded_latents(3, cfg.z_dim, 8, &Device::Cpu).unwrap();
+    let gr = groups(&[0, 2, 5]);
+    let opts = GenerateOptions {
+        truncation: 0.7,
+        noise: Noise::Seeded(11),
+        mixing: None,
+    };
+    let before = g2.forward(&z, &gr, &opts).unwrap();
+    load_varmap(&gm2, &gp).unwrap();
+    load_varmap(&dm2, &dp).unwrap();
+    let a = g.forward(&z, &gr, &opts).unwrap();
+    let b = g2.forward(&z, &gr, &opts).unwrap();
+    assert!(
+        max_abs_diff(&a, &before) > 1e-3,
+        "a differently seeded model differs"
+    );
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    assert_eq!(
+        max_abs_diff(&d.forward(&a, &gr).unwrap(), &d2.forward(&a, &gr).unwrap()),
+        0.0
+    );
+
+    // Weights of another architecture are a typed error, not a panic.
+    let other = CStyleGanConfig {
+        g_channels: vec![8, 8, 8],
+        ..cfg.clone()
+    };
+    let (gm3, _, _, _) = build(&other, 1);
+    let err = load_varmap(&gm3, &gp).unwrap_err().to_string();
+    assert!(err.contains("g.safetensors"), "{err}");
+}
+
+#[test]
+fn seeded_init_is_reproducible_and_ema_interpolates() {
+    let cfg = CStyleGanConfig::tiny();
+    let (gm1, g1, _, _) = build(&cfg, 9);
+    let (gm2, _, _, _) = build(&cfg, 9);
+    let (gm3, g3, _, _) = build(&cfg, 10);
+    let v1 = sorted_vars(&gm1).unwrap();
+    let v2 = sorted_vars(&gm2).unwrap();
+    assert!(v1
+        .iter()
+        .zip(&v2)
+        .all(|(a, b)| a.0 == b.0 && max_abs_diff(a.1.as_tensor(), b.1.as_tensor()) == 0.0));
+    let names: Vec<&str> = v1.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "mapping.age_embed",
+        "mapping.layers.0.weight",
+        "synthesis.const_input",
+        "synthesis.blocks.1.conv0.conv.weight",
+        "synthesis.blocks.1.conv0.conv.modulation.weight",
+        "synthesis.blocks.2.to_rgb.bias",
+        "w_avg",
+    ] {
+        assert!(names.contains(&expected), "missing {expected} in {names:?}");
+    }
+    assert!(trainable_vars(&gm1)
+        .unwrap()
+        .iter()
+        .all(|(n, _)| n != "w_avg"));
+
+    // EMA with decay 0.5 lands halfway; buffers are copied.
+    let w = Tensor::ones((1, cfg.w_dim), DType::F32, &Device::Cpu).unwrap();
+    g3.update_w_avg_with(&w, &groups(&[1]), 0.0).unwrap();
+    let ema = VarMap::new();
+    let _ = Generator::new(&cfg, seeded_var_builder(&ema, 9, DType::F32, &Device::Cpu)).unwrap();
+    ema_update(&ema, &gm3, 0.5).unwrap();
+    let e = sorted_vars(&ema).unwrap();
+    let l = sorted_vars(&gm3).unwrap();
+    for ((name, ev), ((_, av), (_, bv))) in e.iter().zip(v1.iter().zip(&l)) {
+        let want = if is_buffer(name) {
+            bv.as_tensor().clone()
+        } else {
+            ((av.as_tensor() + bv.as_tensor()).unwrap() * 0.5).unwrap()
+        };
+        assert!(max_abs_diff(ev.as_tensor(), &want) < 1e-6, "{name}");
+    }
+    copy_vars(&ema, &gm3).unwrap();
+    assert_eq!(
+        max_abs_diff(
+            sorted_vars(&ema).unwrap()[0].1.as_tensor(),
+            l[0].1.as_tensor()
+        ),
+        0.0
+    );
+    assert!(ema_update(&ema, &gm3, 1.5).is_err());
+    let _ = g1;
+    assert!((ema_decay(32, 10_000.0) - 0.5f64.powf(0.0032)).abs() < 1e-12);
+}
+
+#[test]
+fn every_trainable_parameter_gets_a_gradient() {
+    for block in [BlockKind::Modulated, BlockKind::AdaIn] {
+        let cfg = CStyleGanConfig {
+            block,
+            ..CStyleGanConfig::tiny()
+        };
+        let (gm, g, dm, d) = build(&cfg, 6);
+        let z = seeded_latents(4, cfg.z_dim, 8, &Device::Cpu).unwrap();
+        let gr = groups(&[0, 1, 2, 3]);
+        let img = g.forward(&z, &gr, &GenerateOptions::default()).unwrap();
+        let loss = d
+            .forward(&img, &gr)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, v) in trainable_vars(&gm)
+            .unwrap()
+            .iter()
+            .chain(&trainable_vars(&dm).unwrap())
+        {
+            let gr = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("{block:?}: no gradient for {name}"));
+            let s = gr
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                s.is_finite() && s > 0.0,
+                "{block:?}: zero or non-finite gradient for {name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn adain_block_option_builds_and_runs() {
+    let cfg = CStyleGanConfig {
+        block: BlockKind::AdaIn,
+        upsample: Upsample::Nearest,
+        ..CStyleGanConfig::tiny()
+    };
+    let (gm, g, _, _) = build(&cfg, 7);
+    let z = seeded_latents(2, cfg.z_dim, 8, &Device::Cpu).unwrap();
+    let a = g.forward(&z, &groups(&[0, 0]), &quiet()).unwrap();
+    let b = g.forward(&z, &groups(&[4, 4]), &quiet()).unwrap();
+    assert_eq!(a.dims(), &[2, 3, 16, 16]);
+    assert!(max_abs_diff(&a, &b) > 1e-3);
+    assert!(sorted_vars(&gm)
+        .unwrap()
+        .iter()
+        .any(|(n, _)| n == "synthesis.blocks.1.conv0.style_scale.weight"));
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let cfg = CStyleGanConfig::tiny();
+    let (_, g, _, d) = build(&cfg, 8);
+    let dev = Device::Cpu;
+    let z = seeded_latents(2, cfg.z_dim, 8, &dev).unwrap();
+    assert!(
+        g.forward(&z, &groups(&[0]), &quiet()).is_err(),
+        "group count"
+    );
+    assert!(
+        g.forward(&z, &groups(&[0, 6]), &quiet()).is_err(),
+        "group out of range"
+    );
+    let bad_z = Tensor::zeros((2, cfg.z_dim + 1), DType::F32, &dev).unwrap();
+    assert!(g.forward(&bad_z, &groups(&[0, 1]), &quiet()).is_err());
+    let bad_img = Tensor::zeros((2, 3, 8, 8), DType::F32, &dev).unwrap();
+    assert!(d.forward(&bad_img, &groups(&[0, 1])).is_err());
+    let ws = Tensor::zeros((2, 3, cfg.w_dim), DType::F32, &dev).unwrap();
+    assert!(g.synthesis(&ws, Noise::Off).is_err());
+}
