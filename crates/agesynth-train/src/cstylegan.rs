@@ -6,7 +6,8 @@
 //! 1. **D step**: a real batch (seeded order, x-flips), fakes from fresh
 //!    latents at age groups drawn from the real data's label distribution;
 //!    `softplus(−D(x)) + softplus(D(G(z)))`; every `r1_every` steps the R1
-//!    penalty on the real batch (`agesynth_losses::r1_penalty`'s surrogate),
+//!    penalty on the real batch (`agesynth_losses::r1_penalty`, whose
+//!    parameter gradient comes from the discriminator's forward-mode JVP),
 //!    weighted `γ/2 · r1_every` (lazy regularisation; Adam's lr and betas of D
 //!    are adjusted by `r1_every/(r1_every+1)` as in StyleGAN2).
 //! 2. **G step**: `softplus(−D(G(z)))` with style mixing at probability
@@ -23,7 +24,7 @@ use agesynth_cstylegan::{
     copy_vars, ema_decay, ema_update, seeded_var_builder, trainable_vars, CStyleGanConfig,
     Discriminator, GenerateOptions, Generator, Noise, StyleMix,
 };
-use agesynth_losses::{r1_penalty, AdversarialLoss, R1Options};
+use agesynth_losses::{r1_penalty, AdversarialLoss};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rand::Rng;
@@ -299,8 +300,8 @@ impl TrainTask for CStyleGanTask {
             let groups_real = real.groups.clone();
             let r1 = r1_penalty(
                 &|x: &Tensor| d.forward(x, &groups_real),
+                &|x: &Tensor, t: &Tensor| Ok(d.forward_jvp(x, t, &groups_real)?.1),
                 &real.images,
-                R1Options::default(),
             )?;
             losses.push(("r1".to_string(), r1.value as f32));
             let w = self.cfg.r1_gamma / 2.0 * self.cfg.r1_every as f64;
