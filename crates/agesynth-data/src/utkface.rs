@@ -27,6 +27,8 @@ pub enum Quirk {
     MissingRace,
     /// No date-time field.
     MissingDatetime,
+    /// No gender field (only an age and a date-time).
+    MissingGender,
     /// The `.` before `jpg.chip.jpg` is missing (`..._357jpg.chip.jpg`).
     MalformedExtension,
     /// White space inside the name (`..._657 .jpg.chip.jpg`).
@@ -46,6 +48,7 @@ impl std::fmt::Display for Quirk {
         match self {
             Quirk::MissingRace => write!(f, "race field missing"),
             Quirk::MissingDatetime => write!(f, "date-time field missing"),
+            Quirk::MissingGender => write!(f, "gender field missing"),
             Quirk::MalformedExtension => {
                 write!(f, "malformed extension (`jpg.chip.jpg` without the dot)")
             }
@@ -154,12 +157,13 @@ pub fn parse_name(name: &str) -> Result<UtkName, SkipReason> {
     let is_datetime = |s: &str| s.len() > 2 && s.bytes().all(|b| b.is_ascii_digit());
     let (gender, race, datetime) = match &fields[1..] {
         [] => {
+            quirks.push(Quirk::MissingGender);
             quirks.push(Quirk::MissingRace);
             quirks.push(Quirk::MissingDatetime);
             (None, None, None)
         }
         [g] if is_datetime(g) => {
-            quirks.push(Quirk::UnknownGender(String::new()));
+            quirks.push(Quirk::MissingGender);
             quirks.push(Quirk::MissingRace);
             (None, None, Some(g.to_string()))
         }
@@ -426,7 +430,15 @@ mod tests {
                 None,
                 None,
                 None,
-                vec![MissingRace, MissingDatetime],
+                vec![MissingGender, MissingRace, MissingDatetime],
+            ),
+            (
+                "30_20170116174525125.jpg.chip.jpg",
+                30,
+                None,
+                None,
+                Some("20170116174525125"),
+                vec![MissingGender, MissingRace],
             ),
             (
                 "30_0_1_2017_extra.jpg.chip.jpg",
