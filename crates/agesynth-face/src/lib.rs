@@ -13,6 +13,7 @@
 //!   with its three networks in [`mtcnn`];
 //! - [`align`]: dlib-style 5-point alignment into the chip each network
 //!   wants;
+//! - [`eval`]: verification and age error on a folder of UTKFace chips;
 //! - [`import`]: reading TF.js weight manifests and ONNX initializers, with
 //!   the source files pinned by sha256.
 //!
@@ -26,6 +27,7 @@ pub mod align;
 pub mod chip;
 pub mod detect;
 pub mod embedder;
+pub mod eval;
 pub mod import;
 pub mod mtcnn;
 pub mod resnet;

@@ -20,6 +20,7 @@
 //! which is exact up to f32 rounding and saves a pass over the activations.
 
 use agesynth_core::Result;
+use agesynth_nn::ConvParams;
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
@@ -51,7 +52,7 @@ impl ConvAffine {
         let s = va.get(cout, "scale")?;
         let o = va.get(cout, "offset")?;
         let weight = w.broadcast_mul(&s.reshape((cout, 1, 1, 1))?)?;
-        let bias = (b.mul(&s)? + o)?.reshape((1, cout, 1, 1))?;
+        let bias = (b.mul(&s)? + o)?;
         Ok(ConvAffine {
             weight,
             bias,
@@ -80,8 +81,26 @@ impl ConvAffine {
 
     /// `(N, cin, H, W)` to `(N, cout, H', W')`, without activation.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
-        Ok(y.broadcast_add(&self.bias)?)
+        self.forward_act(x, false)
+    }
+
+    /// The convolution, followed by a ReLU when `relu`. Runs on
+    /// agesynth-nn's convolution kernels (fused bias and activation, with
+    /// their own backward pass) on the CPU in f32, on candle's elsewhere.
+    pub fn forward_act(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let p = ConvParams {
+            padding: self.padding,
+            stride: self.stride,
+            ..ConvParams::default()
+        };
+        let slope = if relu { Some(0.0) } else { None };
+        Ok(agesynth_nn::ops::conv2d_act(
+            x,
+            &self.weight,
+            Some(&self.bias),
+            &p,
+            slope,
+        )?)
     }
 }
 
@@ -103,7 +122,7 @@ impl Residual {
 
     /// `relu(conv2(relu(conv1(x))) + x)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(x)?.relu()?;
+        let y = self.conv1.forward_act(x, true)?;
         let y = self.conv2.forward(&y)?;
         Ok((y + x)?.relu()?)
     }
@@ -128,7 +147,7 @@ impl ResidualDown {
 
     /// `relu(pad(conv2(relu(conv1(x)))) + pad(avg_pool_2x2(x)))`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv1.forward(x)?.relu()?;
+        let y = self.conv1.forward_act(x, true)?;
         let mut y = self.conv2.forward(&y)?;
         let mut s = x.avg_pool2d(2)?;
         let (_, cy, hy, wy) = y.dims4()?;
@@ -211,6 +230,29 @@ impl ResNetSpec {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn max_pool_matches_candle_and_has_a_gradient() {
+        let x = candle_core::Var::from_tensor(
+            &Tensor::randn(0f32, 1.0, (2, 3, 11, 12), &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let ours = max_pool_3x3_s2(x.as_tensor()).unwrap();
+        let theirs = x.as_tensor().max_pool2d_with_stride(3, 2).unwrap();
+        assert_eq!(ours.dims(), theirs.dims());
+        let d = (&ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+        let g = ours.sum_all().unwrap().backward().unwrap();
+        let gx = g.get(x.as_tensor()).unwrap().sum_all().unwrap();
+        // Each output passes a gradient of one to one input.
+        assert_eq!(gx.to_scalar::<f32>().unwrap(), ours.elem_count() as f32);
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Block {
     Same(Residual),
@@ -258,8 +300,8 @@ impl DlibResNet {
 
     /// Globally pooled features `(N, C)` of normalised chips `(N, 3, S, S)`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = self.stem.forward(x)?.relu()?;
-        x = x.max_pool2d_with_stride(3, 2)?;
+        let mut x = self.stem.forward_act(x, true)?;
+        x = max_pool_3x3_s2(&x)?;
         for b in &self.blocks {
             x = match b {
                 Block::Same(r) => r.forward(&x)?,
@@ -278,6 +320,32 @@ impl DlibResNet {
             None => y,
         })
     }
+}
+
+/// 3×3 max pool with stride 2, no padding ("valid"), written as a separable
+/// maximum of shifted views followed by a strided selection: exact, and
+/// differentiable (candle's `max_pool2d` has no backward pass when the
+/// kernel differs from the stride).
+pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if h < 3 || w < 3 {
+        return Err(agesynth_core::Error::InvalidInput(format!(
+            "a 3x3 max pool needs at least 3x3 inputs, got {h}x{w}"
+        )));
+    }
+    let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
+    let mut r = x.narrow(2, 0, h - 2)?;
+    for d in 1..3 {
+        r = r.maximum(&x.narrow(2, d, h - 2)?)?;
+    }
+    let mut c = r.narrow(3, 0, w - 2)?;
+    for d in 1..3 {
+        c = c.maximum(&r.narrow(3, d, w - 2)?)?;
+    }
+    let dev = x.device();
+    let iy = Tensor::arange_step(0u32, 2 * oh as u32, 2, dev)?;
+    let ix = Tensor::arange_step(0u32, 2 * ow as u32, 2, dev)?;
+    Ok(c.index_select(&iy, 2)?.index_select(&ix, 3)?)
 }
 
 /// Loads the weights file `path` for the network `spec` onto `device`,

@@ -164,7 +164,9 @@ pub fn import_age(package_dir: &Path) -> Result<Imported> {
 }
 
 /// Writes imported tensors to `path` atomically as safetensors in `dtype`
-/// (f32 or f16), with the provenance and the dtype in the header metadata.
+/// (f32 or f16). The provenance and the dtype go into the header as one
+/// metadata entry, `provenance`, holding a JSON object with sorted keys, so
+/// that the same sources always give the same bytes.
 pub fn write_weights(path: &Path, imported: &Imported, dtype: DType) -> Result<PathBuf> {
     if !matches!(dtype, DType::F32 | DType::F16) {
         return Err(Error::InvalidInput(format!(
@@ -172,8 +174,17 @@ pub fn write_weights(path: &Path, imported: &Imported, dtype: DType) -> Result<P
         )));
     }
     let tensors = io::cast_floats(&imported.tensors, dtype)?;
-    let mut metadata = imported.metadata.clone();
-    metadata.insert("dtype".to_string(), format!("{dtype:?}").to_lowercase());
+    let mut provenance: std::collections::BTreeMap<&str, String> = imported
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    provenance.insert("dtype", format!("{dtype:?}").to_lowercase());
+    let json = serde_json::to_string(&provenance).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let metadata = HashMap::from([("provenance".to_string(), json)]);
     io::save_tensors(path, &tensors, Some(metadata))?;
     Ok(path.to_path_buf())
 }
