@@ -197,4 +197,34 @@ mod tests {
         );
         assert_eq!(t.lines().nth(2), Some("a.jpg  no age"));
     }
+
+    #[test]
+    fn stats_report_counts_groups_and_lists_skipped_files() {
+        let dir = std::env::temp_dir().join(format!("agesynth-cli-stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let face = agesynth_data::testing::synthetic_face(8, 8, 1);
+        for name in [
+            "3_0_0_20170109150557335.jpg.chip.jpg",
+            "25_1_2_20170109150557336.jpg.chip.jpg",
+            "27_1_20170109150557337.jpg.chip.jpg",
+            "x_1_2_20170109150557338.jpg.chip.jpg",
+        ] {
+            agesynth_data::testing::write_jpeg(dir.join(name), &face).unwrap();
+        }
+        let stats = DatasetStats::scan(&dir, None, &AgeBins::default());
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = render(&stats.unwrap());
+        assert!(
+            text.contains("faces    3\n") && text.contains("skipped  1\n"),
+            "{text}"
+        );
+        assert!(text.contains("0-9            1   33.3%"), "{text}");
+        assert!(text.contains("20-29          2   66.7%"), "{text}");
+        assert!(text.contains("female       2  66.7%"), "{text}");
+        assert!(text.contains("race field missing"), "{text}");
+        assert!(
+            text.contains("x_1_2_20170109150557338.jpg.chip.jpg  no age in the name"),
+            "{text}"
+        );
+    }
 }
