@@ -3,8 +3,13 @@
 //! UTKFace's chips are dlib face chips (size 200, padding 0.2). A photo with
 //! 68 landmarks is framed the same way by the similarity transform that
 //! carries its eye centres and mouth corners onto those of dlib's mean face
-//! ([`FaceTemplate`](agesynth_core::geometry::FaceTemplate)), at any output
-//! size.
+//! ([`FaceTemplate`]), at any output size.
+//!
+//! Measured on the real data (`examples/framing.rs`): the mean of the 127
+//! aligned FG-NET dev faces correlates 0.89 with the mean of 500 UTKFace
+//! chips at padding 0.2 (0.85 at 0.15, 0.83 at 0.25, 0.73 at 0.3), and the
+//! scale and shift that would line the two means up best are 1.01 and under
+//! 1 px at 128×128.
 //!
 //! Two 68-point conventions exist and they differ: the iBUG/dlib one
 //! (eyes 36–47) and FG-NET's own markup (eye contours 27–30 and 32–35 with
