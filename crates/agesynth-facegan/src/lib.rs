@@ -18,6 +18,8 @@
 //!   network implementing [`agesynth_core::FaceEmbedder`], a test double for
 //!   gradient flow through the identity loss (it knows nothing of faces).
 //!
+//! [`seeded_var_builder`] makes initial weights reproducible from a seed.
+//!
 //! Models follow candle's `new(&cfg, vb)` with weight names following the
 //! fields; they do no I/O.
 #![deny(missing_docs)]
@@ -25,8 +27,10 @@
 pub mod config;
 pub mod discriminator;
 pub mod generator;
+pub mod init;
 pub mod testing;
 
 pub use config::{BottleneckAge, FaceGanConfig};
 pub use discriminator::{Discriminator, DiscriminatorOutput};
 pub use generator::Generator;
+pub use init::seeded_var_builder;

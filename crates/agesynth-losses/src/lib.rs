@@ -39,3 +39,9 @@ pub mod tv;
 
 pub use adversarial::{softplus, AdversarialLoss};
 pub use r1::{r1_penalty, r1_value, R1};
+
+pub use age::AgeLoss;
+pub use identity::{EmbeddingDistance, IdentityLoss};
+pub use loss::{Loss, LossInput};
+pub use reconstruction::{Reconstruction, ReconstructionLoss};
+pub use tv::TotalVariationLoss;

@@ -36,7 +36,9 @@ pub use optim::{Adam, AdamConfig, ParamGroup};
 pub use stop::StopFlag;
 pub use trainer::{Outcome, RunSummary, StepReport, TrainMeta, TrainTask, Trainer, TrainerOptions};
 pub mod cstylegan;
+pub mod facegan;
 pub mod pairs;
 
 pub use cstylegan::{CStyleGanTask, CStyleGanTrainConfig};
+pub use facegan::{FaceGanLossWeights, FaceGanTask, FaceGanTrainConfig};
 pub use pairs::{PairsWriter, SynthPairs};
