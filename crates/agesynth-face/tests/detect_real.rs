@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use agesynth_core::geometry::FivePoints;
 use agesynth_core::FaceImage;
+use agesynth_data::align::LandmarkScheme;
 use agesynth_data::testing::shared_subdir;
 use agesynth_data::transform::{decode_file, DecodeLimits};
 use agesynth_face::align::{align_face, ChipSpec};
@@ -106,22 +107,6 @@ fn sorted_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// The five canonical points of FG-NET's own 68-point markup, which is *not*
-/// the iBUG/dlib numbering: 0–14 jaw, 15–26 brows, 27–30 the contour of the
-/// eye on the image's left (31 its pupil), 32–35 the other eye (36 its
-/// pupil), 37–47 nose, 48–65 mouth (48 and 54 its corners), 66 and 67 on the
-/// nose (67 its tip). Eye centres are the means of the eye contours.
-fn fgnet_five_points(p: &[[f64; 2]; 68]) -> FivePoints {
-    let mean = |r: std::ops::RangeInclusive<usize>| {
-        let n = r.clone().count() as f64;
-        let (x, y) = p[r]
-            .iter()
-            .fold((0.0, 0.0), |(x, y), q| (x + q[0], y + q[1]));
-        [x / n, y / n]
-    };
-    [mean(27..=30), mean(32..=35), p[67], p[48], p[54]]
-}
-
 #[test]
 fn fgnet_portraits_one_face_parity_and_landmarks() {
     let Some(dir) = shared_subdir("fgnet-dev", "fgnet_portraits_one_face_parity_and_landmarks")
@@ -167,7 +152,9 @@ fn fgnet_portraits_one_face_parity_and_landmarks() {
             .to_lowercase();
         let pts = agesynth_data::fgnet::read_pts(&dir.join("points").join(format!("{stem}.pts")))
             .unwrap();
-        let truth = fgnet_five_points(&pts);
+        // FG-NET's own markup, not iBUG's: eye contours 27-30 and 32-35,
+        // nose tip 67, mouth corners 48 and 54.
+        let truth = LandmarkScheme::FgNet68.five_points(&pts);
         let iod =
             ((truth[0][0] - truth[1][0]).powi(2) + (truth[0][1] - truth[1][1]).powi(2)).sqrt();
         let best = &faces[0];
