@@ -1,7 +1,10 @@
 //! The building blocks of the cStyleGAN, written against candle's tensor ops.
 //!
-//! Everything that touches the convolution kernels goes through [`conv2d`], so
-//! the whole model can switch to faster kernels in one place.
+//! Convolutions, leaky ReLUs and per-channel scalings run on `agesynth-nn`'s
+//! fused CPU kernels (which fall back to candle's ops on CUDA and in half
+//! precision); the rest is candle ops. The √2 gain of StyleGAN's leaky ReLU
+//! is folded into the weights and biases before the fused kernel, using
+//! `lrelu(g·z) = g·lrelu(z)` for `g > 0`.
 //!
 //! All layers use StyleGAN's *equalised learning rate*: weights are stored as
 //! `N(0, 1/lr_mul)` and scaled at run time by `lr_mul/√fan_in`, so Adam's
@@ -10,6 +13,8 @@
 use std::f64::consts::SQRT_2;
 
 use agesynth_core::Result;
+use agesynth_nn::ops as nn;
+use agesynth_nn::ConvParams;
 use candle_core::{Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
@@ -21,16 +26,47 @@ pub const LRELU_SLOPE: f64 = 0.2;
 /// A 2-D convolution, stride 1, zero padding `pad`. The single place where
 /// the model calls a convolution kernel.
 pub fn conv2d(x: &Tensor, w: &Tensor, pad: usize) -> Result<Tensor> {
-    Ok(x.conv2d(w, pad, 1, 1, 1)?)
+    Ok(nn::conv2d(x, w, None, &same_padding(pad))?)
+}
+
+fn same_padding(pad: usize) -> ConvParams {
+    ConvParams {
+        padding: pad,
+        ..Default::default()
+    }
 }
 
 /// Leaky ReLU (slope 0.2) times √2, StyleGAN's variance-preserving gain.
 pub fn lrelu_gain(x: &Tensor) -> Result<Tensor> {
-    let pos = (x.relu()? * ((1.0 - LRELU_SLOPE) * SQRT_2))?;
-    Ok((pos + x.affine(LRELU_SLOPE * SQRT_2, 0.0)?)?)
+    Ok((nn::leaky_relu(x, LRELU_SLOPE)? * SQRT_2)?)
 }
 
-/// Tangent of [`lrelu_gain`] at the pre-activation `pre`: `t` times the local
+/// `lrelu_gain(x + bias[c])` on `(N, C, H, W)`, in one fused kernel.
+pub fn bias_lrelu_gain(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let c = bias.dim(0)?;
+    let gain = Tensor::full(SQRT_2, c, x.device())?.to_dtype(x.dtype())?;
+    Ok(nn::channel_affine(
+        x,
+        Some(&gain),
+        Some(&(bias * SQRT_2)?),
+        Some(LRELU_SLOPE),
+    )?)
+}
+
+/// Scales `x (N, C, H, W)` by `s (N, C)`, per sample and channel.
+fn scale_per_sample(x: &Tensor, s: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    Ok(nn::channel_affine(
+        &x.reshape((1, n * c, h, w))?,
+        Some(&s.flatten_all()?),
+        None,
+        None,
+    )?
+    .reshape((n, c, h, w))?)
+}
+
+/// Tangent of [`lrelu_gain`] at the pre-activation `pre` (or equally at the
+/// activation, which has the same sign): `t` times the local
 /// slope (√2 where `pre ≥ 0`, 0.2·√2 elsewhere). The slope mask is a constant
 /// (no gradient), as the second derivative of a leaky ReLU is zero almost
 /// everywhere.
@@ -60,25 +96,31 @@ pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
         .reshape((n, c, 2 * h, 2 * w))?)
 }
 
-/// Doubles one spatial dimension with bilinear weights (¼, ¾) and clamped
-/// edges: output `2i` is `¼x[i-1] + ¾x[i]`, output `2i+1` is `¾x[i] + ¼x[i+1]`.
-fn bilinear2x_dim(x: &Tensor, dim: usize) -> Result<Tensor> {
-    let len = x.dim(dim)?;
-    let xp = x.pad_with_same(dim, 1, 1)?;
-    let prev = xp.narrow(dim, 0, len)?;
-    let mid = xp.narrow(dim, 1, len)?;
-    let next = xp.narrow(dim, 2, len)?;
-    let even = ((prev * 0.25)? + (&mid * 0.75)?)?;
-    let odd = ((mid * 0.75)? + (next * 0.25)?)?;
-    let mut shape = x.dims().to_vec();
-    shape[dim] *= 2;
-    Ok(Tensor::stack(&[even, odd], dim + 1)?.reshape(shape)?)
-}
-
 /// Doubles height and width by bilinear interpolation (half-pixel centres,
 /// clamped edges; the same as PyTorch's `align_corners=False`).
+///
+/// Computed as one transposed convolution with the separable kernel
+/// `[¼, ¾, ¾, ¼]²` at stride 2 over the edge-replicated input, every channel
+/// as its own image: output `2i` is `¼x[i-1] + ¾x[i]`, output `2i+1` is
+/// `¾x[i] + ¼x[i+1]`.
 pub fn upsample_bilinear2x(x: &Tensor) -> Result<Tensor> {
-    bilinear2x_dim(&bilinear2x_dim(x, 2)?, 3)
+    let (n, c, h, w) = x.dims4()?;
+    let taps = [0.25f32, 0.75, 0.75, 0.25];
+    let k: Vec<f32> = taps
+        .iter()
+        .flat_map(|a| taps.iter().map(move |b| a * b))
+        .collect();
+    let k = Tensor::from_vec(k, (1, 1, 4, 4), x.device())?.to_dtype(x.dtype())?;
+    let xp = x
+        .reshape((n * c, 1, h, w))?
+        .pad_with_same(2, 1, 1)?
+        .pad_with_same(3, 1, 1)?;
+    let p = agesynth_nn::ConvTransposeParams {
+        padding: 3,
+        stride: 2,
+        ..Default::default()
+    };
+    Ok(nn::conv_transpose2d(&xp, &k, None, &p)?.reshape((n, c, 2 * h, 2 * w))?)
 }
 
 /// Doubles height and width with the configured filter.
@@ -213,29 +255,29 @@ impl EqualConv2d {
     /// `(N, cin, H, W) -> (N, cout, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let k = self.weight.dim(3)?;
-        let mut y = conv2d(x, &(&self.weight * self.scale)?, k / 2)?;
-        if let Some(b) = &self.bias {
-            y = add_channel_bias(&y, b)?;
-        }
+        let p = same_padding(k / 2);
         if self.act {
-            y = lrelu_gain(&y)?;
+            let w = (&self.weight * (self.scale * SQRT_2))?;
+            let b = match &self.bias {
+                Some(b) => Some((b * SQRT_2)?),
+                None => None,
+            };
+            Ok(nn::conv2d_act(x, &w, b.as_ref(), &p, Some(LRELU_SLOPE))?)
+        } else {
+            let w = (&self.weight * self.scale)?;
+            Ok(nn::conv2d(x, &w, self.bias.as_ref(), &p)?)
         }
-        Ok(y)
     }
 
     /// Forward pass with a tangent: output and directional derivative along
     /// `t`, both differentiable with respect to the weights.
     pub fn forward_jvp(&self, x: &Tensor, t: &Tensor) -> Result<(Tensor, Tensor)> {
         let k = self.weight.dim(3)?;
-        let w = (&self.weight * self.scale)?;
-        let mut y = conv2d(x, &w, k / 2)?;
-        let mut ty = conv2d(t, &w, k / 2)?;
-        if let Some(b) = &self.bias {
-            y = add_channel_bias(&y, b)?;
-        }
+        let y = self.forward(x)?;
+        let mut ty = conv2d(t, &(&self.weight * self.scale)?, k / 2)?;
         if self.act {
+            // The activation has the sign of the pre-activation.
             ty = lrelu_gain_tangent(&y, &ty)?;
-            y = lrelu_gain(&y)?;
         }
         Ok((y, ty))
     }
@@ -289,12 +331,10 @@ impl ModulatedConv2d {
     /// `x (N, cin, H, W)`, `w (N, w_dim)` -> `(N, cout, H', W')` with `H' = 2H`
     /// when upsampling.
     pub fn forward(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        let (n, cin, _, _) = x.dims4()?;
-        let cout = self.weight.dim(0)?;
         let k = self.weight.dim(3)?;
         let s = self.modulation.forward(w)?;
         let wt = (&self.weight * self.scale)?;
-        let mut x = x.broadcast_mul(&s.reshape((n, cin, 1, 1))?)?;
+        let mut x = scale_per_sample(x, &s)?;
         if let Some(mode) = self.upsample {
             x = upsample2x(&x, mode)?;
         }
@@ -302,7 +342,7 @@ impl ModulatedConv2d {
         if self.demodulate {
             let w2 = wt.sqr()?.sum((2, 3))?; // (out, in)
             let d = (s.sqr()?.matmul(&w2.t()?)? + 1e-8)?.sqrt()?.recip()?; // (N, out)
-            y = y.broadcast_mul(&d.reshape((n, cout, 1, 1))?)?;
+            y = scale_per_sample(&y, &d)?;
         }
         Ok(y)
     }
@@ -412,7 +452,7 @@ impl StyledConv {
             } => {
                 let y = conv.forward(x, w)?;
                 let y = add_noise(&y, noise, noise_strength)?;
-                lrelu_gain(&add_channel_bias(&y, bias)?)
+                bias_lrelu_gain(&y, bias)
             }
             StyledConv::AdaIn {
                 conv,
@@ -428,7 +468,7 @@ impl StyledConv {
                 };
                 let y = conv.forward(&x)?;
                 let y = add_noise(&y, noise, noise_strength)?;
-                let y = instance_norm(&lrelu_gain(&add_channel_bias(&y, bias)?)?)?;
+                let y = instance_norm(&bias_lrelu_gain(&y, bias)?)?;
                 let (n, c, _, _) = y.dims4()?;
                 let scale = style_scale.forward(w)?.reshape((n, c, 1, 1))?;
                 let shift = style_shift.forward(w)?.reshape((n, c, 1, 1))?;
@@ -481,5 +521,58 @@ impl ToRgb {
             ToRgb::Modulated { conv, bias } => add_channel_bias(&conv.forward(x, w)?, bias),
             ToRgb::Plain { conv } => conv.forward(x),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// The transposed-convolution bilinear upsampling equals the textbook
+    /// formula with clamped edges.
+    #[test]
+    fn bilinear_upsampling_matches_the_formula() {
+        let (h, w) = (3usize, 4usize);
+        let v: Vec<f64> = (0..2 * h * w)
+            .map(|i| ((i * 37 % 11) as f64) - 5.0)
+            .collect();
+        let x = Tensor::from_vec(v.clone(), (1, 2, h, w), &Device::Cpu).unwrap();
+        let y = upsample_bilinear2x(&x).unwrap();
+        assert_eq!(y.dims(), &[1, 2, 2 * h, 2 * w]);
+        let y = y.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let at = |c: usize, i: isize, j: isize| {
+            let i = i.clamp(0, h as isize - 1) as usize;
+            let j = j.clamp(0, w as isize - 1) as usize;
+            v[c * h * w + i * w + j]
+        };
+        // Source coordinate of output o is (o + ½)/2 − ½; weights ¾ and ¼.
+        let taps = |o: usize| -> [(isize, f64); 2] {
+            let i = (o / 2) as isize;
+            if o % 2 == 0 {
+                [(i - 1, 0.25), (i, 0.75)]
+            } else {
+                [(i, 0.75), (i + 1, 0.25)]
+            }
+        };
+        for c in 0..2 {
+            for oi in 0..2 * h {
+                for oj in 0..2 * w {
+                    let mut want = 0.0;
+                    for (si, wi) in taps(oi) {
+                        for (sj, wj) in taps(oj) {
+                            want += wi * wj * at(c, si, sj);
+                        }
+                    }
+                    let got = y[c * 4 * h * w + oi * 2 * w + oj];
+                    assert!(
+                        (got - want).abs() < 1e-12,
+                        "({c},{oi},{oj}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+        let z = upsample_nearest2x(&x.to_dtype(DType::F32).unwrap()).unwrap();
+        assert_eq!(z.dims(), &[1, 2, 2 * h, 2 * w]);
     }
 }
