@@ -134,7 +134,9 @@ impl DlibAgeEstimator {
     /// Cuts the network's chips `(N, 3, 64, 64)` (pixels in `[0, 255]`) out
     /// of UTKFace-framed images `(N, 3, H, W)` in `[-1, 1]`.
     pub fn chips(&self, images: &Tensor) -> Result<Tensor> {
-        let px = chip::to_pixels(images)?;
+        // The weights are f32: compute in f32 whatever the images' dtype
+        // (the cast is differentiable).
+        let px = chip::to_pixels(&images.to_dtype(candle_core::DType::F32)?)?;
         chip::crop_resize(&px, ChipBox::for_padding(self.cfg.chip_padding), CHIP_SIZE)
     }
 }

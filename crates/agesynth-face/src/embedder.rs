@@ -133,7 +133,9 @@ impl DlibFaceEmbedder {
     /// differentiable resampling of the centred square of
     /// [`ChipBox::for_padding`]`(0.25)`.
     pub fn chips(&self, images: &Tensor) -> Result<Tensor> {
-        let px = chip::to_pixels(images)?;
+        // The weights are f32: compute in f32 whatever the images' dtype
+        // (the cast is differentiable).
+        let px = chip::to_pixels(&images.to_dtype(candle_core::DType::F32)?)?;
         chip::crop_resize(&px, ChipBox::for_padding(self.cfg.chip_padding), CHIP_SIZE)
     }
 }

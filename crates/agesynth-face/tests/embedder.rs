@@ -4,7 +4,7 @@
 mod common;
 
 use agesynth_core::{
-    candle_core::{Device, Tensor, Var},
+    candle_core::{DType, Device, Tensor, Var},
     AgeEstimator, FaceEmbedder,
 };
 use agesynth_face::{AgeConfig, DlibAgeEstimator, DlibFaceEmbedder, EmbedderConfig};
@@ -82,6 +82,15 @@ fn age_estimate_is_batched_and_in_range() {
     for (a, b) in ages.iter().zip(&direct) {
         assert!((0.25..=80.0).contains(a), "{a}");
         assert!((a - b).abs() < 1e-3, "{a} vs {b}");
+    }
+    // Half-precision images are computed in f32 (weights are f32).
+    let half = est
+        .estimate(&x.to_dtype(DType::F16).unwrap())
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    for (a, b) in ages.iter().zip(&half) {
+        assert!((a - b).abs() < 0.5, "{a} vs {b} from f16 images");
     }
 }
 
