@@ -77,6 +77,8 @@ pub fn compose(tiles: &[FaceImage], cols: usize, labels: Option<&[String]>) -> R
     let rows = tiles.len().div_ceil(cols);
     let gap = 2;
     let scale = if tw >= 48 { 2 } else { 1 };
+    // Labels wider than a tile would run into each other: leave them out.
+    let labels = labels.filter(|ls| ls.iter().all(|l| l.chars().count() * 4 * scale <= tw + gap));
     let header = if labels.is_some() { 5 * scale + 4 } else { 0 };
     let width = cols * tw + (cols + 1) * gap;
     let height = header + rows * th + (rows + 1) * gap;
@@ -132,7 +134,7 @@ mod tests {
     fn grid_layout_labels_and_png() {
         let red = FaceImage::new(4, 4, [200, 0, 0].repeat(16)).unwrap();
         let blue = FaceImage::new(4, 4, [0, 0, 200].repeat(16)).unwrap();
-        let g = compose(&[red.clone(), blue.clone(), blue, red], 2, None).unwrap();
+        let g = compose(&[red.clone(), blue.clone(), blue, red.clone()], 2, None).unwrap();
         assert_eq!((g.width(), g.height()), (2 * 4 + 3 * 2, 2 * 4 + 3 * 2));
         let px = |x: usize, y: usize| {
             let o = 3 * (y * g.width() as usize + x);
@@ -142,6 +144,9 @@ mod tests {
         assert_eq!(px(8, 2), vec![0, 0, 200]);
         assert_eq!(px(0, 0), vec![255, 255, 255]);
         let labelled = compose(std::slice::from_ref(&g), 1, Some(&["50+".to_string()])).unwrap();
+        // A label wider than its tile is left out rather than overlapping.
+        let narrow = compose(std::slice::from_ref(&red), 1, Some(&["10-19".to_string()])).unwrap();
+        assert_eq!(narrow.height(), 4 + 2 * 2);
         assert!(labelled.height() > g.height() + 5);
         // Some ink in the header.
         let header = &labelled.pixels()[..3 * labelled.width() as usize * 7];
