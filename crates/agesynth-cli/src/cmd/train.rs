@@ -22,7 +22,11 @@ use clap::{Args, Subcommand, ValueEnum};
 pub enum TrainCommand {
     /// Train the age-conditioned StyleGAN (stage 1) on UTKFace.
     Cstylegan(CStyleGanArgs),
+    /// Train FaceGAN (stages 2-3): synthetic pairs plus real UTKFace faces.
+    Facegan(facegan::FaceGanArgs),
 }
+
+mod facegan;
 
 /// Which faces of the dataset to train on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -101,6 +105,7 @@ pub struct CStyleGanArgs {
 pub fn run(cmd: TrainCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TrainCommand::Cstylegan(a) => train_cstylegan(a),
+        TrainCommand::Facegan(a) => facegan::train_facegan(a),
     }
 }
 
