@@ -9,6 +9,12 @@
 //! |---|---|---|
 //! | [`core`] | `agesynth-core` | age groups, face batches, the model traits, errors, devices, geometry, atomic I/O |
 //! | [`data`] | `agesynth-data` | dataset readers, decoding, splits, sampling, the batch loader, the decoded cache |
+//! | [`nn`] | `agesynth-nn` | fast CPU kernels as candle custom ops, and the layers built on them |
+//! | [`face`] | `agesynth-face` | face detection (MTCNN), alignment, identity embedder, age estimator, weight import |
+//! | [`losses`] | `agesynth-losses` | adversarial, R1, reconstruction, identity, age and total-variation losses |
+//! | [`cstylegan`] | `agesynth-cstylegan` | the age-conditioned StyleGAN2 (stage 1) |
+//! | [`facegan`] | `agesynth-facegan` | the age-conditioned U-Net generator and PatchGAN discriminator (stage 2) |
+//! | [`train`] | `agesynth-train` | optimisers with saved state, run folders, checkpoints, the GAN trainers |
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -25,4 +31,10 @@
 #![deny(missing_docs)]
 
 pub use agesynth_core as core;
+pub use agesynth_cstylegan as cstylegan;
 pub use agesynth_data as data;
+pub use agesynth_face as face;
+pub use agesynth_facegan as facegan;
+pub use agesynth_losses as losses;
+pub use agesynth_nn as nn;
+pub use agesynth_train as train;
