@@ -9,6 +9,13 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+/// mimalloc keeps large tensor buffers mapped between training steps instead of
+/// returning them to the kernel and page-faulting them back in (see
+/// `BENCHMARKS.md`, CPU kernels); set `MIMALLOC_PURGE_DELAY=-1` to keep them
+/// for the whole run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Face age progression and regression with GANs.
 #[derive(Debug, Parser)]
 #[command(name = "agesynth", version, about, long_about = None)]
