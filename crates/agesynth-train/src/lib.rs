@@ -16,6 +16,8 @@
 //!   resolution.
 //! - [`params`]: weight snapshots, restore and the EMA update.
 //! - [`grid`]: sample-grid images with column labels.
+//! - [`facegan`]: the semi-supervised FaceGAN task (synthetic pairs and real
+//!   faces), on the same [`trainer::Trainer`].
 #![deny(missing_docs)]
 
 pub mod checkpoint;
