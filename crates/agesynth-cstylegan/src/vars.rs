@@ -1,108 +1,13 @@
 //! Variable maps: reproducible initialisation, parameter listing and counting,
 //! and the exponential moving average (EMA) of a generator's weights.
 
-use std::sync::Mutex;
-
 use agesynth_core::{Error, Result};
-use candle_core::{DType, Device, Shape, Tensor, Var};
-use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder, VarMap};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use candle_core::Var;
+use candle_nn::VarMap;
 
 use crate::generator::GENERATOR_BUFFERS;
 
-/// A `VarMap` backend that initialises new variables from a seeded
-/// generator (candle's CPU generator cannot be seeded), so the same seed
-/// and config give the same initial weights.
-struct SeededInit {
-    varmap: VarMap,
-    rng: Mutex<ChaCha8Rng>,
-}
-
-impl SimpleBackend for SeededInit {
-    fn get(
-        &self,
-        s: Shape,
-        name: &str,
-        h: Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        let mut data =
-            self.varmap.data().lock().map_err(|_| {
-                candle_core::Error::Msg("the variable map's lock is poisoned".into())
-            })?;
-        if let Some(v) = data.get(name) {
-            if v.shape() != &s {
-                candle_core::bail!(
-                    "variable `{name}` has shape {:?}, expected {:?}",
-                    v.shape(),
-                    s
-                );
-            }
-            return Ok(v.as_tensor().clone());
-        }
-        let n = s.elem_count();
-        let mut rng = self
-            .rng
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("the init generator's lock is poisoned".into()))?;
-        let values: Vec<f64> = match h {
-            Init::Const(c) => vec![c; n],
-            Init::Randn { mean, stdev } => (0..n)
-                .map(|_| {
-                    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                    let u2: f64 = rng.random::<f64>();
-                    mean + stdev * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-                })
-                .collect(),
-            Init::Uniform { lo, up } => (0..n)
-                .map(|_| lo + (up - lo) * rng.random::<f64>())
-                .collect(),
-            Init::Kaiming { .. } => {
-                candle_core::bail!("seeded init does not support Kaiming (`{name}`)")
-            }
-        };
-        let t = Tensor::from_vec(values, s, dev)?.to_dtype(dtype)?;
-        let var = Var::from_tensor(&t)?;
-        let out = var.as_tensor().clone();
-        data.insert(name.to_string(), var);
-        Ok(out)
-    }
-
-    fn get_unchecked(
-        &self,
-        name: &str,
-        _dtype: DType,
-        _dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        candle_core::bail!("`get_unchecked` is not supported for seeded init (`{name}`)")
-    }
-
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.varmap
-            .data()
-            .lock()
-            .map(|d| d.contains_key(name))
-            .unwrap_or(false)
-    }
-}
-
-/// A `VarBuilder` that creates the model's variables in `varmap`, drawing
-/// initial values from a generator seeded with `seed`. Variables already in
-/// the map are reused as they are.
-pub fn seeded_var_builder(
-    varmap: &VarMap,
-    seed: u64,
-    dtype: DType,
-    device: &Device,
-) -> VarBuilder<'static> {
-    let backend: Box<dyn SimpleBackend> = Box::new(SeededInit {
-        varmap: varmap.clone(),
-        rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
-    });
-    VarBuilder::from_backend(backend, dtype, device.clone())
-}
+pub use agesynth_nn::init::seeded_var_builder;
 
 /// `(name, var)` pairs of a map, sorted by name.
 pub fn sorted_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {

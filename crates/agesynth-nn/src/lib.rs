@@ -28,6 +28,7 @@
 //! about a fifth; see BENCHMARKS.md).
 #![deny(missing_docs)]
 
+pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod ops;
