@@ -32,6 +32,7 @@ pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod ops;
+pub mod vars;
 
 pub use layers::{Activation, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 pub use ops::{ConvParams, ConvTransposeParams};

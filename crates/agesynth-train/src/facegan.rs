@@ -34,6 +34,7 @@ use agesynth_losses::{
     age::cross_entropy, AdversarialLoss, AgeLoss, EmbeddingDistance, IdentityLoss, Loss, LossInput,
     Reconstruction, ReconstructionLoss, TotalVariationLoss,
 };
+use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rand::Rng;
@@ -118,6 +119,15 @@ pub struct FaceGanTrainConfig {
     pub seed: u64,
     /// Rows (inputs) of the sample grids.
     pub sample_rows: usize,
+    /// Half-life, in images, of the generator's exponential moving average
+    /// (0: no averaging, the EMA copy follows the live weights). The EMA
+    /// copy is what sample grids show and what gets exported.
+    #[serde(default = "default_ema_half_life")]
+    pub ema_half_life_images: f64,
+}
+
+fn default_ema_half_life() -> f64 {
+    10_000.0
 }
 
 impl FaceGanTrainConfig {
@@ -140,6 +150,7 @@ impl FaceGanTrainConfig {
             xflip: true,
             seed,
             sample_rows: 6,
+            ema_half_life_images: default_ema_half_life(),
         }
     }
 
@@ -178,6 +189,12 @@ impl FaceGanTrainConfig {
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
             return bad(format!("loss weights must be finite and ≥ 0: {w:?}"));
         }
+        if !(self.ema_half_life_images.is_finite() && self.ema_half_life_images >= 0.0) {
+            return bad(format!(
+                "ema_half_life_images {} must be finite and ≥ 0",
+                self.ema_half_life_images
+            ));
+        }
         Ok(())
     }
 }
@@ -190,7 +207,9 @@ pub struct FaceGanTask {
     device: Device,
     g_vars: VarMap,
     d_vars: VarMap,
+    ema_vars: VarMap,
     g: Generator,
+    g_ema: Generator,
     d: Discriminator,
     opt_g: Adam,
     opt_d: Adam,
@@ -258,11 +277,16 @@ impl FaceGanTask {
                 return Err(cfg_err("the synthetic-pairs set is empty".into()));
             }
         }
-        let (g_vars, d_vars) = (VarMap::new(), VarMap::new());
+        let (g_vars, d_vars, ema_vars) = (VarMap::new(), VarMap::new(), VarMap::new());
         let g = Generator::new(
             &cfg.model,
             seeded_var_builder(&g_vars, cfg.seed, DType::F32, device),
         )?;
+        let g_ema = Generator::new(
+            &cfg.model,
+            seeded_var_builder(&ema_vars, cfg.seed, DType::F32, device),
+        )?;
+        copy_vars(&ema_vars, &g_vars)?;
         let d = Discriminator::new(
             &cfg.model,
             seeded_var_builder(&d_vars, cfg.seed.wrapping_add(1), DType::F32, device),
@@ -288,7 +312,9 @@ impl FaceGanTask {
             device: device.clone(),
             g_vars,
             d_vars,
+            ema_vars,
             g,
+            g_ema,
             d,
             opt_g,
             opt_d,
@@ -304,9 +330,15 @@ impl FaceGanTask {
         &self.cfg
     }
 
-    /// The generator.
+    /// The generator (live weights).
     pub fn generator(&self) -> &Generator {
         &self.g
+    }
+
+    /// The exponential moving average of the generator: smoother than the
+    /// live weights, and what [`export_ema`](Self::export_ema) ships.
+    pub fn generator_ema(&self) -> &Generator {
+        &self.g_ema
     }
 
     /// The discriminator.
@@ -319,10 +351,17 @@ impl FaceGanTask {
         &self.g_vars
     }
 
-    /// Saves the generator at `path` with its config as the sidecar
-    /// (`PATH.json`), atomically: the shipped weights file.
+    /// Saves the live generator at `path` with its config as the sidecar
+    /// (`PATH.json`), atomically.
     pub fn export_generator(&self, path: &Path) -> Result<()> {
         agesynth_core::io::save_varmap(&self.g_vars, path, &self.cfg.model)?;
+        Ok(())
+    }
+
+    /// Saves the generator's EMA at `path` with its config as the sidecar
+    /// (`PATH.json`), atomically: the shipped weights file.
+    pub fn export_ema(&self, path: &Path) -> Result<()> {
+        agesynth_core::io::save_varmap(&self.ema_vars, path, &self.cfg.model)?;
         Ok(())
     }
 
@@ -514,12 +553,15 @@ impl TrainTask for FaceGanTask {
         }
         losses.push(("g".to_string(), value(&total)?));
         self.opt_g.backward_step(&total)?;
+        let decay = ema_decay(n, self.cfg.ema_half_life_images);
+        ema_update(&self.ema_vars, &self.g_vars, decay, |_| false)?;
         Ok(StepReport { images: n, losses })
     }
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
         CheckpointContents::new()
             .tensors("generator", params::snapshot(&self.g_vars), None)
+            .tensors("generator_ema", params::snapshot(&self.ema_vars), None)
             .tensors("discriminator", params::snapshot(&self.d_vars), None)
             .tensors(
                 "optim_g",
@@ -534,6 +576,7 @@ impl TrainTask for FaceGanTask {
             // The sidecar of generator.safetensors: a checkpoint's generator
             // loads like a shipped weights file.
             .json("generator", &self.cfg.model)?
+            .json("generator_ema", &self.cfg.model)?
             .json("data", &self.order)
     }
 
@@ -569,6 +612,13 @@ impl TrainTask for FaceGanTask {
             let (t, _) = ck.load_tensors(name)?;
             params::restore(vars, t, &ck.tensors_path(name))?;
         }
+        // Checkpoints written before the EMA existed start it from G.
+        if ck.tensors_path("generator_ema").is_file() {
+            let (t, _) = ck.load_tensors("generator_ema")?;
+            params::restore(&self.ema_vars, t, &ck.tensors_path("generator_ema"))?;
+        } else {
+            copy_vars(&self.ema_vars, &self.g_vars)?;
+        }
         for (name, opt) in [("optim_g", &mut self.opt_g), ("optim_d", &mut self.opt_d)] {
             let (t, meta) = ck.load_tensors(name)?;
             opt.load_state(t, &meta, &ck.tensors_path(name))?;
@@ -581,20 +631,48 @@ impl TrainTask for FaceGanTask {
 
     fn sample_grid(&mut self) -> Result<Option<FaceImage>> {
         let rows = self.cfg.sample_rows.max(1);
-        // Fixed inputs: the first real faces, else synthetic identities at
-        // the middle group.
+        let g = self.bins.len();
+        // Fixed inputs spread over the ages: row r shows a face of group
+        // r mod G (the first real face of that group, else a synthetic
+        // identity rendered at that group).
         let inputs = if let Some(r) = &self.real {
-            let idx: Vec<usize> = (0..rows.min(r.len())).collect();
+            let idx = age_spread_rows(r.groups(), rows, g);
             r.batch(&idx, &[], &self.device)?.images
         } else if let Some(p) = &self.pairs {
             let ids: Vec<usize> = (0..rows.min(p.identities())).collect();
-            let mid = vec![AgeGroup(self.bins.len() / 2); ids.len()];
-            p.batch(&ids, &mid, &self.device)?.images
+            let groups: Vec<AgeGroup> = (0..ids.len()).map(|i| AgeGroup(i % g)).collect();
+            p.batch(&ids, &groups, &self.device)?.images
         } else {
             return Ok(None);
         };
-        sample_grid(&self.g, &inputs).map(Some)
+        sample_grid(&self.g_ema, &inputs).map(Some)
     }
+}
+
+/// `rows` face indices whose groups cycle through `0..groups` (row `r` takes
+/// the first face of group `r mod groups` not taken yet); groups without
+/// faces are skipped, and the rest is filled with the first unused faces.
+fn age_spread_rows(face_groups: &[AgeGroup], rows: usize, groups: usize) -> Vec<usize> {
+    let rows = rows.min(face_groups.len());
+    let mut taken = vec![false; face_groups.len()];
+    let mut out = Vec::with_capacity(rows);
+    let mut misses = 0;
+    let mut r = 0;
+    while out.len() < rows && misses < groups.max(1) {
+        let want = AgeGroup(r % groups.max(1));
+        r += 1;
+        match (0..face_groups.len()).find(|&i| !taken[i] && face_groups[i] == want) {
+            Some(i) => {
+                taken[i] = true;
+                out.push(i);
+                misses = 0;
+            }
+            None => misses += 1,
+        }
+    }
+    let rest: Vec<usize> = (0..face_groups.len()).filter(|&i| !taken[i]).collect();
+    out.extend(rest.into_iter().take(rows - out.len()));
+    out
 }
 
 /// A grid with one row per input of `inputs (n, 3, S, S)`: the input, then
@@ -611,13 +689,19 @@ pub fn sample_grid(generator: &Generator, inputs: &Tensor) -> Result<FaceImage> 
 }
 
 /// Loads a FaceGAN generator: `path` is a weights file with its config
-/// sidecar (`PATH.json`, as [`FaceGanTask::export_generator`] and the
-/// checkpoints write), a checkpoint folder, or a run folder (its latest
-/// checkpoint).
+/// sidecar (`PATH.json`, as [`FaceGanTask::export_ema`] and the checkpoints
+/// write), a checkpoint folder, or a run folder (its latest checkpoint). In
+/// a folder the EMA generator is preferred to the live one.
 pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap)> {
+    let in_folder = |dir: &Path| {
+        ["generator_ema.safetensors", "generator.safetensors"]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+    };
     let weights = if path.is_dir() {
-        if path.join("generator.safetensors").is_file() {
-            path.join("generator.safetensors")
+        if let Some(w) = in_folder(path) {
+            w
         } else {
             let run = crate::RunDir::open(path)?;
             let ck = run.latest()?.ok_or_else(|| {
@@ -626,7 +710,7 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap
                     "is a folder without checkpoints or generator.safetensors",
                 )
             })?;
-            ck.tensors_path("generator")
+            in_folder(ck.dir()).unwrap_or_else(|| ck.tensors_path("generator"))
         }
     } else {
         path.to_path_buf()
@@ -646,4 +730,23 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap
     let g = Generator::new(&cfg, seeded_var_builder(&vars, 0, DType::F32, device))?;
     agesynth_core::io::load_varmap(&vars, &weights)?;
     Ok((g, vars))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_rows_cycle_through_the_age_groups() {
+        let g = |v: &[usize]| v.iter().map(|&i| AgeGroup(i)).collect::<Vec<_>>();
+        // Faces' groups: 2 2 0 1 0 3; four groups, six rows.
+        let faces = g(&[2, 2, 0, 1, 0, 3]);
+        // Rows want groups 0 1 2 3 0 1: faces 2, 3, 0, 5, 4, then group 1
+        // has no face left, group 2 gives face 1.
+        assert_eq!(age_spread_rows(&faces, 6, 4), vec![2, 3, 0, 5, 4, 1]);
+        // Fewer faces than rows: every face once.
+        assert_eq!(age_spread_rows(&faces[..2], 6, 4), vec![0, 1]);
+        // A group list with no face of any wanted group still fills up.
+        assert_eq!(age_spread_rows(&g(&[7, 7]), 2, 4), vec![0, 1]);
+    }
 }

@@ -1,5 +1,5 @@
-//! Named parameter sets: snapshot, restore, and the exponential moving
-//! average (EMA) of a model's weights.
+//! Named parameter sets: snapshot and restore (copying and the EMA live in
+//! `agesynth_nn::vars`).
 
 use std::{collections::HashMap, path::Path};
 
@@ -42,37 +42,6 @@ pub fn restore(varmap: &VarMap, mut tensors: HashMap<String, Tensor>, source: &P
     Ok(())
 }
 
-/// Copies every variable of `src` into the variable of the same name in
-/// `dst` (the two maps must hold the same names and shapes).
-pub fn copy_into(dst: &VarMap, src: &VarMap) -> Result<()> {
-    restore(dst, snapshot(src), Path::new("<model in memory>"))
-}
-
-/// One EMA update: `dst ← β·dst + (1 − β)·src` for every variable, matched by
-/// name. A variable of `src` missing from `dst` is an error.
-pub fn ema_update(dst: &VarMap, src: &VarMap, beta: f64) -> Result<()> {
-    let d = dst.data().lock().unwrap_or_else(|p| p.into_inner());
-    let s = src.data().lock().unwrap_or_else(|p| p.into_inner());
-    for (name, sv) in s.iter() {
-        let dv = d.get(name).ok_or_else(|| {
-            agesynth_core::Error::InvalidInput(format!("EMA copy lacks variable `{name}`"))
-        })?;
-        let next = ((dv.as_tensor() * beta)? + (sv.as_tensor().detach() * (1.0 - beta))?)?;
-        dv.set(&next)?;
-    }
-    Ok(())
-}
-
-/// The EMA decay that halves the weight of a sample after
-/// `half_life_images` images at `batch` images per step (StyleGAN2's
-/// `ema_kimg`: β = 0.5^(batch / half_life)).
-pub fn ema_beta(batch: usize, half_life_images: f64) -> f64 {
-    if half_life_images <= 0.0 {
-        return 0.0;
-    }
-    0.5f64.powf(batch as f64 / half_life_images)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,20 +57,6 @@ mod tests {
 
     fn w(vm: &VarMap) -> Vec<f32> {
         snapshot(vm)["w"].to_vec1::<f32>().unwrap()
-    }
-
-    #[test]
-    fn ema_moves_towards_source() {
-        let (ema, src) = (map(0.0), map(10.0));
-        // β = 0.9: 0.9·0 + 0.1·10 = 1; then 0.9·1 + 0.1·10 = 1.9.
-        ema_update(&ema, &src, 0.9).unwrap();
-        assert!((w(&ema)[0] - 1.0).abs() < 1e-6);
-        ema_update(&ema, &src, 0.9).unwrap();
-        assert!((w(&ema)[1] - 1.9).abs() < 1e-6);
-        copy_into(&ema, &src).unwrap();
-        assert_eq!(w(&ema), vec![10.0, 10.0]);
-        // 10k images half-life at batch 32: 0.5^(32/10000) ≈ 0.997784.
-        assert!((ema_beta(32, 10_000.0) - 0.997_784).abs() < 1e-6);
     }
 
     #[test]

@@ -281,10 +281,27 @@ fn checkpoint_round_trip_and_exact_resume() {
         .unwrap();
     assert!(d < 1e-6, "resumed weights differ by {d}");
 
-    // Round trip: the latest checkpoint's generator and an exported weights file.
+    // The EMA resumes exactly too, and differs from the live weights.
+    let ea = a.generator_ema().forward(&x, &t).unwrap();
+    let eb = b2.generator_ema().forward(&x, &t).unwrap();
+    let diff = |p: &Tensor, q: &Tensor| {
+        (p - q)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert!(diff(&ea, &eb) < 1e-6, "resumed EMA differs");
+    assert!(diff(&ea, &ya) > 0.0, "the EMA equals the live generator");
+
+    // Round trip: a run folder loads its latest checkpoint's EMA generator,
+    // and an exported weights file loads as it was saved.
     let (g, _) = load_generator(a_run.root(), &dev).unwrap();
     let yc = g.forward(&x, &t).unwrap();
-    let d = (&ya - &yc)
+    let d = (&ea - &yc)
         .unwrap()
         .abs()
         .unwrap()

@@ -200,8 +200,8 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     let mut trainer = Trainer::new(run.clone(), opts).with_stop(StopFlag::ctrlc()?);
     let summary = trainer.run(&mut task, a.resume)?;
     trainer.write_sample(&mut task, summary.step)?;
-    let weights = run.root().join("generator.safetensors");
-    task.export_generator(&weights)?;
+    let weights = run.root().join("generator_ema.safetensors");
+    task.export_ema(&weights)?;
     eprintln!(
         "{} at step {} ({} images, {:.0} s in all; {:.2} images/s this session); generator: {}",
         match summary.outcome {
