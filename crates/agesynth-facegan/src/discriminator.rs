@@ -91,16 +91,7 @@ impl Discriminator {
     /// Patch logits of `images` as faces of `groups`, and the auxiliary
     /// head's group logits.
     pub fn forward(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<DiscriminatorOutput> {
-        let s = self.cfg.image_size;
-        let n = match images.dims() {
-            &[n, 3, h, w] if h == s && w == s && n == groups.len() => n,
-            d => {
-                return Err(Error::InvalidInput(format!(
-                    "the FaceGAN discriminator takes images (N, 3, {s}, {s}) with one group each; got {d:?} and {} groups",
-                    groups.len()
-                )))
-            }
-        };
+        let n = self.check(images, groups)?;
         let mut h = images.clone();
         for d in &self.down {
             h = d.forward(&h)?;
@@ -123,6 +114,55 @@ impl Discriminator {
             logits,
             class_logits,
         })
+    }
+
+    /// Checks `images (N, 3, S, S)` against one group each; returns N.
+    fn check(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<usize> {
+        let s = self.cfg.image_size;
+        match images.dims() {
+            &[n, 3, h, w] if h == s && w == s && n == groups.len() => Ok(n),
+            d => Err(Error::InvalidInput(format!(
+                "the FaceGAN discriminator takes images (N, 3, {s}, {s}) with one group each; got {d:?} and {} groups",
+                groups.len()
+            ))),
+        }
+    }
+
+    /// The logits and their directional derivative along `tangent` (same
+    /// shape as `images`) by forward-mode differentiation, both
+    /// differentiable with respect to the weights: what
+    /// `agesynth_losses::r1_penalty` needs for an exact R1 gradient (candle
+    /// has no double backward). The auxiliary head is not evaluated.
+    pub fn forward_jvp(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        groups: &[AgeGroup],
+    ) -> Result<(Tensor, Tensor)> {
+        let n = self.check(images, groups)?;
+        if tangent.dims() != images.dims() {
+            return Err(Error::InvalidInput(format!(
+                "tangent shape {:?} differs from the images' {:?}",
+                tangent.dims(),
+                images.dims()
+            )));
+        }
+        let (mut h, mut t) = (images.clone(), tangent.clone());
+        for d in &self.down {
+            (h, t) = d.forward_jvp(&h, &t)?;
+        }
+        let (f, tf) = self.out.forward_jvp(&h, &t)?;
+        let c = f.dim(1)?;
+        let idx = self.bins.index_tensor(groups, images.device())?;
+        let e = self
+            .embed
+            .forward(&idx)?
+            .to_dtype(f.dtype())?
+            .reshape((n, c, 1, 1))?;
+        let (p, tp) = self.patch.forward_jvp(&f, &tf)?;
+        let logits = (p + f.broadcast_mul(&e)?.sum_keepdim(1)?)?;
+        let tlogits = (tp + tf.broadcast_mul(&e)?.sum_keepdim(1)?)?;
+        Ok((logits, tlogits))
     }
 
     /// The auxiliary head's group logits alone (`None` without the head).

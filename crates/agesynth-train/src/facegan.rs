@@ -31,8 +31,8 @@ use agesynth_core::{AgeBins, AgeGroup, FaceEmbedder, FaceImage};
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
-    age::cross_entropy, AdversarialLoss, AgeLoss, EmbeddingDistance, IdentityLoss, Loss, LossInput,
-    Reconstruction, ReconstructionLoss, TotalVariationLoss,
+    age::cross_entropy, r1_penalty, AdversarialLoss, AgeLoss, EmbeddingDistance, IdentityLoss,
+    Loss, LossInput, Reconstruction, ReconstructionLoss, TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
@@ -124,6 +124,18 @@ pub struct FaceGanTrainConfig {
     /// copy is what sample grids show and what gets exported.
     #[serde(default = "default_ema_half_life")]
     pub ema_half_life_images: f64,
+    /// Weight γ of the R1 penalty `γ/2 · E‖∇ₓ D(x)‖²` on the real images
+    /// (0: off). Configs written before R1 existed read as 0.
+    #[serde(default)]
+    pub r1_gamma: f64,
+    /// Apply R1 every this many steps, weighted by the interval (lazy
+    /// regularisation, as in StyleGAN2).
+    #[serde(default = "default_r1_every")]
+    pub r1_every: u64,
+}
+
+fn default_r1_every() -> u64 {
+    16
 }
 
 fn default_ema_half_life() -> f64 {
@@ -151,6 +163,8 @@ impl FaceGanTrainConfig {
             seed,
             sample_rows: 6,
             ema_half_life_images: default_ema_half_life(),
+            r1_gamma: 1.0,
+            r1_every: default_r1_every(),
         }
     }
 
@@ -188,6 +202,9 @@ impl FaceGanTrainConfig {
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
             return bad(format!("loss weights must be finite and ≥ 0: {w:?}"));
+        }
+        if !(self.r1_gamma.is_finite() && self.r1_gamma >= 0.0) {
+            return bad(format!("r1_gamma {} must be finite and ≥ 0", self.r1_gamma));
         }
         if !(self.ema_half_life_images.is_finite() && self.ema_half_life_images >= 0.0) {
             return bad(format!(
@@ -470,6 +487,20 @@ impl TrainTask for FaceGanTask {
             let ce = cross_entropy(cl, &real_groups)?;
             losses.push(("d_age".to_string(), value(&ce)?));
             d_loss = (d_loss + (ce * w.age)?)?;
+        }
+        if self.cfg.r1_every > 0
+            && self.cfg.r1_gamma > 0.0
+            && step.is_multiple_of(self.cfg.r1_every)
+        {
+            let d = &self.d;
+            let r1 = r1_penalty(
+                &|x: &Tensor| Ok(d.forward(x, &real_groups)?.logits),
+                &|x: &Tensor, t: &Tensor| Ok(d.forward_jvp(x, t, &real_groups)?.1),
+                &real_images,
+            )?;
+            losses.push(("r1".to_string(), r1.value as f32));
+            let weight = self.cfg.r1_gamma / 2.0 * self.cfg.r1_every as f64;
+            d_loss = (d_loss + (r1.loss * weight)?)?;
         }
         self.opt_d.backward_step(&d_loss)?;
 

@@ -155,15 +155,18 @@ fn identity_gradient_reaches_every_generator_parameter() {
 fn mixed_steps_report_every_term_and_make_a_grid() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut names = std::collections::BTreeSet::new();
+    // Steps 1..=6 with R1 every 4 steps: the penalty is applied at step 4.
+    let mut cfg = mixed_config(1);
+    cfg.r1_every = 4;
     let mut task = FaceGanTask::new(
-        mixed_config(1),
+        cfg,
         Some(real_faces(10)),
         Some(pairs.clone()),
         Some(embedder(7)),
         &Device::Cpu,
     )
     .unwrap();
-    let mut names = std::collections::BTreeSet::new();
     for step in 1..=6 {
         let r = task.step(step).unwrap();
         assert_eq!(r.images, 6);
@@ -173,7 +176,7 @@ fn mixed_steps_report_every_term_and_make_a_grid() {
         }
     }
     for want in [
-        "d_adv", "d_age", "g_adv", "g_age", "syn_rec", "identity", "cycle", "g",
+        "d_adv", "d_age", "g_adv", "g_age", "syn_rec", "identity", "cycle", "g", "r1",
     ] {
         assert!(names.contains(want), "{want} missing from {names:?}");
     }

@@ -70,6 +70,9 @@ pub struct FaceGanArgs {
     /// Learning rate of G and D.
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Weight γ of the lazy R1 penalty on real images (0: off) [default: 1]
+    #[arg(long)]
+    pub r1_gamma: Option<f64>,
     /// Log every N steps.
     #[arg(long, default_value_t = 20)]
     pub log_every: u64,
@@ -117,6 +120,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         if let Some(lr) = a.lr {
             c.g_lr = lr;
             c.d_lr = lr;
+        }
+        if let Some(g) = a.r1_gamma {
+            c.r1_gamma = g;
         }
         c
     };
