@@ -40,6 +40,10 @@ enum Command {
     SynthPairs(cmd::synth::SynthPairsArgs),
     /// Render a sample grid (rows = latents, columns = age groups).
     Sample(cmd::synth::SampleArgs),
+    /// Age the faces in photos: one image per target age and a labelled strip.
+    Age(cmd::age::AgeArgs),
+    /// Age a synthetic cStyleGAN identity through FaceGAN into a strip (no input needed).
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,8 @@ fn main() -> ExitCode {
         Command::Train(c) => cmd::train::run(c),
         Command::SynthPairs(a) => cmd::synth::run_synth_pairs(a),
         Command::Sample(a) => cmd::synth::run_sample(a),
+        Command::Age(a) => cmd::age::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
     };
     match result {
         Ok(code) => code,

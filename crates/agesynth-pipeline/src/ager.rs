@@ -77,6 +77,18 @@ impl FaceAger {
     /// `.json` config sidecar, a checkpoint or a run folder), through
     /// [`agesynth_train::facegan::load_generator`].
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        if !path.exists() {
+            return Err(PipelineError::Weights {
+                what: "FaceGAN generator",
+                path: path.to_path_buf(),
+                source: format!(
+                    "{} does not exist: train one with `agesynth train facegan` and pass it \
+                     with --generator (or put it in the weights folder)",
+                    path.display()
+                )
+                .into(),
+            });
+        }
         let (g, _) = agesynth_train::facegan::load_generator(path, device).map_err(|e| {
             PipelineError::Weights {
                 what: "FaceGAN generator",

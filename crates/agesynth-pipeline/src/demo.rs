@@ -102,14 +102,14 @@ pub fn demo_strip(style: &StyleGenerator, ager: &FaceAger, opts: &DemoOptions) -
     let big = |img: &FaceImage| resize(img, opts.tile, opts.tile);
     let source_label = style_bins.label(source_group);
     let mut tiles = vec![big(&source)?];
-    let mut captions = vec![format!("input: cstylegan at {source_label}")];
+    let mut captions = vec![format!("input: cstylegan {source_label}")];
     for (img, t) in aged.iter().zip(&targets) {
         tiles.push(big(img)?);
         captions.push(format!("facegan {}", t.caption()));
     }
     // Second row: the cStyleGAN's own rendering at each target's group.
     tiles.push(big(&source)?);
-    captions.push("cstylegan, same latent:".to_string());
+    captions.push(format!("cstylegan {source_label}"));
     for t in &targets {
         let sg = style_bins
             .group(t.age)

@@ -1,6 +1,8 @@
 //! One module per command group.
 
+pub mod age;
 pub mod data;
+pub mod demo;
 pub mod synth;
 pub mod train;
 pub mod weights;
