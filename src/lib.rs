@@ -15,6 +15,7 @@
 //! | [`cstylegan`] | `agesynth-cstylegan` | the age-conditioned StyleGAN2 (stage 1) |
 //! | [`facegan`] | `agesynth-facegan` | the age-conditioned U-Net generator and PatchGAN discriminator (stage 2) |
 //! | [`train`] | `agesynth-train` | optimisers with saved state, run folders, checkpoints, the GAN trainers |
+//! | [`pipeline`] | `agesynth-pipeline` | ageing the faces in photos: detect, align, age, paste back, strips |
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -37,4 +38,5 @@ pub use agesynth_face as face;
 pub use agesynth_facegan as facegan;
 pub use agesynth_losses as losses;
 pub use agesynth_nn as nn;
+pub use agesynth_pipeline as pipeline;
 pub use agesynth_train as train;
