@@ -7,11 +7,11 @@ use std::{
     time::Instant,
 };
 
-use agesynth_core::{DeviceSpec, FaceDataset};
+use agesynth_core::{candle_core::Device, AgeBins, DeviceSpec, FaceDataset};
 use agesynth_cstylegan::CStyleGanConfig;
 use agesynth_data::{DecodedCache, Split, SplitFractions, UtkFace};
 use agesynth_train::{
-    CStyleGanTask, CStyleGanTrainConfig, Outcome, RealFaces, RunDir, StopFlag, Trainer,
+    CStyleGanTask, CStyleGanTrainConfig, Outcome, RealFaces, RunDir, StopFlag, TrainTask, Trainer,
     TrainerOptions,
 };
 use anyhow::{bail, Context};
@@ -37,53 +37,22 @@ pub enum SplitChoice {
     All,
 }
 
-/// Options of `agesynth train cstylegan`.
+/// Run-folder and loop options shared by every trainer.
 #[derive(Debug, Args)]
-pub struct CStyleGanArgs {
-    /// UTKFace folder (aligned chips), e.g. ../shared/data/utkface.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Model preset: tiny, cpu64, paper128 or gpu256.
-    #[arg(long, default_value = "cpu64")]
-    pub preset: String,
+pub struct RunArgs {
     /// Run folder (config, log, samples, checkpoints).
     #[arg(long)]
     pub out: PathBuf,
-    /// Train until this step.
-    #[arg(long, default_value_t = 100_000)]
-    pub steps: u64,
-    /// Real images per step.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
     /// Continue from the run's latest checkpoint (its saved config wins over
-    /// --preset, --batch, --seed and the optimiser flags).
+    /// the model and optimiser flags).
     #[arg(long)]
     pub resume: bool,
-    /// Seed of the weights, data order, latents and noise.
+    /// Seed of the weights, the data order and every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Decoded-face cache file (built on first use); default
-    /// `<out>/../cache/<data folder>-<size>.agscache`.
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    /// Which faces to train on.
-    #[arg(long, value_enum, default_value = "train")]
-    pub split: SplitChoice,
-    /// Use only the first N faces of the split (quick runs).
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// Learning rate of G and D.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// R1 weight γ (default: 0.0002·size²/batch, at least 0.1).
-    #[arg(long)]
-    pub r1_gamma: Option<f64>,
-    /// Lazy R1 interval in steps (0 disables R1).
-    #[arg(long, default_value_t = 16)]
-    pub r1_every: u64,
     /// Log every N steps.
     #[arg(long, default_value_t = 20)]
     pub log_every: u64,
@@ -99,6 +68,51 @@ pub struct CStyleGanArgs {
     /// No progress bar or progress lines.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Which real faces to train on, shared by every trainer.
+#[derive(Debug, Args)]
+pub struct RealFaceArgs {
+    /// Decoded-face cache file (built on first use); default
+    /// `<out>/../cache/<data folder>-<size>.agscache`.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Which faces of the dataset to train on.
+    #[arg(long, value_enum, default_value = "train")]
+    pub split: SplitChoice,
+    /// Use only the first N faces of the split (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// Options of `agesynth train cstylegan`.
+#[derive(Debug, Args)]
+pub struct CStyleGanArgs {
+    /// UTKFace folder (aligned chips), e.g. ../shared/data/utkface.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model preset: tiny, cpu64, paper128 or gpu256.
+    #[arg(long, default_value = "cpu64")]
+    pub preset: String,
+    /// Train until this step.
+    #[arg(long, default_value_t = 100_000)]
+    pub steps: u64,
+    /// Real images per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Learning rate of G and D.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// R1 weight γ (default: 0.0002·size²/batch, at least 0.1).
+    #[arg(long)]
+    pub r1_gamma: Option<f64>,
+    /// Lazy R1 interval in steps (0 disables R1).
+    #[arg(long, default_value_t = 16)]
+    pub r1_every: u64,
+    #[command(flatten)]
+    pub real: RealFaceArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Runs a training command.
@@ -121,7 +135,9 @@ fn default_cache(out: &Path, data: &Path, size: usize) -> PathBuf {
     parent.join("cache").join(format!("{name}-{size}.agscache"))
 }
 
-fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
+/// The device, the run folder and whether it already holds a checkpoint
+/// (refusing one without `--resume`).
+fn open_run(a: &RunArgs) -> anyhow::Result<(Device, RunDir, bool)> {
     let device = a
         .device
         .parse::<DeviceSpec>()?
@@ -136,40 +152,27 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
             a.out.display()
         );
     }
-    let cfg: CStyleGanTrainConfig = if a.resume && run.config_path().is_file() {
-        let saved: CStyleGanTrainConfig = run.load_config()?;
-        if saved.model.preset != a.preset || saved.batch != a.batch || saved.seed != a.seed {
-            eprintln!(
-                "resuming with the run's saved config (preset {}, batch {}, seed {}); --preset/--batch/--seed are ignored",
-                saved.model.preset, saved.batch, saved.seed
-            );
-        }
-        saved
-    } else {
-        let model = CStyleGanConfig::preset(&a.preset)?;
-        let mut c = CStyleGanTrainConfig::new(model, a.batch, a.seed);
-        if let Some(lr) = a.lr {
-            c.g_lr = lr;
-            c.d_lr = lr;
-        }
-        if let Some(g) = a.r1_gamma {
-            c.r1_gamma = g;
-        }
-        c.r1_every = a.r1_every;
-        c
-    };
-    let size = cfg.model.image_size;
+    Ok((device, run, has_checkpoint))
+}
 
-    // Data: UTKFace -> decoded cache at the model's size -> faces in memory.
+/// UTKFace at `data` through the decoded cache at the model's `size`: the
+/// faces of the chosen split, in memory.
+fn load_real_faces(
+    data: &Path,
+    size: usize,
+    bins: &AgeBins,
+    a: &RealFaceArgs,
+    out: &Path,
+) -> anyhow::Result<RealFaces> {
     let t0 = Instant::now();
-    let utk = UtkFace::open(&a.data).with_context(|| format!("opening {}", a.data.display()))?;
+    let utk = UtkFace::open(data).with_context(|| format!("opening {}", data.display()))?;
     if utk.is_empty() {
-        bail!("{} holds no UTKFace images", a.data.display());
+        bail!("{} holds no UTKFace images", data.display());
     }
     let cache_path = a
         .cache
         .clone()
-        .unwrap_or_else(|| default_cache(&a.out, &a.data, size));
+        .unwrap_or_else(|| default_cache(out, data, size));
     let (cache, built) = DecodedCache::open_or_build(&utk, size as u32, &cache_path, "utkface", 0)
         .with_context(|| format!("decoded cache {}", cache_path.display()))?;
     let mut indices: Vec<usize> = match a.split {
@@ -179,12 +182,12 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
     if let Some(l) = a.limit {
         indices.truncate(l);
     }
-    let faces = RealFaces::load(&cache, size as u32, &cfg.model.bins()?, Some(&indices))?;
+    let faces = RealFaces::load(&cache, size as u32, bins, Some(&indices))?;
     eprintln!(
         "{} faces at {size}px ({} skipped) from {} in {:.1} s (cache {} {})",
         faces.len(),
         faces.skipped().len(),
-        a.data.display(),
+        data.display(),
         t0.elapsed().as_secs_f64(),
         cache_path.display(),
         if built { "built" } else { "reused" }
@@ -192,13 +195,22 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
     for s in faces.skipped().iter().take(5) {
         eprintln!("  skipped face {}: {}", s.index, s.reason);
     }
+    Ok(faces)
+}
 
-    if !has_checkpoint {
-        run.save_config(&cfg)?;
-    }
-    let mut task = CStyleGanTask::new(cfg.clone(), Arc::new(faces), &device)?;
+/// Runs `task` to `steps` with the loop options of `a` (Ctrl-C saves and
+/// stops), writes the final sample grid, exports the generator to ship with
+/// `export` at `<out>/generator_ema.safetensors`, and reports. Exit code 0
+/// when finished, 130 when interrupted.
+fn run_task<T: TrainTask>(
+    run: &RunDir,
+    a: &RunArgs,
+    steps: u64,
+    task: &mut T,
+    export: impl FnOnce(&T, &Path) -> agesynth_train::Result<()>,
+) -> anyhow::Result<ExitCode> {
     let opts = TrainerOptions {
-        total_steps: a.steps,
+        total_steps: steps,
         log_every: a.log_every,
         sample_every: a.sample_every,
         checkpoint_every: a.checkpoint_every,
@@ -207,11 +219,10 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         progress: !a.quiet,
     };
     let mut trainer = Trainer::new(run.clone(), opts).with_stop(StopFlag::ctrlc()?);
-    let summary = trainer.run(&mut task, a.resume)?;
-    // The sample of the final step, and the EMA generator to ship.
-    trainer.write_sample(&mut task, summary.step)?;
+    let summary = trainer.run(task, a.resume)?;
+    trainer.write_sample(task, summary.step)?;
     let weights = run.root().join("generator_ema.safetensors");
-    task.export_ema(&weights)?;
+    export(task, &weights)?;
     eprintln!(
         "{} at step {} ({} images, {:.0} s in all; {:.2} images/s this session); EMA generator: {}",
         match summary.outcome {
@@ -228,4 +239,42 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         Outcome::Finished => ExitCode::SUCCESS,
         Outcome::Interrupted => ExitCode::from(130),
     })
+}
+
+fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
+    let (device, run, has_checkpoint) = open_run(&a.run)?;
+    let cfg: CStyleGanTrainConfig = if a.run.resume && run.config_path().is_file() {
+        let saved: CStyleGanTrainConfig = run.load_config()?;
+        if saved.model.preset != a.preset || saved.batch != a.batch || saved.seed != a.run.seed {
+            eprintln!(
+                "resuming with the run's saved config (preset {}, batch {}, seed {}); --preset/--batch/--seed are ignored",
+                saved.model.preset, saved.batch, saved.seed
+            );
+        }
+        saved
+    } else {
+        let model = CStyleGanConfig::preset(&a.preset)?;
+        let mut c = CStyleGanTrainConfig::new(model, a.batch, a.run.seed);
+        if let Some(lr) = a.lr {
+            c.g_lr = lr;
+            c.d_lr = lr;
+        }
+        if let Some(g) = a.r1_gamma {
+            c.r1_gamma = g;
+        }
+        c.r1_every = a.r1_every;
+        c
+    };
+    let faces = load_real_faces(
+        &a.data,
+        cfg.model.image_size,
+        &cfg.model.bins()?,
+        &a.real,
+        &a.run.out,
+    )?;
+    if !has_checkpoint {
+        run.save_config(&cfg)?;
+    }
+    let mut task = CStyleGanTask::new(cfg, Arc::new(faces), &device)?;
+    run_task(&run, &a.run, a.steps, &mut task, |t, p| t.export_ema(p))
 }

@@ -1,19 +1,15 @@
 //! `agesynth train facegan`: the semi-supervised FaceGAN trainer.
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
-use agesynth_core::{DeviceSpec, FaceDataset, FaceEmbedder};
-use agesynth_data::{DecodedCache, Split, SplitFractions, UtkFace};
+use agesynth_core::FaceEmbedder;
 use agesynth_face::{DlibFaceEmbedder, EmbedderConfig};
 use agesynth_facegan::FaceGanConfig;
-use agesynth_train::{
-    FaceGanTask, FaceGanTrainConfig, Outcome, RealFaces, RunDir, StopFlag, SynthPairs, Trainer,
-    TrainerOptions,
-};
+use agesynth_train::{FaceGanTask, FaceGanTrainConfig, SynthPairs};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::{default_cache, SplitChoice};
+use super::{load_real_faces, open_run, run_task, RealFaceArgs, RunArgs};
 
 /// Options of `agesynth train facegan`.
 #[derive(Debug, Args)]
@@ -36,77 +32,32 @@ pub struct FaceGanArgs {
     /// Age at the bottleneck: modulation or concat.
     #[arg(long, default_value = "modulation")]
     pub bottleneck: String,
-    /// Run folder (config, log, samples, checkpoints).
-    #[arg(long)]
-    pub out: PathBuf,
     /// Train until this step.
     #[arg(long, default_value_t = 50_000)]
     pub steps: u64,
     /// Inputs per step (real and synthetic together).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Continue from the run's latest checkpoint (its saved config wins).
-    #[arg(long)]
-    pub resume: bool,
-    /// Seed of the weights, data order and targets.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Identity network weights (dlib face recognition); the identity term
     /// is off when the file is absent.
     #[arg(long, default_value = "weights/face_recognition.safetensors")]
     pub identity_weights: PathBuf,
-    /// Decoded-face cache file (built on first use).
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    /// Which real faces to train on.
-    #[arg(long, value_enum, default_value = "train")]
-    pub split: SplitChoice,
-    /// Use only the first N real faces of the split (quick runs).
-    #[arg(long)]
-    pub limit: Option<usize>,
     /// Learning rate of G and D.
     #[arg(long)]
     pub lr: Option<f64>,
     /// Weight γ of the lazy R1 penalty on real images (0: off) [default: 1]
     #[arg(long)]
     pub r1_gamma: Option<f64>,
-    /// Log every N steps.
-    #[arg(long, default_value_t = 20)]
-    pub log_every: u64,
-    /// Sample grid every N steps (0: never).
-    #[arg(long, default_value_t = 500)]
-    pub sample_every: u64,
-    /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 500)]
-    pub checkpoint_every: u64,
-    /// Keep the newest N checkpoints.
-    #[arg(long, default_value_t = 3)]
-    pub keep: usize,
-    /// No progress bar or progress lines.
-    #[arg(long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub real: RealFaceArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Runs `agesynth train facegan`.
 pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
-    let device = a
-        .device
-        .parse::<DeviceSpec>()?
-        .open()
-        .context("opening the device")?;
-    let run =
-        RunDir::open(&a.out).with_context(|| format!("opening run folder {}", a.out.display()))?;
-    let has_checkpoint = run.latest()?.is_some();
-    if has_checkpoint && !a.resume {
-        bail!(
-            "{} already holds a run with checkpoints: pass --resume to continue it, or choose another --out",
-            a.out.display()
-        );
-    }
-    let cfg: FaceGanTrainConfig = if a.resume && run.config_path().is_file() {
+    let (device, run, has_checkpoint) = open_run(&a.run)?;
+    let cfg: FaceGanTrainConfig = if a.run.resume && run.config_path().is_file() {
         run.load_config()?
     } else {
         let mut model = FaceGanConfig::preset(&a.preset)?;
@@ -115,7 +66,7 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             "concat" => agesynth_facegan::BottleneckAge::Concat,
             other => bail!("--bottleneck must be modulation or concat, not `{other}`"),
         };
-        let mut c = FaceGanTrainConfig::new(model, a.batch, a.seed);
+        let mut c = FaceGanTrainConfig::new(model, a.batch, a.run.seed);
         c.synthetic_fraction = a.synthetic_fraction;
         if let Some(lr) = a.lr {
             c.g_lr = lr;
@@ -134,31 +85,7 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             .data
             .as_ref()
             .context("--data (UTKFace) is needed unless --synthetic-fraction is 1")?;
-        let t0 = Instant::now();
-        let utk = UtkFace::open(data).with_context(|| format!("opening {}", data.display()))?;
-        if utk.is_empty() {
-            bail!("{} holds no UTKFace images", data.display());
-        }
-        let cache_path = a
-            .cache
-            .clone()
-            .unwrap_or_else(|| default_cache(&a.out, data, size));
-        let (cache, _) = DecodedCache::open_or_build(&utk, size as u32, &cache_path, "utkface", 0)
-            .with_context(|| format!("decoded cache {}", cache_path.display()))?;
-        let mut indices: Vec<usize> = match a.split {
-            SplitChoice::Train => Split::new(&cache, SplitFractions::default(), 0)?.train,
-            SplitChoice::All => (0..cache.len()).collect(),
-        };
-        if let Some(l) = a.limit {
-            indices.truncate(l);
-        }
-        let faces = RealFaces::load(&cache, size as u32, &bins, Some(&indices))?;
-        eprintln!(
-            "{} real faces at {size}px ({} skipped) in {:.1} s",
-            faces.len(),
-            faces.skipped().len(),
-            t0.elapsed().as_secs_f64()
-        );
+        let faces = load_real_faces(data, size, &bins, &a.real, &a.run.out)?;
         Some(Arc::new(faces))
     } else {
         None
@@ -194,34 +121,5 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         run.save_config(&cfg)?;
     }
     let mut task = FaceGanTask::new(cfg, real, pairs, embedder, &device)?;
-    let opts = TrainerOptions {
-        total_steps: a.steps,
-        log_every: a.log_every,
-        sample_every: a.sample_every,
-        checkpoint_every: a.checkpoint_every,
-        keep_last: a.keep,
-        divergence_limit: Some(1e4),
-        progress: !a.quiet,
-    };
-    let mut trainer = Trainer::new(run.clone(), opts).with_stop(StopFlag::ctrlc()?);
-    let summary = trainer.run(&mut task, a.resume)?;
-    trainer.write_sample(&mut task, summary.step)?;
-    let weights = run.root().join("generator_ema.safetensors");
-    task.export_ema(&weights)?;
-    eprintln!(
-        "{} at step {} ({} images, {:.0} s in all; {:.2} images/s this session); generator: {}",
-        match summary.outcome {
-            Outcome::Finished => "finished",
-            Outcome::Interrupted => "interrupted",
-        },
-        summary.step,
-        summary.images,
-        summary.wall_s,
-        summary.images_per_s,
-        weights.display()
-    );
-    Ok(match summary.outcome {
-        Outcome::Finished => ExitCode::SUCCESS,
-        Outcome::Interrupted => ExitCode::from(130),
-    })
+    run_task(&run, &a.run, a.steps, &mut task, |t, p| t.export_ema(p))
 }
