@@ -42,7 +42,8 @@ pub struct AgeArgs {
     /// blends the enlarged generated face in.
     #[arg(long, default_value = "residual", value_parser = parse_paste)]
     pub paste: PasteMode,
-    /// Print a JSON report per photo on stdout (one array).
+    /// Print a JSON report per photo on stdout (one array; a photo that
+    /// failed has an `error` field instead of faces and outputs).
     #[arg(long)]
     pub json: bool,
     /// cpu, cuda, cuda:N or auto.
@@ -88,13 +89,24 @@ pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
     let t0 = std::time::Instant::now();
     let mut reports = Vec::new();
     let mut failed = 0usize;
+    let mut stems = std::collections::HashSet::new();
     for photo in &a.photos {
         bar.set_message(photo.display().to_string());
+        // Two photos with one name (a/x.jpg, b/x.png) must not overwrite
+        // each other's outputs.
+        let base = output_stem(photo);
+        let mut stem = base.clone();
+        for k in 2.. {
+            if stems.insert(stem.clone()) {
+                break;
+            }
+            stem = format!("{base}_{k}");
+        }
         let result = ager
             .age_file(photo, &a.ages)
             .map_err(anyhow::Error::from)
             .and_then(|aged| {
-                let saved = aged.save(&a.out, &output_stem(photo))?;
+                let saved = aged.save(&a.out, &stem)?;
                 Ok((aged, saved))
             });
         match result {
@@ -109,12 +121,17 @@ pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
                         )
                     });
                 }
-                reports.push(aged.report(photo, Some(&saved)));
+                reports.push(serde_json::to_value(aged.report(photo, Some(&saved)))?);
             }
             Err(err) => {
                 failed += 1;
+                let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+                reports.push(serde_json::json!({
+                    "photo": photo,
+                    "error": chain.join(": "),
+                }));
                 bar.suspend(|| {
-                    eprintln!("error: {}: {err}", photo.display());
+                    eprintln!("error: {err}");
                     for cause in err.chain().skip(1) {
                         eprintln!("  caused by: {cause}");
                     }
