@@ -392,6 +392,72 @@ impl Checkpoint {
     }
 }
 
+/// Loads a generator shipped or checkpointed by a trainer: `path` is a
+/// weights file with its config sidecar (`PATH.json`), a folder holding one
+/// of `names` (`NAME.safetensors`, first found wins), or a run folder (its
+/// latest checkpoint's first `NAME` present). `build` makes the model from
+/// the sidecar's config and a `VarBuilder` over a fresh `VarMap`, which is
+/// then filled from the file (names and shapes checked). `what` names the
+/// config type in errors.
+pub fn load_model<C: DeserializeOwned, M>(
+    path: &Path,
+    names: &[&str],
+    what: &str,
+    device: &Device,
+    build: impl FnOnce(&C, candle_nn::VarBuilder) -> agesynth_core::Result<M>,
+) -> Result<(M, candle_nn::VarMap)> {
+    let in_folder = |dir: &Path| {
+        names
+            .iter()
+            .map(|n| dir.join(format!("{n}.safetensors")))
+            .find(|p| p.is_file())
+    };
+    let weights = if path.is_dir() {
+        match in_folder(path) {
+            Some(w) => w,
+            None => {
+                let run = RunDir::open(path)?;
+                let ck = run.latest()?.ok_or_else(|| {
+                    TrainError::checkpoint(
+                        path,
+                        format!(
+                            "is a folder without checkpoints or {}.safetensors",
+                            names.join(".safetensors / ")
+                        ),
+                    )
+                })?;
+                in_folder(ck.dir()).ok_or_else(|| {
+                    TrainError::checkpoint(
+                        ck.dir(),
+                        format!(
+                            "holds none of {}.safetensors",
+                            names.join(".safetensors / ")
+                        ),
+                    )
+                })?
+            }
+        }
+    } else {
+        path.to_path_buf()
+    };
+    let sidecar = io::sidecar_path(&weights);
+    if !sidecar.is_file() {
+        return Err(TrainError::checkpoint(
+            &weights,
+            format!(
+                "has no config sidecar {} (the model's {what})",
+                sidecar.display()
+            ),
+        ));
+    }
+    let cfg: C = io::load_json(&sidecar)?;
+    let vars = candle_nn::VarMap::new();
+    let vb = agesynth_nn::init::seeded_var_builder(&vars, 0, DType::F32, device);
+    let model = build(&cfg, vb)?;
+    io::load_varmap(&vars, &weights)?;
+    Ok((model, vars))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

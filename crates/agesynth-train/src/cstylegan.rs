@@ -295,7 +295,10 @@ impl TrainTask for CStyleGanTask {
             ),
         ];
         let mut total = d_loss;
-        if self.cfg.r1_every > 0 && self.cfg.r1_gamma > 0.0 && step % self.cfg.r1_every == 0 {
+        if self.cfg.r1_every > 0
+            && self.cfg.r1_gamma > 0.0
+            && step.is_multiple_of(self.cfg.r1_every)
+        {
             let d = &self.d;
             let groups_real = real.groups.clone();
             let r1 = r1_penalty(
@@ -463,37 +466,13 @@ pub fn render_all_groups(
 /// checkpoints' `generator_ema` write), a checkpoint folder, or a run folder
 /// (its latest checkpoint's EMA generator).
 pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap)> {
-    let weights = if path.is_dir() {
-        if path.join("generator_ema.safetensors").is_file() {
-            path.join("generator_ema.safetensors")
-        } else {
-            let run = crate::RunDir::open(path)?;
-            let ck = run.latest()?.ok_or_else(|| {
-                TrainError::checkpoint(
-                    path,
-                    "is a folder without checkpoints or generator_ema.safetensors",
-                )
-            })?;
-            ck.tensors_path("generator_ema")
-        }
-    } else {
-        path.to_path_buf()
-    };
-    let sidecar = agesynth_core::io::sidecar_path(&weights);
-    if !sidecar.is_file() {
-        return Err(TrainError::checkpoint(
-            &weights,
-            format!(
-                "has no config sidecar {} (the model's CStyleGanConfig)",
-                sidecar.display()
-            ),
-        ));
-    }
-    let cfg: CStyleGanConfig = agesynth_core::io::load_json(&sidecar)?;
-    let vars = VarMap::new();
-    let g = Generator::new(&cfg, seeded_var_builder(&vars, 0, DType::F32, device))?;
-    agesynth_core::io::load_varmap(&vars, &weights)?;
-    Ok((g, vars))
+    crate::checkpoint::load_model(
+        path,
+        &["generator_ema"],
+        "CStyleGanConfig",
+        device,
+        |cfg: &CStyleGanConfig, vb| Generator::new(cfg, vb),
+    )
 }
 
 /// Options of [`synth_pairs`].

@@ -724,43 +724,13 @@ pub fn sample_grid(generator: &Generator, inputs: &Tensor) -> Result<FaceImage> 
 /// write), a checkpoint folder, or a run folder (its latest checkpoint). In
 /// a folder the EMA generator is preferred to the live one.
 pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap)> {
-    let in_folder = |dir: &Path| {
-        ["generator_ema.safetensors", "generator.safetensors"]
-            .iter()
-            .map(|f| dir.join(f))
-            .find(|p| p.is_file())
-    };
-    let weights = if path.is_dir() {
-        if let Some(w) = in_folder(path) {
-            w
-        } else {
-            let run = crate::RunDir::open(path)?;
-            let ck = run.latest()?.ok_or_else(|| {
-                TrainError::checkpoint(
-                    path,
-                    "is a folder without checkpoints or generator.safetensors",
-                )
-            })?;
-            in_folder(ck.dir()).unwrap_or_else(|| ck.tensors_path("generator"))
-        }
-    } else {
-        path.to_path_buf()
-    };
-    let sidecar = agesynth_core::io::sidecar_path(&weights);
-    if !sidecar.is_file() {
-        return Err(TrainError::checkpoint(
-            &weights,
-            format!(
-                "has no config sidecar {} (the model's FaceGanConfig)",
-                sidecar.display()
-            ),
-        ));
-    }
-    let cfg: FaceGanConfig = agesynth_core::io::load_json(&sidecar)?;
-    let vars = VarMap::new();
-    let g = Generator::new(&cfg, seeded_var_builder(&vars, 0, DType::F32, device))?;
-    agesynth_core::io::load_varmap(&vars, &weights)?;
-    Ok((g, vars))
+    crate::checkpoint::load_model(
+        path,
+        &["generator_ema", "generator"],
+        "FaceGanConfig",
+        device,
+        |cfg: &FaceGanConfig, vb| Generator::new(cfg, vb),
+    )
 }
 
 #[cfg(test)]
