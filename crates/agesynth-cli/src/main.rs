@@ -40,6 +40,10 @@ enum Command {
     SynthPairs(cmd::synth::SynthPairsArgs),
     /// Render a sample grid (rows = latents, columns = age groups).
     Sample(cmd::synth::SampleArgs),
+    /// Measure a generator: FaceGAN on FG-NET or UTKFace's held-out split
+    /// against the copy-input and random-real baselines, or (`eval
+    /// cstylegan`) a cStyleGAN's samples.
+    Eval(cmd::eval::EvalArgs),
     /// Age the faces in photos: one image per target age and a labelled strip.
     Age(cmd::age::AgeArgs),
     /// Age a synthetic cStyleGAN identity through FaceGAN into a strip (no input needed).
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Train(c) => cmd::train::run(c),
         Command::SynthPairs(a) => cmd::synth::run_synth_pairs(a),
         Command::Sample(a) => cmd::synth::run_sample(a),
+        Command::Eval(a) => cmd::eval::run(a),
         Command::Age(a) => cmd::age::run(a),
         Command::Demo(a) => cmd::demo::run(a),
     };

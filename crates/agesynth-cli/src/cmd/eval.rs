@@ -1,0 +1,274 @@
+//! `agesynth eval`: measure a FaceGAN generator (and the baselines) on
+//! FG-NET or UTKFace's held-out split; `agesynth eval cstylegan`: measure a
+//! cStyleGAN's samples.
+
+use std::{path::PathBuf, process::ExitCode, time::Instant};
+
+use agesynth_core::{AgeGenerator, DeviceSpec};
+use agesynth_eval::{
+    cstylegan::{evaluate_cstylegan, write_cstylegan_report, CStyleGanEvalOptions},
+    data, evaluate,
+    features::FaceNets,
+    report::{facegan_notes, write_report},
+    CopyInput, EvalOptions, GeneratorMethod, Method, RandomReal,
+};
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+/// Arguments of `agesynth eval`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalArgs {
+    /// Evaluate another model kind.
+    #[command(subcommand)]
+    pub sub: Option<EvalSub>,
+    /// The FaceGAN evaluation's options.
+    #[command(flatten)]
+    pub facegan: FaceGanEvalArgs,
+}
+
+/// Other evaluations.
+#[derive(Debug, Subcommand)]
+pub enum EvalSub {
+    /// Measure a cStyleGAN: per age group, how often the estimated age
+    /// group is the conditioned one, the face-detection rate of samples,
+    /// and the identity-feature Fréchet distance to real UTKFace faces.
+    Cstylegan(CStyleGanEvalArgs),
+}
+
+/// Options of the FaceGAN evaluation.
+#[derive(Debug, Args)]
+pub struct FaceGanEvalArgs {
+    /// An FG-NET folder (`images/` + `points/`): faces aligned from their
+    /// landmarks.
+    #[arg(long, conflicts_with = "utkface")]
+    pub fgnet: Option<PathBuf>,
+    /// A UTKFace folder: its held-out test split (the split the trainer
+    /// never sees) is evaluated.
+    #[arg(long)]
+    pub utkface: Option<PathBuf>,
+    /// A UTKFace folder whose test split gives the real faces of each group
+    /// (Fréchet distance, random-real baseline); defaults to --utkface, else
+    /// the evaluated FG-NET photos themselves.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Real reference faces per age group (seeded subset).
+    #[arg(long, default_value_t = 100)]
+    pub ref_per_group: usize,
+    /// Generator weights (with their `.json` config sidecar), a checkpoint
+    /// folder or a run folder.
+    #[arg(long, default_value = "weights/facegan-cpu64.safetensors")]
+    pub model: PathBuf,
+    /// Folder of the face networks' weights.
+    #[arg(long, default_value = "weights")]
+    pub weights: PathBuf,
+    /// Output folder.
+    #[arg(long, default_value = "eval")]
+    pub out: PathBuf,
+    /// Seed of the input subset and of the random-real picks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Evaluate at most this many inputs (a seeded subset).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Images per network batch.
+    #[arg(long, default_value_t = 48)]
+    pub batch: usize,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Options of `agesynth eval cstylegan`.
+#[derive(Debug, Args)]
+pub struct CStyleGanEvalArgs {
+    /// Generator weights (with their `.json` config sidecar), a checkpoint
+    /// folder or a run folder.
+    #[arg(long, default_value = "weights/cstylegan-cpu64.safetensors")]
+    pub model: PathBuf,
+    /// A UTKFace folder: real faces of each group from its test split.
+    #[arg(long)]
+    pub utkface: PathBuf,
+    /// Faces generated per age group.
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    /// Truncation ψ (1: none).
+    #[arg(long, default_value_t = 1.0)]
+    pub psi: f64,
+    /// Real reference faces per age group (seeded subset).
+    #[arg(long, default_value_t = 200)]
+    pub ref_per_group: usize,
+    /// Folder of the face networks' weights.
+    #[arg(long, default_value = "weights")]
+    pub weights: PathBuf,
+    /// Output folder.
+    #[arg(long, default_value = "eval/cstylegan")]
+    pub out: PathBuf,
+    /// Seed of the latents, noise and reference subset.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per network batch.
+    #[arg(long, default_value_t = 48)]
+    pub batch: usize,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Runs `agesynth eval`.
+pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
+    match a.sub {
+        Some(EvalSub::Cstylegan(c)) => run_cstylegan(c),
+        None => run_facegan(a.facegan),
+    }
+}
+
+fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let (g, _) = agesynth_train::facegan::load_generator(&a.model, &device)
+        .with_context(|| format!("loading the generator {}", a.model.display()))?;
+    let bins = g.age_bins().clone();
+    let size = g.image_size() as u32;
+    let nets = FaceNets::load(&a.weights, &device)
+        .with_context(|| format!("loading the face networks from {}", a.weights.display()))?;
+    let analyzer = nets.analyzer(&device, a.batch);
+    let tl = Instant::now();
+    let data = match (&a.fgnet, &a.utkface) {
+        (Some(d), _) => data::load_fgnet(d, size, a.limit, a.seed)
+            .with_context(|| format!("loading FG-NET from {}", d.display()))?,
+        (None, Some(d)) => data::load_utkface_test(d, size, a.limit, a.seed)
+            .with_context(|| format!("loading UTKFace from {}", d.display()))?,
+        (None, None) => bail!("pass --fgnet DIR or --utkface DIR (the faces to evaluate)"),
+    };
+    if data.inputs.is_empty() {
+        bail!("{}: no face could be loaded", data.name);
+    }
+    for (file, why) in &data.skipped {
+        eprintln!("skipped {file}: {why}");
+    }
+    let ref_dir = a.reference.clone().or(a.utkface.clone());
+    let reference = match &ref_dir {
+        Some(d) => Some(
+            data::load_reference(d, size, &bins, a.ref_per_group, a.seed)
+                .with_context(|| format!("loading reference faces from {}", d.display()))?,
+        ),
+        None => None,
+    };
+    analyzer.add_time(|t| &mut t.load_s, tl.elapsed());
+    eprintln!(
+        "{}: {} inputs ({} faces loaded), {} age groups at {size}px",
+        data.name,
+        data.inputs.len(),
+        data.gallery.len(),
+        bins.len()
+    );
+    let ours = GeneratorMethod::new("FaceGAN", &g);
+    let random = RandomReal::new(reference.as_deref().unwrap_or(&data.gallery), &bins, a.seed);
+    let methods: [&dyn Method; 3] = [&ours, &CopyInput, &random];
+    let result = evaluate(
+        &data,
+        reference.as_deref(),
+        &methods,
+        &analyzer,
+        &bins,
+        &EvalOptions {
+            batch: a.batch,
+            ..EvalOptions::default()
+        },
+    )?;
+    let pool = match &ref_dir {
+        Some(d) => format!(
+            "UTKFace test split of {} (at most {} per group, seeded)",
+            d.display(),
+            a.ref_per_group
+        ),
+        None => {
+            "the evaluated photos themselves (other subjects for the random-real baseline)".into()
+        }
+    };
+    let settings = serde_json::json!({
+        "data": data.name,
+        "model": a.model.display().to_string(),
+        "image size": size,
+        "seed": a.seed,
+        "limit": a.limit,
+        "reference pool": pool,
+        "face networks": a.weights.display().to_string(),
+    });
+    let notes = facegan_notes(size);
+    let wall = t0.elapsed().as_secs_f64();
+    write_report(
+        &a.out,
+        "FaceGAN evaluation",
+        &result,
+        settings,
+        &notes,
+        wall,
+    )?;
+    for r in result.rows.iter().filter(|r| r.group == "overall") {
+        eprintln!(
+            "{:>16}: detection {:.3}, identity L2 {:.3}, verification {:.3}, age acc {:.3}, MAE {:.2}, Fréchet {}",
+            r.method,
+            r.detection_rate.unwrap_or(f64::NAN),
+            r.identity_l2.unwrap_or(f64::NAN),
+            r.verification_rate.unwrap_or(f64::NAN),
+            r.age_accuracy.unwrap_or(f64::NAN),
+            r.age_mae.unwrap_or(f64::NAN),
+            r.frechet.map(|f| format!("{f:.3}")).unwrap_or("-".into()),
+        );
+    }
+    eprintln!(
+        "{} inputs x {} groups in {wall:.1} s: {}",
+        result.n_inputs,
+        bins.len(),
+        a.out.join("report.md").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let (g, _) = agesynth_train::cstylegan::load_generator(&a.model, &device)
+        .with_context(|| format!("loading the generator {}", a.model.display()))?;
+    let bins = g.config().bins()?;
+    let size = g.config().image_size as u32;
+    let nets = FaceNets::load(&a.weights, &device)
+        .with_context(|| format!("loading the face networks from {}", a.weights.display()))?;
+    let analyzer = nets.analyzer(&device, a.batch);
+    let tl = Instant::now();
+    let reference = data::load_reference(&a.utkface, size, &bins, a.ref_per_group, a.seed)
+        .with_context(|| format!("loading reference faces from {}", a.utkface.display()))?;
+    analyzer.add_time(|t| &mut t.load_s, tl.elapsed());
+    let opts = CStyleGanEvalOptions {
+        count: a.count,
+        truncation: a.psi,
+        seed: a.seed,
+        ..CStyleGanEvalOptions::default()
+    };
+    let result = evaluate_cstylegan(&g, &reference, &analyzer, &opts)?;
+    let settings = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "preset": g.config().preset,
+        "image size": size,
+        "faces per group": a.count,
+        "truncation psi": a.psi,
+        "seed": a.seed,
+        "reference": format!("UTKFace test split of {} (at most {} per group, seeded)", a.utkface.display(), a.ref_per_group),
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    write_cstylegan_report(&a.out, &result, settings, wall)?;
+    for r in &result.rows {
+        eprintln!(
+            "{:>8}: estimated = conditioned {:.3}, MAE {:.2}, detection {:.3}, Fréchet {}",
+            r.group,
+            r.age_accuracy.unwrap_or(f64::NAN),
+            r.age_mae.unwrap_or(f64::NAN),
+            r.detection_rate.unwrap_or(f64::NAN),
+            r.frechet.map(|f| format!("{f:.3}")).unwrap_or("-".into()),
+        );
+    }
+    eprintln!("{wall:.1} s: {}", a.out.join("report.md").display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,300 @@
+//! Measuring a cStyleGAN: for every age group, faces generated at that
+//! group — does the age estimator put them in it, does MTCNN find a face,
+//! and how far are they, in identity-feature Fréchet distance, from real
+//! faces of the group.
+
+use std::{fmt::Write as _, path::Path, time::Instant};
+
+use agesynth_core::{batch::tensor_to_images, io, AgeGroup, Error, FaceImage, Result};
+use agesynth_cstylegan::{seeded_latents, GenerateOptions, Generator, Noise};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    evaluate::EvalFace,
+    features::{Analyzer, Timings},
+    metrics, plot,
+    report::FRECHET_LABEL,
+};
+
+/// Settings of [`evaluate_cstylegan`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CStyleGanEvalOptions {
+    /// Faces generated per age group (the same latents at every group).
+    pub count: usize,
+    /// Truncation ψ (1: none).
+    pub truncation: f64,
+    /// Seed of the latents and noise.
+    pub seed: u64,
+    /// Latents per generator batch.
+    pub batch: usize,
+    /// Latents shown in the sample sheet.
+    pub sheet_rows: usize,
+}
+
+impl Default for CStyleGanEvalOptions {
+    fn default() -> Self {
+        CStyleGanEvalOptions {
+            count: 200,
+            truncation: 1.0,
+            seed: 0,
+            batch: 32,
+            sheet_rows: 8,
+        }
+    }
+}
+
+/// One row: an age group (or `"overall"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CStyleGanRow {
+    /// The conditioned group's label, or `"overall"`.
+    pub group: String,
+    /// Faces generated.
+    pub n: usize,
+    /// Fraction whose estimated age group is the conditioned one.
+    pub age_accuracy: Option<f64>,
+    /// Mean absolute error of the estimated age to the group's centre.
+    pub age_mae: Option<f64>,
+    /// Fraction in which MTCNN finds a face.
+    pub detection_rate: Option<f64>,
+    /// Identity-feature Fréchet distance (not Inception FID) to the real
+    /// faces of the group.
+    pub frechet: Option<f64>,
+    /// Real faces compared with.
+    pub n_real: usize,
+}
+
+/// The result of [`evaluate_cstylegan`].
+#[derive(Clone, Debug)]
+pub struct CStyleGanResult {
+    /// A row per group, then `"overall"`.
+    pub rows: Vec<CStyleGanRow>,
+    /// The first latents at every group.
+    pub sheet: FaceImage,
+    /// Time spent per network.
+    pub timings: Timings,
+}
+
+/// Generates `opts.count` faces at every group of `generator` and measures
+/// them against `reference` (real faces, grouped by their age).
+pub fn evaluate_cstylegan(
+    generator: &Generator,
+    reference: &[EvalFace],
+    analyzer: &Analyzer,
+    opts: &CStyleGanEvalOptions,
+) -> Result<CStyleGanResult> {
+    if opts.count == 0 {
+        return Err(Error::Config("count must be at least 1".into()));
+    }
+    let cfg = generator.config();
+    let bins = cfg.bins()?;
+    let g = bins.len();
+    let device = generator.w_avg().device().clone();
+    let z_all = seeded_latents(opts.count, cfg.z_dim, opts.seed, &device)?;
+    let ref_imgs: Vec<FaceImage> = reference.iter().map(|f| f.image.clone()).collect();
+    let real_feats = analyzer.analyze(&ref_imgs)?;
+    let mut real: Vec<Vec<Vec<f32>>> = vec![Vec::new(); g];
+    for (f, e) in reference.iter().zip(&real_feats.embeddings) {
+        real[bins.group_of_years(f.age.max(0.0) as u32).0].push(e.clone());
+    }
+    let mut rows = Vec::new();
+    let mut sheet_tiles: Vec<Vec<FaceImage>> = vec![Vec::new(); opts.sheet_rows.min(opts.count)];
+    let (mut all_embs, mut all_det) = (Vec::new(), Vec::new());
+    let (mut hits, mut abs_err, mut n_all) = (0usize, 0f64, 0usize);
+    for t in bins.groups() {
+        let mut images = Vec::with_capacity(opts.count);
+        for (b, start) in (0..opts.count).step_by(opts.batch.max(1)).enumerate() {
+            let len = opts.batch.max(1).min(opts.count - start);
+            let z = z_all.narrow(0, start, len)?;
+            let gen_opts = GenerateOptions {
+                truncation: opts.truncation,
+                mixing: None,
+                noise: Noise::Seeded(opts.seed.wrapping_mul(1000).wrapping_add(b as u64)),
+            };
+            let clock = Instant::now();
+            let out = generator
+                .forward(&z, &vec![t; len], &gen_opts)?
+                .clamp(-1f32, 1f32)?;
+            analyzer.add_time(|x| &mut x.generate_s, clock.elapsed());
+            images.extend(tensor_to_images(&out)?);
+        }
+        for (row, tiles) in sheet_tiles.iter_mut().enumerate() {
+            tiles.push(images[row].clone());
+        }
+        let f = analyzer.analyze(&images)?;
+        let (acc, mae) = metrics::age_accuracy_and_mae(&bins, &f.ages, t).unzip();
+        hits += f
+            .ages
+            .iter()
+            .filter(|&&a| bins.group(a).map(|x| x == t).unwrap_or(false))
+            .count();
+        abs_err += f
+            .ages
+            .iter()
+            .map(|&a| (a as f64 - bins.centre(t) as f64).abs())
+            .sum::<f64>();
+        n_all += f.ages.len();
+        rows.push(CStyleGanRow {
+            group: bins.label(t),
+            n: f.len(),
+            age_accuracy: acc,
+            age_mae: mae,
+            detection_rate: metrics::detection_rate(&f.detected),
+            frechet: metrics::frechet_distance(&f.embeddings, &real[t.0])?,
+            n_real: real[t.0].len(),
+        });
+        all_det.extend(f.detected);
+        all_embs.extend(f.embeddings);
+    }
+    let real_all: Vec<Vec<f32>> = real.iter().flatten().cloned().collect();
+    rows.push(CStyleGanRow {
+        group: "overall".into(),
+        n: n_all,
+        age_accuracy: (n_all > 0).then(|| hits as f64 / n_all as f64),
+        age_mae: (n_all > 0).then(|| abs_err / n_all as f64),
+        detection_rate: metrics::detection_rate(&all_det),
+        frechet: metrics::frechet_distance(&all_embs, &real_all)?,
+        n_real: real_all.len(),
+    });
+    let tiles: Vec<FaceImage> = sheet_tiles.into_iter().flatten().collect();
+    let labels: Vec<String> = bins.groups().map(|t: AgeGroup| bins.label(t)).collect();
+    let sheet = agesynth_train::grid::compose(&tiles, g, Some(&labels))?;
+    Ok(CStyleGanResult {
+        rows,
+        sheet,
+        timings: analyzer.timings(),
+    })
+}
+
+/// A chart: file stem, title, the value of a row, the axis maximum.
+type Chart = (
+    &'static str,
+    &'static str,
+    fn(&CStyleGanRow) -> Option<f64>,
+    Option<f64>,
+);
+
+/// `metrics.json` of the cStyleGAN evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CStyleGanMetricsFile {
+    /// Model, data, options.
+    pub settings: serde_json::Value,
+    /// Per group, then overall.
+    pub rows: Vec<CStyleGanRow>,
+}
+
+/// Writes `report.md`, `metrics.json`, `samples.png` and one chart per
+/// metric into `out`.
+pub fn write_cstylegan_report(
+    out: &Path,
+    result: &CStyleGanResult,
+    settings: serde_json::Value,
+    wall_s: f64,
+) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
+    let r6 = |v: Option<f64>| v.map(|x| (x * 1e6).round() / 1e6);
+    let rows: Vec<CStyleGanRow> = result
+        .rows
+        .iter()
+        .map(|r| CStyleGanRow {
+            age_accuracy: r6(r.age_accuracy),
+            age_mae: r6(r.age_mae),
+            detection_rate: r6(r.detection_rate),
+            frechet: r6(r.frechet),
+            ..r.clone()
+        })
+        .collect();
+    io::save_json(
+        out.join("metrics.json"),
+        &CStyleGanMetricsFile {
+            settings: settings.clone(),
+            rows: rows.clone(),
+        },
+    )?;
+    agesynth_train::grid::save_png(out.join("samples.png"), &result.sheet)?;
+    let clusters: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            if r.group == "overall" {
+                "all".into()
+            } else {
+                r.group.clone()
+            }
+        })
+        .collect();
+    let charts: [Chart; 4] = [
+        (
+            "age_accuracy",
+            "Estimated group = conditioned group",
+            |r| r.age_accuracy,
+            Some(1.0),
+        ),
+        (
+            "age_mae",
+            "Age MAE to the group centre (years)",
+            |r| r.age_mae,
+            None,
+        ),
+        (
+            "detection_rate",
+            "Face detection rate (MTCNN)",
+            |r| r.detection_rate,
+            Some(1.0),
+        ),
+        (
+            "frechet",
+            "Identity-feature Frechet distance (not FID)",
+            |r| r.frechet,
+            None,
+        ),
+    ];
+    for (stem, title, get, y_max) in charts {
+        let values = vec![rows.iter().map(get).collect::<Vec<_>>()];
+        let img = plot::bar_chart(title, &clusters, &["cStyleGAN".into()], &values, y_max)?;
+        agesynth_train::grid::save_png(out.join(format!("plot_{stem}.png")), &img)?;
+    }
+    let t = &result.timings;
+    let mut s = String::from("# cStyleGAN evaluation\n\n## Settings\n\n");
+    if let Some(obj) = settings.as_object() {
+        for (k, v) in obj {
+            let _ = writeln!(s, "- {k}: {}", v.to_string().trim_matches('"'));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "- wall time: {wall_s:.1} s (loading {:.1} s, generator {:.1} s, embedder {:.1} s, age estimator {:.1} s, detection {:.1} s)\n",
+        t.load_s, t.generate_s, t.embed_s, t.age_s, t.detect_s
+    );
+    let _ = writeln!(
+        s,
+        "Age: dlib's age estimator on each generated face; accuracy = its group equals the \
+         conditioned group; MAE to the group's centre. Detection: MTCNN on the face upsampled to \
+         {} px. Fréchet: {FRECHET_LABEL}, between the 128-D dlib embeddings of the generated faces \
+         and of real UTKFace test-split faces of the group.\n",
+        crate::features::DETECT_SIZE
+    );
+    s += "| group | n | estimated group = conditioned ↑ | age MAE to centre ↓ | detection ↑ | Fréchet (id. features) ↓ | real n |\n";
+    s += "|---|---:|---:|---:|---:|---:|---:|\n";
+    let pct = |v: Option<f64>| {
+        v.map(|x| format!("{:.1}%", 100.0 * x))
+            .unwrap_or("–".into())
+    };
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or("–".into());
+    for r in &rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.group,
+            r.n,
+            pct(r.age_accuracy),
+            num(r.age_mae),
+            pct(r.detection_rate),
+            num(r.frechet),
+            r.n_real
+        );
+    }
+    s += "\n![samples](samples.png)\n";
+    for (stem, title, _, _) in charts {
+        let _ = writeln!(s, "\n![{title}](plot_{stem}.png)");
+    }
+    io::atomic_write_bytes(out.join("report.md"), s.as_bytes())
+}

@@ -1,0 +1,514 @@
+//! The evaluation of age generators on a set of real faces: every input
+//! rendered at every target group by each [`Method`] (the generator and the
+//! baselines go through the same code path), then measured.
+
+use std::time::Instant;
+
+use agesynth_core::{batch::tensor_to_images, AgeBins, AgeGenerator, AgeGroup, FaceImage, Result};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    features::{images_to_tensor, Analyzer, Features, Timings},
+    metrics,
+};
+
+/// A real face: the aligned image at the generator's size and its labels.
+#[derive(Clone, Debug)]
+pub struct EvalFace {
+    /// The face, framed like UTKFace, at the generator's size.
+    pub image: FaceImage,
+    /// Age in years.
+    pub age: f32,
+    /// The person, where the dataset names one (FG-NET).
+    pub subject: Option<u32>,
+    /// A key naming the photo (its file name).
+    pub key: String,
+}
+
+/// The faces of an evaluation: a gallery of real photos and the indices of
+/// those used as inputs (on FG-NET the gallery also holds every other photo
+/// of the input subjects, for the nearest-real distance).
+#[derive(Clone, Debug, Default)]
+pub struct EvalData {
+    /// What the faces are (dataset and folder), for the report.
+    pub name: String,
+    /// Every face loaded.
+    pub gallery: Vec<EvalFace>,
+    /// Indices into `gallery` of the inputs, ascending.
+    pub inputs: Vec<usize>,
+    /// Photos that could not be used, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// What a [`Method`] returns for a batch of (input, target group) rows.
+#[derive(Clone, Debug)]
+pub enum Rendered {
+    /// New images, one per row (measured afresh).
+    Images(Vec<FaceImage>),
+    /// The inputs themselves (measured once: their features are cached).
+    Inputs,
+    /// Faces of the reference pool, one per row, by index; `None` where no
+    /// face qualifies (their features are cached too).
+    Pool(Vec<Option<usize>>),
+}
+
+/// One batch of rows to render: input face `inputs[k]` at `targets[k]`.
+pub struct RenderRequest<'a> {
+    /// The inputs' images as a `(N, 3, S, S)` tensor in `[-1, 1]`.
+    pub images: &'a Tensor,
+    /// The input faces.
+    pub faces: Vec<&'a EvalFace>,
+    /// Index of each input in the gallery.
+    pub ids: &'a [usize],
+    /// The target groups.
+    pub targets: &'a [AgeGroup],
+}
+
+/// A way of producing a face of a target group from an input face: the
+/// generator under test or a baseline.
+pub trait Method: Send + Sync {
+    /// Name in tables and plots.
+    fn name(&self) -> &str;
+    /// Renders every row of `req`.
+    fn render(&self, req: &RenderRequest) -> Result<Rendered>;
+}
+
+/// An [`AgeGenerator`] as a [`Method`]: its outputs, clamped to `[-1, 1]`
+/// and quantised to 8 bits as a saved image would be.
+pub struct GeneratorMethod<'a> {
+    name: String,
+    generator: &'a dyn AgeGenerator,
+}
+
+impl<'a> GeneratorMethod<'a> {
+    /// Wraps `generator` under `name`.
+    pub fn new(name: impl Into<String>, generator: &'a dyn AgeGenerator) -> Self {
+        GeneratorMethod {
+            name: name.into(),
+            generator,
+        }
+    }
+}
+
+impl Method for GeneratorMethod<'_> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn render(&self, req: &RenderRequest) -> Result<Rendered> {
+        let out = self.generator.generate(req.images, req.targets)?;
+        Ok(Rendered::Images(tensor_to_images(
+            &out.clamp(-1f32, 1f32)?,
+        )?))
+    }
+}
+
+/// Baseline "copy input": the output is the input (perfect identity, no
+/// ageing).
+pub struct CopyInput;
+
+impl Method for CopyInput {
+    fn name(&self) -> &str {
+        "copy input"
+    }
+
+    fn render(&self, _req: &RenderRequest) -> Result<Rendered> {
+        Ok(Rendered::Inputs)
+    }
+}
+
+/// Baseline "random real face of the target group": a seeded pick from the
+/// reference pool among the faces whose real age is in the target group,
+/// never the input photo itself nor (where subjects are known) the same
+/// person (perfect age, no identity).
+pub struct RandomReal {
+    groups: Vec<AgeGroup>,
+    subjects: Vec<Option<u32>>,
+    keys: Vec<String>,
+    seed: u64,
+}
+
+impl RandomReal {
+    /// A baseline over `pool`, whose faces fall in `bins`' groups, picking
+    /// with `seed`.
+    pub fn new(pool: &[EvalFace], bins: &AgeBins, seed: u64) -> Self {
+        RandomReal {
+            groups: pool
+                .iter()
+                .map(|f| bins.group_of_years(f.age.max(0.0) as u32))
+                .collect(),
+            subjects: pool.iter().map(|f| f.subject).collect(),
+            keys: pool.iter().map(|f| f.key.clone()).collect(),
+            seed,
+        }
+    }
+
+    /// The pool face drawn for input `id` (gallery index) with labels
+    /// `face` at `target`; the same for the same seed whatever the batching.
+    pub fn pick(&self, id: usize, face: &EvalFace, target: AgeGroup) -> Option<usize> {
+        let candidates: Vec<usize> = (0..self.groups.len())
+            .filter(|&j| {
+                self.groups[j] == target
+                    && self.keys[j] != face.key
+                    && !(face.subject.is_some() && self.subjects[j] == face.subject)
+            })
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let h = mix(mix(self.seed ^ 0x5241_4E44, id as u64), target.0 as u64);
+        Some(candidates[(h % candidates.len() as u64) as usize])
+    }
+}
+
+impl Method for RandomReal {
+    fn name(&self) -> &str {
+        "random real face"
+    }
+
+    fn render(&self, req: &RenderRequest) -> Result<Rendered> {
+        Ok(Rendered::Pool(
+            req.faces
+                .iter()
+                .zip(req.ids)
+                .zip(req.targets)
+                .map(|((f, &id), &t)| self.pick(id, f, t))
+                .collect(),
+        ))
+    }
+}
+
+/// SplitMix64-style mixing of a seed and a value.
+fn mix(seed: u64, v: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(v.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Settings of [`evaluate`].
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Images per network batch (inputs per generator batch = this divided
+    /// by the number of groups).
+    pub batch: usize,
+    /// Inputs shown in the sample sheet.
+    pub sheet_rows: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            batch: 48,
+            sheet_rows: 6,
+        }
+    }
+}
+
+/// One row of the results table: a method at a target group (or overall).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// The method.
+    pub method: String,
+    /// The target group's label, or `"overall"`.
+    pub group: String,
+    /// Outputs measured.
+    pub n: usize,
+    /// Fraction of outputs in which MTCNN finds a face.
+    pub detection_rate: Option<f64>,
+    /// Mean L2 distance of the output's identity embedding to the input's.
+    pub identity_l2: Option<f64>,
+    /// Fraction of outputs within the embedder's threshold (0.6) of the input.
+    pub verification_rate: Option<f64>,
+    /// Mean L2 distance to the same person's real photo (other than the
+    /// input) whose age is nearest the group's centre (FG-NET).
+    pub nearest_real_l2: Option<f64>,
+    /// Outputs with a nearest real photo.
+    pub n_nearest_real: usize,
+    /// Fraction of outputs whose estimated age group is the target.
+    pub age_accuracy: Option<f64>,
+    /// Mean absolute error of the estimated age to the group's centre.
+    pub age_mae: Option<f64>,
+    /// Identity-feature Fréchet distance (not Inception FID) between the
+    /// outputs and the real faces of the group.
+    pub frechet: Option<f64>,
+    /// Real faces the Fréchet distance compares with.
+    pub n_real: usize,
+}
+
+/// The result of [`evaluate`].
+#[derive(Clone, Debug)]
+pub struct EvalResult {
+    /// The methods' names, in order.
+    pub methods: Vec<String>,
+    /// The age groups' labels.
+    pub groups: Vec<String>,
+    /// Per method: a row per target group, then `"overall"`.
+    pub rows: Vec<Row>,
+    /// Input → every group for the first inputs (generator methods only).
+    pub sheet: Option<FaceImage>,
+    /// Inputs evaluated.
+    pub n_inputs: usize,
+    /// Faces in the gallery.
+    pub n_gallery: usize,
+    /// Faces in the reference pool, per group.
+    pub reference_per_group: Vec<usize>,
+    /// Time spent per network.
+    pub timings: Timings,
+}
+
+/// Where the features of an output row are.
+enum Source {
+    /// Row `k` of the batch's fresh features.
+    Fresh(usize),
+    /// Gallery face `i` (cached).
+    Gallery(usize),
+    /// Pool face `j` (cached).
+    Pool(usize),
+}
+
+#[derive(Default)]
+struct Acc {
+    detected: Vec<bool>,
+    dist: Vec<f64>,
+    nearest: Vec<f64>,
+    ages: Vec<f32>,
+    embs: Vec<Vec<f32>>,
+}
+
+impl Acc {
+    fn push(&mut self, f: &Features, k: usize, input: &[f32], nearest: Option<&[f32]>) {
+        self.detected.push(f.detected[k]);
+        self.dist.push(metrics::l2(&f.embeddings[k], input));
+        if let Some(n) = nearest {
+            self.nearest.push(metrics::l2(&f.embeddings[k], n));
+        }
+        self.ages.push(f.ages[k]);
+        self.embs.push(f.embeddings[k].clone());
+    }
+}
+
+fn make_row(
+    method: &str,
+    group: String,
+    acc: &Acc,
+    target: Option<AgeGroup>,
+    bins: &AgeBins,
+    threshold: f64,
+    real: &[Vec<f32>],
+) -> Result<Row> {
+    let (age_accuracy, age_mae) = match target {
+        Some(t) => metrics::age_accuracy_and_mae(bins, &acc.ages, t).unzip(),
+        None => (None, None),
+    };
+    Ok(Row {
+        method: method.to_string(),
+        group,
+        n: acc.ages.len(),
+        detection_rate: metrics::detection_rate(&acc.detected),
+        identity_l2: metrics::mean(acc.dist.iter().copied()),
+        verification_rate: metrics::verification_rate(&acc.dist, threshold),
+        nearest_real_l2: metrics::mean(acc.nearest.iter().copied()),
+        n_nearest_real: acc.nearest.len(),
+        age_accuracy,
+        age_mae,
+        frechet: metrics::frechet_distance(&acc.embs, real)?,
+        n_real: real.len(),
+    })
+}
+
+/// Renders every input of `data` at every group of `bins` with each method
+/// and measures the outputs. `reference` is the pool of real faces (for the
+/// Fréchet distance and the random-real baseline's picks, which must index
+/// it); `None` uses the gallery itself.
+pub fn evaluate(
+    data: &EvalData,
+    reference: Option<&[EvalFace]>,
+    methods: &[&dyn Method],
+    analyzer: &Analyzer,
+    bins: &AgeBins,
+    opts: &EvalOptions,
+) -> Result<EvalResult> {
+    let g = bins.len();
+    let gallery_images: Vec<FaceImage> = data.gallery.iter().map(|f| f.image.clone()).collect();
+    let gallery = analyzer.analyze(&gallery_images)?;
+    let pool_faces = reference.unwrap_or(&data.gallery);
+    let pool = match reference {
+        Some(r) => {
+            let imgs: Vec<FaceImage> = r.iter().map(|f| f.image.clone()).collect();
+            analyzer.analyze(&imgs)?
+        }
+        None => gallery.clone(),
+    };
+    // Real faces of each group, for the Fréchet distances.
+    let mut real: Vec<Vec<Vec<f32>>> = vec![Vec::new(); g];
+    for (f, e) in pool_faces.iter().zip(&pool.embeddings) {
+        real[bins.group_of_years(f.age.max(0.0) as u32).0].push(e.clone());
+    }
+    let real_all: Vec<Vec<f32>> = real.iter().flatten().cloned().collect();
+    // Nearest real photo of the same person, per input and group.
+    let nearest: Vec<Vec<Option<usize>>> = data
+        .inputs
+        .iter()
+        .map(|&i| {
+            let face = &data.gallery[i];
+            let others: Vec<usize> = match face.subject {
+                Some(s) => (0..data.gallery.len())
+                    .filter(|&j| j != i && data.gallery[j].subject == Some(s))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let ages: Vec<f32> = others.iter().map(|&j| data.gallery[j].age).collect();
+            bins.groups()
+                .map(|t| metrics::nearest_age(&ages, bins.centre(t)).map(|k| others[k]))
+                .collect()
+        })
+        .collect();
+
+    let per_batch = (opts.batch / g).max(1);
+    let mut rows = Vec::new();
+    let mut sheet_tiles: Vec<FaceImage> = Vec::new();
+    let mut sheet_done = false;
+    for method in methods {
+        let mut accs: Vec<Acc> = (0..g).map(|_| Acc::default()).collect();
+        let mut tiles: Vec<FaceImage> = Vec::new();
+        let mut produced_images = false;
+        for (c, chunk) in data.inputs.chunks(per_batch).enumerate() {
+            let ids: Vec<usize> = chunk
+                .iter()
+                .flat_map(|&i| std::iter::repeat_n(i, g))
+                .collect();
+            let targets: Vec<AgeGroup> = chunk.iter().flat_map(|_| bins.groups()).collect();
+            let faces: Vec<&EvalFace> = ids.iter().map(|&i| &data.gallery[i]).collect();
+            let imgs: Vec<FaceImage> = faces.iter().map(|f| f.image.clone()).collect();
+            let x = images_to_tensor(&imgs, analyzer.device())?;
+            let req = RenderRequest {
+                images: &x,
+                faces,
+                ids: &ids,
+                targets: &targets,
+            };
+            let t = Instant::now();
+            let rendered = method.render(&req)?;
+            let spent = t.elapsed();
+            let (feats, row_map): (Features, Vec<Option<Source>>) = match rendered {
+                Rendered::Images(out) => {
+                    analyzer.add_time(|t| &mut t.generate_s, spent);
+                    produced_images = true;
+                    if !sheet_done {
+                        for (k, &i) in chunk.iter().enumerate() {
+                            if (c * per_batch + k) < opts.sheet_rows {
+                                tiles.push(data.gallery[i].image.clone());
+                                tiles.extend(out[k * g..(k + 1) * g].iter().cloned());
+                            }
+                        }
+                    }
+                    let f = analyzer.analyze(&out)?;
+                    (f, (0..ids.len()).map(|k| Some(Source::Fresh(k))).collect())
+                }
+                Rendered::Inputs => (
+                    Features::default(),
+                    ids.iter().map(|&i| Some(Source::Gallery(i))).collect(),
+                ),
+                Rendered::Pool(p) => (
+                    Features::default(),
+                    p.into_iter().map(|o| o.map(Source::Pool)).collect(),
+                ),
+            };
+            for (k, m) in row_map.into_iter().enumerate() {
+                let (src, at) = match m {
+                    None => continue,
+                    Some(Source::Fresh(k)) => (&feats, k),
+                    Some(Source::Gallery(i)) => (&gallery, i),
+                    Some(Source::Pool(j)) => (&pool, j),
+                };
+                let input = ids[k];
+                let t = targets[k];
+                let pos = data.inputs.binary_search(&input).unwrap_or(0);
+                let near = nearest.get(pos).and_then(|n| n[t.0]);
+                accs[t.0].push(
+                    src,
+                    at,
+                    &gallery.embeddings[input],
+                    near.map(|j| gallery.embeddings[j].as_slice()),
+                );
+            }
+        }
+        if produced_images && !sheet_done {
+            sheet_tiles = tiles;
+            sheet_done = true;
+        }
+        let threshold = analyzer.threshold() as f64;
+        let mut all = Acc::default();
+        for (t, acc) in bins.groups().zip(&accs) {
+            rows.push(make_row(
+                method.name(),
+                bins.label(t),
+                acc,
+                Some(t),
+                bins,
+                threshold,
+                &real[t.0],
+            )?);
+        }
+        // Overall: every row; the age accuracy counts hits of each row's own
+        // target, the MAE each row's own centre.
+        let mut hits = 0usize;
+        let mut abs_err = 0f64;
+        for (t, acc) in bins.groups().zip(accs) {
+            hits += acc
+                .ages
+                .iter()
+                .filter(|&&a| bins.group(a).map(|x| x == t).unwrap_or(false))
+                .count();
+            abs_err += acc
+                .ages
+                .iter()
+                .map(|&a| (a as f64 - bins.centre(t) as f64).abs())
+                .sum::<f64>();
+            all.detected.extend(acc.detected);
+            all.dist.extend(acc.dist);
+            all.nearest.extend(acc.nearest);
+            all.ages.extend(acc.ages);
+            all.embs.extend(acc.embs);
+        }
+        let mut overall = make_row(
+            method.name(),
+            "overall".into(),
+            &all,
+            None,
+            bins,
+            threshold,
+            &real_all,
+        )?;
+        if !all.ages.is_empty() {
+            overall.age_accuracy = Some(hits as f64 / all.ages.len() as f64);
+            overall.age_mae = Some(abs_err / all.ages.len() as f64);
+        }
+        rows.push(overall);
+    }
+    let sheet = if sheet_tiles.is_empty() {
+        None
+    } else {
+        let mut labels = vec![String::new()];
+        labels.extend(bins.groups().map(|t| bins.label(t)));
+        Some(agesynth_train::grid::compose(
+            &sheet_tiles,
+            g + 1,
+            Some(&labels),
+        )?)
+    };
+    Ok(EvalResult {
+        methods: methods.iter().map(|m| m.name().to_string()).collect(),
+        groups: bins.groups().map(|t| bins.label(t)).collect(),
+        rows,
+        sheet,
+        n_inputs: data.inputs.len(),
+        n_gallery: data.gallery.len(),
+        reference_per_group: real.iter().map(Vec::len).collect(),
+        timings: analyzer.timings(),
+    })
+}

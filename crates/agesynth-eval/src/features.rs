@@ -1,0 +1,270 @@
+//! What the metrics are computed from: for each face image, whether MTCNN
+//! finds a face in it, its identity embedding and its estimated age, computed
+//! in batches and timed.
+
+use std::{
+    path::Path,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use agesynth_core::{AgeEstimator, Error, FaceEmbedder, FaceImage, Result};
+use agesynth_face::detect::{Mtcnn, MtcnnConfig};
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Side to which chips are upsampled before detection. MTCNN looks for
+/// faces of at least `min_face_size` pixels through a pyramid that starts
+/// at 12 px cells, and a 64 px chip framed like UTKFace holds a face of
+/// about 35 px: too small for a reliable cascade. At 160 px the face is
+/// about 90 px.
+pub const DETECT_SIZE: u32 = 160;
+
+/// Smallest face side MTCNN looks for in the upsampled chip (the face of a
+/// UTKFace-framed chip is about half its side, so 40 px at 160 px leaves a
+/// wide margin and saves the pyramid's finest levels).
+pub const DETECT_MIN_FACE: f64 = 40.0;
+
+/// Something that says whether an image holds a face.
+pub trait FaceDetector: Send + Sync {
+    /// True when at least one face is found in `image`.
+    fn has_face(&self, image: &FaceImage) -> Result<bool>;
+}
+
+/// MTCNN on the chip upsampled (bilinear) to [`DETECT_SIZE`].
+#[derive(Clone, Debug)]
+pub struct MtcnnDetector {
+    mtcnn: Mtcnn,
+    size: u32,
+}
+
+impl MtcnnDetector {
+    /// Wraps a detector; chips are upsampled to `size` pixels first.
+    pub fn new(mtcnn: Mtcnn, size: u32) -> Self {
+        MtcnnDetector { mtcnn, size }
+    }
+
+    /// Loads MTCNN from its weights file (`weights/mtcnn.safetensors`) with
+    /// `min_face_size` [`DETECT_MIN_FACE`] and upsampling to
+    /// [`DETECT_SIZE`].
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let cfg = MtcnnConfig {
+            min_face_size: DETECT_MIN_FACE,
+            ..MtcnnConfig::default()
+        };
+        Ok(Self::new(Mtcnn::load(path, &cfg, device)?, DETECT_SIZE))
+    }
+}
+
+impl FaceDetector for MtcnnDetector {
+    fn has_face(&self, image: &FaceImage) -> Result<bool> {
+        let up = if image.width() < self.size || image.height() < self.size {
+            agesynth_data::transform::resize(image, self.size, self.size)?
+        } else {
+            image.clone()
+        };
+        Ok(!self.mtcnn.detect(&up)?.is_empty())
+    }
+}
+
+/// Per-image features.
+#[derive(Clone, Debug, Default)]
+pub struct Features {
+    /// Identity embeddings, one row per image.
+    pub embeddings: Vec<Vec<f32>>,
+    /// Estimated ages in years.
+    pub ages: Vec<f32>,
+    /// Whether a face was detected.
+    pub detected: Vec<bool>,
+}
+
+impl Features {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.ages.len()
+    }
+
+    /// True when there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.ages.is_empty()
+    }
+
+    /// Appends `other`.
+    pub fn extend(&mut self, other: Features) {
+        self.embeddings.extend(other.embeddings);
+        self.ages.extend(other.ages);
+        self.detected.extend(other.detected);
+    }
+}
+
+/// Wall time spent in each network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Seconds loading and aligning faces.
+    pub load_s: f64,
+    /// Seconds in the generator.
+    pub generate_s: f64,
+    /// Seconds in the identity embedder.
+    pub embed_s: f64,
+    /// Seconds in the age estimator.
+    pub age_s: f64,
+    /// Seconds in face detection (upsampling included).
+    pub detect_s: f64,
+    /// Seconds computing the metrics (Fréchet distances) and writing files.
+    pub report_s: f64,
+}
+
+/// The three networks the metrics need, run in batches.
+pub struct Analyzer<'a> {
+    embedder: &'a dyn FaceEmbedder,
+    estimator: &'a dyn AgeEstimator,
+    detector: &'a dyn FaceDetector,
+    device: Device,
+    batch: usize,
+    timings: Mutex<Timings>,
+}
+
+impl<'a> Analyzer<'a> {
+    /// An analyzer running the networks on `device`, `batch` images at a
+    /// time.
+    pub fn new(
+        embedder: &'a dyn FaceEmbedder,
+        estimator: &'a dyn AgeEstimator,
+        detector: &'a dyn FaceDetector,
+        device: &Device,
+        batch: usize,
+    ) -> Self {
+        Analyzer {
+            embedder,
+            estimator,
+            detector,
+            device: device.clone(),
+            batch: batch.max(1),
+            timings: Mutex::new(Timings::default()),
+        }
+    }
+
+    /// The embedder's same-person threshold.
+    pub fn threshold(&self) -> f32 {
+        self.embedder.threshold()
+    }
+
+    /// The device the networks run on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Time spent so far.
+    pub fn timings(&self) -> Timings {
+        self.timings.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// Adds `d` to one of the timings.
+    pub fn add_time(&self, which: impl FnOnce(&mut Timings) -> &mut f64, d: Duration) {
+        if let Ok(mut t) = self.timings.lock() {
+            *which(&mut t) += d.as_secs_f64();
+        }
+    }
+
+    /// Features of `images` (all of one size).
+    pub fn analyze(&self, images: &[FaceImage]) -> Result<Features> {
+        let mut out = Features::default();
+        for chunk in images.chunks(self.batch) {
+            let x = images_to_tensor(chunk, &self.device)?;
+            let t = Instant::now();
+            let emb = self.embedder.embed(&x)?.to_vec2::<f32>()?;
+            self.add_time(|t| &mut t.embed_s, t.elapsed());
+            let t = Instant::now();
+            let ages = self.estimator.estimate(&x)?.to_vec1::<f32>()?;
+            self.add_time(|t| &mut t.age_s, t.elapsed());
+            let t = Instant::now();
+            let detected = chunk
+                .par_iter()
+                .map(|img| self.detector.has_face(img))
+                .collect::<Result<Vec<bool>>>()?;
+            self.add_time(|t| &mut t.detect_s, t.elapsed());
+            if emb.len() != chunk.len() || ages.len() != chunk.len() {
+                return Err(Error::InvalidInput(format!(
+                    "the networks returned {} embeddings and {} ages for {} images",
+                    emb.len(),
+                    ages.len(),
+                    chunk.len()
+                )));
+            }
+            if let Some(bad) = ages.iter().position(|a| !a.is_finite()) {
+                return Err(Error::InvalidInput(format!(
+                    "the age estimator returned a non-finite age for image {bad} of a batch"
+                )));
+            }
+            out.extend(Features {
+                embeddings: emb,
+                ages,
+                detected,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Stacks same-size images into an `(N, 3, H, W)` tensor in `[-1, 1]`.
+pub fn images_to_tensor(images: &[FaceImage], device: &Device) -> Result<Tensor> {
+    let first = images
+        .first()
+        .ok_or_else(|| Error::InvalidInput("no image to stack".into()))?;
+    let (w, h) = (first.width() as usize, first.height() as usize);
+    let mut data = Vec::with_capacity(images.len() * 3 * w * h);
+    for img in images {
+        if (img.width() as usize, img.height() as usize) != (w, h) {
+            return Err(Error::InvalidInput(format!(
+                "images of different sizes: {w}x{h} and {}x{}",
+                img.width(),
+                img.height()
+            )));
+        }
+        data.extend(img.to_chw_f32());
+    }
+    Ok(Tensor::from_vec(data, (images.len(), 3, h, w), device)?)
+}
+
+/// The shipped face networks the metrics use, loaded from a weights folder.
+pub struct FaceNets {
+    /// dlib's face-recognition embedder.
+    pub embedder: agesynth_face::DlibFaceEmbedder,
+    /// dlib's age estimator.
+    pub estimator: agesynth_face::DlibAgeEstimator,
+    /// MTCNN on upsampled chips.
+    pub detector: MtcnnDetector,
+}
+
+impl FaceNets {
+    /// Loads `face_recognition.safetensors`, `age.safetensors` and
+    /// `mtcnn.safetensors` from `dir` (the repository's `weights/`).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        use agesynth_face::import::{mtcnn::MTCNN_WEIGHTS, AGE_WEIGHTS, FACE_RECOGNITION_WEIGHTS};
+        Ok(FaceNets {
+            embedder: agesynth_face::DlibFaceEmbedder::load(
+                &agesynth_face::EmbedderConfig::default(),
+                &dir.join(FACE_RECOGNITION_WEIGHTS),
+                device,
+            )?,
+            estimator: agesynth_face::DlibAgeEstimator::load(
+                &agesynth_face::AgeConfig::default(),
+                &dir.join(AGE_WEIGHTS),
+                device,
+            )?,
+            detector: MtcnnDetector::load(&dir.join(MTCNN_WEIGHTS), device)?,
+        })
+    }
+
+    /// An [`Analyzer`] over these networks.
+    pub fn analyzer(&self, device: &Device, batch: usize) -> Analyzer<'_> {
+        Analyzer::new(
+            &self.embedder,
+            &self.estimator,
+            &self.detector,
+            device,
+            batch,
+        )
+    }
+}

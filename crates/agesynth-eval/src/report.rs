@@ -1,0 +1,292 @@
+//! Writing an evaluation's results: `report.md`, `metrics.json`, one PNG
+//! chart per metric and the sample sheet, each written atomically.
+
+use std::{fmt::Write as _, path::Path};
+
+use agesynth_core::{io, Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{evaluate::EvalResult, evaluate::Row, plot};
+
+/// Label of the Fréchet distance wherever it is shown.
+pub const FRECHET_LABEL: &str = "identity-feature Fréchet distance (not Inception FID)";
+
+/// `metrics.json`: the settings and every table row. Deterministic for a
+/// seed (no wall times in it: those are in `report.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsFile {
+    /// What was evaluated and how (model, data, seed, limits...).
+    pub settings: serde_json::Value,
+    /// Inputs evaluated.
+    pub n_inputs: usize,
+    /// Faces in the gallery.
+    pub n_gallery: usize,
+    /// Real faces per group in the reference pool.
+    pub reference_per_group: Vec<usize>,
+    /// The age groups' labels.
+    pub groups: Vec<String>,
+    /// The methods' names.
+    pub methods: Vec<String>,
+    /// Per method, per target group then overall.
+    pub rows: Vec<Row>,
+}
+
+/// Rounds to 6 decimals so that the file does not show float noise.
+fn round6(v: Option<f64>) -> Option<f64> {
+    v.map(|x| (x * 1e6).round() / 1e6)
+}
+
+impl MetricsFile {
+    /// The file's content for `result` run with `settings`.
+    pub fn new(result: &EvalResult, settings: serde_json::Value) -> Self {
+        let rows = result
+            .rows
+            .iter()
+            .map(|r| Row {
+                detection_rate: round6(r.detection_rate),
+                identity_l2: round6(r.identity_l2),
+                verification_rate: round6(r.verification_rate),
+                nearest_real_l2: round6(r.nearest_real_l2),
+                age_accuracy: round6(r.age_accuracy),
+                age_mae: round6(r.age_mae),
+                frechet: round6(r.frechet),
+                ..r.clone()
+            })
+            .collect();
+        MetricsFile {
+            settings,
+            n_inputs: result.n_inputs,
+            n_gallery: result.n_gallery,
+            reference_per_group: result.reference_per_group.clone(),
+            groups: result.groups.clone(),
+            methods: result.methods.clone(),
+            rows,
+        }
+    }
+}
+
+fn cell(v: Option<f64>, pct: bool) -> String {
+    match v {
+        None => "–".into(),
+        Some(x) if pct => format!("{:.1}%", 100.0 * x),
+        Some(x) => format!("{x:.3}"),
+    }
+}
+
+/// The metrics plotted, as (file stem, title, accessor, axis maximum).
+type Metric = (
+    &'static str,
+    &'static str,
+    fn(&Row) -> Option<f64>,
+    Option<f64>,
+);
+
+/// Every metric charted.
+pub const METRICS: [Metric; 7] = [
+    (
+        "detection_rate",
+        "Face detection rate (MTCNN)",
+        |r| r.detection_rate,
+        Some(1.0),
+    ),
+    (
+        "identity_l2",
+        "Identity: L2 to the input",
+        |r| r.identity_l2,
+        None,
+    ),
+    (
+        "verification_rate",
+        "Verification rate at 0.6",
+        |r| r.verification_rate,
+        Some(1.0),
+    ),
+    (
+        "nearest_real_l2",
+        "L2 to the real photo nearest the target age",
+        |r| r.nearest_real_l2,
+        None,
+    ),
+    (
+        "age_accuracy",
+        "Age-group accuracy",
+        |r| r.age_accuracy,
+        Some(1.0),
+    ),
+    (
+        "age_mae",
+        "Age MAE to the group centre (years)",
+        |r| r.age_mae,
+        None,
+    ),
+    (
+        "frechet",
+        "Identity-feature Frechet distance (not FID)",
+        |r| r.frechet,
+        None,
+    ),
+];
+
+/// The Markdown table of `rows`.
+pub fn markdown_table(rows: &[Row]) -> String {
+    let mut s = String::new();
+    s += "| target | method | n | detection | identity L2 ↓ | verif. @0.6 ↑ | L2 to nearest-age real photo ↓ | age-group acc. ↑ | age MAE to centre ↓ | Fréchet (id. features) ↓ |\n";
+    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.group,
+            r.method,
+            r.n,
+            cell(r.detection_rate, true),
+            cell(r.identity_l2, false),
+            cell(r.verification_rate, true),
+            match r.nearest_real_l2 {
+                Some(_) => format!(
+                    "{} (n={})",
+                    cell(r.nearest_real_l2, false),
+                    r.n_nearest_real
+                ),
+                None => "–".into(),
+            },
+            cell(r.age_accuracy, true),
+            cell(r.age_mae, false),
+            match r.frechet {
+                Some(_) => format!("{} (real n={})", cell(r.frechet, false), r.n_real),
+                None => "–".into(),
+            },
+        );
+    }
+    s
+}
+
+/// Rows ordered by target group, then method (the order of the report).
+pub fn rows_by_group(result: &EvalResult) -> Vec<Row> {
+    let mut order: Vec<String> = result.groups.clone();
+    order.push("overall".into());
+    let mut out = Vec::new();
+    for g in &order {
+        for m in &result.methods {
+            if let Some(r) = result.rows.iter().find(|r| &r.group == g && &r.method == m) {
+                out.push(r.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The methods and metrics explained, for the report of a FaceGAN
+/// evaluation at `size` px.
+pub fn facegan_notes(size: u32) -> String {
+    use crate::features::{DETECT_MIN_FACE, DETECT_SIZE};
+    format!(
+        "Every input is rendered at every target group by each method: **FaceGAN** (the model), \
+         **copy input** (the output is the input: perfect identity, no ageing) and **random real \
+         face** (a seeded real face of the target group from the reference pool, never the input \
+         photo nor the same person: right age, wrong identity; being drawn from the pool the \
+         Fréchet distance compares with, it bounds that distance from below). Outputs are \
+         quantised to 8 bits like saved images.\n\n\
+         - detection: MTCNN (min face {DETECT_MIN_FACE} px) finds at least one face in the output \
+         upsampled (bilinear) from {size} px to {DETECT_SIZE} px — MTCNN cannot find faces in a \
+         {size} px chip reliably;\n\
+         - identity: L2 distance between dlib's 128-D embeddings of output and input, and the \
+         fraction below dlib's 0.6 threshold; on FG-NET also the distance to the same person's \
+         real photo (not the input) whose age is nearest the target group's centre;\n\
+         - age: dlib's age estimator on the output; accuracy = its group is the target, MAE to the \
+         group's centre (50+: 54.5);\n\
+         - Fréchet: {FRECHET_LABEL}, between the embeddings of a method's outputs at a group and \
+         those of the real reference faces of that group."
+    )
+}
+
+/// Writes `report.md`, `metrics.json`, `plot_<metric>.png` and
+/// `samples.png` into `out` (created if needed). `title` heads the report,
+/// `notes` (Markdown) follows the settings, `wall_s` is the total time.
+pub fn write_report(
+    out: &Path,
+    title: &str,
+    result: &EvalResult,
+    settings: serde_json::Value,
+    notes: &str,
+    wall_s: f64,
+) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
+    let metrics = MetricsFile::new(result, settings.clone());
+    io::save_json(out.join("metrics.json"), &metrics)?;
+    let mut clusters = result.groups.clone();
+    clusters.push("all".into());
+    let mut charts = Vec::new();
+    for (stem, name, get, y_max) in METRICS {
+        let values: Vec<Vec<Option<f64>>> = result
+            .methods
+            .iter()
+            .map(|m| {
+                clusters
+                    .iter()
+                    .map(|c| {
+                        let g = if c == "all" { "overall" } else { c.as_str() };
+                        result
+                            .rows
+                            .iter()
+                            .find(|r| &r.method == m && r.group == g)
+                            .and_then(get)
+                    })
+                    .collect()
+            })
+            .collect();
+        if values.iter().flatten().all(Option::is_none) {
+            continue;
+        }
+        let img = plot::bar_chart(name, &clusters, &result.methods, &values, y_max)?;
+        let file = format!("plot_{stem}.png");
+        agesynth_train::grid::save_png(out.join(&file), &img)?;
+        charts.push((name, file));
+    }
+    if let Some(sheet) = &result.sheet {
+        agesynth_train::grid::save_png(out.join("samples.png"), sheet)?;
+    }
+    let t = &result.timings;
+    let mut s = String::new();
+    let _ = writeln!(s, "# {title}\n");
+    let _ = writeln!(s, "## Settings\n");
+    if let Some(obj) = settings.as_object() {
+        for (k, v) in obj {
+            let _ = writeln!(s, "- {k}: {}", v.to_string().trim_matches('"'));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "- inputs: {} ({} faces loaded in all); real reference faces per group: {}",
+        result.n_inputs,
+        result.n_gallery,
+        result
+            .groups
+            .iter()
+            .zip(&result.reference_per_group)
+            .map(|(g, n)| format!("{g}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "- wall time: {wall_s:.1} s (loading {:.1} s, generator {:.1} s, embedder {:.1} s, age estimator {:.1} s, detection {:.1} s)",
+        t.load_s, t.generate_s, t.embed_s, t.age_s, t.detect_s
+    );
+    let _ = writeln!(s, "\n{notes}\n");
+    let _ = writeln!(s, "## Results\n");
+    s += &markdown_table(&rows_by_group(result));
+    let _ = writeln!(
+        s,
+        "\nFréchet: {FRECHET_LABEL}; rates in %, distances in dlib embedding units (same person below {:.1}).",
+        0.6
+    );
+    let _ = writeln!(s, "\n## Plots\n");
+    for (name, file) in &charts {
+        let _ = writeln!(s, "![{name}]({file})\n");
+    }
+    if result.sheet.is_some() {
+        let _ = writeln!(s, "## Samples\n\nEach row: the input, then the output at every target group.\n\n![samples](samples.png)");
+    }
+    io::atomic_write_bytes(out.join("report.md"), s.as_bytes())
+}

@@ -1,0 +1,148 @@
+//! The evaluation end to end on the dev FG-NET subset (skipped without it):
+//! every table row and every file, and the same metrics for the same seed.
+//! The generator is a freshly initialised `cpu64` FaceGAN exported to a
+//! temporary file and loaded the way `agesynth eval` loads shipped weights.
+
+use std::path::{Path, PathBuf};
+
+use agesynth_core::{candle_core::Device, AgeGenerator};
+use agesynth_eval::{
+    data, evaluate,
+    features::FaceNets,
+    report::{write_report, MetricsFile},
+    CopyInput, EvalOptions, GeneratorMethod, Method, RandomReal,
+};
+use agesynth_facegan::{seeded_var_builder, FaceGanConfig, Generator};
+
+fn weights_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights");
+    let ok = ["face_recognition", "age", "mtcnn"]
+        .iter()
+        .all(|n| d.join(format!("{n}.safetensors")).is_file());
+    if !ok {
+        eprintln!("skipping: the face networks' weights are not in weights/");
+    }
+    ok.then_some(d)
+}
+
+fn fresh_generator(dir: &Path) -> PathBuf {
+    let cfg = FaceGanConfig::cpu64();
+    let vars = candle_nn::VarMap::new();
+    Generator::new(
+        &cfg,
+        seeded_var_builder(&vars, 7, candle_core::DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let path = dir.join("facegan.safetensors");
+    agesynth_core::io::save_varmap(&vars, &path, &cfg).unwrap();
+    path
+}
+
+fn run_once(fgnet: &Path, weights: &Path, model: &Path, out: &Path) -> MetricsFile {
+    let dev = Device::Cpu;
+    let (g, _) = agesynth_train::facegan::load_generator(model, &dev).unwrap();
+    let bins = g.age_bins().clone();
+    let nets = FaceNets::load(weights, &dev).unwrap();
+    let analyzer = nets.analyzer(&dev, 48);
+    let data = data::load_fgnet(fgnet, g.image_size() as u32, Some(4), 3).unwrap();
+    assert_eq!(data.inputs.len(), 4);
+    let ours = GeneratorMethod::new("FaceGAN", &g);
+    let random = RandomReal::new(&data.gallery, &bins, 3);
+    let methods: [&dyn Method; 3] = [&ours, &CopyInput, &random];
+    let opts = EvalOptions {
+        batch: 48,
+        sheet_rows: 2,
+    };
+    let result = evaluate(&data, None, &methods, &analyzer, &bins, &opts).unwrap();
+    let settings = serde_json::json!({ "seed": 3, "limit": 4 });
+    write_report(out, "test", &result, settings.clone(), "", 1.0).unwrap();
+    MetricsFile::new(&result, settings)
+}
+
+#[test]
+fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
+    let Some(fgnet) = agesynth_data::testing::shared_subdir("fgnet-dev", "fgnet_dev_eval") else {
+        return;
+    };
+    let Some(weights) = weights_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fresh_generator(tmp.path());
+    let out = tmp.path().join("eval");
+    let m = run_once(&fgnet, &weights, &model, &out);
+
+    let methods = ["FaceGAN", "copy input", "random real face"];
+    assert_eq!(m.methods, methods);
+    assert_eq!(m.groups.len(), 6);
+    assert_eq!(m.rows.len(), 3 * 7);
+    for method in methods {
+        for group in m.groups.iter().map(String::as_str).chain(["overall"]) {
+            let r = m
+                .rows
+                .iter()
+                .find(|r| r.method == method && r.group == group)
+                .unwrap_or_else(|| panic!("no row {method} / {group}"));
+            if method != "random real face" {
+                // Every input at every group.
+                let want = if group == "overall" { 24 } else { 4 };
+                assert_eq!(r.n, want, "{method} {group}");
+                for v in [
+                    r.detection_rate,
+                    r.identity_l2,
+                    r.verification_rate,
+                    r.age_accuracy,
+                    r.age_mae,
+                ] {
+                    assert!(v.is_some_and(f64::is_finite), "{method} {group}: {r:?}");
+                }
+            }
+        }
+    }
+    let copy = |g: &str| {
+        m.rows
+            .iter()
+            .find(|r| r.method == "copy input" && r.group == g)
+            .unwrap()
+    };
+    // Copying the input keeps the identity exactly.
+    assert_eq!(copy("overall").identity_l2, Some(0.0));
+    assert_eq!(copy("overall").verification_rate, Some(1.0));
+    // Real photos of the same person at other ages: closer than a threshold
+    // that random people exceed on average, and measured for most rows.
+    let near = copy("overall");
+    assert!(
+        near.n_nearest_real > 0 && near.nearest_real_l2.unwrap() < 0.8,
+        "{near:?}"
+    );
+    // The random real face is another person: far from the input.
+    let rnd = m
+        .rows
+        .iter()
+        .find(|r| r.method == "random real face" && r.group == "overall")
+        .unwrap();
+    assert!(
+        rnd.n > 0 && rnd.identity_l2.unwrap() > near.nearest_real_l2.unwrap(),
+        "{rnd:?}"
+    );
+    for f in [
+        "report.md",
+        "metrics.json",
+        "samples.png",
+        "plot_identity_l2.png",
+        "plot_age_accuracy.png",
+        "plot_frechet.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    eprintln!("{report}");
+    assert!(report.contains("| overall | FaceGAN |") && report.contains("not Inception FID"));
+
+    // Same seed, same metrics.
+    let out2 = tmp.path().join("eval2");
+    let m2 = run_once(&fgnet, &weights, &model, &out2);
+    assert_eq!(m, m2);
+    assert_eq!(
+        std::fs::read(out.join("metrics.json")).unwrap(),
+        std::fs::read(out2.join("metrics.json")).unwrap()
+    );
+}
