@@ -200,6 +200,10 @@ impl FaceAger {
 pub struct AgerOptions {
     /// Age only the largest face of each photo.
     pub largest_only: bool,
+    /// Faces whose box is narrower than this fraction of the largest face's
+    /// are left alone: in practice they are false detections (an earring,
+    /// a button) or faces too small to show any ageing.
+    pub min_relative_size: f64,
     /// The soft mask the aged face is pasted back through.
     pub mask: FaceMask,
     /// How the aged face is put back (see [`PasteMode`]).
@@ -218,6 +222,7 @@ impl Default for AgerOptions {
     fn default() -> Self {
         AgerOptions {
             largest_only: false,
+            min_relative_size: 0.25,
             mask: FaceMask::default(),
             paste: PasteMode::default(),
             detect_max_side: 1024,
@@ -342,7 +347,8 @@ impl Ager {
     }
 
     /// The faces in `image`, left to right (only the largest with
-    /// [`AgerOptions::largest_only`]). Large photos are downscaled for the
+    /// [`AgerOptions::largest_only`]; none much smaller than the largest, see
+    /// [`AgerOptions::min_relative_size`]). Large photos are downscaled for the
     /// detector; boxes and landmarks are in `image`'s coordinates.
     pub fn detect(&self, image: &FaceImage) -> Result<Vec<Face>> {
         let (w, h) = (image.width(), image.height());
@@ -373,6 +379,8 @@ impl Ager {
         } else {
             self.detector.detect(image)?
         };
+        let widest = faces.iter().map(Face::width).fold(0.0, f64::max);
+        faces.retain(|f| f.width() >= self.opts.min_relative_size * widest);
         if self.opts.largest_only {
             let area = |f: &Face| f.width() * f.height();
             if let Some(best) = faces
