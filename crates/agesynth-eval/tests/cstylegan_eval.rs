@@ -1,0 +1,72 @@
+//! The cStyleGAN evaluation on a freshly initialised `tiny` generator and a
+//! few real UTKFace faces per group (skipped without the data): a row per
+//! group and overall, values in range, the files written, and the same
+//! numbers for the same seed.
+
+use std::path::Path;
+
+use agesynth_core::candle_core::{DType, Device};
+use agesynth_cstylegan::{seeded_var_builder, CStyleGanConfig, Generator};
+use agesynth_eval::{
+    cstylegan::{evaluate_cstylegan, write_cstylegan_report, CStyleGanEvalOptions},
+    data,
+    features::FaceNets,
+};
+
+#[test]
+fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
+    let Some(utk) = agesynth_data::testing::shared_subdir("utkface", "cstylegan_eval") else {
+        return;
+    };
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights");
+    if !weights.join("mtcnn.safetensors").is_file() {
+        eprintln!("skipping cstylegan_eval: the face networks' weights are not in weights/");
+        return;
+    }
+    let dev = Device::Cpu;
+    let cfg = CStyleGanConfig::tiny();
+    let vars = candle_nn::VarMap::new();
+    let g = Generator::new(&cfg, seeded_var_builder(&vars, 1, DType::F32, &dev)).unwrap();
+    let bins = cfg.bins().unwrap();
+    let nets = FaceNets::load(&weights, &dev).unwrap();
+    let reference = data::load_reference(&utk, cfg.image_size as u32, &bins, 2, 0).unwrap();
+    assert_eq!(reference.len(), 2 * bins.len());
+    let opts = CStyleGanEvalOptions {
+        count: 2,
+        batch: 2,
+        sheet_rows: 2,
+        ..CStyleGanEvalOptions::default()
+    };
+    let run = || {
+        let analyzer = nets.analyzer(&dev, 16);
+        evaluate_cstylegan(&g, &reference, &analyzer, &opts).unwrap()
+    };
+    let a = run();
+    assert_eq!(a.rows.len(), bins.len() + 1);
+    for (r, t) in a.rows.iter().zip(bins.groups()) {
+        assert_eq!(r.group, bins.label(t));
+        assert_eq!((r.n, r.n_real), (2, 2));
+    }
+    let all = a.rows.last().unwrap();
+    assert_eq!((all.group.as_str(), all.n, all.n_real), ("overall", 12, 12));
+    for r in &a.rows {
+        for v in [r.age_accuracy, r.detection_rate] {
+            assert!(v.is_some_and(|x| (0.0..=1.0).contains(&x)), "{r:?}");
+        }
+        assert!(
+            r.frechet.is_some_and(|f| f.is_finite() && f >= 0.0),
+            "{r:?}"
+        );
+    }
+    assert_eq!(a.rows, run().rows);
+    let out = tempfile::tempdir().unwrap();
+    write_cstylegan_report(out.path(), &a, serde_json::json!({"seed": 0}), 1.0).unwrap();
+    for f in [
+        "report.md",
+        "metrics.json",
+        "samples.png",
+        "plot_frechet.png",
+    ] {
+        assert!(out.path().join(f).is_file(), "{f} missing");
+    }
+}
