@@ -332,6 +332,33 @@ pub fn evaluate(
     bins: &AgeBins,
     opts: &EvalOptions,
 ) -> Result<EvalResult> {
+    evaluate_with_progress(
+        data,
+        reference,
+        methods,
+        analyzer,
+        bins,
+        opts,
+        &mut |_, _| {},
+    )
+}
+
+/// [`evaluate`], calling `progress(done, total)` after each batch of
+/// rows, where `total` counts every (method, input) pair plus the real faces
+/// measured first.
+pub fn evaluate_with_progress(
+    data: &EvalData,
+    reference: Option<&[EvalFace]>,
+    methods: &[&dyn Method],
+    analyzer: &Analyzer,
+    bins: &AgeBins,
+    opts: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalResult> {
+    let n_real = data.gallery.len() + reference.map_or(0, <[EvalFace]>::len);
+    let total = n_real + methods.len() * data.inputs.len();
+    let mut done = 0;
+    progress(done, total);
     let g = bins.len();
     let gallery_images: Vec<FaceImage> = data.gallery.iter().map(|f| f.image.clone()).collect();
     let gallery = analyzer.analyze(&gallery_images)?;
@@ -343,6 +370,8 @@ pub fn evaluate(
         }
         None => gallery.clone(),
     };
+    done += n_real;
+    progress(done, total);
     // Real faces of each group, for the Fréchet distances.
     let mut real: Vec<Vec<Vec<f32>>> = vec![Vec::new(); g];
     for (f, e) in pool_faces.iter().zip(&pool.embeddings) {
@@ -436,6 +465,8 @@ pub fn evaluate(
                     near.map(|j| gallery.embeddings[j].as_slice()),
                 );
             }
+            done += chunk.len();
+            progress(done, total);
         }
         if produced_images && !sheet_done {
             sheet_tiles = tiles;

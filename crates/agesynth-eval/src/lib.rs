@@ -36,7 +36,7 @@ pub mod plot;
 pub mod report;
 
 pub use evaluate::{
-    evaluate, CopyInput, EvalData, EvalFace, EvalOptions, EvalResult, GeneratorMethod, Method,
-    RandomReal, Rendered, Row,
+    evaluate, evaluate_with_progress, CopyInput, EvalData, EvalFace, EvalOptions, EvalResult,
+    GeneratorMethod, Method, RandomReal, Rendered, Row,
 };
 pub use features::{Analyzer, FaceDetector, Features, MtcnnDetector, Timings};

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use agesynth_core::{AgeGenerator, DeviceSpec};
 use agesynth_eval::{
     cstylegan::{evaluate_cstylegan, write_cstylegan_report, CStyleGanEvalOptions},
-    data, evaluate,
+    data, evaluate_with_progress,
     features::FaceNets,
     report::{facegan_notes, write_report},
     CopyInput, EvalOptions, GeneratorMethod, Method, RandomReal,
@@ -166,7 +166,12 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
     let ours = GeneratorMethod::new("FaceGAN", &g);
     let random = RandomReal::new(reference.as_deref().unwrap_or(&data.gallery), &bins, a.seed);
     let methods: [&dyn Method; 3] = [&ours, &CopyInput, &random];
-    let result = evaluate(
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} faces [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let result = evaluate_with_progress(
         &data,
         reference.as_deref(),
         &methods,
@@ -176,7 +181,12 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
             batch: a.batch,
             ..EvalOptions::default()
         },
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
     )?;
+    bar.finish_and_clear();
     let pool = match &ref_dir {
         Some(d) => format!(
             "UTKFace test split of {} (at most {} per group, seeded)",
