@@ -433,6 +433,9 @@ impl Ager {
         let outputs = self.face_ager.age_chips(&chips, &targets)?;
 
         let mut images = vec![image.clone(); targets.len()];
+        // A black-and-white photo stays black and white (the generator
+        // paints skin colour).
+        let grey = is_grey(image);
         let mut aged_faces = Vec::with_capacity(faces.len());
         for (i, ((face, (to_chip, chip)), outs)) in
             faces.into_iter().zip(aligned).zip(outputs).enumerate()
@@ -451,7 +454,12 @@ impl Ager {
                     &self.opts.mask,
                     self.opts.paste,
                 )?;
-                out_images.push(field_to_image(out)?);
+                let out_image = field_to_image(out)?;
+                out_images.push(if grey {
+                    to_grey(&out_image)?
+                } else {
+                    out_image
+                });
             }
             aged_faces.push(AgedFace {
                 bbox: face.bbox,
@@ -462,6 +470,9 @@ impl Ager {
                 chip,
                 outputs: out_images,
             });
+        }
+        if grey {
+            images = images.iter().map(to_grey).collect::<Result<_>>()?;
         }
         Ok(AgedPhoto {
             original: image.clone(),
@@ -518,6 +529,29 @@ pub fn warp_chip(image: &FaceImage, to_chip: &Similarity, size: u32) -> Result<F
     )?)
 }
 
+/// Whether every pixel of `image` has R = G = B (a greyscale photo decoded
+/// to RGB).
+pub fn is_grey(image: &FaceImage) -> bool {
+    image
+        .pixels()
+        .chunks_exact(3)
+        .all(|p| p[0] == p[1] && p[1] == p[2])
+}
+
+/// `image` in grey (Rec. 601 luma, in integers so that a pixel with R = G =
+/// B keeps its value exactly).
+pub fn to_grey(image: &FaceImage) -> Result<FaceImage> {
+    let px = image
+        .pixels()
+        .chunks_exact(3)
+        .flat_map(|p| {
+            let y = (299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000;
+            [y as u8; 3]
+        })
+        .collect();
+    Ok(FaceImage::new(image.width(), image.height(), px)?)
+}
+
 /// A chip of values in `[0, 255]` as an 8-bit image.
 pub fn field_to_image(field: &ChipField) -> Result<FaceImage> {
     let px = field
@@ -531,6 +565,15 @@ pub fn field_to_image(field: &ChipField) -> Result<FaceImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grey_stays_grey_and_exactly_so() {
+        let colour = agesynth_data::testing::synthetic_face(20, 10, 1);
+        assert!(!is_grey(&colour));
+        let grey = to_grey(&colour).unwrap();
+        assert!(is_grey(&grey));
+        assert_eq!(to_grey(&grey).unwrap(), grey);
+    }
 
     #[test]
     fn warping_the_face_region_matches_warping_the_photo() {

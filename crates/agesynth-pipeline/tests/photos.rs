@@ -145,6 +145,12 @@ fn two_faces_are_aged_and_the_rest_stays_bit_identical() {
     assert_eq!(report.faces.len(), 2);
     assert_eq!(report.outputs.len(), 3);
 
+    // A black-and-white photo stays black and white.
+    let bw = agesynth_pipeline::ager::to_grey(&photo).unwrap();
+    let aged_bw = ager.age_image(&bw, &[70.0]).unwrap();
+    assert!(agesynth_pipeline::ager::is_grey(&aged_bw.images[0]));
+    assert_ne!(aged_bw.images[0], bw);
+
     // The same photo stored turned 90° with an EXIF tag saying so: read
     // upright, both faces found again.
     let tagged = dir.path().join("turned.jpg");
