@@ -84,7 +84,11 @@ pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
     let bar = if a.json || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(a.photos.len() as u64)
+        let style = indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} photos, eta {eta} {wide_msg}",
+        )?
+        .progress_chars("=> ");
+        indicatif::ProgressBar::new(a.photos.len() as u64).with_style(style)
     };
     let t0 = std::time::Instant::now();
     let mut reports = Vec::new();
