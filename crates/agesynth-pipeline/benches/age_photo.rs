@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let residual = ChipField::from_image(&face.outputs[0])
+    let residual = ChipField::from_image(&face.outputs[0].chip)
         .unwrap()
         .minus(&ChipField::from_image(&face.chip).unwrap())
         .unwrap();

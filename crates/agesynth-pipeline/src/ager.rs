@@ -257,7 +257,16 @@ pub struct AgedFace {
     /// The aligned input chip the generator saw.
     pub chip: FaceImage,
     /// The generator's output chip at each target, in target order.
-    pub outputs: Vec<FaceImage>,
+    pub outputs: Vec<AgedChip>,
+}
+
+/// One face at one target age, as the generator made it.
+#[derive(Clone, Debug)]
+pub struct AgedChip {
+    /// The target age and its group.
+    pub target: Target,
+    /// The aligned output chip (UTKFace framing, the generator's size).
+    pub chip: FaceImage,
 }
 
 /// A photo with its faces aged: one full photo per target age.
@@ -455,10 +464,13 @@ impl Ager {
                     self.opts.paste,
                 )?;
                 let out_image = field_to_image(out)?;
-                out_images.push(if grey {
-                    to_grey(&out_image)?
-                } else {
-                    out_image
+                out_images.push(AgedChip {
+                    target: targets[t].clone(),
+                    chip: if grey {
+                        to_grey(&out_image)?
+                    } else {
+                        out_image
+                    },
                 });
             }
             aged_faces.push(AgedFace {

@@ -49,7 +49,7 @@ pub mod strip;
 pub mod testing;
 pub mod weights;
 
-pub use ager::{AgedFace, AgedPhoto, Ager, AgerOptions, FaceAger, Target};
+pub use ager::{AgedChip, AgedFace, AgedPhoto, Ager, AgerOptions, FaceAger, Target};
 pub use error::{PipelineError, Result};
 pub use output::{PhotoReport, SavedFiles};
 pub use paste::{FaceMask, PasteMode};

@@ -94,6 +94,8 @@ fn two_faces_are_aged_and_the_rest_stays_bit_identical() {
     assert_eq!(aged.images.len(), 2);
     for f in &aged.faces {
         assert_eq!(f.outputs.len(), 2);
+        assert_eq!(f.outputs[1].target.label, "50+");
+        assert_eq!(f.outputs[1].chip.width(), ager.face_ager().chip_size());
         let est = f.estimated_age.unwrap();
         assert!((5.0..70.0).contains(&est), "estimated age {est}");
     }
