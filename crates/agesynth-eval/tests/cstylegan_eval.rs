@@ -50,7 +50,12 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
     let all = a.rows.last().unwrap();
     assert_eq!((all.group.as_str(), all.n, all.n_real), ("overall", 12, 12));
     for r in &a.rows {
-        for v in [r.age_accuracy, r.detection_rate] {
+        for v in [
+            r.age_accuracy,
+            r.detection_rate,
+            r.real_age_accuracy,
+            r.real_detection_rate,
+        ] {
             assert!(v.is_some_and(|x| (0.0..=1.0).contains(&x)), "{r:?}");
         }
         assert!(
