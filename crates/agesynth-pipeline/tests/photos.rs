@@ -147,6 +147,20 @@ fn two_faces_are_aged_and_the_rest_stays_bit_identical() {
     assert_eq!(report.faces.len(), 2);
     assert_eq!(report.outputs.len(), 3);
 
+    // Only the largest face with `largest_only`.
+    let largest = ager.clone().with_options(agesynth_pipeline::AgerOptions {
+        largest_only: true,
+        ..ager.options().clone()
+    });
+    let one = largest.detect(&photo).unwrap();
+    assert_eq!(one.len(), 1);
+    let widest = aged
+        .faces
+        .iter()
+        .map(|f| f.bbox[2] - f.bbox[0])
+        .fold(0.0, f64::max);
+    assert_eq!(one[0].width(), widest);
+
     // A black-and-white photo stays black and white.
     let bw = agesynth_pipeline::ager::to_grey(&photo).unwrap();
     let aged_bw = ager.age_image(&bw, &[70.0]).unwrap();
