@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 use agesynth_core::FaceImage;
 use serde::Serialize;
 
-use crate::ager::{format_age, AgedPhoto, Target};
+use agesynth_core::geometry::Similarity;
+
+use crate::ager::{format_age, warp_chip, AgedPhoto, Target};
 use crate::error::{PipelineError, Result};
 use crate::strip;
 
 /// Height of each photo in a strip (photos are scaled to it).
 pub const STRIP_TILE_HEIGHT: u32 = 320;
+
+/// Faces shown as close-ups under a strip's photos.
+pub const MAX_CLOSEUPS: usize = 4;
 
 /// One face of a photo, as reported (`--json`).
 #[derive(Clone, Debug, Serialize)]
@@ -62,7 +67,8 @@ impl SavedFiles {
 impl AgedPhoto {
     /// The labelled strip: the original, then the photo at each target age
     /// (captioned e.g. "age 30 (group 30-39)"), each scaled to `tile_height`
-    /// pixels high.
+    /// pixels high; below, a row of close-ups per face (the first
+    /// [`MAX_CLOSEUPS`]) cut from the same photos.
     pub fn strip(&self, tile_height: u32) -> Result<FaceImage> {
         let mut tiles = vec![strip::fit_height(&self.original, tile_height)?];
         let estimated: Vec<String> = self
@@ -79,7 +85,34 @@ impl AgedPhoto {
             tiles.push(strip::fit_height(img, tile_height)?);
             captions.push(t.caption());
         }
-        strip::compose(&tiles, tiles.len(), &captions)
+        let cols = tiles.len();
+        // Close-ups of the first faces, cut from the finished photos (what
+        // was pasted back, not the generator's raw chip).
+        let side = (tile_height / 2).clamp(64, 192);
+        for (i, face) in self.faces.iter().take(MAX_CLOSEUPS).enumerate() {
+            let k = side as f64 / self.chip_size(face) as f64;
+            let t = face.to_chip;
+            let to_closeup = Similarity {
+                a: k * t.a,
+                b: k * t.b,
+                tx: k * t.tx + 0.5 * k - 0.5,
+                ty: k * t.ty + 0.5 * k - 0.5,
+            };
+            tiles.push(warp_chip(&self.original, &to_closeup, side)?);
+            captions.push(match face.estimated_age {
+                Some(a) => format!("face {} (est. age {a:.0})", i + 1),
+                None => format!("face {}", i + 1),
+            });
+            for (img, t) in self.images.iter().zip(&self.targets) {
+                tiles.push(warp_chip(img, &to_closeup, side)?);
+                captions.push(format!("age {}", t.age_text()));
+            }
+        }
+        strip::compose(&tiles, cols, &captions)
+    }
+
+    fn chip_size(&self, face: &crate::ager::AgedFace) -> u32 {
+        face.chip.width()
     }
 
     /// Writes `<stem>_age<N>.png` for every target and `<stem>_strip.png`

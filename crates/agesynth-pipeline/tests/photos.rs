@@ -143,6 +143,8 @@ fn two_faces_are_aged_and_the_rest_stays_bit_identical() {
     assert_eq!(back.as_raw(), aged.images[1].pixels());
     let strip = image::open(&saved.strip).unwrap();
     assert!(strip.width() > 3 * strip.height() / 2);
+    // The photos' row (320 px) and a close-up row (160 px) per face.
+    assert!(strip.height() > 320 + 2 * 160, "{strip:?}");
     let report = aged.report(Path::new("pair.png"), Some(&saved));
     assert_eq!(report.faces.len(), 2);
     assert_eq!(report.outputs.len(), 3);
