@@ -103,7 +103,8 @@ fn demo_writes_a_strip_from_nothing() {
     // Two rows of three 192-px tiles.
     assert!(
         strip.width() >= 3 * 192 && strip.height() >= 2 * 192,
-        "{strip:?}"
+        "{:?}",
+        (strip.width(), strip.height())
     );
     assert!(
         stderr.contains(Path::new("demo.png").to_str().unwrap()),

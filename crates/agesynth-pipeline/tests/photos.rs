@@ -144,7 +144,11 @@ fn two_faces_are_aged_and_the_rest_stays_bit_identical() {
     let strip = image::open(&saved.strip).unwrap();
     assert!(strip.width() > 3 * strip.height() / 2);
     // The photos' row (320 px) and a close-up row (160 px) per face.
-    assert!(strip.height() > 320 + 2 * 160, "{strip:?}");
+    assert!(
+        strip.height() > 320 + 2 * 160,
+        "{:?}",
+        (strip.width(), strip.height())
+    );
     let report = aged.report(Path::new("pair.png"), Some(&saved));
     assert_eq!(report.faces.len(), 2);
     assert_eq!(report.outputs.len(), 3);
