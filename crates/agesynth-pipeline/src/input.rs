@@ -11,6 +11,36 @@ use image::{metadata::Orientation, DynamicImage, ImageDecoder, RgbImage};
 
 use crate::error::{PipelineError, Result};
 
+/// The photos named by `paths`: a file stands for itself (whatever its
+/// name, so that a bad one is reported rather than skipped); a folder for
+/// its `.jpg`, `.jpeg` and `.png` files (any letter case, not recursive),
+/// sorted by name. A folder that cannot be listed is an error naming it.
+pub fn expand_inputs(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let listing = std::fs::read_dir(p).map_err(|e| PipelineError::Decode {
+            path: p.clone(),
+            source: agesynth_core::Error::io("listing", p, e),
+        })?;
+        let mut found: Vec<std::path::PathBuf> = listing
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| {
+                f.is_file()
+                    && f.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                        matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
+                    })
+            })
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
 /// Reads the photo at `path` (see the module docs). Errors are
 /// [`PipelineError::Decode`] naming the file and the cause.
 pub fn load_photo(path: &Path, limits: &DecodeLimits) -> Result<FaceImage> {
@@ -172,6 +202,22 @@ mod tests {
         // A PNG without EXIF stands as stored.
         let png = agesynth_train::grid::png_bytes(&img, path).unwrap();
         assert_eq!(orientation(&png), Orientation::NoTransforms);
+    }
+
+    #[test]
+    fn folders_expand_to_their_photos() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.PNG", "a.jpg", "c.jpeg", "notes.txt"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("sub.png")).unwrap();
+        let single = dir.path().join("notes.txt");
+        let got = expand_inputs(&[dir.path().to_path_buf(), single.clone()]).unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.jpg", "b.PNG", "c.jpeg", "notes.txt"]);
     }
 
     #[test]

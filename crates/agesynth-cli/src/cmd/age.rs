@@ -11,7 +11,8 @@ use clap::Args;
 /// Options of `agesynth age`.
 #[derive(Debug, Args)]
 pub struct AgeArgs {
-    /// Photos (JPEG or PNG, any size; EXIF orientation is honoured).
+    /// Photos (JPEG or PNG, any size; EXIF orientation is honoured), or
+    /// folders of them.
     #[arg(required = true)]
     pub photos: Vec<PathBuf>,
     /// Target ages in years, comma-separated; each maps to the generator's
@@ -81,6 +82,7 @@ pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
     // Reject bad targets once, before any photo.
     ager.face_ager().targets(&a.ages)?;
 
+    let photos = agesynth_pipeline::input::expand_inputs(&a.photos)?;
     let bar = if a.json || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
@@ -88,13 +90,13 @@ pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
             "{elapsed_precise} [{bar:30}] {pos}/{len} photos, eta {eta} {wide_msg}",
         )?
         .progress_chars("=> ");
-        indicatif::ProgressBar::new(a.photos.len() as u64).with_style(style)
+        indicatif::ProgressBar::new(photos.len() as u64).with_style(style)
     };
     let t0 = std::time::Instant::now();
     let mut reports = Vec::new();
     let mut failed = 0usize;
     let mut stems = std::collections::HashSet::new();
-    for photo in &a.photos {
+    for photo in &photos {
         bar.set_message(photo.display().to_string());
         // Two photos with one name (a/x.jpg, b/x.png) must not overwrite
         // each other's outputs.
@@ -148,7 +150,7 @@ pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
-    let n = a.photos.len();
+    let n = photos.len();
     eprintln!(
         "{} of {n} photo(s) aged in {:.1} s, outputs in {}{}",
         n - failed,
