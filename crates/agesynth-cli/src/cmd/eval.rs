@@ -202,7 +202,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         "model": a.model.display().to_string(),
         "image size": size,
         "seed": a.seed,
-        "limit": a.limit,
+        "limit": a.limit.map_or("all".to_string(), |l| l.to_string()),
         "reference pool": pool,
         "face networks": a.weights.display().to_string(),
     });
