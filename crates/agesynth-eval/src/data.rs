@@ -173,6 +173,23 @@ pub fn load_reference(
     Ok(faces.into_iter().map(|(_, f)| f).collect())
 }
 
+/// Splits `faces` into two disjoint halves with the same mix of groups:
+/// within each group of `bins`, alternate faces go to either half.
+pub fn split_alternate(faces: Vec<EvalFace>, bins: &AgeBins) -> (Vec<EvalFace>, Vec<EvalFace>) {
+    let mut seen = vec![0usize; bins.len()];
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for f in faces {
+        let g = bins.group_of_years(f.age.max(0.0) as u32).0;
+        if seen[g].is_multiple_of(2) {
+            a.push(f);
+        } else {
+            b.push(f);
+        }
+        seen[g] += 1;
+    }
+    (a, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +204,26 @@ mod tests {
         assert!(a.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(seeded_subset(&items, None, 3), items);
         assert_eq!(seeded_subset(&items, Some(500), 3), items);
+    }
+
+    #[test]
+    fn alternate_split_halves_each_group() {
+        let face = |age: f32, k: usize| EvalFace {
+            image: agesynth_core::FaceImage::new(1, 1, vec![0, 0, 0]).unwrap(),
+            age,
+            subject: None,
+            key: format!("{k}"),
+        };
+        // Ages 5, 7, 25, 9, 27: group 0-9 gets 5 (a), 7 (b), 9 (a); 20-29 gets
+        // 25 (a), 27 (b).
+        let faces: Vec<EvalFace> = [5.0, 7.0, 25.0, 9.0, 27.0]
+            .iter()
+            .enumerate()
+            .map(|(k, &a)| face(a, k))
+            .collect();
+        let (a, b) = split_alternate(faces, &AgeBins::default());
+        let keys = |v: &[EvalFace]| v.iter().map(|f| f.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&a), ["0", "2", "3"]);
+        assert_eq!(keys(&b), ["1", "4"]);
     }
 }

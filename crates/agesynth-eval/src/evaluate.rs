@@ -48,8 +48,9 @@ pub enum Rendered {
     Images(Vec<FaceImage>),
     /// The inputs themselves (measured once: their features are cached).
     Inputs,
-    /// Faces of the reference pool, one per row, by index; `None` where no
-    /// face qualifies (their features are cached too).
+    /// Real faces, one per row, by index into the method's own
+    /// [`Method::pool`] (or into the gallery when it has none); `None` where
+    /// no face qualifies. Each pool face is measured once.
     Pool(Vec<Option<usize>>),
 }
 
@@ -72,6 +73,11 @@ pub trait Method: Send + Sync {
     fn name(&self) -> &str;
     /// Renders every row of `req`.
     fn render(&self, req: &RenderRequest) -> Result<Rendered>;
+    /// The faces [`Rendered::Pool`] indexes; `None` (the default): the
+    /// gallery's.
+    fn pool(&self) -> Option<&[EvalFace]> {
+        None
+    }
 }
 
 /// An [`AgeGenerator`] as a [`Method`]: its outputs, clamped to `[-1, 1]`
@@ -118,11 +124,12 @@ impl Method for CopyInput {
     }
 }
 
-/// Baseline "random real face of the target group": a seeded pick from the
-/// reference pool among the faces whose real age is in the target group,
+/// Baseline "random real face of the target group": a seeded pick from a
+/// pool of real faces among those whose real age is in the target group,
 /// never the input photo itself nor (where subjects are known) the same
 /// person (perfect age, no identity).
 pub struct RandomReal {
+    faces: Option<Vec<EvalFace>>,
     groups: Vec<AgeGroup>,
     subjects: Vec<Option<u32>>,
     keys: Vec<String>,
@@ -130,10 +137,21 @@ pub struct RandomReal {
 }
 
 impl RandomReal {
-    /// A baseline over `pool`, whose faces fall in `bins`' groups, picking
-    /// with `seed`.
-    pub fn new(pool: &[EvalFace], bins: &AgeBins, seed: u64) -> Self {
+    /// A baseline picking from its own `pool` (best kept apart from the
+    /// faces the Fréchet distance compares with, so that its Fréchet
+    /// distance is that of two real samples), with `seed`.
+    pub fn new(pool: Vec<EvalFace>, bins: &AgeBins, seed: u64) -> Self {
+        let mut r = Self::over_gallery(&pool, bins, seed);
+        r.faces = Some(pool);
+        r
+    }
+
+    /// A baseline picking from the evaluation's gallery itself (`gallery`
+    /// must be [`EvalData::gallery`]), with `seed`.
+    pub fn over_gallery(gallery: &[EvalFace], bins: &AgeBins, seed: u64) -> Self {
+        let pool = gallery;
         RandomReal {
+            faces: None,
             groups: pool
                 .iter()
                 .map(|f| bins.group_of_years(f.age.max(0.0) as u32))
@@ -176,6 +194,10 @@ impl Method for RandomReal {
                 .map(|((f, &id), &t)| self.pick(id, f, t))
                 .collect(),
         ))
+    }
+
+    fn pool(&self) -> Option<&[EvalFace]> {
+        self.faces.as_deref()
     }
 }
 
@@ -321,9 +343,8 @@ fn make_row(
 }
 
 /// Renders every input of `data` at every group of `bins` with each method
-/// and measures the outputs. `reference` is the pool of real faces (for the
-/// Fréchet distance and the random-real baseline's picks, which must index
-/// it); `None` uses the gallery itself.
+/// and measures the outputs. `reference` holds the real faces the Fréchet
+/// distance compares with (`None`: the gallery itself).
 pub fn evaluate(
     data: &EvalData,
     reference: Option<&[EvalFace]>,
@@ -355,7 +376,12 @@ pub fn evaluate_with_progress(
     opts: &EvalOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalResult> {
-    let n_real = data.gallery.len() + reference.map_or(0, <[EvalFace]>::len);
+    let n_real = data.gallery.len()
+        + reference.map_or(0, <[EvalFace]>::len)
+        + methods
+            .iter()
+            .map(|m| m.pool().map_or(0, <[EvalFace]>::len))
+            .sum::<usize>();
     let total = n_real + methods.len() * data.inputs.len();
     let mut done = 0;
     progress(done, total);
@@ -370,6 +396,16 @@ pub fn evaluate_with_progress(
         }
         None => gallery.clone(),
     };
+    let mut pools = Vec::with_capacity(methods.len());
+    for m in methods {
+        pools.push(match m.pool() {
+            Some(p) => {
+                let imgs: Vec<FaceImage> = p.iter().map(|f| f.image.clone()).collect();
+                Some(analyzer.analyze(&imgs)?)
+            }
+            None => None,
+        });
+    }
     done += n_real;
     progress(done, total);
     // Real faces of each group, for the Fréchet distances.
@@ -401,7 +437,8 @@ pub fn evaluate_with_progress(
     let mut rows = Vec::new();
     let mut sheet_tiles: Vec<FaceImage> = Vec::new();
     let mut sheet_done = false;
-    for method in methods {
+    for (method, method_pool) in methods.iter().zip(&pools) {
+        let method_pool = method_pool.as_ref().unwrap_or(&gallery);
         let mut accs: Vec<Acc> = (0..g).map(|_| Acc::default()).collect();
         let mut tiles: Vec<FaceImage> = Vec::new();
         let mut produced_images = false;
@@ -452,7 +489,14 @@ pub fn evaluate_with_progress(
                     None => continue,
                     Some(Source::Fresh(k)) => (&feats, k),
                     Some(Source::Gallery(i)) => (&gallery, i),
-                    Some(Source::Pool(j)) => (&pool, j),
+                    Some(Source::Pool(j)) if j < method_pool.len() => (method_pool, j),
+                    Some(Source::Pool(j)) => {
+                        return Err(agesynth_core::Error::InvalidInput(format!(
+                            "{} picked face {j} of a pool of {}",
+                            method.name(),
+                            method_pool.len()
+                        )))
+                    }
                 };
                 let input = ids[k];
                 let t = targets[k];
@@ -542,4 +586,47 @@ pub fn evaluate_with_progress(
         reference_per_group: real.iter().map(Vec::len).collect(),
         timings: analyzer.timings(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn face(age: f32, subject: Option<u32>, key: &str) -> EvalFace {
+        EvalFace {
+            image: FaceImage::new(1, 1, vec![0, 0, 0]).unwrap(),
+            age,
+            subject,
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn random_real_picks_the_target_group_never_the_same_person() {
+        let bins = AgeBins::default();
+        // Pool: two faces of 20-29 (subjects 1 and 2), one of 0-9 (subject 2).
+        let pool = vec![
+            face(25.0, Some(1), "a"),
+            face(22.0, Some(2), "b"),
+            face(5.0, Some(2), "c"),
+        ];
+        let r = RandomReal::new(pool, &bins, 9);
+        assert_eq!(r.pool().map(<[EvalFace]>::len), Some(3));
+        let input = face(40.0, Some(1), "x");
+        for id in 0..20 {
+            // 20-29 without subject 1 leaves face 1 only; 0-9 face 2; 50+ none.
+            assert_eq!(r.pick(id, &input, AgeGroup(2)), Some(1));
+            assert_eq!(r.pick(id, &input, AgeGroup(0)), Some(2));
+            assert_eq!(r.pick(id, &input, AgeGroup(5)), None);
+        }
+        // Without subjects only the photo itself is excluded; the picks are a
+        // function of (seed, input, group).
+        let anon = face(40.0, None, "a");
+        assert_eq!(r.pick(3, &anon, AgeGroup(2)), Some(1));
+        let other = face(40.0, None, "z");
+        let picks: Vec<_> = (0..32).map(|id| r.pick(id, &other, AgeGroup(2))).collect();
+        assert!(picks.contains(&Some(0)) && picks.contains(&Some(1)));
+        let again: Vec<_> = (0..32).map(|id| r.pick(id, &other, AgeGroup(2))).collect();
+        assert_eq!(picks, again);
+    }
 }

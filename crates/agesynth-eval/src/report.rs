@@ -183,9 +183,10 @@ pub fn facegan_notes(size: u32) -> String {
     format!(
         "Every input is rendered at every target group by each method: **FaceGAN** (the model), \
          **copy input** (the output is the input: perfect identity, no ageing) and **random real \
-         face** (a seeded real face of the target group from the reference pool, never the input \
-         photo nor the same person: right age, wrong identity; being drawn from the pool the \
-         Fréchet distance compares with, it bounds that distance from below). Outputs are \
+         face** (a seeded real face of the target group, never the input photo nor the same \
+         person: right age, wrong identity; with a UTKFace reference it draws from faces apart \
+         from those the Fréchet distance compares with, so that its Fréchet distance is that of \
+         two real samples). Outputs are \
          quantised to 8 bits like saved images.\n\n\
          - detection: MTCNN (min face {DETECT_MIN_FACE} px) finds at least one face in the output \
          upsampled (bilinear) from {size} px to {DETECT_SIZE} px — MTCNN cannot find faces in a \

@@ -47,7 +47,7 @@ fn run_once(fgnet: &Path, weights: &Path, model: &Path, out: &Path) -> MetricsFi
     let data = data::load_fgnet(fgnet, g.image_size() as u32, Some(3), 3).unwrap();
     assert_eq!(data.inputs.len(), 3);
     let ours = GeneratorMethod::new("FaceGAN", &g);
-    let random = RandomReal::new(&data.gallery, &bins, 3);
+    let random = RandomReal::over_gallery(&data.gallery, &bins, 3);
     let methods: [&dyn Method; 3] = [&ours, &CopyInput, &random];
     let opts = EvalOptions {
         batch: 48,

@@ -148,12 +148,16 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         eprintln!("skipped {file}: {why}");
     }
     let ref_dir = a.reference.clone().or(a.utkface.clone());
-    let reference = match &ref_dir {
-        Some(d) => Some(
-            data::load_reference(d, size, &bins, a.ref_per_group, a.seed)
-                .with_context(|| format!("loading reference faces from {}", d.display()))?,
-        ),
-        None => None,
+    // Twice the faces, split in two halves with the same groups: one for the
+    // Fréchet distance, one for the random-real baseline's picks.
+    let (reference, picks) = match &ref_dir {
+        Some(d) => {
+            let all = data::load_reference(d, size, &bins, 2 * a.ref_per_group, a.seed)
+                .with_context(|| format!("loading reference faces from {}", d.display()))?;
+            let (r, p) = data::split_alternate(all, &bins);
+            (Some(r), Some(p))
+        }
+        None => (None, None),
     };
     analyzer.add_time(|t| &mut t.load_s, tl.elapsed());
     eprintln!(
@@ -164,7 +168,10 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         bins.len()
     );
     let ours = GeneratorMethod::new("FaceGAN", &g);
-    let random = RandomReal::new(reference.as_deref().unwrap_or(&data.gallery), &bins, a.seed);
+    let random = match picks {
+        Some(p) => RandomReal::new(p, &bins, a.seed),
+        None => RandomReal::over_gallery(&data.gallery, &bins, a.seed),
+    };
     let methods: [&dyn Method; 3] = [&ours, &CopyInput, &random];
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -189,7 +196,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let pool = match &ref_dir {
         Some(d) => format!(
-            "UTKFace test split of {} (at most {} per group, seeded)",
+            "UTKFace test split of {} (at most {} per group, seeded; as many others for the random-real picks)",
             d.display(),
             a.ref_per_group
         ),
