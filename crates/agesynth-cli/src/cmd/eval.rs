@@ -125,6 +125,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
 
 fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
+    if a.fgnet.is_none() && a.utkface.is_none() {
+        bail!("pass --fgnet DIR or --utkface DIR (the faces to evaluate)");
+    }
     let device = a.device.parse::<DeviceSpec>()?.open()?;
     let (g, _) = agesynth_train::facegan::load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;

@@ -1,0 +1,85 @@
+//! `agesynth eval` through the built binary: clear errors for a missing
+//! model or missing data, and a small FG-NET dev run (skipped without the
+//! data) that writes the report with every row.
+
+use std::{path::Path, process::Command};
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("agesynth-eval-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn missing_model_or_data_is_a_named_error() {
+    let dir = scratch("errors");
+    let missing = dir.join("nope.safetensors");
+    let run = Command::new(env!("CARGO_BIN_EXE_agesynth"))
+        .args(["eval", "--fgnet"])
+        .arg(&dir)
+        .arg("--model")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("nope.safetensors"), "{err}");
+
+    let run = Command::new(env!("CARGO_BIN_EXE_agesynth"))
+        .args(["eval", "--model"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("--fgnet DIR or --utkface DIR"), "{err}");
+}
+
+#[test]
+fn eval_on_fgnet_dev_writes_the_report() {
+    let Some(fgnet) = agesynth_data::testing::shared_subdir("fgnet-dev", "eval_on_fgnet_dev")
+    else {
+        return;
+    };
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights");
+    if !weights.join("face_recognition.safetensors").is_file() {
+        eprintln!("skipping eval_on_fgnet_dev: the face networks' weights are not in weights/");
+        return;
+    }
+    let dir = scratch("fgnet");
+    let model = dir.join("facegan.safetensors");
+    agesynth_pipeline::testing::export_fresh_generator(
+        &agesynth_facegan::FaceGanConfig::cpu64(),
+        0,
+        &model,
+    )
+    .unwrap();
+    let out = dir.join("eval");
+    let run = Command::new(env!("CARGO_BIN_EXE_agesynth"))
+        .args(["eval", "--limit", "2", "--seed", "5", "--fgnet"])
+        .arg(&fgnet)
+        .arg("--model")
+        .arg(&model)
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["n_inputs"], 2);
+    assert_eq!(m["rows"].as_array().map(Vec::len), Some(3 * 7));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for row in [
+        "| 0-9 | FaceGAN |",
+        "| 50+ | copy input |",
+        "| overall | random real face |",
+    ] {
+        assert!(report.contains(row), "{row} missing from the report");
+    }
+    assert!(out.join("samples.png").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
