@@ -14,7 +14,7 @@
 //!   Inception FID) on a Jacobi eigensolver ([`linalg`]);
 //! - [`features`]: the networks run in batches over images (MTCNN on chips
 //!   upsampled to [`features::DETECT_SIZE`]), with per-network timings;
-//! - [`evaluate`]: every input at every group by each [`evaluate::Method`]:
+//! - [`mod@evaluate`]: every input at every group by each [`evaluate::Method`]:
 //!   the generator and the baselines "copy input" and "random real face of
 //!   the target group", through one code path (the baselines' features are
 //!   computed once per face and cached);
