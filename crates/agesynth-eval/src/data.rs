@@ -42,6 +42,14 @@ fn file_key(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Why a JPEG file is unusable though the decoder would accept it: the
+/// decoder fills a truncated JPEG with grey instead of failing.
+fn truncated_jpeg(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    (bytes.starts_with(&[0xff, 0xd8]) && !agesynth_pipeline::input::jpeg_is_complete(&bytes))
+        .then(|| "truncated JPEG: the data ends before its end-of-image marker".to_string())
+}
+
 /// Loads faces `idx` of `ds` at `size` in parallel; faces that fail to load
 /// are returned apart with the error.
 fn load_faces(ds: &(dyn FaceDataset + Sync), idx: &[usize], size: u32) -> Loaded {
@@ -50,6 +58,9 @@ fn load_faces(ds: &(dyn FaceDataset + Sync), idx: &[usize], size: u32) -> Loaded
         .map(|&i| {
             let meta = ds.meta(i);
             let key = meta.map(|m| file_key(&m.path)).unwrap_or_default();
+            if let Some(why) = meta.and_then(|m| truncated_jpeg(&m.path)) {
+                return (i, Err((key, why)));
+            }
             let r = match (meta, ds.load(i, size)) {
                 (Some(m), Ok(image)) => Ok(EvalFace {
                     image,

@@ -145,3 +145,35 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
         std::fs::read(out2.join("metrics.json")).unwrap()
     );
 }
+
+#[test]
+fn truncated_or_corrupt_photos_are_skipped_by_name() {
+    let Some(fgnet) = agesynth_data::testing::shared_subdir("fgnet-dev", "truncated_photos") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, points) = (tmp.path().join("images"), tmp.path().join("points"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&points).unwrap();
+    for name in ["001A02", "001A05", "001A08"] {
+        let pts = format!("{}.pts", name.to_lowercase());
+        std::fs::copy(fgnet.join("points").join(&pts), points.join(&pts)).unwrap();
+    }
+    std::fs::copy(fgnet.join("images/001A02.JPG"), images.join("001A02.JPG")).unwrap();
+    // The first 600 bytes of a photo: the decoder alone would return grey.
+    let bytes = std::fs::read(fgnet.join("images/001A05.JPG")).unwrap();
+    std::fs::write(images.join("001A05.JPG"), &bytes[..600]).unwrap();
+    std::fs::write(images.join("001A08.JPG"), b"not a jpeg").unwrap();
+    let d = data::load_fgnet(tmp.path(), 64, None, 0).unwrap();
+    assert_eq!(d.inputs.len(), 1);
+    assert_eq!(d.gallery[0].key, "001A02.JPG");
+    let why = |k: &str| {
+        d.skipped
+            .iter()
+            .find(|(f, _)| f == k)
+            .map(|(_, w)| w.clone())
+            .unwrap_or_else(|| panic!("{k} not skipped: {:?}", d.skipped))
+    };
+    assert!(why("001A05.JPG").contains("truncated"));
+    assert!(!why("001A08.JPG").is_empty());
+}

@@ -231,8 +231,15 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
             "limit": a.limit.map_or("all".to_string(), |l| l.to_string()),
             "reference pool": pool,
             "face networks": a.weights.display().to_string(),
+            "photos skipped": data.skipped.len(),
         });
-        let notes = facegan_notes(size);
+        let mut notes = facegan_notes(size);
+        if !data.skipped.is_empty() {
+            notes += "\n\nSkipped photos:\n";
+            for (file, why) in &data.skipped {
+                notes += &format!("\n- `{file}`: {why}");
+            }
+        }
         // Loading the networks and the reference faces counts in the first
         // report's wall time.
         let wall = (t1.elapsed() + if k == 0 { setup } else { Default::default() }).as_secs_f64();
