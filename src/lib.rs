@@ -16,6 +16,7 @@
 //! | [`facegan`] | `agesynth-facegan` | the age-conditioned U-Net generator and PatchGAN discriminator (stage 2) |
 //! | [`train`] | `agesynth-train` | optimisers with saved state, run folders, checkpoints, the GAN trainers |
 //! | [`pipeline`] | `agesynth-pipeline` | ageing the faces in photos: detect, align, age, paste back, strips |
+//! | [`eval`] | `agesynth-eval` | metrics of generators, baselines, reports and plots |
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -34,6 +35,7 @@
 pub use agesynth_core as core;
 pub use agesynth_cstylegan as cstylegan;
 pub use agesynth_data as data;
+pub use agesynth_eval as eval;
 pub use agesynth_face as face;
 pub use agesynth_facegan as facegan;
 pub use agesynth_losses as losses;
