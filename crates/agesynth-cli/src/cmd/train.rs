@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// No progress bar or progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Stop when any logged loss exceeds this in magnitude (divergence; 0:
+    /// stop on NaN/inf only). Raise it when a penalty starts large, e.g. R1
+    /// switched on in a resumed run.
+    #[arg(long, default_value_t = 1e4)]
+    pub divergence_limit: f32,
 }
 
 /// Which real faces to train on, shared by every trainer.
@@ -215,7 +220,7 @@ fn run_task<T: TrainTask>(
         sample_every: a.sample_every,
         checkpoint_every: a.checkpoint_every,
         keep_last: a.keep,
-        divergence_limit: Some(1e4),
+        divergence_limit: (a.divergence_limit > 0.0).then_some(a.divergence_limit),
         progress: !a.quiet,
     };
     let mut trainer = Trainer::new(run.clone(), opts).with_stop(StopFlag::ctrlc()?);
