@@ -38,10 +38,15 @@ pub struct FaceGanArgs {
     /// Inputs per step (real and synthetic together).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Identity network weights (dlib face recognition); the identity term
-    /// is off when the file is absent.
-    #[arg(long, default_value = "weights/face_recognition.safetensors")]
-    pub identity_weights: PathBuf,
+    /// Identity network weights (dlib face recognition); default: the
+    /// weights folder's (`$AGESYNTH_WEIGHTS`, `./weights`, else the
+    /// repository's). The identity term is off when the file is absent.
+    #[arg(long)]
+    pub identity_weights: Option<PathBuf>,
+    /// Train without the identity term (it costs the identity network's
+    /// forward and backward pass on every output).
+    #[arg(long)]
+    pub no_identity: bool,
     /// Learning rate of G and D.
     #[arg(long)]
     pub lr: Option<f64>,
@@ -105,14 +110,21 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let embedder: Option<Box<dyn FaceEmbedder>> = if a.identity_weights.is_file() {
-        let e = DlibFaceEmbedder::load(&EmbedderConfig::default(), &a.identity_weights, &device)
-            .with_context(|| format!("loading {}", a.identity_weights.display()))?;
+    let identity_weights = a.identity_weights.clone().unwrap_or_else(|| {
+        agesynth_pipeline::weights::default_weights_dir()
+            .join(agesynth_face::import::FACE_RECOGNITION_WEIGHTS)
+    });
+    let embedder: Option<Box<dyn FaceEmbedder>> = if a.no_identity {
+        eprintln!("--no-identity: the identity term is off");
+        None
+    } else if identity_weights.is_file() {
+        let e = DlibFaceEmbedder::load(&EmbedderConfig::default(), &identity_weights, &device)
+            .with_context(|| format!("loading {}", identity_weights.display()))?;
         Some(Box::new(e))
     } else {
         eprintln!(
             "no identity network at {}: the identity term is off",
-            a.identity_weights.display()
+            identity_weights.display()
         );
         None
     };
