@@ -73,6 +73,17 @@ impl CheckpointContents {
         self
     }
 
+    /// Adds a model's variables as the tensor file `NAME.safetensors`.
+    pub fn vars(self, name: impl Into<String>, vars: &candle_nn::VarMap) -> Self {
+        self.tensors(name, crate::params::snapshot(vars), None)
+    }
+
+    /// Adds an optimiser's state (with its step in the header) as the tensor
+    /// file `NAME.safetensors`.
+    pub fn optimizer(self, name: impl Into<String>, opt: &crate::Adam) -> Self {
+        self.tensors(name, opt.state_tensors(), Some(opt.metadata()))
+    }
+
     /// Adds the JSON file `NAME.json`.
     pub fn json<T: Serialize + ?Sized>(
         mut self,
@@ -379,6 +390,19 @@ impl Checkpoint {
         name: &str,
     ) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
         load_tensors_with_metadata(&self.tensors_path(name))
+    }
+
+    /// Loads tensor part `name` into `vars` (names and shapes checked; an
+    /// error names the file).
+    pub fn restore_vars(&self, name: &str, vars: &candle_nn::VarMap) -> Result<()> {
+        let (t, _) = self.load_tensors(name)?;
+        crate::params::restore(vars, t, &self.tensors_path(name))
+    }
+
+    /// Loads the optimiser state of tensor part `name` into `opt`.
+    pub fn restore_optimizer(&self, name: &str, opt: &mut crate::Adam) -> Result<()> {
+        let (t, meta) = self.load_tensors(name)?;
+        opt.load_state(t, &meta, &self.tensors_path(name))
     }
 
     /// Reads JSON part `name`.

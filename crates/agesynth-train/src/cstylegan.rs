@@ -346,19 +346,11 @@ impl TrainTask for CStyleGanTask {
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
         CheckpointContents::new()
-            .tensors("generator", params::snapshot(&self.g_vars), None)
-            .tensors("discriminator", params::snapshot(&self.d_vars), None)
-            .tensors("generator_ema", params::snapshot(&self.ema_vars), None)
-            .tensors(
-                "optim_g",
-                self.opt_g.state_tensors(),
-                Some(self.opt_g.metadata()),
-            )
-            .tensors(
-                "optim_d",
-                self.opt_d.state_tensors(),
-                Some(self.opt_d.metadata()),
-            )
+            .vars("generator", &self.g_vars)
+            .vars("discriminator", &self.d_vars)
+            .vars("generator_ema", &self.ema_vars)
+            .optimizer("optim_g", &self.opt_g)
+            .optimizer("optim_d", &self.opt_d)
             // The sidecar of generator_ema.safetensors: the checkpoint's EMA
             // weights load like a shipped weights file.
             .json("generator_ema", &self.cfg.model)?
@@ -390,18 +382,11 @@ impl TrainTask for CStyleGanTask {
                 ),
             ));
         }
-        for (name, vars) in [
-            ("generator", &self.g_vars),
-            ("discriminator", &self.d_vars),
-            ("generator_ema", &self.ema_vars),
-        ] {
-            let (t, _) = ck.load_tensors(name)?;
-            params::restore(vars, t, &ck.tensors_path(name))?;
-        }
-        for (name, opt) in [("optim_g", &mut self.opt_g), ("optim_d", &mut self.opt_d)] {
-            let (t, meta) = ck.load_tensors(name)?;
-            opt.load_state(t, &meta, &ck.tensors_path(name))?;
-        }
+        ck.restore_vars("generator", &self.g_vars)?;
+        ck.restore_vars("discriminator", &self.d_vars)?;
+        ck.restore_vars("generator_ema", &self.ema_vars)?;
+        ck.restore_optimizer("optim_g", &mut self.opt_g)?;
+        ck.restore_optimizer("optim_d", &mut self.opt_d)?;
         self.order = order;
         Ok(())
     }

@@ -46,7 +46,6 @@ use crate::{
     grid,
     optim::{Adam, AdamConfig, ParamGroup},
     pairs::SynthPairs,
-    params,
     rng::step_rng,
     trainer::{StepReport, TrainTask},
     Result, TrainError,
@@ -591,19 +590,11 @@ impl TrainTask for FaceGanTask {
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
         CheckpointContents::new()
-            .tensors("generator", params::snapshot(&self.g_vars), None)
-            .tensors("generator_ema", params::snapshot(&self.ema_vars), None)
-            .tensors("discriminator", params::snapshot(&self.d_vars), None)
-            .tensors(
-                "optim_g",
-                self.opt_g.state_tensors(),
-                Some(self.opt_g.metadata()),
-            )
-            .tensors(
-                "optim_d",
-                self.opt_d.state_tensors(),
-                Some(self.opt_d.metadata()),
-            )
+            .vars("generator", &self.g_vars)
+            .vars("generator_ema", &self.ema_vars)
+            .vars("discriminator", &self.d_vars)
+            .optimizer("optim_g", &self.opt_g)
+            .optimizer("optim_d", &self.opt_d)
             // The sidecar of generator.safetensors: a checkpoint's generator
             // loads like a shipped weights file.
             .json("generator", &self.cfg.model)?
@@ -639,21 +630,16 @@ impl TrainTask for FaceGanTask {
             }
             _ => {}
         }
-        for (name, vars) in [("generator", &self.g_vars), ("discriminator", &self.d_vars)] {
-            let (t, _) = ck.load_tensors(name)?;
-            params::restore(vars, t, &ck.tensors_path(name))?;
-        }
+        ck.restore_vars("generator", &self.g_vars)?;
+        ck.restore_vars("discriminator", &self.d_vars)?;
         // Checkpoints written before the EMA existed start it from G.
         if ck.tensors_path("generator_ema").is_file() {
-            let (t, _) = ck.load_tensors("generator_ema")?;
-            params::restore(&self.ema_vars, t, &ck.tensors_path("generator_ema"))?;
+            ck.restore_vars("generator_ema", &self.ema_vars)?;
         } else {
             copy_vars(&self.ema_vars, &self.g_vars)?;
         }
-        for (name, opt) in [("optim_g", &mut self.opt_g), ("optim_d", &mut self.opt_d)] {
-            let (t, meta) = ck.load_tensors(name)?;
-            opt.load_state(t, &meta, &ck.tensors_path(name))?;
-        }
+        ck.restore_optimizer("optim_g", &mut self.opt_g)?;
+        ck.restore_optimizer("optim_d", &mut self.opt_d)?;
         if order.is_some() {
             self.order = order;
         }
