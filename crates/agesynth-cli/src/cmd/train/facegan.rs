@@ -53,6 +53,25 @@ pub struct FaceGanArgs {
     /// Weight γ of the lazy R1 penalty on real images (0: off) [default: 1]
     #[arg(long)]
     pub r1_gamma: Option<f64>,
+    /// Weight of the age term: cross-entropy of the target group from the
+    /// discriminator's auxiliary head (for G) and of the real groups (for
+    /// D) [default: 1; ignored without the head]
+    #[arg(long)]
+    pub age_weight: Option<f64>,
+    /// Weight of the cycle reconstruction of the real inputs [default: 10]
+    #[arg(long)]
+    pub cycle_weight: Option<f64>,
+    /// Weight of the total variation of the outputs [default: 0]
+    #[arg(long)]
+    pub tv_weight: Option<f64>,
+    /// A discriminator without the auxiliary age-classification head: the
+    /// target age reaches G only through D's projection conditioning and
+    /// the synthetic pairs (the age term is off).
+    #[arg(long)]
+    pub no_aux_classifier: bool,
+    /// Show D the synthetic target images as real faces too.
+    #[arg(long)]
+    pub d_on_synthetic: bool,
     #[command(flatten)]
     pub real: RealFaceArgs,
     #[command(flatten)]
@@ -80,6 +99,20 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         if let Some(g) = a.r1_gamma {
             c.r1_gamma = g;
         }
+        if let Some(w) = a.age_weight {
+            c.weights.age = w;
+        }
+        if let Some(w) = a.cycle_weight {
+            c.weights.cycle = w;
+        }
+        if let Some(w) = a.tv_weight {
+            c.weights.total_variation = w;
+        }
+        if a.no_aux_classifier {
+            c.model.d_aux_classifier = false;
+            c.weights.age = 0.0;
+        }
+        c.d_on_synthetic = a.d_on_synthetic;
         c
     };
     let size = cfg.model.image_size;
