@@ -224,7 +224,7 @@ impl CStyleGanConfig {
         if self.mbstd_group == 0 || self.mbstd_features == 0 {
             return bad("mbstd_group and mbstd_features must be positive".into());
         }
-        if self.d_channels[0] % self.mbstd_features != 0 {
+        if !self.d_channels[0].is_multiple_of(self.mbstd_features) {
             return bad(format!(
                 "the 4x4 discriminator width {} must be divisible by mbstd_features {}",
                 self.d_channels[0], self.mbstd_features

@@ -146,7 +146,7 @@ impl Discriminator {
     fn mbstd_group_for(&self, n: usize) -> usize {
         (1..=self.cfg.mbstd_group.min(n))
             .rev()
-            .find(|g| n % g == 0)
+            .find(|g| n.is_multiple_of(*g))
             .unwrap_or(1)
     }
 

@@ -167,7 +167,10 @@ impl FaceGanConfig {
         }
         let g_div = 1usize << (self.g_channels.len() - 1);
         let d_div = 1usize << self.d_channels.len();
-        if self.image_size == 0 || self.image_size % g_div != 0 || self.image_size % d_div != 0 {
+        if self.image_size == 0
+            || !self.image_size.is_multiple_of(g_div)
+            || !self.image_size.is_multiple_of(d_div)
+        {
             return bad(format!(
                 "image_size {} must be a positive multiple of {g_div} (generator levels) and {d_div} (discriminator levels)",
                 self.image_size

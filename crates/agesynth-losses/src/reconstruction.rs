@@ -95,7 +95,7 @@ impl Loss for ReconstructionLoss {
 pub fn ssim(a: &Tensor, b: &Tensor, window: usize, sigma: f64) -> Result<Tensor> {
     same_shape("ssim", a, b)?;
     let (_, c, h, w) = a.dims4()?;
-    if window == 0 || window % 2 == 0 || window > h || window > w || sigma <= 0.0 {
+    if window == 0 || window.is_multiple_of(2) || window > h || window > w || sigma <= 0.0 {
         return Err(Error::InvalidInput(format!(
             "SSIM needs an odd window no larger than the {h}x{w} images and σ > 0, got window {window}, σ {sigma}"
         )));

@@ -158,8 +158,8 @@ impl Conv2d {
     /// `vb` with `candle_nn::conv2d`'s default initialisation.
     pub fn new(cfg: &Conv2dConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.groups == 0
-            || cfg.in_channels % cfg.groups != 0
-            || cfg.out_channels % cfg.groups != 0
+            || !cfg.in_channels.is_multiple_of(cfg.groups)
+            || !cfg.out_channels.is_multiple_of(cfg.groups)
         {
             candle_core::bail!(
                 "Conv2d: {} in / {} out channels are not divisible by groups={}",
@@ -319,8 +319,8 @@ impl ConvTranspose2d {
     /// `vb` with `candle_nn::conv_transpose2d`'s default initialisation.
     pub fn new(cfg: &ConvTranspose2dConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.groups == 0
-            || cfg.in_channels % cfg.groups != 0
-            || cfg.out_channels % cfg.groups != 0
+            || !cfg.in_channels.is_multiple_of(cfg.groups)
+            || !cfg.out_channels.is_multiple_of(cfg.groups)
         {
             candle_core::bail!(
                 "ConvTranspose2d: {} in / {} out channels are not divisible by groups={}",

@@ -253,7 +253,7 @@ impl Trainer {
             session_images += report.images as u64;
             interval_images += report.images;
 
-            if step % log_every == 0 || step == self.opts.total_steps {
+            if step.is_multiple_of(log_every) || step == self.opts.total_steps {
                 let secs = interval_start.elapsed().as_secs_f64().max(1e-9);
                 let ips = interval_images as f64 / secs;
                 let losses: BTreeMap<String, f64> = sums
@@ -286,10 +286,11 @@ impl Trainer {
                 interval_images = 0;
                 interval_start = Instant::now();
             }
-            if self.opts.sample_every > 0 && step % self.opts.sample_every == 0 {
+            if self.opts.sample_every > 0 && step.is_multiple_of(self.opts.sample_every) {
                 self.write_sample(task, step)?;
             }
-            let periodic = self.opts.checkpoint_every > 0 && step % self.opts.checkpoint_every == 0;
+            let periodic =
+                self.opts.checkpoint_every > 0 && step.is_multiple_of(self.opts.checkpoint_every);
             if periodic || step == self.opts.total_steps || self.stop.is_set() {
                 last_ck = Some(self.save(task, &meta)?);
             }

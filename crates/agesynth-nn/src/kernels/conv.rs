@@ -67,7 +67,7 @@ impl ConvGeom {
         if stride == 0 || dil == 0 || groups == 0 || kh == 0 || kw == 0 {
             return Err("stride, dilation, groups and kernel size must be positive".into());
         }
-        if cin % groups != 0 || cout % groups != 0 {
+        if !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
             return Err(format!(
                 "channels ({cin} in, {cout} out) are not divisible by groups={groups}"
             ));
