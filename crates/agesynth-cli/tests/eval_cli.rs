@@ -33,6 +33,17 @@ fn missing_model_or_data_is_a_named_error() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(err.contains("--fgnet DIR or --utkface DIR"), "{err}");
+
+    // Two generators under one name cannot share a table.
+    let run = Command::new(env!("CARGO_BIN_EXE_agesynth"))
+        .args(["eval", "--fgnet"])
+        .arg(&dir)
+        .args(["--model", "x=a.safetensors", "--model", "x=b.safetensors"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("both called `x`"), "{err}");
 }
 
 #[test]
@@ -81,5 +92,44 @@ fn eval_on_fgnet_dev_writes_the_report() {
         assert!(report.contains(row), "{row} missing from the report");
     }
     assert!(out.join("samples.png").is_file());
+
+    // Two generators (an ablation table): one named, one by its file name,
+    // each with its rows and its sample sheet, the baselines once.
+    let other = dir.join("other.safetensors");
+    agesynth_pipeline::testing::export_fresh_generator(
+        &agesynth_facegan::FaceGanConfig::cpu64(),
+        1,
+        &other,
+    )
+    .unwrap();
+    let out = dir.join("eval-two");
+    let run = Command::new(env!("CARGO_BIN_EXE_agesynth"))
+        .args(["eval", "--limit", "2", "--seed", "5", "--fgnet"])
+        .arg(&fgnet)
+        .arg("--model")
+        .arg(format!("mixed={}", model.display()))
+        .arg("--model")
+        .arg(&other)
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["rows"].as_array().map(Vec::len), Some(4 * 7));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for row in [
+        "| 0-9 | mixed |",
+        "| overall | other |",
+        "| 50+ | copy input |",
+    ] {
+        assert!(report.contains(row), "{row} missing from the report");
+    }
+    assert!(out.join("samples-mixed.png").is_file());
+    assert!(out.join("samples-other.png").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }

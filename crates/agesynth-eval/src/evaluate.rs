@@ -270,8 +270,10 @@ pub struct EvalResult {
     pub groups: Vec<String>,
     /// Per method: a row per target group, then `"overall"`.
     pub rows: Vec<Row>,
-    /// Input → every group for the first inputs (generator methods only).
-    pub sheet: Option<FaceImage>,
+    /// Per method that renders images (the generators; not the baselines),
+    /// in method order: its name and a sheet showing, for the first inputs,
+    /// the input and then its output at every group.
+    pub sheets: Vec<(String, FaceImage)>,
     /// Inputs evaluated.
     pub n_inputs: usize,
     /// Faces in the gallery.
@@ -435,8 +437,7 @@ pub fn evaluate_with_progress(
 
     let per_batch = (opts.batch / g).max(1);
     let mut rows = Vec::new();
-    let mut sheet_tiles: Vec<FaceImage> = Vec::new();
-    let mut sheet_done = false;
+    let mut sheet_tiles: Vec<(String, Vec<FaceImage>)> = Vec::new();
     for (method, method_pool) in methods.iter().zip(&pools) {
         let method_pool = method_pool.as_ref().unwrap_or(&gallery);
         let mut accs: Vec<Acc> = (0..g).map(|_| Acc::default()).collect();
@@ -464,12 +465,10 @@ pub fn evaluate_with_progress(
                 Rendered::Images(out) => {
                     analyzer.add_time(|t| &mut t.generate_s, spent);
                     produced_images = true;
-                    if !sheet_done {
-                        for (k, &i) in chunk.iter().enumerate() {
-                            if (c * per_batch + k) < opts.sheet_rows {
-                                tiles.push(data.gallery[i].image.clone());
-                                tiles.extend(out[k * g..(k + 1) * g].iter().cloned());
-                            }
+                    for (k, &i) in chunk.iter().enumerate() {
+                        if (c * per_batch + k) < opts.sheet_rows {
+                            tiles.push(data.gallery[i].image.clone());
+                            tiles.extend(out[k * g..(k + 1) * g].iter().cloned());
                         }
                     }
                     let f = analyzer.analyze(&out)?;
@@ -512,9 +511,8 @@ pub fn evaluate_with_progress(
             done += chunk.len();
             progress(done, total);
         }
-        if produced_images && !sheet_done {
-            sheet_tiles = tiles;
-            sheet_done = true;
+        if produced_images && !tiles.is_empty() {
+            sheet_tiles.push((method.name().to_string(), tiles));
         }
         let threshold = analyzer.threshold() as f64;
         let mut all = Acc::default();
@@ -565,22 +563,22 @@ pub fn evaluate_with_progress(
         }
         rows.push(overall);
     }
-    let sheet = if sheet_tiles.is_empty() {
-        None
-    } else {
-        let mut labels = vec![String::new()];
-        labels.extend(bins.groups().map(|t| bins.label(t)));
-        Some(agesynth_train::grid::compose(
-            &sheet_tiles,
-            g + 1,
-            Some(&labels),
-        )?)
-    };
+    let mut labels = vec![String::new()];
+    labels.extend(bins.groups().map(|t| bins.label(t)));
+    let sheets = sheet_tiles
+        .into_iter()
+        .map(|(name, tiles)| {
+            Ok((
+                name,
+                agesynth_train::grid::compose(&tiles, g + 1, Some(&labels))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(EvalResult {
         methods: methods.iter().map(|m| m.name().to_string()).collect(),
         groups: bins.groups().map(|t| bins.label(t)).collect(),
         rows,
-        sheet,
+        sheets,
         n_inputs: data.inputs.len(),
         n_gallery: data.gallery.len(),
         reference_per_group: real.iter().map(Vec::len).collect(),

@@ -181,7 +181,7 @@ pub fn rows_by_group(result: &EvalResult) -> Vec<Row> {
 pub fn facegan_notes(size: u32) -> String {
     use crate::features::{DETECT_MIN_FACE, DETECT_SIZE};
     format!(
-        "Every input is rendered at every target group by each method: **FaceGAN** (the model), \
+        "Every input is rendered at every target group by each method: the generator(s) under evaluation, \
          **copy input** (the output is the input: perfect identity, no ageing) and **random real \
          face** (a seeded real face of the target group, never the input photo nor the same \
          person: right age, wrong identity; with a UTKFace reference it draws from faces apart \
@@ -201,8 +201,43 @@ pub fn facegan_notes(size: u32) -> String {
     )
 }
 
-/// Writes `report.md`, `metrics.json`, `plot_<metric>.png` and
-/// `samples.png` into `out` (created if needed). `title` heads the report,
+/// The file names of the sample sheets of `result`: `samples.png` when one
+/// method renders images, else `samples-<method>.png` for each (the name
+/// lower-cased, anything but letters and digits turned into `-`; the
+/// method's position instead where that leaves nothing or repeats a name).
+pub fn sample_sheet_files(result: &EvalResult) -> Vec<String> {
+    if result.sheets.len() == 1 {
+        return vec!["samples.png".into()];
+    }
+    let mut seen = std::collections::HashSet::new();
+    result
+        .sheets
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let slug: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            let slug = slug.trim_matches('-');
+            let file = format!("samples-{slug}.png");
+            if slug.is_empty() || !seen.insert(file.clone()) {
+                format!("samples-{}.png", i + 1)
+            } else {
+                file
+            }
+        })
+        .collect()
+}
+
+/// Writes `report.md`, `metrics.json`, `plot_<metric>.png` and the sample
+/// sheets (see [`sample_sheet_files`]) into `out` (created if needed). `title` heads the report,
 /// `notes` (Markdown) follows the settings, `wall_s` is the total time.
 pub fn write_report(
     out: &Path,
@@ -244,8 +279,9 @@ pub fn write_report(
         agesynth_train::grid::save_png(out.join(&file), &img)?;
         charts.push((name, file));
     }
-    if let Some(sheet) = &result.sheet {
-        agesynth_train::grid::save_png(out.join("samples.png"), sheet)?;
+    let sheet_files = sample_sheet_files(result);
+    for ((_, sheet), file) in result.sheets.iter().zip(&sheet_files) {
+        agesynth_train::grid::save_png(out.join(file), sheet)?;
     }
     let t = &result.timings;
     let mut s = String::new();
@@ -286,8 +322,17 @@ pub fn write_report(
     for (name, file) in &charts {
         let _ = writeln!(s, "![{name}]({file})\n");
     }
-    if result.sheet.is_some() {
-        let _ = writeln!(s, "## Samples\n\nEach row: the input, then the output at every target group.\n\n![samples](samples.png)");
+    if !result.sheets.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Samples\n\nEach row: the input, then the output at every target group."
+        );
+        for ((name, _), file) in result.sheets.iter().zip(&sheet_files) {
+            if result.sheets.len() > 1 {
+                let _ = writeln!(s, "\n### {name}");
+            }
+            let _ = writeln!(s, "\n![samples of {name}]({file})");
+        }
     }
     io::atomic_write_bytes(out.join("report.md"), s.as_bytes())
 }

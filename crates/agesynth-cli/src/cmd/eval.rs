@@ -57,9 +57,12 @@ pub struct FaceGanEvalArgs {
     #[arg(long, default_value_t = 100)]
     pub ref_per_group: usize,
     /// Generator weights (with their `.json` config sidecar), a checkpoint
-    /// folder or a run folder.
+    /// folder or a run folder, optionally named `NAME=PATH`. Repeat it to
+    /// measure several generators (e.g. ablations) in one table, through
+    /// the same inputs, baselines and reference faces; unnamed ones are
+    /// called `FaceGAN` when alone, else by their file or folder name.
     #[arg(long, default_value = "weights/facegan-cpu64.safetensors")]
-    pub model: PathBuf,
+    pub model: Vec<String>,
     /// Folder of the face networks' weights.
     #[arg(long, default_value = "weights")]
     pub weights: PathBuf,
@@ -134,10 +137,27 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         bail!("pass --fgnet DIR or --utkface DIR (the faces to evaluate)");
     }
     let device = a.device.parse::<DeviceSpec>()?.open()?;
-    let (g, _) = agesynth_train::facegan::load_generator(&a.model, &device)
-        .with_context(|| format!("loading the generator {}", a.model.display()))?;
+    let models = named_models(&a.model)?;
+    let mut generators = Vec::with_capacity(models.len());
+    for (name, path) in &models {
+        let (g, _) = agesynth_train::facegan::load_generator(path, &device)
+            .with_context(|| format!("loading the generator {}", path.display()))?;
+        generators.push((name.clone(), g));
+    }
+    let g = &generators[0].1;
     let bins = g.age_bins().clone();
     let size = g.image_size() as u32;
+    for ((name, other), (_, path)) in generators.iter().zip(&models).skip(1) {
+        if other.age_bins() != &bins || other.image_size() as u32 != size {
+            bail!(
+                "generator `{name}` ({}) works at {} px with age bins {:?}, the first at {size} px with {:?}: they cannot share one evaluation",
+                path.display(),
+                other.image_size(),
+                other.age_bins().lower_bounds(),
+                bins.lower_bounds()
+            );
+        }
+    }
     let nets = FaceNets::load(&a.weights, &device)
         .with_context(|| format!("loading the face networks from {}", a.weights.display()))?;
     let tl = Instant::now();
@@ -185,12 +205,17 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
             data.gallery.len(),
             bins.len()
         );
-        let ours = GeneratorMethod::new("FaceGAN", &g);
+        let ours: Vec<GeneratorMethod> = generators
+            .iter()
+            .map(|(name, g)| GeneratorMethod::new(name.clone(), g))
+            .collect();
         let random = match &picks {
             Some(p) => RandomReal::new(p.clone(), &bins, a.seed),
             None => RandomReal::over_gallery(&data.gallery, &bins, a.seed),
         };
-        let methods: [&dyn Method; 3] = [&ours, &CopyInput, &random];
+        let mut methods: Vec<&dyn Method> = ours.iter().map(|m| m as &dyn Method).collect();
+        methods.push(&CopyInput);
+        methods.push(&random);
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -225,7 +250,11 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         };
         let settings = serde_json::json!({
             "data": data.name,
-            "model": a.model.display().to_string(),
+            "model": models
+                .iter()
+                .map(|(n, p)| format!("{n}: {}", p.display()))
+                .collect::<Vec<_>>()
+                .join("; "),
             "image size": size,
             "seed": a.seed,
             "limit": a.limit.map_or("all".to_string(), |l| l.to_string()),
@@ -246,7 +275,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         write_report(&out, "FaceGAN evaluation", &result, settings, &notes, wall)?;
         for r in result.rows.iter().filter(|r| r.group == "overall") {
             eprintln!(
-                "{:>16}: detection {:.3}, identity L2 {:.3}, verification {:.3}, age acc {:.3}, MAE {:.2}, Fréchet {}",
+                "{:>20}: detection {:.3}, identity L2 {:.3}, verification {:.3}, age acc {:.3}, MAE {:.2}, Fréchet {}",
                 r.method,
                 r.detection_rate.unwrap_or(f64::NAN),
                 r.identity_l2.unwrap_or(f64::NAN),
@@ -264,6 +293,39 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--model` arguments as (name, path): `NAME=PATH` where the part
+/// before the first `=` is a plain name (no path separator), else a bare
+/// path named `FaceGAN` when it is the only one, or by its file stem (or
+/// folder name) otherwise. Names must differ.
+fn named_models(args: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    if args.is_empty() {
+        bail!("pass at least one --model");
+    }
+    let mut out: Vec<(String, PathBuf)> = Vec::with_capacity(args.len());
+    for arg in args {
+        let (name, path) = match arg.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !n.contains(['/', '\\']) && !p.is_empty() => {
+                (Some(n.to_string()), PathBuf::from(p))
+            }
+            _ => (None, PathBuf::from(arg)),
+        };
+        let name = name.unwrap_or_else(|| {
+            if args.len() == 1 {
+                "FaceGAN".to_string()
+            } else {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| arg.clone())
+            }
+        });
+        if out.iter().any(|(n, _)| *n == name) {
+            bail!("two --model arguments are both called `{name}`: name them with NAME=PATH");
+        }
+        out.push((name, path));
+    }
+    Ok(out)
 }
 
 fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
