@@ -2,12 +2,41 @@
 //! model or missing data, and a small FG-NET dev run (skipped without the
 //! data) that writes the report with every row.
 
-use std::{path::Path, process::Command};
+use std::{ffi::OsString, path::Path, process::Command};
 
 fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("agesynth-eval-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Runs `agesynth eval` on two FG-NET inputs with each of `models` as a
+/// `--model` argument, asserts it succeeded, and returns `metrics.json` and
+/// `report.md` from `out`.
+fn eval_fgnet(
+    fgnet: &Path,
+    weights: &Path,
+    models: &[OsString],
+    out: &Path,
+) -> (serde_json::Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agesynth"));
+    cmd.args(["eval", "--limit", "2", "--seed", "5", "--fgnet"])
+        .arg(fgnet);
+    for m in models {
+        cmd.arg("--model").arg(m);
+    }
+    let run = cmd
+        .arg("--weights")
+        .arg(weights)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    let m = serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    (m, report)
 }
 
 #[test]
@@ -65,25 +94,9 @@ fn eval_on_fgnet_dev_writes_the_report() {
         &model,
     )
     .unwrap();
-    let out = dir.join("eval");
-    let run = Command::new(env!("CARGO_BIN_EXE_agesynth"))
-        .args(["eval", "--limit", "2", "--seed", "5", "--fgnet"])
-        .arg(&fgnet)
-        .arg("--model")
-        .arg(&model)
-        .arg("--weights")
-        .arg(&weights)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{err}");
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let (m, report) = eval_fgnet(&fgnet, &weights, &[model.clone().into()], &dir.join("eval"));
     assert_eq!(m["n_inputs"], 2);
     assert_eq!(m["rows"].as_array().map(Vec::len), Some(3 * 7));
-    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for row in [
         "| 0-9 | FaceGAN |",
         "| 50+ | copy input |",
@@ -91,7 +104,7 @@ fn eval_on_fgnet_dev_writes_the_report() {
     ] {
         assert!(report.contains(row), "{row} missing from the report");
     }
-    assert!(out.join("samples.png").is_file());
+    assert!(dir.join("eval/samples.png").is_file());
 
     // Two generators (an ablation table): one named, one by its file name,
     // each with its rows and its sample sheet, the baselines once.
@@ -103,25 +116,12 @@ fn eval_on_fgnet_dev_writes_the_report() {
     )
     .unwrap();
     let out = dir.join("eval-two");
-    let run = Command::new(env!("CARGO_BIN_EXE_agesynth"))
-        .args(["eval", "--limit", "2", "--seed", "5", "--fgnet"])
-        .arg(&fgnet)
-        .arg("--model")
-        .arg(format!("mixed={}", model.display()))
-        .arg("--model")
-        .arg(&other)
-        .arg("--weights")
-        .arg(&weights)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{err}");
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let models = [
+        format!("mixed={}", model.display()).into(),
+        other.into_os_string(),
+    ];
+    let (m, report) = eval_fgnet(&fgnet, &weights, &models, &out);
     assert_eq!(m["rows"].as_array().map(Vec::len), Some(4 * 7));
-    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     for row in [
         "| 0-9 | mixed |",
         "| overall | other |",
