@@ -2,20 +2,31 @@
 //! kernels on the shapes of issue 3: batch 8, fp32, forward + backward.
 //!
 //! Run with `cargo bench -p agesynth-nn --bench kernels [-- FILTER]`.
-//! Both columns run in the same process with mimalloc as the global
-//! allocator (so neither pays page faults for freed tensors) and rayon's
-//! default thread count. Every "fwd+bwd" case computes the output, sums it
+//! Both columns run in the same process, set up as the `agesynth` binary
+//! sets itself up for training: mimalloc as the global allocator, keeping
+//! freed memory mapped (so neither column pays page faults for recycled
+//! tensors; `MIMALLOC_PURGE_DELAY=10` in the environment restores
+//! mimalloc's default), candle's pool told not to spin
+//! (`agesynth_nn::runtime::quiet_candle_pool`), rayon's default thread
+//! count. Every "fwd+bwd" case computes the output, sums it
 //! and back-propagates to every input (candle's autograd, identical for both).
 #![allow(missing_docs)]
 
 use agesynth_nn::ops::{self, ConvParams, ConvTransposeParams};
 use candle_core::{DType, Device, Result, Tensor, Var};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+extern "C" {
+    /// mimalloc's option setter (linked in through the `mimalloc` crate).
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+/// `mi_option_purge_delay`: position 15 of `mi_option_t` in mimalloc 2 and 3.
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 fn var(shape: &[usize], scale: f64) -> Var {
     let t = (Tensor::randn(0f32, 1f32, shape, &Device::Cpu).unwrap() * scale).unwrap();
@@ -286,4 +297,13 @@ fn sgemm(c: &mut Criterion) {
 }
 
 criterion_group!(benches, convs, unet, modconv, eltwise, sgemm);
-criterion_main!(benches);
+
+fn main() {
+    agesynth_nn::runtime::quiet_candle_pool();
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: a plain option store inside the linked mimalloc.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -20,18 +20,20 @@
 //!
 //! Binaries that train on a CPU should also install a fast global allocator
 //! (for example `mimalloc`) and keep freed memory mapped: large tensors are
-//! otherwise returned to the OS and page-faulted back in on every step. With
-//! mimalloc, `MIMALLOC_PURGE_DELAY=-1` in the environment does that, and
-//! `CANDLE_BARRIER_POOL_SPIN_LIMIT=0` stops candle's own worker threads from
-//! spinning while these kernels run on rayon's (on the project's 2-core
-//! machine the two together cut the CPU time of a U-Net training step by
-//! about a fifth; see BENCHMARKS.md).
+//! otherwise returned to the OS and page-faulted back in on every step (with
+//! mimalloc: `mi_option_set(mi_option_purge_delay, -1)` at start-up, or
+//! `MIMALLOC_PURGE_DELAY=-1` in the environment), and call
+//! [`runtime::quiet_candle_pool`] first thing in `main`, which stops candle's
+//! own worker threads from spinning while these kernels run on rayon's. The
+//! `agesynth` binary and the benches do both; see BENCHMARKS.md for what
+//! each saves.
 #![deny(missing_docs)]
 
 pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod ops;
+pub mod runtime;
 pub mod vars;
 
 pub use layers::{Activation, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};

@@ -11,7 +11,7 @@
 //! `gemm` crate picks AVX-512 micro-kernels at run time); with fewer samples
 //! than threads the GEMMs themselves are parallelised instead.
 
-use super::{num_threads, Float};
+use super::{num_threads, output_vec, Float};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -375,7 +375,8 @@ fn conv2d_fwd_chunked<T: Float>(
     chunk: usize,
 ) -> Vec<T> {
     let (p, kdim) = (g.p(), g.kdim());
-    let mut y = vec![T::ZERO; g.y_len()];
+    // Every element is written by the GEMMs (zero beta) before the epilogue.
+    let mut y = output_vec::<T>(g.y_len());
     let (parallel, par) = plan(g.n, g.cout * kdim * p);
     let yp = SendPtr(y.as_mut_ptr());
     let x_n_len = g.cin * g.hw();
@@ -596,16 +597,7 @@ fn conv2d_bwd_input_chunked<T: Float>(
 
 /// `dst[j·rows + i] = src[i·cols + j]` for a `rows × cols` row-major `src`.
 pub fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
-    const B: usize = 32;
-    for i0 in (0..rows).step_by(B) {
-        for j0 in (0..cols).step_by(B) {
-            for i in i0..(i0 + B).min(rows) {
-                for j in j0..(j0 + B).min(cols) {
-                    dst[j * rows + i] = src[i * cols + j];
-                }
-            }
-        }
-    }
+    T::transpose(src, rows, cols, dst)
 }
 
 /// Weight gradient of [`conv2d_fwd`]: `dw = Σₙ dyₙ · col(xₙ)ᵀ`, shape
@@ -640,11 +632,12 @@ fn conv2d_bwd_weight_batched<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T
     let x_n_len = g.cin * hw;
     let y_n_len = g.cout * p;
     // dyᵀ for the whole batch: (n·p × cout).
-    let mut dyt = vec![T::ZERO; g.n * y_n_len];
+    let mut dyt = output_vec::<T>(g.n * y_n_len);
     dyt.par_chunks_mut(y_n_len)
         .enumerate()
         .for_each(|(n, out)| transpose(&dy[n * y_n_len..(n + 1) * y_n_len], g.cout, p, out));
-    let mut dwt = vec![T::ZERO; g.w_len()];
+    // Written whole by the GEMMs (zero beta).
+    let mut dwt = output_vec::<T>(g.w_len());
     T::with_scratch(g.cin * kk * np, |col| {
         // Row block of input channel ci: kk rows of n·p; sample n at column n·p.
         col.par_chunks_mut(kk * np)
@@ -681,7 +674,7 @@ fn conv2d_bwd_weight_batched<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T
             }
         }
     });
-    let mut dw = vec![T::ZERO; g.w_len()];
+    let mut dw = output_vec::<T>(g.w_len());
     for gi in 0..g.groups {
         let n = kdim * cout_g;
         transpose(
@@ -711,7 +704,7 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, chunk
     // Partial dwᵀ laid out as (groups, kdim, cout_g).
     let partial = |c: usize| -> Vec<T> {
         let mut dwt = vec![T::ZERO; g.w_len()];
-        let mut dyt = vec![T::ZERO; y_n_len];
+        let mut dyt = output_vec::<T>(y_n_len);
         let mut first = true;
         for n in c * per_chunk..((c + 1) * per_chunk).min(g.n) {
             let x_n = &x[n * x_n_len..(n + 1) * x_n_len];
@@ -789,7 +782,7 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, chunk
             *d += s;
         }
     }
-    let mut dw = vec![T::ZERO; g.w_len()];
+    let mut dw = output_vec::<T>(g.w_len());
     for gi in 0..g.groups {
         let n = kdim * cout_g;
         transpose(

@@ -4,7 +4,7 @@
 //! AVX2 or baseline by `multiversion!`) using our own vectorisable `exp`;
 //! `f64` paths use the standard library and exist for gradient checks.
 
-use super::Float;
+use super::{output_vec, Float};
 use rayon::prelude::*;
 
 /// Elements per parallel task.
@@ -302,7 +302,7 @@ impl UnaryKernel for f64 {
 
 /// `y = f(x)`, in parallel chunks.
 pub fn unary<T: UnaryKernel>(f: Unary, x: &[T]) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = output_vec::<T>(x.len());
     if x.len() <= 2 * CHUNK {
         T::unary(f, x, &mut y);
     } else {
@@ -315,7 +315,7 @@ pub fn unary<T: UnaryKernel>(f: Unary, x: &[T]) -> Vec<T> {
 
 /// `o = f'(v, g)`, in parallel chunks.
 pub fn unary_bwd<T: UnaryKernel>(f: UnaryBwd, v: &[T], g: &[T]) -> Vec<T> {
-    let mut o = vec![T::ZERO; v.len()];
+    let mut o = output_vec::<T>(v.len());
     if v.len() <= 2 * CHUNK {
         T::unary_bwd(f, v, g, &mut o);
     } else {
@@ -339,7 +339,7 @@ pub fn channel_affine<T: UnaryKernel>(
     bias: Option<&[T]>,
     slope: Option<T>,
 ) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = output_vec::<T>(x.len());
     let f = |(i, (y, x)): (usize, (&mut [T], &[T]))| {
         let ch = i % c;
         let s = scale.map(|s| s[ch]).unwrap_or(T::ONE);

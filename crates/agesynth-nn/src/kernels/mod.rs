@@ -71,6 +71,124 @@ pub trait Float:
     fn scatter_add_strided(dst: &mut [Self], src: &[Self], stride: usize) {
         scatter_add_strided_generic(dst, src, stride)
     }
+    /// `dst[j·rows + i] = src[i·cols + j]` for a `rows × cols` row-major `src`.
+    fn transpose(src: &[Self], rows: usize, cols: usize, dst: &mut [Self]) {
+        transpose_generic(src, rows, cols, dst)
+    }
+}
+
+/// A vector of `len` elements whose contents are unspecified: for outputs
+/// that the caller overwrites completely before anything reads them (a GEMM
+/// with a zero `beta`, a transpose, an elementwise map), so that no pass is
+/// spent zeroing them first.
+pub(crate) fn output_vec<T: Float>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: T is f32 or f64 (plain data without invalid values or drop
+    // glue); every caller writes all `len` elements before reading any.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        v.set_len(len)
+    };
+    v
+}
+
+/// Tile edge of the cache-blocked transpose.
+const TRANSPOSE_TILE: usize = 32;
+
+#[inline(always)]
+fn transpose_generic<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    let b = TRANSPOSE_TILE;
+    for i0 in (0..rows).step_by(b) {
+        for j0 in (0..cols).step_by(b) {
+            for i in i0..(i0 + b).min(rows) {
+                for j in j0..(j0 + b).min(cols) {
+                    dst[j * rows + i] = src[i * cols + j];
+                }
+            }
+        }
+    }
+}
+
+/// `f32` transpose: 8×8 blocks through AVX registers (unpack, shuffle,
+/// lane permute) inside cache tiles, the ragged edges element by element.
+fn transpose_f32(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && rows >= 8 && cols >= 8 {
+        // SAFETY: AVX is available (checked) and both slices hold rows·cols
+        // elements (asserted); every block read and written lies inside them.
+        unsafe { transpose_f32_avx(src, rows, cols, dst) };
+        return;
+    }
+    transpose_generic(src, rows, cols, dst)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose_f32_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (r8, c8) = (rows / 8 * 8, cols / 8 * 8);
+    let sp = src.as_ptr();
+    let dp = dst.as_mut_ptr();
+    let b = TRANSPOSE_TILE;
+    for i0 in (0..r8).step_by(b) {
+        for j0 in (0..c8).step_by(b) {
+            for i in (i0..(i0 + b).min(r8)).step_by(8) {
+                for j in (j0..(j0 + b).min(c8)).step_by(8) {
+                    // SAFETY: rows i..i+8 and columns j..j+8 are inside src;
+                    // rows j..j+8 and columns i..i+8 are inside dst.
+                    unsafe {
+                        let s = sp.add(i * cols + j);
+                        let r0 = _mm256_loadu_ps(s);
+                        let r1 = _mm256_loadu_ps(s.add(cols));
+                        let r2 = _mm256_loadu_ps(s.add(2 * cols));
+                        let r3 = _mm256_loadu_ps(s.add(3 * cols));
+                        let r4 = _mm256_loadu_ps(s.add(4 * cols));
+                        let r5 = _mm256_loadu_ps(s.add(5 * cols));
+                        let r6 = _mm256_loadu_ps(s.add(6 * cols));
+                        let r7 = _mm256_loadu_ps(s.add(7 * cols));
+                        let t0 = _mm256_unpacklo_ps(r0, r1);
+                        let t1 = _mm256_unpackhi_ps(r0, r1);
+                        let t2 = _mm256_unpacklo_ps(r2, r3);
+                        let t3 = _mm256_unpackhi_ps(r2, r3);
+                        let t4 = _mm256_unpacklo_ps(r4, r5);
+                        let t5 = _mm256_unpackhi_ps(r4, r5);
+                        let t6 = _mm256_unpacklo_ps(r6, r7);
+                        let t7 = _mm256_unpackhi_ps(r6, r7);
+                        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                        let d = dp.add(j * rows + i);
+                        _mm256_storeu_ps(d, _mm256_permute2f128_ps::<0x20>(u0, u4));
+                        _mm256_storeu_ps(d.add(rows), _mm256_permute2f128_ps::<0x20>(u1, u5));
+                        _mm256_storeu_ps(d.add(2 * rows), _mm256_permute2f128_ps::<0x20>(u2, u6));
+                        _mm256_storeu_ps(d.add(3 * rows), _mm256_permute2f128_ps::<0x20>(u3, u7));
+                        _mm256_storeu_ps(d.add(4 * rows), _mm256_permute2f128_ps::<0x31>(u0, u4));
+                        _mm256_storeu_ps(d.add(5 * rows), _mm256_permute2f128_ps::<0x31>(u1, u5));
+                        _mm256_storeu_ps(d.add(6 * rows), _mm256_permute2f128_ps::<0x31>(u2, u6));
+                        _mm256_storeu_ps(d.add(7 * rows), _mm256_permute2f128_ps::<0x31>(u3, u7));
+                    }
+                }
+            }
+        }
+    }
+    // Ragged edges: the last rows % 8 rows, then the last cols % 8 columns.
+    for i in r8..rows {
+        for j in 0..cols {
+            dst[j * rows + i] = src[i * cols + j];
+        }
+    }
+    for i in 0..r8 {
+        for j in c8..cols {
+            dst[j * rows + i] = src[i * cols + j];
+        }
+    }
 }
 
 #[inline(always)]
@@ -182,6 +300,9 @@ impl Float for f32 {
     fn scatter_add_strided(dst: &mut [f32], src: &[f32], stride: usize) {
         scatter_add_strided_f32(dst, src, stride)
     }
+    fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+        transpose_f32(src, rows, cols, dst)
+    }
 }
 
 impl Float for f64 {
@@ -220,4 +341,39 @@ pub(crate) fn has_avx2() -> bool {
 /// Number of worker threads the kernels split work over.
 pub(crate) fn num_threads() -> usize {
     rayon::current_num_threads().max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX transpose (8×8 blocks in cache tiles, ragged edges) equals
+    /// the element-by-element definition on every shape, odd ones included.
+    #[test]
+    fn f32_transpose_matches_definition() {
+        for (rows, cols) in [
+            (1, 1),
+            (3, 17),
+            (8, 8),
+            (9, 8),
+            (8, 9),
+            (33, 70),
+            (64, 4096),
+            (3, 16384),
+            (129, 255),
+        ] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5 - 7.0).collect();
+            let mut dst = vec![f32::NAN; rows * cols];
+            <f32 as Float>::transpose(&src, rows, cols, &mut dst);
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(
+                        dst[j * rows + i],
+                        src[i * cols + j],
+                        "{rows}x{cols} at {i},{j}"
+                    );
+                }
+            }
+        }
+    }
 }
