@@ -25,7 +25,7 @@ const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 /// Process settings for CPU work: freed memory stays mapped (unless
 /// `MIMALLOC_PURGE_DELAY` is set) and candle's thread pool does not spin
 /// against the kernels' rayon pool (unless `CANDLE_BARRIER_POOL_SPIN_LIMIT`
-/// is set).
+/// is set). The command itself then runs on a pool worker (`main`).
 fn tune_process() {
     agesynth_nn::runtime::quiet_candle_pool();
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
@@ -71,7 +71,9 @@ enum Command {
 fn main() -> ExitCode {
     tune_process();
     let cli = Cli::parse();
-    let result = match cli.command {
+    // On a worker of the kernels' thread pool, so that the main thread does
+    // not compete with the pool's idle workers (see agesynth_nn::runtime).
+    let result = agesynth_nn::runtime::run_on_pool(move || match cli.command {
         Command::Data(c) => cmd::data::run(c),
         Command::Weights(c) => cmd::weights::run(c),
         Command::Train(c) => cmd::train::run(c),
@@ -80,7 +82,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Age(a) => cmd::age::run(a),
         Command::Demo(a) => cmd::demo::run(a),
-    };
+    });
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -7,8 +7,9 @@
 //! freed memory mapped (so neither column pays page faults for recycled
 //! tensors; `MIMALLOC_PURGE_DELAY=10` in the environment restores
 //! mimalloc's default), candle's pool told not to spin
-//! (`agesynth_nn::runtime::quiet_candle_pool`), rayon's default thread
-//! count. Every "fwd+bwd" case computes the output, sums it
+//! (`agesynth_nn::runtime::quiet_candle_pool`), everything running on a
+//! worker of a rayon pool with the default thread count
+//! (`agesynth_nn::runtime::run_on_pool`). Every "fwd+bwd" case computes the output, sums it
 //! and back-propagates to every input (candle's autograd, identical for both).
 #![allow(missing_docs)]
 
@@ -304,6 +305,9 @@ fn main() {
         // SAFETY: a plain option store inside the linked mimalloc.
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    let run = || {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    };
+    agesynth_nn::runtime::run_on_pool(run);
 }

@@ -135,6 +135,7 @@ impl ConvGeom {
         self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
     }
     /// Valid output column range `[lo, hi)` for kernel column `kx`.
+    #[inline(always)]
     fn ox_range(&self, kx: usize) -> (usize, usize, isize) {
         let off = (kx * self.dil) as isize - self.pad as isize;
         let s = self.stride as isize;
@@ -194,6 +195,22 @@ pub fn im2col_plane_rows<T: Float>(
     rows: &mut [T],
     ld: usize,
 ) {
+    T::im2col_rows(xc, g, oy0, oy1, rows, ld)
+}
+
+/// The body of [`im2col_plane_rows`], inlined into each instruction-set
+/// variant (`Float::im2col_rows`) so that the short strided row copies of
+/// small layers pay no call or dispatch per row.
+#[inline(always)]
+pub(super) fn im2col_rows_body<T: Float>(
+    xc: &[T],
+    g: &ConvGeom,
+    oy0: usize,
+    oy1: usize,
+    rows: &mut [T],
+    ld: usize,
+    gather: impl Fn(&mut [T], &[T], usize),
+) {
     let cp = (oy1 - oy0) * g.wo;
     for ky in 0..g.kh {
         for kx in 0..g.kw {
@@ -214,7 +231,7 @@ pub fn im2col_plane_rows<T: Float>(
                 if g.stride == 1 {
                     drow[lo..hi].copy_from_slice(&xrow[ix0..ix0 + (hi - lo)]);
                 } else if hi > lo {
-                    T::gather_strided(&mut drow[lo..hi], &xrow[ix0..], g.stride);
+                    gather(&mut drow[lo..hi], &xrow[ix0..], g.stride);
                 }
             }
         }
@@ -242,6 +259,20 @@ pub fn col2im_rows<T: Float>(
     x: &mut [T],
     ld: usize,
 ) {
+    T::col2im_rows(col, g, oy0, oy1, x, ld)
+}
+
+/// The body of [`col2im_rows`], inlined into each instruction-set variant.
+#[inline(always)]
+pub(super) fn col2im_rows_body<T: Float>(
+    col: &[T],
+    g: &ConvGeom,
+    oy0: usize,
+    oy1: usize,
+    x: &mut [T],
+    ld: usize,
+    scatter_add: impl Fn(&mut [T], &[T], usize),
+) {
     let hw = g.hw();
     for ci in 0..g.cin {
         let xc = &mut x[ci * hw..(ci + 1) * hw];
@@ -260,7 +291,7 @@ pub fn col2im_rows<T: Float>(
                     let xrow = &mut xc[iy * g.w..(iy + 1) * g.w];
                     let ix0 = ((lo * g.stride) as isize + off) as usize;
                     if hi > lo {
-                        T::scatter_add_strided(&mut xrow[ix0..], &srow[lo..hi], g.stride);
+                        scatter_add(&mut xrow[ix0..], &srow[lo..hi], g.stride);
                     }
                 }
             }
@@ -270,10 +301,10 @@ pub fn col2im_rows<T: Float>(
 
 /// Row-major matrix view for [`gemm::gemm`]: pointer, row stride, column stride.
 #[derive(Clone, Copy)]
-struct Mat<T> {
-    ptr: *const T,
-    rs: isize,
-    cs: isize,
+pub(super) struct Mat<T> {
+    pub(super) ptr: *const T,
+    pub(super) rs: isize,
+    pub(super) cs: isize,
 }
 
 /// `dst[m×n] (row-major, row stride ld) (+)= a[m×k] · b[k×n]`.
@@ -281,7 +312,7 @@ struct Mat<T> {
 /// # Safety
 /// All pointers must be valid for the given shapes and strides.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul<T: Float>(
+pub(super) unsafe fn matmul<T: Float>(
     m: usize,
     n: usize,
     k: usize,
@@ -356,7 +387,24 @@ pub fn epilogue<T: Float>(y: &mut [T], c: usize, p: usize, bias: Option<&[T]>, s
 }
 
 /// Forward convolution: `y = act(conv(x, w) + bias)`; returns `y (n, cout, ho, wo)`.
+///
+/// 3×3 stride-1 layers with enough channels run on [`super::winograd`],
+/// everything else on [`im2col_conv2d_fwd`].
 pub fn conv2d_fwd<T: Float>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    slope: Option<T>,
+    g: &ConvGeom,
+) -> Vec<T> {
+    if super::winograd::applies(g) {
+        return super::winograd::conv2d_fwd(x, w, bias, slope, g);
+    }
+    im2col_conv2d_fwd(x, w, bias, slope, g)
+}
+
+/// [`conv2d_fwd`] through im2col + GEMM, for any shape.
+pub fn im2col_conv2d_fwd<T: Float>(
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
@@ -520,7 +568,24 @@ fn chunk_rows(g: &ConvGeom, target: usize) -> usize {
 /// given `dy (n, cout, ho, wo)` and the convolution weight `w (cout, cin/g, kh, kw)`
 /// returns `act(dx + bias)` with `dx (n, cin, h, w)` and `bias` per input channel.
 /// This is both `conv_transpose2d` and the input gradient of `conv2d`.
+///
+/// 3×3 stride-1 layers with enough channels run on [`super::winograd`],
+/// everything else on [`im2col_conv2d_bwd_input`].
 pub fn conv2d_bwd_input<T: Float>(
+    dy: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    slope: Option<T>,
+    g: &ConvGeom,
+) -> Vec<T> {
+    if super::winograd::applies(g) {
+        return super::winograd::conv2d_bwd_input(dy, w, bias, slope, g);
+    }
+    im2col_conv2d_bwd_input(dy, w, bias, slope, g)
+}
+
+/// [`conv2d_bwd_input`] through GEMM + col2im, for any shape.
+pub fn im2col_conv2d_bwd_input<T: Float>(
     dy: &[T],
     w: &[T],
     bias: Option<&[T]>,
@@ -607,7 +672,18 @@ pub fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
 /// which the `gemm` crate packs slowly (a third of its speed), so each sample
 /// computes `dwᵀ += col(xₙ) · dyₙᵀ` with `dyₙ` transposed first (cheap: it is
 /// `kh·kw` times smaller than `col`) and `dwᵀ` is transposed once at the end.
+///
+/// 3×3 stride-1 layers with enough channels run on [`super::winograd`],
+/// everything else on [`im2col_conv2d_bwd_weight`].
 pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
+    if super::winograd::applies(g) {
+        return super::winograd::conv2d_bwd_weight(x, dy, g);
+    }
+    im2col_conv2d_bwd_weight(x, dy, g)
+}
+
+/// [`conv2d_bwd_weight`] through im2col + GEMM, for any shape.
+pub fn im2col_conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     let col_all = g.cin * g.kh * g.kw * g.n * g.p();
     if g.n > 1 && g.p() <= BATCHED_MAX_P && col_all <= BATCHED_MAX_COL && num_threads() > 1 {
         conv2d_bwd_weight_batched(x, dy, g)

@@ -34,8 +34,36 @@ macro_rules! multiversion {
     };
 }
 
+/// [`multiversion!`] for a function generic over one type parameter.
+macro_rules! multiversion_generic {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<$g:ident: $b:path>($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name<$g: $b>($($arg: $ty),*) {
+            #[inline(always)]
+            fn inner<$g: $b>($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                unsafe fn v4<$g: $b>($($arg: $ty),*) { inner::<$g>($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn v3<$g: $b>($($arg: $ty),*) { inner::<$g>($($arg),*) }
+                if $crate::kernels::has_avx512() {
+                    // SAFETY: the CPU supports the enabled features (checked above).
+                    return unsafe { v4::<$g>($($arg),*) };
+                }
+                if $crate::kernels::has_avx2() {
+                    // SAFETY: as above.
+                    return unsafe { v3::<$g>($($arg),*) };
+                }
+            }
+            inner::<$g>($($arg),*)
+        }
+    };
+}
+
 pub mod conv;
 pub mod eltwise;
+pub mod winograd;
 
 use std::cell::RefCell;
 
@@ -74,6 +102,28 @@ pub trait Float:
     /// `dst[j·rows + i] = src[i·cols + j]` for a `rows × cols` row-major `src`.
     fn transpose(src: &[Self], rows: usize, cols: usize, dst: &mut [Self]) {
         transpose_generic(src, rows, cols, dst)
+    }
+    /// [`conv::im2col_plane_rows`].
+    fn im2col_rows(
+        xc: &[Self],
+        g: &conv::ConvGeom,
+        oy0: usize,
+        oy1: usize,
+        rows: &mut [Self],
+        ld: usize,
+    ) {
+        conv::im2col_rows_body(xc, g, oy0, oy1, rows, ld, gather_strided_generic)
+    }
+    /// [`conv::col2im_rows`].
+    fn col2im_rows(
+        col: &[Self],
+        g: &conv::ConvGeom,
+        oy0: usize,
+        oy1: usize,
+        x: &mut [Self],
+        ld: usize,
+    ) {
+        conv::col2im_rows_body(col, g, oy0, oy1, x, ld, scatter_add_strided_generic)
     }
 }
 
@@ -243,6 +293,162 @@ fn scatter_add_strided_generic<T: Copy + std::ops::Add<Output = T> + Default>(
     }
 }
 
+/// [`conv::im2col_plane_rows`] for `f32`, compiled for AVX-512, AVX2 and
+/// baseline and picked at run time (one dispatch per plane, not per row).
+fn im2col_rows_f32(
+    xc: &[f32],
+    g: &conv::ConvGeom,
+    oy0: usize,
+    oy1: usize,
+    rows: &mut [f32],
+    ld: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+        unsafe fn v4(
+            xc: &[f32],
+            g: &conv::ConvGeom,
+            oy0: usize,
+            oy1: usize,
+            rows: &mut [f32],
+            ld: usize,
+        ) {
+            // (Explicit masked AVX-512 gathers were slower here than the
+            // compiler's 256-bit shuffles: masked loads are slow on this CPU.)
+            conv::im2col_rows_body(xc, g, oy0, oy1, rows, ld, gather_strided_generic)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn v3(
+            xc: &[f32],
+            g: &conv::ConvGeom,
+            oy0: usize,
+            oy1: usize,
+            rows: &mut [f32],
+            ld: usize,
+        ) {
+            conv::im2col_rows_body(xc, g, oy0, oy1, rows, ld, gather_strided_generic)
+        }
+        if has_avx512() {
+            // SAFETY: the CPU supports the enabled features (checked).
+            return unsafe { v4(xc, g, oy0, oy1, rows, ld) };
+        }
+        if has_avx2() {
+            // SAFETY: as above.
+            return unsafe { v3(xc, g, oy0, oy1, rows, ld) };
+        }
+    }
+    conv::im2col_rows_body(xc, g, oy0, oy1, rows, ld, gather_strided_generic)
+}
+
+/// [`conv::col2im_rows`] for `f32`: AVX-512 (masked stride-2 scatter-adds),
+/// AVX2 or baseline, picked at run time.
+fn col2im_rows_f32(
+    col: &[f32],
+    g: &conv::ConvGeom,
+    oy0: usize,
+    oy1: usize,
+    x: &mut [f32],
+    ld: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+        unsafe fn v4(
+            col: &[f32],
+            g: &conv::ConvGeom,
+            oy0: usize,
+            oy1: usize,
+            x: &mut [f32],
+            ld: usize,
+        ) {
+            conv::col2im_rows_body(col, g, oy0, oy1, x, ld, |d, s, st| {
+                if st == 2 {
+                    // SAFETY: AVX-512F is enabled in this function.
+                    unsafe { avx512::scatter_add2(d, s) }
+                } else {
+                    scatter_add_strided_generic(d, s, st)
+                }
+            })
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn v3(
+            col: &[f32],
+            g: &conv::ConvGeom,
+            oy0: usize,
+            oy1: usize,
+            x: &mut [f32],
+            ld: usize,
+        ) {
+            conv::col2im_rows_body(col, g, oy0, oy1, x, ld, scatter_add_strided_generic)
+        }
+        if has_avx512() {
+            // SAFETY: the CPU supports the enabled features (checked).
+            return unsafe { v4(col, g, oy0, oy1, x, ld) };
+        }
+        if has_avx2() {
+            // SAFETY: as above.
+            return unsafe { v3(col, g, oy0, oy1, x, ld) };
+        }
+    }
+    conv::col2im_rows_body(col, g, oy0, oy1, x, ld, scatter_add_strided_generic)
+}
+
+/// Stride-2 scatter-add with AVX-512: 16 sources per step, the ragged end
+/// masked instead of a scalar loop. Inlined into callers compiled with
+/// AVX-512F.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    fn mask(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// `dst[2i] += src[i]` for `i < src.len()`; `dst` must hold at least
+    /// `2·src.len() − 1` elements (odd positions get `+ 0`).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline(always)]
+    pub unsafe fn scatter_add2(dst: &mut [f32], src: &[f32]) {
+        let m = src.len();
+        if m == 0 {
+            return;
+        }
+        assert!(dst.len() > 2 * (m - 1));
+        // SAFETY: every load and store is masked to the slices' bounds.
+        unsafe {
+            let lo = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+            let hi = _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+            let mut i = 0;
+            while i < m {
+                let s = _mm512_maskz_loadu_ps(mask(m - i), src.as_ptr().add(i));
+                let base = 2 * i;
+                // Only the span the valid sources reach is touched.
+                let span = (2 * (m - i) - 1).min(32);
+                let (n0, n1) = (span.min(16), span.saturating_sub(16));
+                let p0 = dst.as_mut_ptr().add(base);
+                let d0 = _mm512_maskz_loadu_ps(mask(n0), p0);
+                let d0 = _mm512_add_ps(d0, _mm512_maskz_permutexvar_ps(0x5555, lo, s));
+                _mm512_mask_storeu_ps(p0, mask(n0), d0);
+                if n1 > 0 {
+                    let p1 = p0.add(16);
+                    let d1 = _mm512_maskz_loadu_ps(mask(n1), p1);
+                    let d1 = _mm512_add_ps(d1, _mm512_maskz_permutexvar_ps(0x5555, hi, s));
+                    _mm512_mask_storeu_ps(p1, mask(n1), d1);
+                }
+                i += 16;
+            }
+        }
+    }
+}
+
 multiversion! {
     fn gather_strided_f32(dst: &mut [f32], src: &[f32], stride: usize) {
         gather_strided_generic(dst, src, stride)
@@ -303,6 +509,26 @@ impl Float for f32 {
     fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
         transpose_f32(src, rows, cols, dst)
     }
+    fn im2col_rows(
+        xc: &[f32],
+        g: &conv::ConvGeom,
+        oy0: usize,
+        oy1: usize,
+        rows: &mut [f32],
+        ld: usize,
+    ) {
+        im2col_rows_f32(xc, g, oy0, oy1, rows, ld)
+    }
+    fn col2im_rows(
+        col: &[f32],
+        g: &conv::ConvGeom,
+        oy0: usize,
+        oy1: usize,
+        x: &mut [f32],
+        ld: usize,
+    ) {
+        col2im_rows_f32(col, g, oy0, oy1, x, ld)
+    }
 }
 
 impl Float for f64 {
@@ -346,6 +572,28 @@ pub(crate) fn num_threads() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX-512 stride-2 scatter-add equals the plain loop on every
+    /// length around the 16-lane blocks.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_stride2_matches_generic() {
+        if !has_avx512() {
+            eprintln!("skipping: no AVX-512 on this CPU");
+            return;
+        }
+        for m in [1usize, 2, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100] {
+            for extra in [0usize, 1, 5] {
+                let src: Vec<f32> = (0..2 * m - 1 + extra).map(|i| i as f32 + 0.25).collect();
+                let vals: Vec<f32> = (0..m).map(|i| 1.5 * i as f32 - 3.0).collect();
+                let (mut c, mut d) = (src.clone(), src.clone());
+                // SAFETY: AVX-512 is available (checked above).
+                unsafe { avx512::scatter_add2(&mut c, &vals) };
+                scatter_add_strided_generic(&mut d, &vals, 2);
+                assert_eq!(c, d, "scatter m={m} extra={extra}");
+            }
+        }
+    }
 
     /// The AVX transpose (8×8 blocks in cache tiles, ragged edges) equals
     /// the element-by-element definition on every shape, odd ones included.
