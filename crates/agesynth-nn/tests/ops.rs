@@ -137,6 +137,10 @@ const CONV_CASES: &[ConvCase] = &[
     (4, 16, 8, 12, 12, 4, 2, 1, 1, 1),
     (2, 6, 40, 9, 8, 3, 1, 1, 1, 1), // ≥ 32 output channels: untransposed forward GEMM
     (2, 64, 64, 6, 6, 3, 2, 1, 1, 1), // batched weight gradient with wide channels
+    // 3×3 stride 1 with ≥ 16 channels: the Winograd path (odd sizes, pads 0–2).
+    (2, 16, 24, 9, 11, 3, 1, 1, 1, 1),
+    (1, 16, 16, 6, 7, 3, 1, 0, 1, 1),
+    (3, 32, 16, 5, 5, 3, 1, 2, 1, 1),
 ];
 
 fn candle_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvParams) -> Result<Tensor> {
@@ -570,7 +574,13 @@ fn non_contiguous_inputs_and_half_precision_fall_back() {
 #[test]
 fn modulated_conv_matches_grouped_form() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for (n, cin, cout, hw, k, pad, stride) in [(3, 4, 5, 9, 3, 1, 1), (2, 6, 3, 8, 4, 1, 2)] {
+    // The last two take the fused Winograd path (3×3, stride 1, ≥ 16 channels).
+    for (n, cin, cout, hw, k, pad, stride) in [
+        (3, 4, 5, 9, 3, 1, 1),
+        (2, 6, 3, 8, 4, 1, 2),
+        (2, 16, 20, 9, 3, 1, 1),
+        (3, 24, 16, 6, 3, 0, 1),
+    ] {
         let x = rand_t(&mut rng, &[n, cin, hw, hw], 1.0);
         let w = rand_t(&mut rng, &[cout, cin, k, k], 0.5);
         let s = rand_t(&mut rng, &[n, cin], 1.0);
@@ -605,6 +615,13 @@ fn modulated_conv_matches_grouped_form() {
                 &format!("modulated conv demod={demod}"),
                 &inputs,
                 |t| ops::modulated_conv2d(&t[0], &t[1], &t[2], demod, &p),
+                reference,
+                &mut rng,
+            );
+            check(
+                &format!("unfused modulated conv demod={demod}"),
+                &inputs,
+                |t| ops::modulated_conv2d_unfused(&t[0], &t[1], &t[2], demod, &p),
                 reference,
                 &mut rng,
             );

@@ -512,7 +512,43 @@ multiversion_generic! {
 /// buffers.
 fn scratch_len(g: &ConvGeom, tl: &Tiles) -> usize {
     let b = tl.block();
-    16 * g.cin * b + 2 * 16 * g.cout * b + 20 * (tl.tw + 1)
+    16 * g.cin * b + 2 * 16 * g.cout * b + 20 * (tl.tw + 1) + 16 * g.cin * g.cout
+}
+
+/// Per-sample channel scales of a modulated convolution: `s (n, cin)`
+/// multiplies the input channels, `d (n, cout)` the output channels.
+#[derive(Clone, Copy)]
+pub struct Scales<'a, T> {
+    /// Input-channel scales, `(n, cin)` row-major.
+    pub s: &'a [T],
+    /// Output-channel scales, `(n, cout)` row-major.
+    pub d: &'a [T],
+}
+
+/// The transformed weights sample `n` uses: `U` itself, or
+/// `U_ξ[co][ci]·d[n, co]·s[n, ci]` written into `buf`.
+fn sample_weights<'a, T: Float>(
+    u: &'a [T],
+    scales: Option<Scales<'_, T>>,
+    n: usize,
+    g: &ConvGeom,
+    buf: &'a mut [T],
+) -> &'a [T] {
+    let Some(sc) = scales else { return u };
+    let (s, d) = (
+        &sc.s[n * g.cin..(n + 1) * g.cin],
+        &sc.d[n * g.cout..(n + 1) * g.cout],
+    );
+    let buf = &mut buf[..u.len()];
+    for (brow, (urow, &dco)) in buf
+        .chunks_exact_mut(g.cin)
+        .zip(u.chunks_exact(g.cin).zip(d.iter().cycle()))
+    {
+        for ((b, &uv), &sci) in brow.iter_mut().zip(urow).zip(s) {
+            *b = uv * dco * sci;
+        }
+    }
+    buf
 }
 
 /// Calls `f` with samples in parallel (one single-threaded GEMM stream per
@@ -546,7 +582,8 @@ impl<T> SendPtr<T> {
 }
 
 /// Splits the scratch of one block: V (16·cin·nb), M (16·cout·nb),
-/// Mᵀ (16·cout·nb), row buffers.
+/// Mᵀ (16·cout·nb), row buffers (the per-sample weights come first, split
+/// off by the caller).
 fn split_scratch<'a, T>(
     s: &'a mut [T],
     g: &ConvGeom,
@@ -566,6 +603,20 @@ pub fn conv2d_fwd<T: Float>(
     slope: Option<T>,
     g: &ConvGeom,
 ) -> Vec<T> {
+    conv2d_fwd_scaled(x, w, None, bias, slope, g)
+}
+
+/// [`conv2d_fwd`] of a modulated convolution: `y = d ⊙ conv(s ⊙ x, w)`
+/// (then bias and activation), with the scales folded into each sample's
+/// transformed weights, so that no pass over the activations is added.
+pub fn conv2d_fwd_scaled<T: Float>(
+    x: &[T],
+    w: &[T],
+    scales: Option<Scales<'_, T>>,
+    bias: Option<&[T]>,
+    slope: Option<T>,
+    g: &ConvGeom,
+) -> Vec<T> {
     let tl = Tiles::new(g);
     let u = transform_weights(w, g);
     let mut y = output_vec::<T>(g.y_len());
@@ -576,6 +627,8 @@ pub fn conv2d_fwd<T: Float>(
         // SAFETY: sample n writes only its own slice of y.
         let y_n = unsafe { std::slice::from_raw_parts_mut(yp.get().add(n * y_len), y_len) };
         T::with_scratch(scratch_len(g, &tl), |s| {
+            let (ubuf, s) = s.split_at_mut(16 * g.cin * g.cout);
+            let u = sample_weights(&u, scales, n, g, ubuf);
             for ty0 in (0..tl.th).step_by(tl.rows) {
                 let ty1 = (ty0 + tl.rows).min(tl.th);
                 let nb = (ty1 - ty0) * tl.tw;
@@ -635,6 +688,19 @@ pub fn conv2d_bwd_input<T: Float>(
     slope: Option<T>,
     g: &ConvGeom,
 ) -> Vec<T> {
+    conv2d_bwd_input_scaled(dy, w, None, bias, slope, g)
+}
+
+/// [`conv2d_bwd_input`] of a modulated convolution:
+/// `dx = s ⊙ conv_bwd_input(d ⊙ dy, w)`, scales folded into the weights.
+pub fn conv2d_bwd_input_scaled<T: Float>(
+    dy: &[T],
+    w: &[T],
+    scales: Option<Scales<'_, T>>,
+    bias: Option<&[T]>,
+    slope: Option<T>,
+    g: &ConvGeom,
+) -> Vec<T> {
     let tl = Tiles::new(g);
     let u = transform_weights(w, g);
     let mut dx = vec![T::ZERO; g.x_len()];
@@ -645,6 +711,8 @@ pub fn conv2d_bwd_input<T: Float>(
         // SAFETY: sample n writes only its own slice of dx.
         let dx_n = unsafe { std::slice::from_raw_parts_mut(dxp.get().add(n * x_len), x_len) };
         T::with_scratch(scratch_len(g, &tl), |s| {
+            let (ubuf, s) = s.split_at_mut(16 * g.cin * g.cout);
+            let u = sample_weights(&u, scales, n, g, ubuf);
             for ty0 in (0..tl.th).step_by(tl.rows) {
                 let ty1 = (ty0 + tl.rows).min(tl.th);
                 let nb = (ty1 - ty0) * tl.tw;
@@ -697,6 +765,31 @@ pub fn conv2d_bwd_input<T: Float>(
 
 /// Weight gradient `dw (cout, cin, 3, 3) = Σₙ corr(xₙ, dyₙ)`.
 pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
+    conv2d_bwd_weight_scaled(x, dy, w_none(), None, g).0
+}
+
+fn w_none<'a, T>() -> &'a [T] {
+    &[]
+}
+
+/// Gradients of the scales of a modulated convolution: `(ds (n, cin), dd (n, cout))`.
+pub type ScaleGrads<T> = (Vec<T>, Vec<T>);
+
+/// Gradients of a modulated convolution `y = d ⊙ conv(s ⊙ x, w)` with
+/// respect to `w`, `s` and `d`, given `dy`: returns `dw (cout, cin, 3, 3)`
+/// and, with scales, `(ds (n, cin), dd (n, cout))`. `w` is only read when
+/// scales are given.
+///
+/// Per sample, `dU = dM·Vᵀ` (the gradient of that sample's transformed
+/// weights `U_ξ[co][ci]·d[co]·s[ci]`) is computed once; `dw` gets
+/// `d[co]·s[ci]·dU`, `ds[ci] = Σ dU·U·d[co]` and `dd[co] = Σ dU·U·s[ci]`.
+pub fn conv2d_bwd_weight_scaled<T: Float>(
+    x: &[T],
+    dy: &[T],
+    w: &[T],
+    scales: Option<Scales<'_, T>>,
+    g: &ConvGeom,
+) -> (Vec<T>, Option<ScaleGrads<T>>) {
     let tl = Tiles::new(g);
     let (x_len, y_len) = (g.cin * g.hw(), g.cout * g.p());
     let nt = num_threads();
@@ -707,13 +800,28 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
     } else {
         Parallelism::None
     };
+    let u = scales.map(|_| transform_weights(w, g));
+    let mut ds = vec![T::ZERO; if scales.is_some() { g.n * g.cin } else { 0 }];
+    let mut dd = vec![T::ZERO; if scales.is_some() { g.n * g.cout } else { 0 }];
+    let (dsp, ddp) = (SendPtr(ds.as_mut_ptr()), SendPtr(dd.as_mut_ptr()));
+    let uu = 16 * g.cin * g.cout;
     // Partial dUᵀ (16, cin, cout) over the samples of chunk c.
     let partial = |c: usize| -> Vec<T> {
-        let mut dut = vec![T::ZERO; 16 * g.cin * g.cout];
+        let mut dut = vec![T::ZERO; uu];
+        let mut dun = if scales.is_some() {
+            vec![T::ZERO; uu]
+        } else {
+            vec![]
+        };
         T::with_scratch(scratch_len(g, &tl), |s| {
+            let s = &mut s[uu..];
             for n in c * per..((c + 1) * per).min(g.n) {
                 let x_n = &x[n * x_len..(n + 1) * x_len];
                 let dy_n = &dy[n * y_len..(n + 1) * y_len];
+                // Unscaled: accumulate into dUᵀ directly; scaled: into this
+                // sample's dUᵀ first.
+                let target = if scales.is_some() { &mut dun } else { &mut dut };
+                let mut first = scales.is_some();
                 for ty0 in (0..tl.th).step_by(tl.rows) {
                     let ty1 = (ty0 + tl.rows).min(tl.th);
                     let nb = (ty1 - ty0) * tl.tw;
@@ -755,9 +863,9 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
                                 g.cin,
                                 g.cout,
                                 nb,
-                                dut.as_mut_ptr().add(xi * g.cin * g.cout),
+                                target.as_mut_ptr().add(xi * g.cin * g.cout),
                                 g.cout,
-                                true,
+                                !first,
                                 Mat {
                                     ptr: v.as_ptr().add(xi * g.cin * nb),
                                     rs: nb as isize,
@@ -771,6 +879,36 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
                                 par,
                             )
                         };
+                    }
+                    first = false;
+                }
+                if let (Some(sc), Some(u)) = (scales, u.as_deref()) {
+                    let s_n = &sc.s[n * g.cin..(n + 1) * g.cin];
+                    let d_n = &sc.d[n * g.cout..(n + 1) * g.cout];
+                    // SAFETY: sample n writes only its own rows of ds and dd.
+                    let ds_n =
+                        unsafe { std::slice::from_raw_parts_mut(dsp.get().add(n * g.cin), g.cin) };
+                    let dd_n = unsafe {
+                        std::slice::from_raw_parts_mut(ddp.get().add(n * g.cout), g.cout)
+                    };
+                    for xi in 0..16 {
+                        let dn = &dun[xi * g.cin * g.cout..(xi + 1) * g.cin * g.cout];
+                        let dt = &mut dut[xi * g.cin * g.cout..(xi + 1) * g.cin * g.cout];
+                        let ux = &u[xi * g.cout * g.cin..(xi + 1) * g.cout * g.cin];
+                        for ci in 0..g.cin {
+                            let sci = s_n[ci];
+                            let mut acc_s = T::ZERO;
+                            let row = &dn[ci * g.cout..(ci + 1) * g.cout];
+                            let trow = &mut dt[ci * g.cout..(ci + 1) * g.cout];
+                            for co in 0..g.cout {
+                                let gu = row[co];
+                                let uv = ux[co * g.cin + ci];
+                                trow[co] += gu * d_n[co] * sci;
+                                acc_s += gu * uv * d_n[co];
+                                dd_n[co] += gu * uv * sci;
+                            }
+                            ds_n[ci] += acc_s;
+                        }
                     }
                 }
             }
@@ -792,7 +930,8 @@ pub fn conv2d_bwd_weight<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T> {
             *d += s;
         }
     }
-    weight_grad_from_tiles(&dut, g)
+    let dw = weight_grad_from_tiles(&dut, g);
+    (dw, scales.map(|_| (ds, dd)))
 }
 
 #[cfg(test)]
@@ -871,5 +1010,49 @@ mod tests {
             &conv::im2col_conv2d_bwd_weight(&x, &dy, &g),
         );
         assert!(e < 1e-5, "weight gradient: {e}");
+    }
+
+    /// The modulated (scaled) forward, input gradient, weight gradient and
+    /// scale gradients equal the unscaled kernels applied to explicitly
+    /// scaled tensors, in f64.
+    #[test]
+    fn scaled_matches_explicit_scaling() {
+        let g = ConvGeom::new(3, 16, 7, 6, 24, 3, 3, 1, 1, 1, 1).unwrap();
+        let val = |i: usize| ((i * 7919 + 3) % 89) as f64 / 89.0 - 0.5;
+        let x: Vec<f64> = (0..g.x_len()).map(val).collect();
+        let wt: Vec<f64> = (0..g.w_len()).map(|i| val(i + 5)).collect();
+        let dy: Vec<f64> = (0..g.y_len()).map(|i| val(i + 9)).collect();
+        let s: Vec<f64> = (0..g.n * g.cin).map(|i| 0.5 + val(i + 1)).collect();
+        let d: Vec<f64> = (0..g.n * g.cout).map(|i| 0.7 + val(i + 2)).collect();
+        let sc = Some(Scales { s: &s, d: &d });
+        let scale = |v: &[f64], f: &[f64], c: usize, plane: usize| -> Vec<f64> {
+            v.iter()
+                .enumerate()
+                .map(|(i, &a)| a * f[(i / (c * plane)) * c + (i / plane) % c])
+                .collect()
+        };
+        let xs = scale(&x, &s, g.cin, g.hw());
+        let dyd = scale(&dy, &d, g.cout, g.p());
+        let y = conv2d_fwd_scaled(&x, &wt, sc, None, None, &g);
+        let yr = conv2d_fwd(&xs, &wt, None, None, &g);
+        assert!(max_rel(&y, &scale(&yr, &d, g.cout, g.p())) < 1e-12);
+        let dx = conv2d_bwd_input_scaled(&dy, &wt, sc, None, None, &g);
+        let dxr = conv2d_bwd_input(&dyd, &wt, None, None, &g);
+        assert!(max_rel(&dx, &scale(&dxr, &s, g.cin, g.hw())) < 1e-12);
+        let (dw, sd) = conv2d_bwd_weight_scaled(&x, &dy, &wt, sc, &g);
+        assert!(max_rel(&dw, &conv2d_bwd_weight(&xs, &dyd, &g)) < 1e-12);
+        let (ds, dd) = sd.unwrap();
+        let dot = |a: &[f64], b: &[f64], c: usize, plane: usize| -> Vec<f64> {
+            (0..a.len() / plane)
+                .map(|k| {
+                    (0..plane)
+                        .map(|i| a[k * plane + i] * b[k * plane + i])
+                        .sum()
+                })
+                .take(g.n * c)
+                .collect()
+        };
+        assert!(max_rel(&ds, &dot(&x, &dxr, g.cin, g.hw())) < 1e-12);
+        assert!(max_rel(&dd, &dot(&dy, &yr, g.cout, g.p())) < 1e-12);
     }
 }
