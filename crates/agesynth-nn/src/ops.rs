@@ -133,10 +133,7 @@ fn contiguous_grad(g: &Tensor) -> Result<Tensor> {
         return Ok(g.clone());
     }
     if g.stride().iter().all(|&s| s == 0) && g.elem_count() > 0 {
-        let mut v = g.clone();
-        while v.rank() > 0 {
-            v = v.get(0)?;
-        }
+        let v = single_element(g)?;
         return match g.dtype() {
             DType::F32 => Tensor::full(v.to_scalar::<f32>()?, g.shape(), g.device()),
             DType::F64 => Tensor::full(v.to_scalar::<f64>()?, g.shape(), g.device()),
@@ -802,7 +799,67 @@ impl CustomOp2 for UnaryBwdOp {
     }
 }
 
+/// The single value of a gradient broadcast from one element to its whole
+/// shape (the gradient of a sum or mean), if `g` is one and is not itself
+/// being differentiated.
+fn broadcast_scalar(g: &Tensor) -> Result<Option<f64>> {
+    if g.track_op() || g.elem_count() == 0 || !g.stride().iter().all(|&s| s == 0) {
+        return Ok(None);
+    }
+    Ok(Some(
+        single_element(g)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?,
+    ))
+}
+
+/// The first element of a non-empty tensor as a 0-dimensional tensor,
+/// through views only (`get`/`squeeze` would copy each strided slice).
+fn single_element(g: &Tensor) -> Result<Tensor> {
+    let mut v = g.clone();
+    for d in 0..v.rank() {
+        v = v.narrow(d, 0, 1)?;
+    }
+    v.reshape(())
+}
+
+/// `f'(v)·c` for a constant gradient `c` (see [`broadcast_scalar`]).
+#[derive(Clone, Copy, Debug)]
+struct UnaryBwdConstOp(UnaryBwd, f64);
+
+impl CustomOp1 for UnaryBwdConstOp {
+    fn name(&self) -> &'static str {
+        "agesynth-activation-grad-const"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let st = if is_f64(s)? {
+            CpuStorage::F64(eltwise::unary_bwd_const(
+                self.0,
+                data::<f64>(self.name(), s, l)?,
+                self.1,
+            ))
+        } else {
+            CpuStorage::F32(eltwise::unary_bwd_const(
+                self.0,
+                data::<f32>(self.name(), s, l)?,
+                self.1 as f32,
+            ))
+        };
+        Ok((st, l.shape().clone()))
+    }
+    /// The derivative in `v` of [`UnaryBwdOp`] with the gradient fixed at `c`.
+    fn bwd(&self, v: &Tensor, res: &Tensor, gg: &Tensor) -> Result<Option<Tensor>> {
+        let g = (v.ones_like()? * self.1)?;
+        Ok(UnaryBwdOp(self.0).bwd(v, &g, res, gg)?.0)
+    }
+}
+
 fn unary_bwd(f: UnaryBwd, v: &Tensor, g: &Tensor) -> Result<Tensor> {
+    if uses_fast_path(v) && g.dims() == v.dims() {
+        if let Some(c) = broadcast_scalar(g)? {
+            return v.contiguous()?.apply_op1(UnaryBwdConstOp(f, c));
+        }
+    }
     if uses_fast_path(v) {
         return v
             .contiguous()?

@@ -666,4 +666,26 @@ fn broadcast_gradients_are_handled() {
         let b = g_ones.get(v).unwrap();
         assert!(rel_err(a, b) < 1e-6);
     }
+    // Every activation's gradient from a mean (a broadcast 1/n, taken
+    // without materialising it) equals the one from an explicit tensor.
+    type Act = fn(&Tensor) -> Result<Tensor>;
+    let acts: [(&str, Act); 4] = [
+        ("leaky_relu", |t| ops::leaky_relu(t, 0.2)),
+        ("tanh", ops::tanh),
+        ("sigmoid", ops::sigmoid),
+        ("softplus", ops::softplus),
+    ];
+    let n = x.elem_count() as f64;
+    for (name, act) in acts {
+        let g_mean = act(&x).unwrap().mean_all().unwrap().backward().unwrap();
+        let scale = (Tensor::ones(x.dims(), DType::F32, &Device::Cpu).unwrap() / n).unwrap();
+        let g_expl = (act(&x).unwrap() * scale)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let e = rel_err(g_mean.get(&x).unwrap(), g_expl.get(&x).unwrap());
+        assert!(e < 1e-6, "{name}: {e:e}");
+    }
 }

@@ -731,10 +731,11 @@ impl GradStore {
     /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
     /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     /// Adds `grad` to the gradient of `tensor`. A first gradient that is
-    /// contiguous is stored as is instead of being added to fresh zeros
-    /// (patch carried by agesynth; a strided first gradient, such as the
-    /// broadcast gradient of a sum, still goes through zeros + add, whose
-    /// broadcast path is vectorised).
+    /// contiguous, or a broadcast single value reaching an intermediate node,
+    /// is stored as is instead of being added to fresh zeros (patch carried
+    /// by agesynth). Other strided first gradients, and broadcast ones
+    /// reaching a variable (whose gradient the caller reads), still go
+    /// through zeros + add, whose broadcast path is vectorised.
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
             Entry::Occupied(mut entry) => {
@@ -742,9 +743,13 @@ impl GradStore {
                 *sum_grad = sum_grad.add(grad)?;
             }
             Entry::Vacant(entry) => {
-                let first = if grad.is_contiguous()
-                    && grad.dtype() == tensor.dtype()
-                    && grad.shape() == tensor.shape()
+                let same = grad.dtype() == tensor.dtype() && grad.shape() == tensor.shape();
+                // A single value broadcast to the whole shape (the gradient of
+                // a sum or mean) stays a view for intermediate nodes: their
+                // backward rules read it through its strides.
+                let broadcast_scalar = grad.stride().iter().all(|&s| s == 0);
+                let first = if same
+                    && (grad.is_contiguous() || (broadcast_scalar && !tensor.is_variable()))
                 {
                     grad.clone()
                 } else {

@@ -326,6 +326,28 @@ pub fn unary_bwd<T: UnaryKernel>(f: UnaryBwd, v: &[T], g: &[T]) -> Vec<T> {
     o
 }
 
+/// `o = f'(v, c)` for a gradient that is the same value `c` everywhere (the
+/// gradient of a sum or mean), without materialising it: the kernel reads
+/// `c` from a small block in cache.
+pub fn unary_bwd_const<T: UnaryKernel>(f: UnaryBwd, v: &[T], c: T) -> Vec<T> {
+    const BLOCK: usize = 1024;
+    let mut o = output_vec::<T>(v.len());
+    let run = |o: &mut [T], v: &[T]| {
+        let g = [c; BLOCK];
+        for (o, v) in o.chunks_mut(BLOCK).zip(v.chunks(BLOCK)) {
+            T::unary_bwd(f, v, &g[..v.len()], o);
+        }
+    };
+    if v.len() <= 2 * CHUNK {
+        run(&mut o, v);
+    } else {
+        o.par_chunks_mut(CHUNK)
+            .zip(v.par_chunks(CHUNK))
+            .for_each(|(o, v)| run(o, v));
+    }
+    o
+}
+
 fn planes_min_len(plane: usize) -> usize {
     (CHUNK / plane.max(1)).max(1)
 }
