@@ -13,26 +13,7 @@ mod cmd;
 /// buffers are then reused between training steps instead of being returned
 /// to the kernel and page-faulted back in (see `BENCHMARKS.md`, CPU kernels).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-extern "C" {
-    /// mimalloc's option setter (linked in through the `mimalloc` crate).
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-/// `mi_option_purge_delay`: position 15 of `mi_option_t` in mimalloc 2 and 3.
-const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-
-/// Process settings for CPU work: freed memory stays mapped (unless
-/// `MIMALLOC_PURGE_DELAY` is set) and candle's thread pool does not spin
-/// against the kernels' rayon pool (unless `CANDLE_BARRIER_POOL_SPIN_LIMIT`
-/// is set). The command itself then runs on a pool worker (`main`).
-fn tune_process() {
-    agesynth_nn::runtime::quiet_candle_pool();
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a plain option store inside the linked mimalloc.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    }
-}
+static GLOBAL: agesynth_nn::runtime::MiMalloc = agesynth_nn::runtime::MiMalloc;
 
 /// Face age progression and regression with GANs.
 #[derive(Debug, Parser)]
@@ -69,7 +50,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tune_process();
+    // Freed memory stays mapped (unless MIMALLOC_PURGE_DELAY is set) and
+    // candle's pool does not spin against the kernels' rayon pool (unless
+    // CANDLE_BARRIER_POOL_SPIN_LIMIT is set); see agesynth_nn::runtime.
+    agesynth_nn::runtime::tune_process();
     let cli = Cli::parse();
     // On a worker of the kernels' thread pool, so that the main thread does
     // not compete with the pool's idle workers (see agesynth_nn::runtime).

@@ -13,7 +13,7 @@ use agesynth_cstylegan::{
 use agesynth_losses::{r1_penalty, AdversarialLoss};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 
 struct Setup {
     g: Generator,
@@ -100,4 +100,16 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// Set up like the `agesynth` binary trains: mimalloc keeping freed memory,
+/// candle's pool not spinning, the work on a rayon worker.
+#[global_allocator]
+static GLOBAL: agesynth_nn::runtime::MiMalloc = agesynth_nn::runtime::MiMalloc;
+
+fn main() {
+    agesynth_nn::runtime::tune_process();
+    agesynth_nn::runtime::run_on_pool(|| {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    });
+}

@@ -549,7 +549,7 @@ mod tests {
         // Source coordinate of output o is (o + ½)/2 − ½; weights ¾ and ¼.
         let taps = |o: usize| -> [(isize, f64); 2] {
             let i = (o / 2) as isize;
-            if o % 2 == 0 {
+            if o.is_multiple_of(2) {
                 [(i - 1, 0.25), (i, 0.75)]
             } else {
                 [(i, 0.75), (i + 1, 0.25)]

@@ -21,7 +21,7 @@ use agesynth_train::{
 };
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 
 fn pseudo(i: usize) -> f32 {
     ((i as f32) * 0.6180339).fract() * 1.6 - 0.8
@@ -91,4 +91,16 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// Set up like the `agesynth` binary trains: mimalloc keeping freed memory,
+/// candle's pool not spinning, the work on a rayon worker.
+#[global_allocator]
+static GLOBAL: agesynth_nn::runtime::MiMalloc = agesynth_nn::runtime::MiMalloc;
+
+fn main() {
+    agesynth_nn::runtime::tune_process();
+    agesynth_nn::runtime::run_on_pool(|| {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    });
+}

@@ -7,7 +7,7 @@
 //! freed memory mapped (so neither column pays page faults for recycled
 //! tensors; `MIMALLOC_PURGE_DELAY=10` in the environment restores
 //! mimalloc's default), candle's pool told not to spin
-//! (`agesynth_nn::runtime::quiet_candle_pool`), everything running on a
+//! (`agesynth_nn::runtime::tune_process`), everything running on a
 //! worker of a rayon pool with the default thread count
 //! (`agesynth_nn::runtime::run_on_pool`). Every "fwd+bwd" case computes the output, sums it
 //! and back-propagates to every input (candle's autograd, identical for both).
@@ -20,14 +20,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-extern "C" {
-    /// mimalloc's option setter (linked in through the `mimalloc` crate).
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-/// `mi_option_purge_delay`: position 15 of `mi_option_t` in mimalloc 2 and 3.
-const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+static GLOBAL: agesynth_nn::runtime::MiMalloc = agesynth_nn::runtime::MiMalloc;
 
 fn var(shape: &[usize], scale: f64) -> Var {
     let t = (Tensor::randn(0f32, 1f32, shape, &Device::Cpu).unwrap() * scale).unwrap();
@@ -300,11 +293,7 @@ fn sgemm(c: &mut Criterion) {
 criterion_group!(benches, convs, unet, modconv, eltwise, sgemm);
 
 fn main() {
-    agesynth_nn::runtime::quiet_candle_pool();
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: a plain option store inside the linked mimalloc.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    }
+    agesynth_nn::runtime::tune_process();
     let run = || {
         benches();
         Criterion::default().configure_from_args().final_summary();
