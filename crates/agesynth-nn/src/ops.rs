@@ -7,7 +7,10 @@
 //! anywhere else (CUDA, half precision) it composes candle's built-in ops,
 //! so the same model code runs everywhere.
 
-use crate::kernels::conv::{conv2d_bwd_input, conv2d_bwd_weight, conv2d_fwd, ConvGeom};
+use crate::kernels::conv::{
+    conv2d_bwd_input, conv2d_bwd_weight, conv2d_fwd, conv2d_fwd_and_weight_grad,
+    fused_fwd_weight_applies, ConvGeom,
+};
 use crate::kernels::eltwise::{self, Unary, UnaryBwd, UnaryKernel};
 use crate::kernels::winograd::{self, Scales};
 use candle_core::{
@@ -406,6 +409,23 @@ impl ConvTransposeOp {
             Some(a) => unary_bwd(UnaryBwd::LeakyRelu(a), res, grad)?,
             None => contiguous_grad(grad)?,
         };
+        let (_, _, kh, kw) = w.dims4()?;
+        if x.track_op() && w.track_op() && uses_fast_path(&gp) {
+            // Both gradients read the same im2col of gp: one fused pass.
+            let pair = ConvPairOp { p: self.p, kh, kw };
+            if pair.applies(&gp, w)? {
+                let flat = gp.apply_op3(&w.contiguous()?, &x.contiguous()?, pair)?;
+                let dx = flat.narrow(0, 0, x.elem_count())?.reshape(x.shape())?;
+                let dw = flat
+                    .narrow(0, x.elem_count(), w.elem_count())?
+                    .reshape(w.shape())?;
+                let db = match b {
+                    Some(b) if b.track_op() => Some(channel_sum(&gp)?.reshape(b.shape())?),
+                    _ => None,
+                };
+                return Ok((Some(dx), Some(dw), db));
+            }
+        }
         let dx = if x.track_op() {
             Some(gp.apply_op2(
                 w,
@@ -417,7 +437,6 @@ impl ConvTransposeOp {
         } else {
             None
         };
-        let (_, _, kh, kw) = w.dims4()?;
         let dw = if w.track_op() {
             Some(gp.apply_op2(x, ConvGradWeightOp { p: self.p, kh, kw })?)
         } else {
@@ -488,6 +507,110 @@ impl CustomOp3 for ConvTransposeOp {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         self.grads(x, w, Some(b), res, grad)
+    }
+}
+
+/// `(x, w, dy) ↦ [conv2d(x, w) | conv_grad_weight(x, dy)]` flattened: the
+/// two gradients of a transposed convolution (`x` being its output
+/// gradient), computed from one im2col of `x`.
+#[derive(Clone, Copy, Debug)]
+struct ConvPairOp {
+    p: ConvParams,
+    kh: usize,
+    kw: usize,
+}
+
+impl ConvPairOp {
+    /// Whether the fused kernel pays for `x` convolved by `w`.
+    fn applies(&self, x: &Tensor, w: &Tensor) -> Result<bool> {
+        let (n, cin, h, wd) = x.dims4()?;
+        let cout = w.dim(0)?;
+        Ok(ConvGeom::new(
+            n,
+            cin,
+            h,
+            wd,
+            cout,
+            self.kh,
+            self.kw,
+            self.p.stride,
+            self.p.padding,
+            self.p.dilation,
+            self.p.groups,
+        )
+        .is_ok_and(|g| fused_fwd_weight_applies(&g)))
+    }
+
+    fn run<T: CpuElem>(&self, s: [(&CpuStorage, &Layout); 3]) -> Result<(CpuStorage, Shape)> {
+        let name = "conv2d + weight grad";
+        let g = Conv2dOp {
+            p: self.p,
+            slope: None,
+        }
+        .geom(s[0].1, s[1].1)?;
+        if s[2].1.dims() != [g.n, g.cout, g.ho, g.wo] {
+            bail!("{name}: output grad {:?} does not fit", s[2].1.dims());
+        }
+        let x = data::<T>(name, s[0].0, s[0].1)?;
+        let w = data::<T>(name, s[1].0, s[1].1)?;
+        let dy = data::<T>(name, s[2].0, s[2].1)?;
+        let (mut y, dw) = conv2d_fwd_and_weight_grad(x, w, dy, &g);
+        y.extend_from_slice(&dw);
+        let len = y.len();
+        Ok((T::wrap(y), Shape::from(len)))
+    }
+}
+
+impl CustomOp3 for ConvPairOp {
+    fn name(&self) -> &'static str {
+        "agesynth-conv2d-and-grad-weight"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if is_f64(s1)? {
+            self.run::<f64>([(s1, l1), (s2, l2), (s3, l3)])
+        } else {
+            self.run::<f32>([(s1, l1), (s2, l2), (s3, l3)])
+        }
+    }
+    /// The adjoints of the two parts, each through its own op's backward.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Grads3> {
+        let (n, _, _, _) = x.dims4()?;
+        let (_, cout, ho, wo) = dy.dims4()?;
+        let yl = n * cout * ho * wo;
+        let grad = contiguous_grad(grad)?;
+        let g_y = grad.narrow(0, 0, yl)?.reshape(dy.shape())?;
+        let g_w = grad.narrow(0, yl, w.elem_count())?.reshape(w.shape())?;
+        let conv = Conv2dOp {
+            p: self.p,
+            slope: None,
+        };
+        let (dx1, dw, _) = conv.grads(x, w, None, res, &g_y)?;
+        let wop = ConvGradWeightOp {
+            p: self.p,
+            kh: self.kh,
+            kw: self.kw,
+        };
+        let (dx2, ddy) = wop.bwd(x, dy, res, &g_w)?;
+        let dx = match (dx1, dx2) {
+            (Some(a), Some(b)) => Some((a + b)?),
+            (a, b) => a.or(b),
+        };
+        Ok((dx, dw, ddy))
     }
 }
 

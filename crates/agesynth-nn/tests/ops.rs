@@ -218,6 +218,10 @@ fn conv_transpose2d_matches_candle() {
         (2, 5, 3, 4, 6, 1, 1, 0, 0, 1, 1),
         (2, 4, 4, 5, 5, 3, 3, 0, 2, 1, 1),
         (2, 4, 6, 6, 4, 3, 1, 2, 0, 2, 2),
+        // > 256 input pixels: both gradients from one fused pass.
+        (2, 8, 6, 17, 18, 4, 2, 1, 0, 1, 1),
+        (1, 6, 4, 17, 16, 4, 2, 1, 0, 1, 1),
+        (3, 8, 6, 16, 17, 3, 1, 1, 0, 1, 2),
     ];
     for &(n, cin, cout, h, w, k, stride, padding, output_padding, dilation, groups) in cases {
         let p = ConvTransposeParams {

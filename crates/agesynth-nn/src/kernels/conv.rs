@@ -871,6 +871,131 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, chunk
     dw
 }
 
+/// Whether [`conv2d_fwd_and_weight_grad`] pays on this geometry: an im2col
+/// layer (not 1×1, not Winograd) on the per-sample weight-gradient path.
+pub fn fused_fwd_weight_applies(g: &ConvGeom) -> bool {
+    !g.is_pointwise() && !super::winograd::applies(g) && g.p() > BATCHED_MAX_P
+}
+
+/// `(conv2d_fwd(x, w), conv2d_bwd_weight(x, dy))` from one im2col of `x`:
+/// the backward of a transposed convolution needs both for the same `x`
+/// (its output gradient), so each chunk of the im2col matrix feeds the
+/// forward GEMM and the weight-gradient GEMM while it is in cache.
+pub fn conv2d_fwd_and_weight_grad<T: Float>(
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    g: &ConvGeom,
+) -> (Vec<T>, Vec<T>) {
+    let (p, kdim, cout_g, hw, kk) = (g.p(), g.kdim(), g.cout_g(), g.hw(), g.kh * g.kw);
+    let x_n_len = g.cin * hw;
+    let y_n_len = g.cout * p;
+    let nt = num_threads();
+    let chunks = g.n.clamp(1, nt);
+    let per_chunk = g.n.div_ceil(chunks);
+    let par = if g.n < nt && nt > 1 {
+        Parallelism::Rayon(nt)
+    } else {
+        Parallelism::None
+    };
+    let rows = chunk_rows(g, FWD_CHUNK).min(g.ho);
+    // Written whole: every sample's rows by the forward GEMMs (zero beta).
+    let mut y = output_vec::<T>(g.y_len());
+    let yp = SendPtr(y.as_mut_ptr());
+    let partial = |c: usize| -> Vec<T> {
+        let mut dwt = vec![T::ZERO; g.w_len()];
+        let mut dyt = output_vec::<T>(y_n_len);
+        T::with_scratch(g.cin * kk * rows * g.wo, |col| {
+            for n in c * per_chunk..((c + 1) * per_chunk).min(g.n) {
+                let x_n = &x[n * x_n_len..(n + 1) * x_n_len];
+                transpose(&dy[n * y_n_len..(n + 1) * y_n_len], g.cout, p, &mut dyt);
+                for oy0 in (0..g.ho).step_by(rows) {
+                    let oy1 = (oy0 + rows).min(g.ho);
+                    let cp = (oy1 - oy0) * g.wo;
+                    for ci in 0..g.cin {
+                        let xc = &x_n[ci * hw..(ci + 1) * hw];
+                        im2col_plane_rows(
+                            xc,
+                            g,
+                            oy0,
+                            oy1,
+                            &mut col[ci * kk * cp..(ci + 1) * kk * cp],
+                            cp,
+                        );
+                    }
+                    // SAFETY: sample n's output rows are written only here;
+                    // the chunk's columns lie inside them.
+                    unsafe {
+                        fwd_product(
+                            g,
+                            w,
+                            col.as_ptr(),
+                            cp,
+                            oy0 * g.wo,
+                            cp,
+                            yp.get().add(n * y_n_len),
+                            par,
+                        )
+                    };
+                    for gi in 0..g.groups {
+                        // SAFETY: col of group gi (kdim × cp) row-major; dyᵀ rows
+                        // of this chunk (cp × cout_g, row stride cout); dwᵀ of
+                        // group gi (kdim × cout_g) row-major.
+                        unsafe {
+                            matmul(
+                                kdim,
+                                cout_g,
+                                cp,
+                                dwt.as_mut_ptr().add(gi * kdim * cout_g),
+                                cout_g,
+                                true,
+                                Mat {
+                                    ptr: col.as_ptr().add(gi * kdim * cp),
+                                    rs: cp as isize,
+                                    cs: 1,
+                                },
+                                Mat {
+                                    ptr: dyt.as_ptr().add(oy0 * g.wo * g.cout + gi * cout_g),
+                                    rs: g.cout as isize,
+                                    cs: 1,
+                                },
+                                par,
+                            );
+                        }
+                    }
+                }
+            }
+        });
+        dwt
+    };
+    let mut parts: Vec<Vec<T>> = if chunks > 1 && g.n >= nt {
+        (0..chunks)
+            .into_par_iter()
+            .with_max_len(1)
+            .map(partial)
+            .collect()
+    } else {
+        (0..chunks).map(partial).collect()
+    };
+    let mut dwt = parts.swap_remove(0);
+    for part in parts {
+        for (d, s) in dwt.iter_mut().zip(part) {
+            *d += s;
+        }
+    }
+    let mut dw = output_vec::<T>(g.w_len());
+    for gi in 0..g.groups {
+        let m = kdim * cout_g;
+        transpose(
+            &dwt[gi * m..(gi + 1) * m],
+            kdim,
+            cout_g,
+            &mut dw[gi * m..(gi + 1) * m],
+        );
+    }
+    (y, dw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -917,6 +1042,12 @@ mod tests {
                 &conv2d_bwd_weight_batched(&x, &dy, &g),
                 &conv2d_bwd_weight_per_sample(&x, &dy, &g, usize::MAX),
             );
+            let (yf, dwf) = conv2d_fwd_and_weight_grad(&x, &wt, &dy, &g);
+            close(
+                &yf,
+                &conv2d_fwd_chunked(&x, &wt, None, None, &g, usize::MAX),
+            );
+            close(&dwf, &conv2d_bwd_weight_per_sample(&x, &dy, &g, usize::MAX));
         }
     }
 }
