@@ -693,3 +693,35 @@ fn broadcast_gradients_are_handled() {
         assert!(e < 1e-6, "{name}: {e:e}");
     }
 }
+
+/// The vendored candle autograd patch keeps a sum's broadcast gradient as a
+/// view only for our own ops: candle's rules that need contiguous
+/// gradients (matmul, index-add, ...) still get them, and every gradient
+/// equals the one from an explicit ones tensor.
+#[test]
+fn sum_gradients_reach_every_kind_of_op() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x = Var::from_tensor(&rand_t(&mut rng, &[6, 5], 1.0)).unwrap();
+    let w = Var::from_tensor(&rand_t(&mut rng, &[5, 4], 1.0)).unwrap();
+    let ids = Tensor::new(&[4u32, 0, 2, 2], &Device::Cpu).unwrap();
+    type Build = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
+    let cases: [(&str, Build); 4] = [
+        ("matmul", |x, w, _| x.matmul(w)),
+        ("index_select", |x, _, ids| x.index_select(ids, 0)),
+        ("leaky_relu", |x, _, _| ops::leaky_relu(x, 0.2)),
+        ("tanh of matmul", |x, w, _| ops::tanh(&x.matmul(w)?)),
+    ];
+    for (name, build) in cases {
+        let y = build(&x, &w, &ids).unwrap();
+        let g_sum = y.sum_all().unwrap().backward().unwrap();
+        let ones = Tensor::ones(y.dims(), DType::F32, &Device::Cpu).unwrap();
+        let g_ones = (build(&x, &w, &ids).unwrap() * ones)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let e = rel_err(g_sum.get(&x).unwrap(), g_ones.get(&x).unwrap());
+        assert!(e < 1e-6, "{name}: {e:e}");
+    }
+}

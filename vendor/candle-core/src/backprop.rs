@@ -693,6 +693,18 @@ impl Tensor {
     }
 }
 
+/// Whether `tensor` is the output of one of agesynth's custom ops (names
+/// starting with `agesynth-`), whose backward accepts a strided gradient
+/// (patch carried by agesynth).
+fn takes_strided_grad(tensor: &Tensor) -> bool {
+    match tensor.op() {
+        Some(Op::CustomOp1(_, c)) => c.name().starts_with("agesynth-"),
+        Some(Op::CustomOp2(_, _, c)) => c.name().starts_with("agesynth-"),
+        Some(Op::CustomOp3(_, _, _, c)) => c.name().starts_with("agesynth-"),
+        _ => false,
+    }
+}
+
 /// A store for gradients, associating a tensor id to the corresponding gradient tensor, used for back propagation.
 #[derive(Default, Debug)]
 pub struct GradStore(HashMap<TensorId, Tensor>);
@@ -731,10 +743,9 @@ impl GradStore {
     /// Get the gradient tensor associated with the given tensor, or, if it does not exist,
     /// insert a tensor of zeroes, with the same shape and type as the given tensors and return it
     /// Adds `grad` to the gradient of `tensor`. A first gradient that is
-    /// contiguous, or a broadcast single value reaching an intermediate node,
-    /// is stored as is instead of being added to fresh zeros (patch carried
-    /// by agesynth). Other strided first gradients, and broadcast ones
-    /// reaching a variable (whose gradient the caller reads), still go
+    /// contiguous, or a broadcast single value reaching one of agesynth's
+    /// custom ops, is stored as is instead of being added to fresh zeros
+    /// (patch carried by agesynth). Other strided first gradients still go
     /// through zeros + add, whose broadcast path is vectorised.
     fn accumulate(&mut self, tensor: &Tensor, grad: &Tensor) -> Result<()> {
         match self.0.entry(tensor.id()) {
@@ -745,11 +756,13 @@ impl GradStore {
             Entry::Vacant(entry) => {
                 let same = grad.dtype() == tensor.dtype() && grad.shape() == tensor.shape();
                 // A single value broadcast to the whole shape (the gradient of
-                // a sum or mean) stays a view for intermediate nodes: their
-                // backward rules read it through its strides.
+                // a sum or mean) stays a view when it reaches one of
+                // agesynth's custom ops, whose backward reads that value
+                // directly. Other consumers (matmul, index-add, ...) need
+                // contiguous gradients.
                 let broadcast_scalar = grad.stride().iter().all(|&s| s == 0);
                 let first = if same
-                    && (grad.is_contiguous() || (broadcast_scalar && !tensor.is_variable()))
+                    && (grad.is_contiguous() || (broadcast_scalar && takes_strided_grad(tensor)))
                 {
                     grad.clone()
                 } else {
