@@ -108,8 +108,8 @@ def main():
             cells = [f"{gf(c):.0f}" if c else "–", f"{gf(o):.0f}" if o else "–", speed,
                      f"{gf(o):.0f} ({gf(o) / CEILING:.0%})" if o else "–",
                      f"{gf(t_med):.0f} ({gf(t_best):.0f}) GFLOP/s" if t_med else "–",
-                     f"{t_med / o:.2f} ({t_best / o:.2f})" if t_med and o else "–"]
-            print(f"| {label} (GFLOP/s, higher is better; ratio = PyTorch time / ours) | " + " | ".join(cells) + " |")
+                     f"{o / t_med:.2f} ({o / t_best:.2f})" if t_med and o else "–"]
+            print(f"| {label} (GFLOP/s, higher is better; the ratio is of times) | " + " | ".join(cells) + " |")
             continue
         gf = f"{flops / o / 1e6:.0f} ({flops / o / 1e6 / CEILING:.0%})" if flops and o else "–"
         pt = f"{fmt(t_med)} ({fmt(t_best)})" if t_med else "–"
