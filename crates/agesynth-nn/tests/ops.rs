@@ -512,6 +512,48 @@ fn gradients_match_finite_differences() {
     );
 }
 
+/// Finite differences through the paths the shapes above are too small
+/// for: Winograd (3×3, stride 1, ≥ 16 channels), the fused modulated
+/// convolution, and the fused backward of a transposed convolution with
+/// more than 256 input pixels.
+#[test]
+fn fast_paths_match_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let x = rand_t(&mut rng, &[1, 16, 3, 5], 1.0);
+    let w = rand_t(&mut rng, &[16, 16, 3, 3], 0.3);
+    let b = rand_t(&mut rng, &[16], 0.5);
+    let p = ConvParams {
+        padding: 1,
+        ..Default::default()
+    };
+    fd_check(
+        "winograd conv2d",
+        &[x.clone(), w.clone(), b],
+        |t| ops::conv2d_act(&t[0], &t[1], Some(&t[2]), &p, Some(0.2)),
+        &mut rng,
+    );
+    let s = rand_t(&mut rng, &[1, 16], 1.0);
+    fd_check(
+        "fused modulated conv",
+        &[x, w, s],
+        |t| ops::modulated_conv2d(&t[0], &t[1], &t[2], true, &p),
+        &mut rng,
+    );
+    let pt = ConvTransposeParams {
+        padding: 1,
+        stride: 2,
+        ..Default::default()
+    };
+    let xt = rand_t(&mut rng, &[1, 2, 17, 16], 1.0);
+    let wt = rand_t(&mut rng, &[2, 3, 4, 4], 0.5);
+    fd_check(
+        "conv_transpose2d, fused backward",
+        &[xt, wt],
+        |t| ops::conv_transpose2d(&t[0], &t[1], None, &pt),
+        &mut rng,
+    );
+}
+
 #[test]
 fn bad_shapes_are_errors() {
     let x = Tensor::ones((1, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
