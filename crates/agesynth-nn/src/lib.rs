@@ -5,18 +5,25 @@
 //! GAN code builds on them.
 //!
 //! - [`ops`]: `conv2d`, `conv_transpose2d` (any stride, padding, dilation,
-//!   groups; fused bias and leaky ReLU), activations (leaky ReLU, tanh,
-//!   sigmoid, softplus) and per-channel scale-and-bias. On a CPU with `f32`
-//!   or `f64` tensors they run our kernels; on CUDA or in half precision they
-//!   fall back to candle's own ops, so model code is device-agnostic.
+//!   groups; fused bias and leaky ReLU), StyleGAN2's modulated convolution
+//!   (fused on the Winograd path), activations (leaky ReLU, tanh, sigmoid,
+//!   softplus) and per-channel scale-and-bias. On a CPU with `f32` or `f64`
+//!   tensors they run our kernels; on CUDA or in half precision they fall
+//!   back to candle's own ops, so model code is device-agnostic.
 //! - [`layers`]: [`Conv2d`], [`ConvTranspose2d`] and [`Activation`], built
 //!   like `candle_nn`'s (`new(&cfg, vb)`, weights named `weight` and `bias`).
 //! - [`kernels`]: the slice-level kernels themselves (im2col / col2im + GEMM
 //!   with the `gemm` crate's AVX-512 micro-kernels, parallel over the batch;
-//!   vectorised elementwise maps).
+//!   Winograd F(2×2, 3×3) for 3×3 stride-1 layers; vectorised elementwise
+//!   maps).
+//! - [`runtime`]: the process settings a CPU training binary applies at
+//!   start-up (allocator, thread pools).
 //!
 //! Every backward pass is written through the same custom ops, so a gradient
-//! of a gradient (e.g. an R1 penalty) can be taken where candle allows it.
+//! of a gradient (e.g. an R1 penalty) can be taken where candle allows it;
+//! the one exception is the fused modulated convolution, whose backward
+//! reports an error if differentiated (`ops::modulated_conv2d_unfused` is the
+//! twice-differentiable form).
 //!
 //! Binaries that train on a CPU should also install a fast global allocator
 //! (for example `mimalloc`) and keep freed memory mapped: large tensors are

@@ -2,6 +2,8 @@
 //!
 //! - [`conv`]: im2col / col2im + GEMM convolutions (forward, transposed,
 //!   weight gradient), parallel over the batch;
+//! - [`winograd`]: Winograd F(2×2, 3×3) for 3×3 stride-1 layers, with
+//!   per-sample channel scales for the fused modulated convolution;
 //! - [`eltwise`]: vectorised, parallel activations and per-channel affine
 //!   maps with their gradients.
 
