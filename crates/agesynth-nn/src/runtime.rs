@@ -16,8 +16,8 @@
 //! one other worker can be idle at a time.
 
 //!
-//! With the `mimalloc` feature, [`MiMalloc`] is mimalloc's global allocator
-//! and [`keep_freed_memory`] stops it from returning freed memory to the OS,
+//! With the `mimalloc` feature, `MiMalloc` is mimalloc's global allocator
+//! and `keep_freed_memory` stops it from returning freed memory to the OS,
 //! which large tensors otherwise page-fault back in on every step.
 //! [`tune_process`] applies every setting; binaries call it first thing in
 //! `main` and then run their work through [`run_on_pool`].
@@ -54,7 +54,7 @@ pub fn keep_freed_memory() -> bool {
 }
 
 /// Every process setting of this module: [`quiet_candle_pool`] and, with
-/// the `mimalloc` feature, [`keep_freed_memory`]. Call it first thing in
+/// the `mimalloc` feature, `keep_freed_memory`. Call it first thing in
 /// `main`, before other threads start.
 pub fn tune_process() {
     quiet_candle_pool();
