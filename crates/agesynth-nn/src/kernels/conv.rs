@@ -154,14 +154,43 @@ impl ConvGeom {
     }
 }
 
+/// `Σ_c partial(c)` over `c < chunks`, the chunks run in parallel when
+/// `parallel` (each computing its own partial sum of a reduction).
+pub(super) fn sum_partials<T: Float>(
+    chunks: usize,
+    parallel: bool,
+    partial: impl Fn(usize) -> Vec<T> + Sync + Send,
+) -> Vec<T> {
+    let mut parts: Vec<Vec<T>> = if parallel {
+        (0..chunks)
+            .into_par_iter()
+            .with_max_len(1)
+            .map(partial)
+            .collect()
+    } else {
+        (0..chunks).map(partial).collect()
+    };
+    let mut sum = parts.swap_remove(0);
+    for part in parts {
+        for (d, s) in sum.iter_mut().zip(part) {
+            *d += s;
+        }
+    }
+    sum
+}
+
 /// Raw pointer that may cross threads; every use writes a disjoint region.
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
+pub(super) struct SendPtr<T>(*mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
+    /// Wraps a pointer.
+    pub(super) fn new(p: *mut T) -> Self {
+        Self(p)
+    }
     /// Method access so that closures capture the whole (Send) wrapper.
-    fn get(&self) -> *mut T {
+    pub(super) fn get(&self) -> *mut T {
         self.0
     }
 }
@@ -843,21 +872,7 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, chunk
         }
         dwt
     };
-    let mut parts: Vec<Vec<T>> = if chunks > 1 && g.n >= nt {
-        (0..chunks)
-            .into_par_iter()
-            .with_max_len(1)
-            .map(partial)
-            .collect()
-    } else {
-        (0..chunks).map(partial).collect()
-    };
-    let mut dwt = parts.swap_remove(0);
-    for part in parts {
-        for (d, s) in dwt.iter_mut().zip(part) {
-            *d += s;
-        }
-    }
+    let dwt = sum_partials(chunks, chunks > 1 && g.n >= nt, partial);
     let mut dw = output_vec::<T>(g.w_len());
     for gi in 0..g.groups {
         let n = kdim * cout_g;
@@ -968,21 +983,7 @@ pub fn conv2d_fwd_and_weight_grad<T: Float>(
         });
         dwt
     };
-    let mut parts: Vec<Vec<T>> = if chunks > 1 && g.n >= nt {
-        (0..chunks)
-            .into_par_iter()
-            .with_max_len(1)
-            .map(partial)
-            .collect()
-    } else {
-        (0..chunks).map(partial).collect()
-    };
-    let mut dwt = parts.swap_remove(0);
-    for part in parts {
-        for (d, s) in dwt.iter_mut().zip(part) {
-            *d += s;
-        }
-    }
+    let dwt = sum_partials(chunks, chunks > 1 && g.n >= nt, partial);
     let mut dw = output_vec::<T>(g.w_len());
     for gi in 0..g.groups {
         let m = kdim * cout_g;

@@ -17,7 +17,7 @@
 //! the input rows split into even and odd columns, so that every step is a
 //! contiguous, vectorisable loop.
 
-use super::conv::{epilogue, matmul, ConvGeom, Mat};
+use super::conv::{epilogue, matmul, sum_partials, ConvGeom, Mat, SendPtr};
 use super::{num_threads, output_vec, Float};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -571,16 +571,6 @@ fn for_samples(n: usize, f: impl Fn(usize, Parallelism) + Sync + Send) {
     }
 }
 
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-impl<T> SendPtr<T> {
-    fn get(&self) -> *mut T {
-        self.0
-    }
-}
-
 /// Splits the scratch of one block: V (16·cin·nb), M (16·cout·nb),
 /// Mᵀ (16·cout·nb), row buffers (the per-sample weights come first, split
 /// off by the caller).
@@ -620,7 +610,7 @@ pub fn conv2d_fwd_scaled<T: Float>(
     let tl = Tiles::new(g);
     let u = transform_weights(w, g);
     let mut y = output_vec::<T>(g.y_len());
-    let yp = SendPtr(y.as_mut_ptr());
+    let yp = SendPtr::new(y.as_mut_ptr());
     let (x_len, y_len) = (g.cin * g.hw(), g.cout * g.p());
     for_samples(g.n, |n, par| {
         let x_n = &x[n * x_len..(n + 1) * x_len];
@@ -704,7 +694,7 @@ pub fn conv2d_bwd_input_scaled<T: Float>(
     let tl = Tiles::new(g);
     let u = transform_weights(w, g);
     let mut dx = vec![T::ZERO; g.x_len()];
-    let dxp = SendPtr(dx.as_mut_ptr());
+    let dxp = SendPtr::new(dx.as_mut_ptr());
     let (x_len, y_len) = (g.cin * g.hw(), g.cout * g.p());
     for_samples(g.n, |n, par| {
         let dy_n = &dy[n * y_len..(n + 1) * y_len];
@@ -803,7 +793,7 @@ pub fn conv2d_bwd_weight_scaled<T: Float>(
     let u = scales.map(|_| transform_weights(w, g));
     let mut ds = vec![T::ZERO; if scales.is_some() { g.n * g.cin } else { 0 }];
     let mut dd = vec![T::ZERO; if scales.is_some() { g.n * g.cout } else { 0 }];
-    let (dsp, ddp) = (SendPtr(ds.as_mut_ptr()), SendPtr(dd.as_mut_ptr()));
+    let (dsp, ddp) = (SendPtr::new(ds.as_mut_ptr()), SendPtr::new(dd.as_mut_ptr()));
     let uu = 16 * g.cin * g.cout;
     // Partial dUᵀ (16, cin, cout) over the samples of chunk c.
     let partial = |c: usize| -> Vec<T> {
@@ -915,21 +905,7 @@ pub fn conv2d_bwd_weight_scaled<T: Float>(
         });
         dut
     };
-    let mut parts: Vec<Vec<T>> = if chunks > 1 && g.n >= nt {
-        (0..chunks)
-            .into_par_iter()
-            .with_max_len(1)
-            .map(partial)
-            .collect()
-    } else {
-        (0..chunks).map(partial).collect()
-    };
-    let mut dut = parts.swap_remove(0);
-    for part in parts {
-        for (d, s) in dut.iter_mut().zip(part) {
-            *d += s;
-        }
-    }
+    let dut = sum_partials(chunks, chunks > 1 && g.n >= nt, partial);
     let dw = weight_grad_from_tiles(&dut, g);
     (dw, scales.map(|_| (ds, dd)))
 }
