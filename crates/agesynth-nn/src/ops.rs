@@ -126,6 +126,28 @@ fn is_f64(s: &CpuStorage) -> Result<bool> {
     }
 }
 
+/// `CustomOp3::cpu_fwd` for an op whose `run::<T>` takes its three
+/// `(storage, layout)` pairs: f64 or f32 by the first input's dtype.
+macro_rules! cpu_fwd3_by_dtype {
+    () => {
+        fn cpu_fwd(
+            &self,
+            s1: &CpuStorage,
+            l1: &Layout,
+            s2: &CpuStorage,
+            l2: &Layout,
+            s3: &CpuStorage,
+            l3: &Layout,
+        ) -> Result<(CpuStorage, Shape)> {
+            if is_f64(s1)? {
+                self.run::<f64>([(s1, l1), (s2, l2), (s3, l3)])
+            } else {
+                self.run::<f32>([(s1, l1), (s2, l2), (s3, l3)])
+            }
+        }
+    };
+}
+
 use candle_core::backend::BackendStorage;
 
 /// `g` as a contiguous tensor. The gradient of a sum or mean arrives as one
@@ -565,21 +587,7 @@ impl CustomOp3 for ConvPairOp {
     fn name(&self) -> &'static str {
         "agesynth-conv2d-and-grad-weight"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        if is_f64(s1)? {
-            self.run::<f64>([(s1, l1), (s2, l2), (s3, l3)])
-        } else {
-            self.run::<f32>([(s1, l1), (s2, l2), (s3, l3)])
-        }
-    }
+    cpu_fwd3_by_dtype!();
     /// The adjoints of the two parts, each through its own op's backward.
     fn bwd(
         &self,
@@ -1392,21 +1400,7 @@ impl CustomOp3 for ModConvOp {
     fn name(&self) -> &'static str {
         "agesynth-modulated-conv2d"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        if is_f64(s1)? {
-            self.run::<f64>([(s1, l1), (s2, l2), (s3, l3)])
-        } else {
-            self.run::<f32>([(s1, l1), (s2, l2), (s3, l3)])
-        }
-    }
+    cpu_fwd3_by_dtype!();
     fn bwd(
         &self,
         x: &Tensor,
@@ -1524,21 +1518,7 @@ impl CustomOp3 for ModConvBwdOp {
     fn name(&self) -> &'static str {
         "agesynth-modulated-conv2d-backward"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        if is_f64(s1)? {
-            self.run::<f64>([(s1, l1), (s2, l2), (s3, l3)])
-        } else {
-            self.run::<f32>([(s1, l1), (s2, l2), (s3, l3)])
-        }
-    }
+    cpu_fwd3_by_dtype!();
 }
 
 /// Demodulation factors `1 / sqrt(Σᵢₖ (w[o,i,k]·s[n,i])² + 1e-8)`, shape `(n, cout)`.
