@@ -694,6 +694,18 @@ pub fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     T::transpose(src, rows, cols, dst)
 }
 
+/// `dw (groups, cout_g, kdim)` from the `dwᵀ (groups, kdim, cout_g)` the
+/// weight-gradient GEMMs accumulate.
+fn weight_grad_from_transposed<T: Float>(dwt: &[T], g: &ConvGeom) -> Vec<T> {
+    let (kdim, cout_g) = (g.kdim(), g.cout_g());
+    let m = kdim * cout_g;
+    let mut dw = output_vec::<T>(g.w_len());
+    for (src, dst) in dwt.chunks_exact(m).zip(dw.chunks_exact_mut(m)) {
+        transpose(src, kdim, cout_g, dst);
+    }
+    dw
+}
+
 /// Weight gradient of [`conv2d_fwd`]: `dw = Σₙ dyₙ · col(xₙ)ᵀ`, shape
 /// `(cout, cin/groups, kh, kw)`.
 ///
@@ -779,17 +791,7 @@ fn conv2d_bwd_weight_batched<T: Float>(x: &[T], dy: &[T], g: &ConvGeom) -> Vec<T
             }
         }
     });
-    let mut dw = output_vec::<T>(g.w_len());
-    for gi in 0..g.groups {
-        let n = kdim * cout_g;
-        transpose(
-            &dwt[gi * n..(gi + 1) * n],
-            kdim,
-            cout_g,
-            &mut dw[gi * n..(gi + 1) * n],
-        );
-    }
-    dw
+    weight_grad_from_transposed(&dwt, g)
 }
 
 fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, chunk: usize) -> Vec<T> {
@@ -873,17 +875,7 @@ fn conv2d_bwd_weight_per_sample<T: Float>(x: &[T], dy: &[T], g: &ConvGeom, chunk
         dwt
     };
     let dwt = sum_partials(chunks, chunks > 1 && g.n >= nt, partial);
-    let mut dw = output_vec::<T>(g.w_len());
-    for gi in 0..g.groups {
-        let n = kdim * cout_g;
-        transpose(
-            &dwt[gi * n..(gi + 1) * n],
-            kdim,
-            cout_g,
-            &mut dw[gi * n..(gi + 1) * n],
-        );
-    }
-    dw
+    weight_grad_from_transposed(&dwt, g)
 }
 
 /// Whether [`conv2d_fwd_and_weight_grad`] pays on this geometry: an im2col
@@ -984,16 +976,7 @@ pub fn conv2d_fwd_and_weight_grad<T: Float>(
         dwt
     };
     let dwt = sum_partials(chunks, chunks > 1 && g.n >= nt, partial);
-    let mut dw = output_vec::<T>(g.w_len());
-    for gi in 0..g.groups {
-        let m = kdim * cout_g;
-        transpose(
-            &dwt[gi * m..(gi + 1) * m],
-            kdim,
-            cout_g,
-            &mut dw[gi * m..(gi + 1) * m],
-        );
-    }
+    let dw = weight_grad_from_transposed(&dwt, g);
     (y, dw)
 }
 
