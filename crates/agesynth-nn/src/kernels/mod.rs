@@ -295,52 +295,21 @@ fn scatter_add_strided_generic<T: Copy + std::ops::Add<Output = T> + Default>(
     }
 }
 
-/// [`conv::im2col_plane_rows`] for `f32`, compiled for AVX-512, AVX2 and
-/// baseline and picked at run time (one dispatch per plane, not per row).
-fn im2col_rows_f32(
-    xc: &[f32],
-    g: &conv::ConvGeom,
-    oy0: usize,
-    oy1: usize,
-    rows: &mut [f32],
-    ld: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-        unsafe fn v4(
-            xc: &[f32],
-            g: &conv::ConvGeom,
-            oy0: usize,
-            oy1: usize,
-            rows: &mut [f32],
-            ld: usize,
-        ) {
-            // (Explicit masked AVX-512 gathers were slower here than the
-            // compiler's 256-bit shuffles: masked loads are slow on this CPU.)
-            conv::im2col_rows_body(xc, g, oy0, oy1, rows, ld, gather_strided_generic)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn v3(
-            xc: &[f32],
-            g: &conv::ConvGeom,
-            oy0: usize,
-            oy1: usize,
-            rows: &mut [f32],
-            ld: usize,
-        ) {
-            conv::im2col_rows_body(xc, g, oy0, oy1, rows, ld, gather_strided_generic)
-        }
-        if has_avx512() {
-            // SAFETY: the CPU supports the enabled features (checked).
-            return unsafe { v4(xc, g, oy0, oy1, rows, ld) };
-        }
-        if has_avx2() {
-            // SAFETY: as above.
-            return unsafe { v3(xc, g, oy0, oy1, rows, ld) };
-        }
+multiversion! {
+    /// [`conv::im2col_plane_rows`] for `f32`, compiled for AVX-512, AVX2 and
+    /// baseline and picked at run time (one dispatch per plane, not per row).
+    /// (Explicit masked AVX-512 gathers were slower here than the compiler's
+    /// 256-bit shuffles: masked loads are slow on this CPU.)
+    fn im2col_rows_f32(
+        xc: &[f32],
+        g: &conv::ConvGeom,
+        oy0: usize,
+        oy1: usize,
+        rows: &mut [f32],
+        ld: usize,
+    ) {
+        conv::im2col_rows_body(xc, g, oy0, oy1, rows, ld, gather_strided_generic)
     }
-    conv::im2col_rows_body(xc, g, oy0, oy1, rows, ld, gather_strided_generic)
 }
 
 /// [`conv::col2im_rows`] for `f32`: AVX-512 (masked stride-2 scatter-adds),
