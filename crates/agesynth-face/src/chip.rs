@@ -25,6 +25,7 @@
 
 use agesynth_core::{Error, Result};
 use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
 
 /// The padding of UTKFace's aligned chips in dlib's `get_face_chip_details`
 /// convention (measured 0.194; dlib's default is 0.2).
@@ -127,6 +128,127 @@ pub fn crop_resize(images: &Tensor, chip: ChipBox, size: usize) -> Result<Tensor
     Ok(x.reshape((n, c, size, size))?)
 }
 
+/// A rectangle of an image in fractions of its width and height (it may
+/// extend past the image; outside pixels read as black). face-api's networks
+/// take detection boxes, which are rectangles rather than dlib's squares.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaceRect {
+    /// Left edge, fraction of the width.
+    pub left: f64,
+    /// Top edge, fraction of the height.
+    pub top: f64,
+    /// Width, fraction of the width.
+    pub width: f64,
+    /// Height, fraction of the height.
+    pub height: f64,
+}
+
+impl FaceRect {
+    /// The whole image.
+    pub const FULL: FaceRect = FaceRect {
+        left: 0.0,
+        top: 0.0,
+        width: 1.0,
+        height: 1.0,
+    };
+
+    /// The rectangle in whole pixels of a `width`×`height` image, each
+    /// coordinate rounded down as face-api's `Box.floor()` does before it
+    /// slices a face out of an image (at least one pixel wide and high).
+    pub fn pixels(&self, width: usize, height: usize) -> PixelRect {
+        PixelRect {
+            x: (self.left * width as f64).floor() as i64,
+            y: (self.top * height as f64).floor() as i64,
+            width: ((self.width * width as f64).floor() as usize).max(1),
+            height: ((self.height * height as f64).floor() as usize).max(1),
+        }
+    }
+}
+
+/// A rectangle of an image in pixels (it may extend past the image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PixelRect {
+    /// Left column.
+    pub x: i64,
+    /// Top row.
+    pub y: i64,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+}
+
+/// Row-major `(dst, src)` matrix of TF.js's `resizeBilinear(…, alignCorners
+/// = false, halfPixelCenters = false)` along one axis, applied to the
+/// `len` samples starting at `start` of a `src`-sample axis after
+/// face-api's `padToSquare(…, isCenterImage = true)` padded them to `side`
+/// samples. The output sample `i` reads the padded axis at `i·side/dst`
+/// (no half-pixel offset, no antialiasing), mixing its floor and ceiling
+/// (clamped to `side − 1`) linearly. padToSquare appends `round((side −
+/// len) / 2)` zeros (JavaScript rounds halves up) and prepends the rest;
+/// those zeros, and samples outside the source axis, are black.
+pub fn tf_resize_matrix(src: usize, start: i64, len: usize, side: usize, dst: usize) -> Vec<f32> {
+    let diff = side.saturating_sub(len);
+    let before = diff - diff.div_ceil(2);
+    let ratio = side as f64 / dst as f64;
+    let mut m = vec![0f32; dst * src];
+    for i in 0..dst {
+        let f = ratio * i as f64;
+        let lo = f.floor().max(0.0) as usize;
+        let frac = f - lo as f64;
+        let hi = (f.ceil() as usize).min(side - 1);
+        for (p, w) in [(lo, 1.0 - frac), (hi, frac)] {
+            if w == 0.0 || p < before || p - before >= len {
+                continue;
+            }
+            let s = start + (p - before) as i64;
+            if s >= 0 && (s as usize) < src {
+                m[i * src + s as usize] += w as f32;
+            }
+        }
+    }
+    m
+}
+
+/// face-api's preparation of a face for a network of input `size`: the
+/// rectangle `rect` sliced out of each image of `images` `(N, C, H, W)`
+/// (pixels outside the image black), padded with black to a centred square
+/// (`padToSquare(…, true)`) and resized to `size`×`size` by TF.js's bilinear
+/// `resizeBilinear` (see [`tf_resize_matrix`]; skipped when the square
+/// already has that size, as face-api does). Written as two matrix products,
+/// so it is differentiable with respect to `images`.
+pub fn face_api_resize(images: &Tensor, rect: PixelRect, size: usize) -> Result<Tensor> {
+    let (n, c, h, w) = images.dims4()?;
+    if h == 0 || w == 0 || size == 0 || rect.width == 0 || rect.height == 0 {
+        return Err(Error::InvalidInput(format!(
+            "cannot cut a {}x{} face out of a {h}x{w} image at {size}x{size}",
+            rect.width, rect.height
+        )));
+    }
+    let side = rect.width.max(rect.height);
+    let whole = rect.x == 0 && rect.y == 0 && rect.width == w && rect.height == h;
+    if whole && side == size && w == h {
+        return Ok(images.clone());
+    }
+    let dev = images.device();
+    let ry = Tensor::from_vec(
+        tf_resize_matrix(h, rect.y, rect.height, side, size),
+        (size, h),
+        dev,
+    )?
+    .to_dtype(images.dtype())?;
+    let rx = Tensor::from_vec(
+        tf_resize_matrix(w, rect.x, rect.width, side, size),
+        (size, w),
+        dev,
+    )?
+    .to_dtype(images.dtype())?;
+    let x = images.reshape((n * c, h, w))?;
+    let x = ry.unsqueeze(0)?.broadcast_matmul(&x)?;
+    let x = x.broadcast_matmul(&rx.t()?.unsqueeze(0)?)?;
+    Ok(x.reshape((n, c, size, size))?)
+}
+
 /// Converts images in `[-1, 1]` to dlib's pixel scale `[0, 255]`.
 pub fn to_pixels(images: &Tensor) -> Result<Tensor> {
     Ok(((images + 1.0)? * 127.5)?)
@@ -190,6 +312,82 @@ mod tests {
         let m = resample_matrix(200, 150, b.left, b.size);
         let first: f32 = m[..200].iter().sum();
         assert!(first < 0.01, "{first}");
+    }
+
+    #[test]
+    fn tf_resize_samples_without_half_pixel_offset_and_pads_like_face_api() {
+        // 4 -> 2: outputs read samples 0 and 2; 2 -> 4: 0, 0.5, 1, 1 (clamped).
+        assert_eq!(
+            tf_resize_matrix(4, 0, 4, 4, 2),
+            vec![1., 0., 0., 0., 0., 0., 1., 0.]
+        );
+        assert_eq!(
+            tf_resize_matrix(2, 0, 2, 2, 4),
+            vec![1., 0., 0.5, 0.5, 0., 1., 0., 1.]
+        );
+        // Same size: the identity.
+        let id = tf_resize_matrix(3, 0, 3, 3, 3);
+        assert_eq!(id, vec![1., 0., 0., 0., 1., 0., 0., 0., 1.]);
+        // padToSquare of 3 samples to 4 appends round(0.5) = 1 zero (JS
+        // rounds halves up) and prepends none; of 3 to 6 it appends
+        // round(1.5) = 2 and prepends 1.
+        let m = tf_resize_matrix(3, 0, 3, 4, 4);
+        assert_eq!(&m[..3], &[1., 0., 0.]);
+        assert_eq!(&m[9..], &[0., 0., 0.]);
+        let m = tf_resize_matrix(3, 0, 3, 6, 6);
+        assert_eq!(&m[..3], &[0., 0., 0.]);
+        assert_eq!(&m[3..6], &[1., 0., 0.]);
+        assert_eq!(&m[9..12], &[0., 0., 1.]);
+        assert_eq!(&m[12..], &[0.; 6]);
+        // A crop starting before the image: outside samples are black.
+        let m = tf_resize_matrix(4, -1, 3, 3, 3);
+        assert_eq!(m, vec![0., 0., 0., 0., 1., 0., 0., 0., 0., 1., 0., 0.]);
+    }
+
+    #[test]
+    fn face_api_resize_slices_pads_and_resizes() {
+        let x = Tensor::arange(0f32, 16.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 4, 4))
+            .unwrap();
+        // The whole square image at its own size is returned as is.
+        let r = FaceRect::FULL.pixels(4, 4);
+        assert_eq!(
+            face_api_resize(&x, r, 4)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            (0..16).map(|v| v as f32).collect::<Vec<_>>()
+        );
+        // A 2-wide, 3-high slice padded to 3x3 (one black column appended).
+        let rect = PixelRect {
+            x: 1,
+            y: 0,
+            width: 2,
+            height: 3,
+        };
+        let y = face_api_resize(&x, rect, 3).unwrap();
+        assert_eq!(
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![1., 2., 0., 5., 6., 0., 9., 10., 0.]
+        );
+        let f = FaceRect {
+            left: 0.051,
+            top: -0.03,
+            width: 0.858,
+            height: 0.963,
+        };
+        assert_eq!(
+            f.pixels(200, 200),
+            PixelRect {
+                x: 10,
+                y: -6,
+                width: 171,
+                height: 192
+            }
+        );
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   identity-preservation metric), behind [`agesynth_core::FaceEmbedder`];
 //! - [`age`]: dlib's ResNet age estimator (81-class softmax), behind
 //!   [`agesynth_core::AgeEstimator`];
+//! - [`age_gender`]: face-api's AgeGenderNet (TinyXception; age regression
+//!   and male/female softmax), a second age judge behind
+//!   [`agesynth_core::AgeEstimator`] that also reads gender;
 //! - [`resnet`]: the dlib-style ResNet blocks both are made of;
 //! - [`chip`]: how a UTKFace-framed image maps to each network's chip;
 //! - [`detect`]: the MTCNN face detector (boxes, scores, five landmarks),
@@ -23,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod age;
+pub mod age_gender;
 pub mod align;
 pub mod chip;
 pub mod detect;
@@ -33,4 +37,5 @@ pub mod mtcnn;
 pub mod resnet;
 
 pub use age::{AgeConfig, DlibAgeEstimator};
+pub use age_gender::{AgeGender, AgeGenderConfig, FaceApiAgeGender};
 pub use embedder::{DlibFaceEmbedder, EmbedderConfig};

