@@ -4,7 +4,10 @@
 mod common;
 
 use agesynth_core::candle_core::{Device, Tensor};
-use agesynth_face::{AgeConfig, DlibAgeEstimator, DlibFaceEmbedder, EmbedderConfig};
+use agesynth_face::{
+    AgeConfig, AgeGenderConfig, DlibAgeEstimator, DlibFaceEmbedder, EmbedderConfig,
+    FaceApiAgeGender,
+};
 use common::*;
 
 #[test]
@@ -85,4 +88,58 @@ fn ages_match_onnxruntime_within_a_tenth_of_a_year() {
     for (a, b) in ages.iter().zip(&want) {
         assert!((a - b).abs() < 0.1, "age {a} vs reference {b}");
     }
+}
+
+#[test]
+fn age_gender_matches_face_api() {
+    let net = FaceApiAgeGender::load(
+        &AgeGenderConfig::default(),
+        &weights("age_gender.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let reference = json("age_gender_reference.json");
+    let inputs: Vec<Tensor> = reference["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| png_pixels(&fixture(n.as_str().unwrap())))
+        .collect();
+    let want_ages = floats(&reference["ages"]);
+    let want_genders: Vec<Vec<f32>> = reference["genders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(floats)
+        .collect();
+    assert_eq!(inputs.len(), want_ages.len());
+    // The faces differ in size (face-api pads and resizes each to 112), so
+    // one at a time; the first two are 112x112 and also go as a batch.
+    let mut got: Vec<(f32, Vec<f32>)> = Vec::new();
+    for x in &inputs {
+        let out = net.predict_faces(x).unwrap();
+        let age = out.age.to_vec1::<f32>().unwrap()[0];
+        got.push((age, out.gender.to_vec2::<f32>().unwrap().remove(0)));
+    }
+    let batch = net
+        .predict_chips(&Tensor::cat(&inputs[..2], 0).unwrap())
+        .unwrap();
+    let batch_ages = batch.age.to_vec1::<f32>().unwrap();
+    let (mut worst_age, mut worst_p) = (0f32, 0f32);
+    for (i, (age, gender)) in got.iter().enumerate() {
+        worst_age = worst_age.max((age - want_ages[i]).abs());
+        for (a, b) in gender.iter().zip(&want_genders[i]) {
+            worst_p = worst_p.max((a - b).abs());
+        }
+        if i < 2 {
+            assert!((batch_ages[i] - age).abs() < 1e-4, "batch vs single {i}");
+        }
+    }
+    println!(
+        "age-gender: ages {:?} vs face-api {want_ages:?}; max abs age difference {worst_age:.2e} \
+         years, max abs probability difference {worst_p:.2e}",
+        got.iter().map(|g| g.0).collect::<Vec<_>>()
+    );
+    assert!(worst_age < 0.05, "max abs age difference {worst_age}");
+    assert!(worst_p < 1e-3, "max abs probability difference {worst_p}");
 }
