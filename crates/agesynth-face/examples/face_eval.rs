@@ -1,5 +1,6 @@
 //! Full-count evaluation of the face networks on UTKFace chips (the counts
-//! of the real-data tests are reduced for CI):
+//! of the real-data tests are reduced for CI): verification, dlib's age
+//! error, and face-api's age error and gender accuracy on the same chips:
 //!
 //! ```text
 //! cargo run --release -p agesynth-face --example face_eval -- \
@@ -14,7 +15,10 @@
 use std::path::{Path, PathBuf};
 
 use agesynth_core::candle_core::Device;
-use agesynth_face::{eval, AgeConfig, DlibAgeEstimator, DlibFaceEmbedder, EmbedderConfig};
+use agesynth_face::{
+    eval, AgeConfig, AgeGenderConfig, DlibAgeEstimator, DlibFaceEmbedder, EmbedderConfig,
+    FaceApiAgeGender,
+};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,6 +53,17 @@ fn main() -> anyhow::Result<()> {
     )?;
     let t = std::time::Instant::now();
     let r = eval::age_mae(&est, &utk, n_age, 11, &dev)?;
+    print!("{r}");
+    println!("  [{:.1} s]", t.elapsed().as_secs_f64());
+    // face-api's age-gender net on the same chips.
+    let net = FaceApiAgeGender::load(
+        &AgeGenderConfig::default(),
+        &root.join("weights/age_gender.safetensors"),
+        &dev,
+    )?;
+    let t = std::time::Instant::now();
+    let r = eval::age_gender(&net, &utk, n_age, 11, &dev)?;
+    println!("face-api age-gender:");
     print!("{r}");
     println!("  [{:.1} s]", t.elapsed().as_secs_f64());
     Ok(())

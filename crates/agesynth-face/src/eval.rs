@@ -1,6 +1,7 @@
 //! Measuring the networks on a folder of UTKFace chips: identity
-//! verification against mirror images and random pairs, and age error per
-//! age group. Used by the real-data tests and the `face_eval` example.
+//! verification against mirror images and random pairs, age error per age
+//! group, and gender accuracy. Used by the real-data tests and the
+//! `face_eval` example.
 
 use std::{
     fmt,
@@ -10,11 +11,15 @@ use std::{
 use agesynth_core::{AgeBins, AgeEstimator, Error, FaceEmbedder, FaceImage, Result};
 use candle_core::{Device, Tensor};
 
+use crate::age_gender::FaceApiAgeGender;
+
 /// The labelled chips of a UTKFace folder (`AGE_GENDER_RACE_DATE.jpg.chip.jpg`),
 /// sorted by file name; files whose name has no age are skipped.
 #[derive(Clone, Debug)]
 pub struct Utk {
     files: Vec<(PathBuf, f32)>,
+    /// Gender label of each file (0 male, 1 female), where the name has one.
+    genders: Vec<Option<u8>>,
 }
 
 impl Utk {
@@ -36,7 +41,18 @@ impl Utk {
         if files.is_empty() {
             return Err(Error::dataset(dir, "no UTKFace chips (AGE_*.jpg)"));
         }
-        Ok(Utk { files })
+        let genders = files
+            .iter()
+            .map(|(p, _)| {
+                let name = p.file_name()?.to_str()?;
+                match name.split('_').nth(1)? {
+                    "0" => Some(0),
+                    "1" => Some(1),
+                    _ => None,
+                }
+            })
+            .collect();
+        Ok(Utk { files, genders })
     }
 
     /// Number of chips.
@@ -65,6 +81,12 @@ impl Utk {
     /// Path and age label of chip `i`.
     pub fn get(&self, i: usize) -> (&Path, f32) {
         (&self.files[i].0, self.files[i].1)
+    }
+
+    /// Gender label of chip `i` (UTKFace's second name field: 0 male, 1
+    /// female), `None` where the name has no valid one.
+    pub fn gender(&self, i: usize) -> Option<u8> {
+        self.genders[i]
     }
 
     /// Decodes chips `idx` as a `(N, 3, H, W)` batch in `[-1, 1]` (all chips
@@ -239,7 +261,6 @@ pub fn age_mae(
     device: &Device,
 ) -> Result<AgeReport> {
     let idx = utk.sample(n, seed);
-    let bins = AgeBins::default();
     let mut pairs = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(32) {
         let ages = est.estimate(&utk.load(chunk, device)?)?.to_vec1::<f32>()?;
@@ -247,6 +268,13 @@ pub fn age_mae(
             pairs.push((utk.get(i).1, a));
         }
     }
+    Ok(age_report(&pairs))
+}
+
+/// The age error of (label, estimate) pairs, overall and per age group of
+/// [`AgeBins::default`].
+fn age_report(pairs: &[(f32, f32)]) -> AgeReport {
+    let bins = AgeBins::default();
     let count = pairs.len().max(1) as f32;
     let mae = pairs.iter().map(|(l, a)| (a - l).abs()).sum::<f32>() / count;
     let bias = pairs.iter().map(|(l, a)| a - l).sum::<f32>() / count;
@@ -270,11 +298,80 @@ pub fn age_mae(
             sel.iter().map(|(l, a)| a - l).sum::<f32>() / k,
         ));
     }
-    Ok(AgeReport {
+    AgeReport {
         faces: pairs.len(),
         mae,
         bias,
         mae_of_mean,
         groups,
+    }
+}
+
+/// Result of [`age_gender`].
+#[derive(Clone, Debug)]
+pub struct AgeGenderReport {
+    /// The age error.
+    pub age: AgeReport,
+    /// Chips with a gender label.
+    pub gender_faces: usize,
+    /// Labelled chips whose more probable gender is the label.
+    pub gender_correct: usize,
+    /// Per label (male, female): chips, correct.
+    pub per_gender: [(usize, usize); 2],
+}
+
+impl AgeGenderReport {
+    /// Fraction of labelled chips read as their labelled gender.
+    pub fn gender_accuracy(&self) -> f64 {
+        self.gender_correct as f64 / self.gender_faces.max(1) as f64
+    }
+}
+
+impl fmt::Display for AgeGenderReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.age)?;
+        let [(m, mc), (w, wc)] = self.per_gender;
+        writeln!(
+            f,
+            "gender on {} chips: {:.1}% correct (male {mc}/{m}, female {wc}/{w})",
+            self.gender_faces,
+            100.0 * self.gender_accuracy()
+        )
+    }
+}
+
+/// Ages and genders of `n` chips drawn with `seed` by face-api's age-gender
+/// network: the age error as [`age_mae`] reports it (the same chips for the
+/// same `n` and `seed`) and the share of chips whose more probable gender
+/// is UTKFace's label.
+pub fn age_gender(
+    net: &FaceApiAgeGender,
+    utk: &Utk,
+    n: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<AgeGenderReport> {
+    let idx = utk.sample(n, seed);
+    let mut pairs = Vec::with_capacity(idx.len());
+    let mut per_gender = [(0usize, 0usize); 2];
+    for chunk in idx.chunks(32) {
+        let out = net.predict(&utk.load(chunk, device)?)?;
+        let ages = out.age.to_vec1::<f32>()?;
+        let probs = out.gender.to_vec2::<f32>()?;
+        for ((&i, a), p) in chunk.iter().zip(ages).zip(probs) {
+            pairs.push((utk.get(i).1, a));
+            if let Some(g) = utk.gender(i) {
+                // face-api: male when P(male) > 0.5, else female.
+                let said = u8::from(p[crate::age_gender::MALE] <= 0.5);
+                per_gender[g as usize].0 += 1;
+                per_gender[g as usize].1 += usize::from(said == g);
+            }
+        }
+    }
+    Ok(AgeGenderReport {
+        age: age_report(&pairs),
+        gender_faces: per_gender[0].0 + per_gender[1].0,
+        gender_correct: per_gender[0].1 + per_gender[1].1,
+        per_gender,
     })
 }

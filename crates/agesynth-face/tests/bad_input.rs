@@ -8,7 +8,10 @@ use agesynth_core::{
     candle_core::{DType, Device, Tensor},
     AgeEstimator, FaceEmbedder,
 };
-use agesynth_face::{import, AgeConfig, DlibAgeEstimator, DlibFaceEmbedder, EmbedderConfig};
+use agesynth_face::{
+    import, AgeConfig, AgeGenderConfig, DlibAgeEstimator, DlibFaceEmbedder, EmbedderConfig,
+    FaceApiAgeGender,
+};
 use common::*;
 
 #[test]
@@ -106,4 +109,48 @@ fn wrong_shapes_and_nan_are_errors_not_panics() {
     // is resampled to the chip, so a tiny image still gives an answer.
     let tiny = Tensor::zeros((2, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
     assert_eq!(emb.embed(&tiny).unwrap().dims(), &[2, 128]);
+}
+
+#[test]
+fn age_gender_weights_and_inputs_are_checked() {
+    // The dlib age weights are not the age-gender net's.
+    let path = weights("age.safetensors");
+    let msg = FaceApiAgeGender::load(&AgeGenderConfig::default(), &path, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("age.safetensors") && msg.contains("xception.entry_flow.conv_in.weight"),
+        "{msg}"
+    );
+    let msg = FaceApiAgeGender::load(
+        &AgeGenderConfig::default(),
+        std::path::Path::new("nope/age_gender.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(msg.contains("age_gender.safetensors"), "{msg}");
+    // An unpinned package: the manifest is named.
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("model")).unwrap();
+    fs::write(dir.path().join(import::AGE_GENDER_MANIFEST), b"[]").unwrap();
+    let msg = import::import_age_gender(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("age_gender_model-weights_manifest.json") && msg.contains("sha256"),
+        "{msg}"
+    );
+    // Wrong shapes and NaN are errors.
+    let net = FaceApiAgeGender::load(
+        &AgeGenderConfig::default(),
+        &weights("age_gender.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let grey = Tensor::zeros((1, 1, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    assert!(net.estimate(&grey).is_err());
+    let nan = (Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap() / 0.0).unwrap();
+    let msg = net.estimate(&nan).unwrap_err().to_string();
+    assert!(msg.contains("NaN"), "{msg}");
 }
