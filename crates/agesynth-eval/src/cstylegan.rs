@@ -1,11 +1,13 @@
 //! Measuring a cStyleGAN: for every age group, faces generated at that
-//! group — does the age estimator put them in it, does MTCNN find a face,
-//! and how far are they, in identity-feature Fréchet distance, from real
-//! faces of the group.
+//! group — does the age estimator (and the second age judge, face-api's
+//! age-gender network) put them in it, does MTCNN find a face, and how far
+//! are they, in identity-feature Fréchet distance, from real faces of the
+//! group. The same latents are rendered at every group, so the second
+//! judge's genders also say whether a latent keeps its gender across ages.
 
 use std::{fmt::Write as _, path::Path, time::Instant};
 
-use agesynth_core::{batch::tensor_to_images, io, AgeGroup, Error, FaceImage, Result};
+use agesynth_core::{batch::tensor_to_images, io, AgeBins, AgeGroup, Error, FaceImage, Result};
 use agesynth_cstylegan::{seeded_latents, GenerateOptions, Generator, Noise};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +56,16 @@ pub struct CStyleGanRow {
     pub age_accuracy: Option<f64>,
     /// Mean absolute error of the estimated age to the group's centre.
     pub age_mae: Option<f64>,
+    /// The same age-group accuracy by the second age judge (face-api);
+    /// `None` without one.
+    #[serde(default)]
+    pub judge_age_accuracy: Option<f64>,
+    /// The same MAE by the second age judge; `None` without one.
+    #[serde(default)]
+    pub judge_age_mae: Option<f64>,
+    /// Fraction the second judge reads as female; `None` without one.
+    #[serde(default)]
+    pub female_share: Option<f64>,
     /// Fraction in which MTCNN finds a face.
     pub detection_rate: Option<f64>,
     /// Identity-feature Fréchet distance (not Inception FID) to the real
@@ -66,6 +78,29 @@ pub struct CStyleGanRow {
     pub real_age_accuracy: Option<f64>,
     /// Detection rate on those real faces.
     pub real_detection_rate: Option<f64>,
+    /// The second judge's age-group accuracy on those real faces.
+    #[serde(default)]
+    pub real_judge_age_accuracy: Option<f64>,
+}
+
+/// Does a latent keep its gender across age groups? Measured by the second
+/// judge over the groups from 10–19 up (its gender is unreliable on young
+/// children).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenderAgreement {
+    /// The groups compared (lower bound ≥ 10 years).
+    pub groups: Vec<String>,
+    /// Latents (identities) compared.
+    pub identities: usize,
+    /// Identities read as the same gender at every one of those groups.
+    pub consistent: usize,
+}
+
+impl GenderAgreement {
+    /// Share of identities read as one gender at every compared group.
+    pub fn share(&self) -> f64 {
+        self.consistent as f64 / self.identities.max(1) as f64
+    }
 }
 
 /// The result of [`evaluate_cstylegan`].
@@ -73,6 +108,11 @@ pub struct CStyleGanRow {
 pub struct CStyleGanResult {
     /// A row per group, then `"overall"`.
     pub rows: Vec<CStyleGanRow>,
+    /// The second age judge's name (`"face-api"`), `None` without one.
+    pub judge: Option<String>,
+    /// Gender agreement across groups (with a second judge and at least
+    /// two groups from 10–19 up).
+    pub gender_agreement: Option<GenderAgreement>,
     /// The first latents at every group.
     pub sheet: FaceImage,
     /// Time spent per network.
@@ -100,16 +140,22 @@ pub fn evaluate_cstylegan(
     let mut real: Vec<Vec<Vec<f32>>> = vec![Vec::new(); g];
     let mut real_ages: Vec<Vec<f32>> = vec![Vec::new(); g];
     let mut real_det: Vec<Vec<bool>> = vec![Vec::new(); g];
+    let mut real_judge: Vec<Vec<f32>> = vec![Vec::new(); g];
     for (k, f) in reference.iter().enumerate() {
         let t = bins.group_of_years(f.age.max(0.0) as u32).0;
         real[t].push(real_feats.embeddings[k].clone());
         real_ages[t].push(real_feats.ages[k]);
         real_det[t].push(real_feats.detected[k]);
+        if real_feats.has_judge() {
+            real_judge[t].push(real_feats.judge_ages[k]);
+        }
     }
     let mut rows = Vec::new();
     let mut sheet_tiles: Vec<Vec<FaceImage>> = vec![Vec::new(); opts.sheet_rows.min(opts.count)];
     let (mut all_embs, mut all_det) = (Vec::new(), Vec::new());
     let (mut hits, mut abs_err, mut n_all) = (0usize, 0f64, 0usize);
+    let (mut judge_hits, mut judge_err, mut judge_n) = (0usize, 0f64, 0usize);
+    let (mut females, mut all_female) = (0usize, Vec::with_capacity(g));
     for t in bins.groups() {
         let mut images = Vec::with_capacity(opts.count);
         for (b, start) in (0..opts.count).step_by(opts.batch.max(1)).enumerate() {
@@ -143,17 +189,47 @@ pub fn evaluate_cstylegan(
             .map(|&a| (a as f64 - bins.centre(t) as f64).abs())
             .sum::<f64>();
         n_all += f.ages.len();
+        let judged = f.has_judge();
+        let (judge_acc, judge_mae) = if judged {
+            metrics::age_accuracy_and_mae(&bins, &f.judge_ages, t).unzip()
+        } else {
+            (None, None)
+        };
+        let female_share = judged.then(|| {
+            let k = f.female.iter().filter(|&&p| p >= 0.5).count();
+            females += k;
+            k as f64 / f.female.len().max(1) as f64
+        });
+        if judged {
+            judge_hits += f
+                .judge_ages
+                .iter()
+                .filter(|&&a| bins.group(a).is_ok_and(|x| x == t))
+                .count();
+            judge_err += f
+                .judge_ages
+                .iter()
+                .map(|&a| (a as f64 - bins.centre(t) as f64).abs())
+                .sum::<f64>();
+            judge_n += f.judge_ages.len();
+            all_female.push(f.female.clone());
+        }
         rows.push(CStyleGanRow {
             group: bins.label(t),
             n: f.len(),
             age_accuracy: acc,
             age_mae: mae,
+            judge_age_accuracy: judge_acc,
+            judge_age_mae: judge_mae,
+            female_share,
             detection_rate: metrics::detection_rate(&f.detected),
             frechet: metrics::frechet_distance(&f.embeddings, &real[t.0])?,
             n_real: real[t.0].len(),
             real_age_accuracy: metrics::age_accuracy_and_mae(&bins, &real_ages[t.0], t)
                 .map(|x| x.0),
             real_detection_rate: metrics::detection_rate(&real_det[t.0]),
+            real_judge_age_accuracy: metrics::age_accuracy_and_mae(&bins, &real_judge[t.0], t)
+                .map(|x| x.0),
         });
         all_det.extend(f.detected);
         all_embs.extend(f.embeddings);
@@ -170,24 +246,71 @@ pub fn evaluate_cstylegan(
         .sum();
     let n_real_all = real_ages.iter().map(Vec::len).sum::<usize>();
     let real_overall = (n_real_all > 0).then(|| real_hits as f64 / n_real_all as f64);
+    let real_judge_hits: usize = bins
+        .groups()
+        .map(|t| {
+            real_judge[t.0]
+                .iter()
+                .filter(|&&a| bins.group(a).is_ok_and(|x| x == t))
+                .count()
+        })
+        .sum();
+    let n_real_judge = real_judge.iter().map(Vec::len).sum::<usize>();
     rows.push(CStyleGanRow {
         group: "overall".into(),
         n: n_all,
         age_accuracy: (n_all > 0).then(|| hits as f64 / n_all as f64),
         age_mae: (n_all > 0).then(|| abs_err / n_all as f64),
+        judge_age_accuracy: (judge_n > 0).then(|| judge_hits as f64 / judge_n as f64),
+        judge_age_mae: (judge_n > 0).then(|| judge_err / judge_n as f64),
+        female_share: (judge_n > 0).then(|| females as f64 / judge_n as f64),
         detection_rate: metrics::detection_rate(&all_det),
         frechet: metrics::frechet_distance(&all_embs, &real_all)?,
         n_real: real_all.len(),
         real_age_accuracy: real_overall,
         real_detection_rate: metrics::detection_rate(&real_det.concat()),
+        real_judge_age_accuracy: (n_real_judge > 0)
+            .then(|| real_judge_hits as f64 / n_real_judge as f64),
     });
+    let gender_agreement = (all_female.len() == g)
+        .then(|| gender_agreement(&bins, &all_female))
+        .flatten();
     let tiles: Vec<FaceImage> = sheet_tiles.into_iter().flatten().collect();
     let labels: Vec<String> = bins.groups().map(|t: AgeGroup| bins.label(t)).collect();
     let sheet = agesynth_train::grid::compose(&tiles, g, Some(&labels))?;
     Ok(CStyleGanResult {
         rows,
+        judge: analyzer.judge_name().map(str::to_string),
+        gender_agreement,
         sheet,
         timings: analyzer.timings(),
+    })
+}
+
+/// Gender agreement of `female[group][latent]` (probabilities of female,
+/// the same latents at every group) over the groups whose lower bound is at
+/// least 10 years; `None` with fewer than two such groups or no latent.
+/// A latent is read as female where the probability is at least 0.5 (as
+/// face-api calls "male" only above 0.5 for male).
+pub fn gender_agreement(bins: &AgeBins, female: &[Vec<f32>]) -> Option<GenderAgreement> {
+    let groups: Vec<AgeGroup> = bins
+        .groups()
+        .filter(|t| bins.range(*t).0 >= 10.0 && t.0 < female.len())
+        .collect();
+    let identities = groups.iter().map(|t| female[t.0].len()).min()?;
+    if groups.len() < 2 || identities == 0 {
+        return None;
+    }
+    let consistent = (0..identities)
+        .filter(|&k| {
+            let first = female[groups[0].0][k] >= 0.5;
+            groups.iter().all(|t| (female[t.0][k] >= 0.5) == first)
+        })
+        .count();
+    Some(GenderAgreement {
+        groups: groups.iter().map(|&t| bins.label(t)).collect(),
+        identities,
+        consistent,
     })
 }
 
@@ -204,8 +327,14 @@ type Chart = (
 pub struct CStyleGanMetricsFile {
     /// Model, data, options.
     pub settings: serde_json::Value,
+    /// The second age judge (`"face-api"`), `None` when it was not run.
+    #[serde(default)]
+    pub judge: Option<String>,
     /// Per group, then overall.
     pub rows: Vec<CStyleGanRow>,
+    /// Gender agreement across groups by the second judge.
+    #[serde(default)]
+    pub gender_agreement: Option<GenderAgreement>,
 }
 
 /// Writes `report.md`, `metrics.json`, `samples.png` and one chart per
@@ -216,6 +345,19 @@ pub fn write_cstylegan_report(
     settings: serde_json::Value,
     wall_s: f64,
 ) -> Result<()> {
+    write_cstylegan_report_with_notes(out, result, settings, wall_s, None)
+}
+
+/// [`write_cstylegan_report`], with `judge_missing` (why the second age
+/// judge was not run, naming its weights file) said in the report when the
+/// result has no judge.
+pub fn write_cstylegan_report_with_notes(
+    out: &Path,
+    result: &CStyleGanResult,
+    settings: serde_json::Value,
+    wall_s: f64,
+    judge_missing: Option<&str>,
+) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| Error::io("creating", out, e))?;
     let r6 = |v: Option<f64>| v.map(|x| (x * 1e6).round() / 1e6);
     let rows: Vec<CStyleGanRow> = result
@@ -224,10 +366,14 @@ pub fn write_cstylegan_report(
         .map(|r| CStyleGanRow {
             age_accuracy: r6(r.age_accuracy),
             age_mae: r6(r.age_mae),
+            judge_age_accuracy: r6(r.judge_age_accuracy),
+            judge_age_mae: r6(r.judge_age_mae),
+            female_share: r6(r.female_share),
             detection_rate: r6(r.detection_rate),
             frechet: r6(r.frechet),
             real_age_accuracy: r6(r.real_age_accuracy),
             real_detection_rate: r6(r.real_detection_rate),
+            real_judge_age_accuracy: r6(r.real_judge_age_accuracy),
             ..r.clone()
         })
         .collect();
@@ -235,7 +381,9 @@ pub fn write_cstylegan_report(
         out.join("metrics.json"),
         &CStyleGanMetricsFile {
             settings: settings.clone(),
+            judge: result.judge.clone(),
             rows: rows.clone(),
+            gender_agreement: result.gender_agreement.clone(),
         },
     )?;
     agesynth_train::grid::save_png(out.join("samples.png"), &result.sheet)?;
@@ -249,11 +397,17 @@ pub fn write_cstylegan_report(
             }
         })
         .collect();
-    let charts: [Chart; 4] = [
+    let charts: [Chart; 5] = [
         (
             "age_accuracy",
             "Estimated group = conditioned group",
             |r| r.age_accuracy,
+            Some(1.0),
+        ),
+        (
+            "age_accuracy_face_api",
+            "Estimated group = conditioned group, face-api",
+            |r| r.judge_age_accuracy,
             Some(1.0),
         ),
         (
@@ -275,10 +429,15 @@ pub fn write_cstylegan_report(
             None,
         ),
     ];
+    let mut drawn = Vec::new();
     for (stem, title, get, y_max) in charts {
         let values = vec![rows.iter().map(get).collect::<Vec<_>>()];
+        if values[0].iter().all(Option::is_none) {
+            continue;
+        }
         let img = plot::bar_chart(title, &clusters, &["cStyleGAN".into()], &values, y_max)?;
         agesynth_train::grid::save_png(out.join(format!("plot_{stem}.png")), &img)?;
+        drawn.push((stem, title));
     }
     let t = &result.timings;
     let mut s = String::from("# cStyleGAN evaluation\n\n## Settings\n\n");
@@ -289,30 +448,78 @@ pub fn write_cstylegan_report(
     }
     let _ = writeln!(
         s,
-        "- wall time: {wall_s:.1} s (loading {:.1} s, generator {:.1} s, embedder {:.1} s, age estimator {:.1} s, detection {:.1} s)\n",
-        t.load_s, t.generate_s, t.embed_s, t.age_s, t.detect_s
+        "- wall time: {wall_s:.1} s (loading {:.1} s, generator {:.1} s, embedder {:.1} s, age estimator {:.1} s, age-gender judge {:.1} s, detection {:.1} s)\n",
+        t.load_s, t.generate_s, t.embed_s, t.age_s, t.age_gender_s, t.detect_s
     );
     let _ = writeln!(
         s,
         "Age: dlib's age estimator on each generated face; accuracy = its group equals the \
          conditioned group; MAE to the group's centre. Detection: MTCNN on the face upsampled to \
          {} px. Fréchet: {FRECHET_LABEL}, between the 128-D dlib embeddings of the generated faces \
-         and of real UTKFace test-split faces of the group. The last two columns measure those real \
-         faces the same way: the age estimator's accuracy on real photos is the ceiling for the \
-         generated ones.\n",
+         and of real UTKFace test-split faces of the group. The \"real faces\" columns measure those \
+         real faces the same way: the age estimator's accuracy on real photos is the ceiling for \
+         the generated ones.\n",
         crate::features::DETECT_SIZE
     );
-    s += "| group | n | estimated group = conditioned ↑ | age MAE to centre ↓ | detection ↑ | Fréchet (id. features) ↓ | real n | real faces: estimated group = own group | real faces: detection |\n";
-    s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    let judge = result.judge.as_deref();
+    match (judge, judge_missing) {
+        (Some(j), _) => {
+            let _ = writeln!(
+                s,
+                "Second age judge ({j}): face-api's age-gender network on the face box its detector \
+                 draws on a UTKFace-framed chip; the same accuracy and MAE, on the generated and on \
+                 the real faces, and the share of faces it reads as female. It was trained on 80% \
+                 of UTKFace (among other sets), so on the real faces it partly sees its training \
+                 data.\n"
+            );
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(s, "Second age judge (face-api): not measured, {why}.\n");
+        }
+        (None, None) => {}
+    }
+    s += "| group | n | estimated group = conditioned (dlib) ↑ | age MAE to centre (dlib) ↓ |";
+    if let Some(j) = judge {
+        let _ = write!(
+            s,
+            " estimated group = conditioned ({j}) ↑ | age MAE to centre ({j}) ↓ | read as female ({j}) |"
+        );
+    }
+    s += " detection ↑ | Fréchet (id. features) ↓ | real n | real faces: estimated group = own group (dlib) |";
+    if let Some(j) = judge {
+        let _ = write!(s, " real faces: estimated group = own group ({j}) |");
+    }
+    s += " real faces: detection |\n";
+    s += "|---|---:|---:|---:|";
+    if judge.is_some() {
+        s += "---:|---:|---:|";
+    }
+    s += "---:|---:|---:|---:|";
+    if judge.is_some() {
+        s += "---:|";
+    }
+    s += "---:|\n";
     let pct = |v: Option<f64>| {
         v.map(|x| format!("{:.1}%", 100.0 * x))
             .unwrap_or("–".into())
     };
     let num = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or("–".into());
     for r in &rows {
+        let (judged, real_judged) = match judge {
+            Some(_) => (
+                format!(
+                    " {} | {} | {} |",
+                    pct(r.judge_age_accuracy),
+                    num(r.judge_age_mae),
+                    pct(r.female_share)
+                ),
+                format!(" {} |", pct(r.real_judge_age_accuracy)),
+            ),
+            None => (String::new(), String::new()),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} |{judged} {} | {} | {} | {} |{real_judged} {} |",
             r.group,
             r.n,
             pct(r.age_accuracy),
@@ -324,9 +531,48 @@ pub fn write_cstylegan_report(
             pct(r.real_detection_rate),
         );
     }
+    if let Some(a) = &result.gender_agreement {
+        let _ = writeln!(
+            s,
+            "\nGender agreement ({}): {}/{} identities ({:.1}%) are read as the same gender at \
+             every group from {} to {} (the same latent rendered at each group).",
+            judge.unwrap_or("face-api"),
+            a.consistent,
+            a.identities,
+            100.0 * a.share(),
+            a.groups.first().map(String::as_str).unwrap_or("–"),
+            a.groups.last().map(String::as_str).unwrap_or("–"),
+        );
+    }
     s += "\n![samples](samples.png)\n";
-    for (stem, title, _, _) in charts {
+    for (stem, title) in drawn {
         let _ = writeln!(s, "\n![{title}](plot_{stem}.png)");
     }
     io::atomic_write_bytes(out.join("report.md"), s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gender_agreement_compares_the_groups_from_ten_up() {
+        let bins = AgeBins::default();
+        // Latent 0 is female from 10-19 up (male as a child: not compared);
+        // latent 1 turns male at 50+; latent 2 is male throughout.
+        let female: Vec<Vec<f32>> = vec![
+            vec![0.1, 0.9, 0.2],
+            vec![0.8, 0.9, 0.1],
+            vec![0.7, 0.6, 0.3],
+            vec![0.9, 0.7, 0.4],
+            vec![0.6, 0.5, 0.0],
+            vec![0.9, 0.4, 0.2],
+        ];
+        let a = gender_agreement(&bins, &female).unwrap();
+        assert_eq!(a.groups, ["10-19", "20-29", "30-39", "40-49", "50+"]);
+        assert_eq!((a.identities, a.consistent), (3, 2));
+        assert!((a.share() - 2.0 / 3.0).abs() < 1e-12);
+        // Fewer than two groups from ten up: nothing to compare.
+        assert!(gender_agreement(&bins, &female[..2]).is_none());
+    }
 }

@@ -254,6 +254,13 @@ pub struct Row {
     pub age_accuracy: Option<f64>,
     /// Mean absolute error of the estimated age to the group's centre.
     pub age_mae: Option<f64>,
+    /// The same age-group accuracy by the second age judge (face-api's
+    /// age-gender network); `None` without one.
+    #[serde(default)]
+    pub judge_age_accuracy: Option<f64>,
+    /// The same age MAE by the second age judge; `None` without one.
+    #[serde(default)]
+    pub judge_age_mae: Option<f64>,
     /// Identity-feature Fréchet distance (not Inception FID) between the
     /// outputs and the real faces of the group.
     pub frechet: Option<f64>,
@@ -280,6 +287,8 @@ pub struct EvalResult {
     pub n_gallery: usize,
     /// Faces in the reference pool, per group.
     pub reference_per_group: Vec<usize>,
+    /// The second age judge's name (`"face-api"`), `None` without one.
+    pub judge: Option<String>,
     /// Time spent per network.
     pub timings: Timings,
 }
@@ -300,6 +309,7 @@ struct Acc {
     dist: Vec<f64>,
     nearest: Vec<f64>,
     ages: Vec<f32>,
+    judge_ages: Vec<f32>,
     embs: Vec<Vec<f32>>,
 }
 
@@ -311,8 +321,33 @@ impl Acc {
             self.nearest.push(metrics::l2(&f.embeddings[k], n));
         }
         self.ages.push(f.ages[k]);
+        if f.has_judge() {
+            self.judge_ages.push(f.judge_ages[k]);
+        }
         self.embs.push(f.embeddings[k].clone());
     }
+}
+
+/// Over rows that each have their own target group: the share of `ages`
+/// in their row's group and the mean absolute error to its centre (`None`
+/// when there is no age).
+fn overall_age(bins: &AgeBins, per_group: &[(AgeGroup, &[f32])]) -> Option<(f64, f64)> {
+    let n: usize = per_group.iter().map(|(_, a)| a.len()).sum();
+    if n == 0 {
+        return None;
+    }
+    let (mut hits, mut abs_err) = (0usize, 0f64);
+    for &(t, ages) in per_group {
+        hits += ages
+            .iter()
+            .filter(|&&a| bins.group(a).map(|x| x == t).unwrap_or(false))
+            .count();
+        abs_err += ages
+            .iter()
+            .map(|&a| (a as f64 - bins.centre(t) as f64).abs())
+            .sum::<f64>();
+    }
+    Some((hits as f64 / n as f64, abs_err / n as f64))
 }
 
 fn make_row(
@@ -328,6 +363,10 @@ fn make_row(
         Some(t) => metrics::age_accuracy_and_mae(bins, &acc.ages, t).unzip(),
         None => (None, None),
     };
+    let (judge_age_accuracy, judge_age_mae) = match target {
+        Some(t) => metrics::age_accuracy_and_mae(bins, &acc.judge_ages, t).unzip(),
+        None => (None, None),
+    };
     Ok(Row {
         method: method.to_string(),
         group,
@@ -339,6 +378,8 @@ fn make_row(
         n_nearest_real: acc.nearest.len(),
         age_accuracy,
         age_mae,
+        judge_age_accuracy,
+        judge_age_mae,
         frechet: metrics::frechet_distance(&acc.embs, real)?,
         n_real: real.len(),
     })
@@ -529,23 +570,19 @@ pub fn evaluate_with_progress(
         }
         // Overall: every row; the age accuracy counts hits of each row's own
         // target, the MAE each row's own centre.
-        let mut hits = 0usize;
-        let mut abs_err = 0f64;
-        for (t, acc) in bins.groups().zip(accs) {
-            hits += acc
-                .ages
-                .iter()
-                .filter(|&&a| bins.group(a).map(|x| x == t).unwrap_or(false))
-                .count();
-            abs_err += acc
-                .ages
-                .iter()
-                .map(|&a| (a as f64 - bins.centre(t) as f64).abs())
-                .sum::<f64>();
+        let by_group = |get: fn(&Acc) -> &[f32]| -> Option<(f64, f64)> {
+            let per: Vec<(AgeGroup, &[f32])> =
+                bins.groups().zip(&accs).map(|(t, a)| (t, get(a))).collect();
+            overall_age(bins, &per)
+        };
+        let dlib_overall = by_group(|a| &a.ages);
+        let judge_overall = by_group(|a| &a.judge_ages);
+        for acc in accs {
             all.detected.extend(acc.detected);
             all.dist.extend(acc.dist);
             all.nearest.extend(acc.nearest);
             all.ages.extend(acc.ages);
+            all.judge_ages.extend(acc.judge_ages);
             all.embs.extend(acc.embs);
         }
         let mut overall = make_row(
@@ -557,10 +594,8 @@ pub fn evaluate_with_progress(
             threshold,
             &real_all,
         )?;
-        if !all.ages.is_empty() {
-            overall.age_accuracy = Some(hits as f64 / all.ages.len() as f64);
-            overall.age_mae = Some(abs_err / all.ages.len() as f64);
-        }
+        (overall.age_accuracy, overall.age_mae) = dlib_overall.unzip();
+        (overall.judge_age_accuracy, overall.judge_age_mae) = judge_overall.unzip();
         rows.push(overall);
     }
     let mut labels = vec![String::new()];
@@ -582,6 +617,7 @@ pub fn evaluate_with_progress(
         n_inputs: data.inputs.len(),
         n_gallery: data.gallery.len(),
         reference_per_group: real.iter().map(Vec::len).collect(),
+        judge: analyzer.judge_name().map(str::to_string),
         timings: analyzer.timings(),
     })
 }

@@ -1,6 +1,7 @@
 //! What the metrics are computed from: for each face image, whether MTCNN
-//! finds a face in it, its identity embedding and its estimated age, computed
-//! in batches and timed.
+//! finds a face in it, its identity embedding and its estimated age, and,
+//! where a second judge is given, that judge's age and gender (face-api's
+//! age-gender network), computed in batches and timed.
 
 use std::{
     path::Path,
@@ -9,7 +10,10 @@ use std::{
 };
 
 use agesynth_core::{AgeEstimator, Error, FaceEmbedder, FaceImage, Result};
-use agesynth_face::detect::{Mtcnn, MtcnnConfig};
+use agesynth_face::{
+    detect::{Mtcnn, MtcnnConfig},
+    FaceApiAgeGender,
+};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -68,6 +72,27 @@ impl FaceDetector for MtcnnDetector {
     }
 }
 
+/// A second judge of age that also reads gender: face-api's age-gender
+/// network, measured beside dlib's age estimator.
+pub trait AgeGenderJudge: Send + Sync {
+    /// Short name for table headers (`"face-api"`).
+    fn name(&self) -> &str;
+    /// Ages `(N,)` in years and probabilities of female `(N,)` of
+    /// UTKFace-framed images `(N, 3, H, W)` in `[-1, 1]`.
+    fn judge(&self, images: &Tensor) -> Result<(Tensor, Tensor)>;
+}
+
+impl AgeGenderJudge for FaceApiAgeGender {
+    fn name(&self) -> &str {
+        "face-api"
+    }
+
+    fn judge(&self, images: &Tensor) -> Result<(Tensor, Tensor)> {
+        let out = self.predict(images)?;
+        Ok((out.age.clone(), out.female()?))
+    }
+}
+
 /// Per-image features.
 #[derive(Clone, Debug, Default)]
 pub struct Features {
@@ -77,6 +102,10 @@ pub struct Features {
     pub ages: Vec<f32>,
     /// Whether a face was detected.
     pub detected: Vec<bool>,
+    /// The second judge's ages in years (empty without one).
+    pub judge_ages: Vec<f32>,
+    /// The second judge's probabilities of female (empty without one).
+    pub female: Vec<f32>,
 }
 
 impl Features {
@@ -95,6 +124,13 @@ impl Features {
         self.embeddings.extend(other.embeddings);
         self.ages.extend(other.ages);
         self.detected.extend(other.detected);
+        self.judge_ages.extend(other.judge_ages);
+        self.female.extend(other.female);
+    }
+
+    /// True when the second judge measured these images.
+    pub fn has_judge(&self) -> bool {
+        !self.ages.is_empty() && self.judge_ages.len() == self.ages.len()
     }
 }
 
@@ -109,17 +145,22 @@ pub struct Timings {
     pub embed_s: f64,
     /// Seconds in the age estimator.
     pub age_s: f64,
+    /// Seconds in the second age (and gender) judge.
+    #[serde(default)]
+    pub age_gender_s: f64,
     /// Seconds in face detection (upsampling included).
     pub detect_s: f64,
     /// Seconds computing the metrics (Fréchet distances) and writing files.
     pub report_s: f64,
 }
 
-/// The three networks the metrics need, run in batches.
+/// The three networks the metrics need, and optionally a second age and
+/// gender judge, run in batches.
 pub struct Analyzer<'a> {
     embedder: &'a dyn FaceEmbedder,
     estimator: &'a dyn AgeEstimator,
     detector: &'a dyn FaceDetector,
+    judge: Option<&'a dyn AgeGenderJudge>,
     device: Device,
     batch: usize,
     timings: Mutex<Timings>,
@@ -139,10 +180,23 @@ impl<'a> Analyzer<'a> {
             embedder,
             estimator,
             detector,
+            judge: None,
             device: device.clone(),
             batch: batch.max(1),
             timings: Mutex::new(Timings::default()),
         }
+    }
+
+    /// Adds a second judge of age and gender, run on every image beside the
+    /// age estimator.
+    pub fn with_judge(mut self, judge: &'a dyn AgeGenderJudge) -> Self {
+        self.judge = Some(judge);
+        self
+    }
+
+    /// The second judge's name, if there is one.
+    pub fn judge_name(&self) -> Option<&str> {
+        self.judge.map(|j| j.name())
     }
 
     /// The embedder's same-person threshold.
@@ -178,6 +232,32 @@ impl<'a> Analyzer<'a> {
             let t = Instant::now();
             let ages = self.estimator.estimate(&x)?.to_vec1::<f32>()?;
             self.add_time(|t| &mut t.age_s, t.elapsed());
+            let (judge_ages, female) = match self.judge {
+                Some(j) => {
+                    let t = Instant::now();
+                    let (a, f) = j.judge(&x)?;
+                    let (a, f) = (a.to_vec1::<f32>()?, f.to_vec1::<f32>()?);
+                    self.add_time(|t| &mut t.age_gender_s, t.elapsed());
+                    if a.len() != chunk.len() || f.len() != chunk.len() {
+                        return Err(Error::InvalidInput(format!(
+                            "the {} judge returned {} ages and {} genders for {} images",
+                            j.name(),
+                            a.len(),
+                            f.len(),
+                            chunk.len()
+                        )));
+                    }
+                    if let Some(bad) = a.iter().chain(&f).position(|v| !v.is_finite()) {
+                        return Err(Error::InvalidInput(format!(
+                            "the {} judge returned a non-finite value for image {} of a batch",
+                            j.name(),
+                            bad % chunk.len()
+                        )));
+                    }
+                    (a, f)
+                }
+                None => (Vec::new(), Vec::new()),
+            };
             let t = Instant::now();
             let detected = chunk
                 .par_iter()
@@ -201,6 +281,8 @@ impl<'a> Analyzer<'a> {
                 embeddings: emb,
                 ages,
                 detected,
+                judge_ages,
+                female,
             });
         }
         Ok(out)
@@ -235,14 +317,44 @@ pub struct FaceNets {
     pub estimator: agesynth_face::DlibAgeEstimator,
     /// MTCNN on upsampled chips.
     pub detector: MtcnnDetector,
+    /// face-api's age-gender network, the second age judge; `None` when
+    /// its weights file is not in the folder (see
+    /// [`FaceNets::age_gender_missing`]).
+    pub age_gender: Option<FaceApiAgeGender>,
+    /// Why there is no second judge: a message naming the missing file.
+    pub age_gender_missing: Option<String>,
 }
 
 impl FaceNets {
     /// Loads `face_recognition.safetensors`, `age.safetensors` and
-    /// `mtcnn.safetensors` from `dir` (the repository's `weights/`).
+    /// `mtcnn.safetensors` from `dir` (the repository's `weights/`), and
+    /// `age_gender.safetensors` when it is there: without it the face-api
+    /// columns are left out of the reports (the message is in
+    /// [`FaceNets::age_gender_missing`]); a file that is there but cannot be
+    /// read is an error.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        use agesynth_face::import::{mtcnn::MTCNN_WEIGHTS, AGE_WEIGHTS, FACE_RECOGNITION_WEIGHTS};
+        use agesynth_face::import::{
+            mtcnn::MTCNN_WEIGHTS, AGE_GENDER_WEIGHTS, AGE_WEIGHTS, FACE_RECOGNITION_WEIGHTS,
+        };
+        let ag_path = dir.join(AGE_GENDER_WEIGHTS);
+        let (age_gender, age_gender_missing) = if ag_path.exists() {
+            let net = FaceApiAgeGender::load(
+                &agesynth_face::AgeGenderConfig::default(),
+                &ag_path,
+                device,
+            )?;
+            (Some(net), None)
+        } else {
+            let msg = format!(
+                "{} not found: the face-api age and gender columns are left out \
+                 (scripts/fetch-weights.sh or `agesynth weights import --face-api` writes it)",
+                ag_path.display()
+            );
+            (None, Some(msg))
+        };
         Ok(FaceNets {
+            age_gender,
+            age_gender_missing,
             embedder: agesynth_face::DlibFaceEmbedder::load(
                 &agesynth_face::EmbedderConfig::default(),
                 &dir.join(FACE_RECOGNITION_WEIGHTS),
@@ -257,14 +369,19 @@ impl FaceNets {
         })
     }
 
-    /// An [`Analyzer`] over these networks.
+    /// An [`Analyzer`] over these networks, with the age-gender network as
+    /// its second judge when it was loaded.
     pub fn analyzer(&self, device: &Device, batch: usize) -> Analyzer<'_> {
-        Analyzer::new(
+        let a = Analyzer::new(
             &self.embedder,
             &self.estimator,
             &self.detector,
             device,
             batch,
-        )
+        );
+        match &self.age_gender {
+            Some(net) => a.with_judge(net),
+            None => a,
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! every target age group and its outputs are measured with the face
 //! networks behind the core traits
 //! ([`FaceEmbedder`](agesynth_core::FaceEmbedder),
-//! [`AgeEstimator`](agesynth_core::AgeEstimator)) and MTCNN:
+//! [`AgeEstimator`](agesynth_core::AgeEstimator)), MTCNN and, when its
+//! weights are there, a second age judge that also reads gender
+//! ([`features::AgeGenderJudge`]: face-api's age-gender network):
 //!
 //! - [`metrics`]: pure functions — face-detection rate, identity L2 and
 //!   verification rate, age-group accuracy and MAE to the group centre,
@@ -22,8 +24,9 @@
 //!   split, a reference pool per group;
 //! - [`report`] and [`plot`]: `report.md`, `metrics.json`, bar charts and
 //!   the sample sheet;
-//! - [`cstylegan`]: the cStyleGAN's own measures (conditioned-age accuracy,
-//!   detection rate, Fréchet distance per group).
+//! - [`cstylegan`]: the cStyleGAN's own measures (conditioned-age accuracy
+//!   by both judges, detection rate, Fréchet distance per group, and whether
+//!   a latent keeps its gender across groups).
 #![deny(missing_docs)]
 
 pub mod cstylegan;
@@ -39,4 +42,4 @@ pub use evaluate::{
     evaluate, evaluate_with_progress, CopyInput, EvalData, EvalFace, EvalOptions, EvalResult,
     GeneratorMethod, Method, RandomReal, Rendered, Row,
 };
-pub use features::{Analyzer, FaceDetector, Features, MtcnnDetector, Timings};
+pub use features::{AgeGenderJudge, Analyzer, FaceDetector, Features, MtcnnDetector, Timings};

@@ -27,6 +27,9 @@ pub struct MetricsFile {
     pub groups: Vec<String>,
     /// The methods' names.
     pub methods: Vec<String>,
+    /// The second age judge (`"face-api"`), `None` when it was not run.
+    #[serde(default)]
+    pub judge: Option<String>,
     /// Per method, per target group then overall.
     pub rows: Vec<Row>,
 }
@@ -49,6 +52,8 @@ impl MetricsFile {
                 nearest_real_l2: round6(r.nearest_real_l2),
                 age_accuracy: round6(r.age_accuracy),
                 age_mae: round6(r.age_mae),
+                judge_age_accuracy: round6(r.judge_age_accuracy),
+                judge_age_mae: round6(r.judge_age_mae),
                 frechet: round6(r.frechet),
                 ..r.clone()
             })
@@ -60,6 +65,7 @@ impl MetricsFile {
             reference_per_group: result.reference_per_group.clone(),
             groups: result.groups.clone(),
             methods: result.methods.clone(),
+            judge: result.judge.clone(),
             rows,
         }
     }
@@ -81,8 +87,9 @@ type Metric = (
     Option<f64>,
 );
 
-/// Every metric charted.
-pub const METRICS: [Metric; 7] = [
+/// Every metric charted (those without a value, such as the second age
+/// judge's when it was not run, are skipped).
+pub const METRICS: [Metric; 9] = [
     (
         "detection_rate",
         "Face detection rate (MTCNN)",
@@ -120,6 +127,18 @@ pub const METRICS: [Metric; 7] = [
         None,
     ),
     (
+        "age_accuracy_face_api",
+        "Age-group accuracy (face-api)",
+        |r| r.judge_age_accuracy,
+        Some(1.0),
+    ),
+    (
+        "age_mae_face_api",
+        "Age MAE to the group centre, face-api (years)",
+        |r| r.judge_age_mae,
+        None,
+    ),
+    (
         "frechet",
         "Identity-feature Frechet distance (not FID)",
         |r| r.frechet,
@@ -127,15 +146,33 @@ pub const METRICS: [Metric; 7] = [
     ),
 ];
 
-/// The Markdown table of `rows`.
-pub fn markdown_table(rows: &[Row]) -> String {
+/// The Markdown table of `rows`. The age columns are dlib's age
+/// estimator's; when `judge` names a second age judge, its age-group
+/// accuracy and MAE follow them.
+pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
     let mut s = String::new();
-    s += "| target | method | n | detection | identity L2 ↓ | verif. @0.6 ↑ | L2 to nearest-age real photo ↓ | age-group acc. ↑ | age MAE to centre ↓ | Fréchet (id. features) ↓ |\n";
-    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    s += "| target | method | n | detection | identity L2 ↓ | verif. @0.6 ↑ | L2 to nearest-age real photo ↓ | age-group acc. (dlib) ↑ | age MAE to centre (dlib) ↓ |";
+    if let Some(j) = judge {
+        let _ = write!(s, " age-group acc. ({j}) ↑ | age MAE to centre ({j}) ↓ |");
+    }
+    s += " Fréchet (id. features) ↓ |\n";
+    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|";
+    if judge.is_some() {
+        s += "---:|---:|";
+    }
+    s += "---:|\n";
     for r in rows {
+        let judged = match judge {
+            Some(_) => format!(
+                " {} | {} |",
+                cell(r.judge_age_accuracy, true),
+                cell(r.judge_age_mae, false)
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{judged} {} |",
             r.group,
             r.method,
             r.n,
@@ -199,6 +236,22 @@ pub fn facegan_notes(size: u32) -> String {
          - Fréchet: {FRECHET_LABEL}, between the embeddings of a method's outputs at a group and \
          those of the real reference faces of that group."
     )
+}
+
+/// The second age judge explained, for the notes of a report; with
+/// `missing` (why it was not run, naming the file) a line saying that its
+/// columns are left out instead.
+pub fn age_judge_note(missing: Option<&str>) -> String {
+    match missing {
+        Some(why) => format!("- age (face-api): not measured, {why}."),
+        None => "- age (face-api): a second age judge, face-api's age-gender network \
+                 (`@vladmandic/face-api` 1.7.15 AgeGenderNet, TinyXception) on the face box its \
+                 detector draws on a UTKFace-framed chip; same accuracy and MAE. It was trained on \
+                 80% of UTKFace and of FG-NET (among other sets), so on real photos of those sets it \
+                 partly sees its training data; its error on UTKFace is about 5 years (dlib's: about \
+                 6)."
+            .to_string(),
+    }
 }
 
 /// The file names of the sample sheets of `result`: `samples.png` when one
@@ -307,12 +360,12 @@ pub fn write_report(
     );
     let _ = writeln!(
         s,
-        "- wall time: {wall_s:.1} s (loading {:.1} s, generator {:.1} s, embedder {:.1} s, age estimator {:.1} s, detection {:.1} s)",
-        t.load_s, t.generate_s, t.embed_s, t.age_s, t.detect_s
+        "- wall time: {wall_s:.1} s (loading {:.1} s, generator {:.1} s, embedder {:.1} s, age estimator {:.1} s, age-gender judge {:.1} s, detection {:.1} s)",
+        t.load_s, t.generate_s, t.embed_s, t.age_s, t.age_gender_s, t.detect_s
     );
     let _ = writeln!(s, "\n{notes}\n");
     let _ = writeln!(s, "## Results\n");
-    s += &markdown_table(&rows_by_group(result));
+    s += &markdown_table(&rows_by_group(result), result.judge.as_deref());
     let _ = writeln!(
         s,
         "\nFréchet: {FRECHET_LABEL}; rates in %, distances in dlib embedding units (same person below {:.1}).",
@@ -335,4 +388,47 @@ pub fn write_report(
         }
     }
     io::atomic_write_bytes(out.join("report.md"), s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(judged: bool) -> Row {
+        Row {
+            method: "FaceGAN".into(),
+            group: "20-29".into(),
+            n: 3,
+            detection_rate: Some(1.0),
+            identity_l2: Some(0.4),
+            verification_rate: Some(1.0),
+            nearest_real_l2: None,
+            n_nearest_real: 0,
+            age_accuracy: Some(0.5),
+            age_mae: Some(4.0),
+            judge_age_accuracy: judged.then_some(0.25),
+            judge_age_mae: judged.then_some(6.5),
+            frechet: None,
+            n_real: 0,
+        }
+    }
+
+    #[test]
+    fn the_second_judge_adds_two_columns_beside_dlibs() {
+        let with = markdown_table(&[row(true)], Some("face-api"));
+        let header = with.lines().next().unwrap();
+        assert!(header.contains("age-group acc. (dlib) ↑ | age MAE to centre (dlib) ↓ | age-group acc. (face-api) ↑ | age MAE to centre (face-api) ↓ |"), "{header}");
+        let line = with.lines().nth(2).unwrap();
+        assert!(line.contains("| 50.0% | 4.000 | 25.0% | 6.500 |"), "{line}");
+        // Every line has the same number of cells.
+        let cells = |l: &str| l.matches('|').count();
+        assert!(with.lines().all(|l| cells(l) == cells(header)), "{with}");
+        let without = markdown_table(&[row(false)], None);
+        assert!(!without.contains("face-api"), "{without}");
+        assert!(
+            without.lines().all(|l| cells(l) == cells(header) - 2),
+            "{without}"
+        );
+        assert!(age_judge_note(Some("x.safetensors not found")).contains("not measured"));
+    }
 }

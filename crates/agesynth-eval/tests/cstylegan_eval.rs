@@ -62,6 +62,23 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
             r.frechet.is_some_and(|f| f.is_finite() && f >= 0.0),
             "{r:?}"
         );
+        if a.judge.is_some() {
+            for v in [
+                r.judge_age_accuracy,
+                r.female_share,
+                r.real_judge_age_accuracy,
+            ] {
+                assert!(v.is_some_and(|x| (0.0..=1.0).contains(&x)), "{r:?}");
+            }
+            assert!(r.judge_age_mae.is_some_and(f64::is_finite), "{r:?}");
+        }
+    }
+    // The same two latents at every group: agreement over 10-19 .. 50+.
+    if a.judge.is_some() {
+        let g = a.gender_agreement.as_ref().unwrap();
+        assert_eq!(g.identities, 2);
+        assert_eq!(g.groups.first().map(String::as_str), Some("10-19"));
+        assert!(g.consistent <= 2);
     }
     assert_eq!(a.rows, run().rows);
     let out = tempfile::tempdir().unwrap();
@@ -73,5 +90,18 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
         "plot_frechet.png",
     ] {
         assert!(out.path().join(f).is_file(), "{f} missing");
+    }
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        report.contains("estimated group = conditioned (dlib)"),
+        "{report}"
+    );
+    if a.judge.is_some() {
+        assert!(
+            report.contains(
+                "estimated group = conditioned (face-api) ↑ | age MAE to centre (face-api) ↓"
+            ) && report.contains("Gender agreement (face-api): "),
+            "{report}"
+        );
     }
 }

@@ -94,6 +94,12 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
                 ] {
                     assert!(v.is_some_and(f64::is_finite), "{method} {group}: {r:?}");
                 }
+                // The second age judge, beside dlib's estimator.
+                if m.judge.is_some() {
+                    for v in [r.judge_age_accuracy, r.judge_age_mae] {
+                        assert!(v.is_some_and(f64::is_finite), "{method} {group}: {r:?}");
+                    }
+                }
             }
         }
     }
@@ -135,6 +141,19 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| overall | FaceGAN |") && report.contains("not Inception FID"));
+    // Both judges' age columns side by side (face-api's when its weights
+    // are shipped, else a line saying why not).
+    assert!(
+        report.contains("age-group acc. (dlib)") && report.contains("age MAE to centre (dlib)")
+    );
+    if weights.join("age_gender.safetensors").is_file() {
+        assert_eq!(m.judge.as_deref(), Some("face-api"));
+        assert!(
+            report.contains("age-group acc. (face-api) ↑ | age MAE to centre (face-api) ↓"),
+            "{report}"
+        );
+        assert!(out.join("plot_age_accuracy_face_api.png").is_file());
+    }
 
     // Same seed, same metrics.
     let out2 = tmp.path().join("eval2");
