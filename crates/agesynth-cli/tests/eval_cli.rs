@@ -105,6 +105,14 @@ fn eval_on_fgnet_dev_writes_the_report() {
         assert!(report.contains(row), "{row} missing from the report");
     }
     assert!(dir.join("eval/samples.png").is_file());
+    // dlib's and face-api's age columns side by side.
+    if weights.join("age_gender.safetensors").is_file() {
+        assert_eq!(m["judge"], "face-api");
+        assert!(
+            report.contains("age MAE to centre (dlib) ↓ | age-group acc. (face-api) ↑"),
+            "{report}"
+        );
+    }
 
     // Two generators (an ablation table): one named, one by its file name,
     // each with its rows and its sample sheet, the baselines once.

@@ -6,10 +6,10 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use agesynth_core::{AgeGenerator, DeviceSpec};
 use agesynth_eval::{
-    cstylegan::{evaluate_cstylegan, write_cstylegan_report, CStyleGanEvalOptions},
+    cstylegan::{evaluate_cstylegan, write_cstylegan_report_with_notes, CStyleGanEvalOptions},
     data, evaluate_with_progress,
     features::FaceNets,
-    report::{facegan_notes, write_report},
+    report::{age_judge_note, facegan_notes, write_report},
     CopyInput, EvalOptions, GeneratorMethod, Method, RandomReal,
 };
 use anyhow::{bail, Context};
@@ -160,6 +160,9 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
     }
     let nets = FaceNets::load(&a.weights, &device)
         .with_context(|| format!("loading the face networks from {}", a.weights.display()))?;
+    if let Some(why) = &nets.age_gender_missing {
+        eprintln!("warning: {why}");
+    }
     let tl = Instant::now();
     let ref_dir = a.reference.clone().or(a.utkface.clone());
     // Twice the faces, split in two halves with the same groups: one for the
@@ -263,6 +266,8 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
             "photos skipped": data.skipped.len(),
         });
         let mut notes = facegan_notes(size);
+        notes += "\n";
+        notes += &age_judge_note(nets.age_gender_missing.as_deref());
         if !data.skipped.is_empty() {
             notes += "\n\nSkipped photos:\n";
             for (file, why) in &data.skipped {
@@ -274,8 +279,12 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         let wall = (t1.elapsed() + if k == 0 { setup } else { Default::default() }).as_secs_f64();
         write_report(&out, "FaceGAN evaluation", &result, settings, &notes, wall)?;
         for r in result.rows.iter().filter(|r| r.group == "overall") {
+            let judged = match (r.judge_age_accuracy, r.judge_age_mae) {
+                (Some(acc), Some(mae)) => format!(" (face-api: acc {acc:.3}, MAE {mae:.2})"),
+                _ => String::new(),
+            };
             eprintln!(
-                "{:>20}: detection {:.3}, identity L2 {:.3}, verification {:.3}, age acc {:.3}, MAE {:.2}, Fréchet {}",
+                "{:>20}: detection {:.3}, identity L2 {:.3}, verification {:.3}, age acc {:.3}, MAE {:.2}{judged}, Fréchet {}",
                 r.method,
                 r.detection_rate.unwrap_or(f64::NAN),
                 r.identity_l2.unwrap_or(f64::NAN),
@@ -337,6 +346,9 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
     let size = g.config().image_size as u32;
     let nets = FaceNets::load(&a.weights, &device)
         .with_context(|| format!("loading the face networks from {}", a.weights.display()))?;
+    if let Some(why) = &nets.age_gender_missing {
+        eprintln!("warning: {why}");
+    }
     let analyzer = nets.analyzer(&device, a.batch);
     let tl = Instant::now();
     let reference = data::load_reference(&a.utkface, size, &bins, a.ref_per_group, a.seed)
@@ -359,15 +371,34 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         "reference": format!("UTKFace test split of {} (at most {} per group, seeded)", a.utkface.display(), a.ref_per_group),
     });
     let wall = t0.elapsed().as_secs_f64();
-    write_cstylegan_report(&a.out, &result, settings, wall)?;
+    write_cstylegan_report_with_notes(
+        &a.out,
+        &result,
+        settings,
+        wall,
+        nets.age_gender_missing.as_deref(),
+    )?;
     for r in &result.rows {
+        let judged = match (r.judge_age_accuracy, r.judge_age_mae) {
+            (Some(acc), Some(mae)) => format!(" (face-api: {acc:.3}, MAE {mae:.2})"),
+            _ => String::new(),
+        };
         eprintln!(
-            "{:>8}: estimated = conditioned {:.3}, MAE {:.2}, detection {:.3}, Fréchet {}",
+            "{:>8}: estimated = conditioned {:.3}, MAE {:.2}{judged}, detection {:.3}, Fréchet {}",
             r.group,
             r.age_accuracy.unwrap_or(f64::NAN),
             r.age_mae.unwrap_or(f64::NAN),
             r.detection_rate.unwrap_or(f64::NAN),
             r.frechet.map(|f| format!("{f:.3}")).unwrap_or("-".into()),
+        );
+    }
+    if let Some(g) = &result.gender_agreement {
+        eprintln!(
+            "gender agreement (face-api, groups {}): {}/{} identities ({:.1}%)",
+            g.groups.join(", "),
+            g.consistent,
+            g.identities,
+            100.0 * g.share()
         );
     }
     eprintln!("{wall:.1} s: {}", a.out.join("report.md").display());
