@@ -35,7 +35,9 @@ pub use batch::FaceBatch;
 pub use dataset::{FaceDataset, FaceImage, FaceMeta, Gender};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
-pub use traits::{AgeEstimator, AgeGenerator, ConditionalDiscriminator, FaceEmbedder};
+pub use traits::{
+    AgeClassifier, AgeEstimator, AgeGenerator, ConditionalDiscriminator, FaceEmbedder,
+};
 
 /// Re-export of the tensor library every public signature of agesynth uses.
 pub use candle_core;

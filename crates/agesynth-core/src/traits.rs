@@ -60,6 +60,18 @@ pub trait AgeEstimator: Send + Sync {
     fn estimate(&self, images: &Tensor) -> Result<Tensor>;
 }
 
+/// An age-group classifier: faces to logits of the age groups.
+///
+/// Implementations must be differentiable with respect to the input images:
+/// the generators' age term backpropagates through them.
+pub trait AgeClassifier: Send + Sync {
+    /// Group logits `(N, G)` of a batch of face images.
+    fn group_logits(&self, images: &Tensor) -> Result<Tensor>;
+
+    /// The groups it classifies.
+    fn age_bins(&self) -> &AgeBins;
+}
+
 macro_rules! forward_impls {
     ($tr:ident { $($body:tt)* }) => {
         impl<T: $tr + ?Sized> $tr for &T { $($body)* }
@@ -140,3 +152,12 @@ mod tests {
         assert_eq!(by_ref.dim(), 3);
     }
 }
+
+forward_impls!(AgeClassifier {
+    fn group_logits(&self, images: &Tensor) -> Result<Tensor> {
+        (**self).group_logits(images)
+    }
+    fn age_bins(&self) -> &AgeBins {
+        (**self).age_bins()
+    }
+});

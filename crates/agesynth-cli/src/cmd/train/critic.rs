@@ -1,0 +1,177 @@
+//! `agesynth train critic`: the age critic and the identity critic that the
+//! generators train against, on UTKFace's training split.
+
+use std::{collections::HashMap, path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
+
+use agesynth_core::FaceEmbedder;
+use agesynth_critic::CriticConfig;
+use agesynth_face::{DlibFaceEmbedder, EmbedderConfig};
+use agesynth_train::critic::{
+    evaluate_age, evaluate_identity, teacher_embeddings, CriticReport, CriticTask,
+    CriticTrainConfig,
+};
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use super::{
+    load_real_faces, load_real_faces_split, open_run, run_task, RealFaceArgs, RunArgs, SplitChoice,
+    SplitPart,
+};
+
+/// Which critic to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CriticKind {
+    /// The age-group classifier (learns the faces' own age groups).
+    Age,
+    /// The identity embedder (distilled from dlib's descriptors of the
+    /// same faces).
+    Identity,
+}
+
+/// Options of `agesynth train critic`.
+#[derive(Debug, Args)]
+pub struct CriticArgs {
+    /// UTKFace folder (aligned chips), e.g. ../shared/data/utkface.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Which critic.
+    #[arg(long, value_enum)]
+    pub kind: CriticKind,
+    /// Network preset [default: age64 or identity64].
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Train until this step (also where the learning-rate schedule ends).
+    #[arg(long, default_value_t = 3_000)]
+    pub steps: u64,
+    /// Faces per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Peak learning rate [default: 2e-3].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Age critic: weight each face by the inverse frequency of its group
+    /// (rare groups learned as well as common ones).
+    #[arg(long)]
+    pub balanced: bool,
+    /// The teacher of the identity critic: dlib's face-recognition weights
+    /// [default: the weights folder's]. Used only to distil the critic; the
+    /// generators never see it.
+    #[arg(long)]
+    pub teacher_weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub real: RealFaceArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Runs `agesynth train critic`.
+pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
+    if a.real.split != SplitChoice::Train {
+        bail!("critics train on UTKFace's training split only (--split train)");
+    }
+    let (device, run, has_checkpoint) = open_run(&a.run)?;
+    let cfg: CriticTrainConfig = if a.run.resume && run.config_path().is_file() {
+        run.load_config()?
+    } else {
+        let preset = a.preset.clone().unwrap_or_else(|| {
+            match a.kind {
+                CriticKind::Age => "age64",
+                CriticKind::Identity => "identity64",
+            }
+            .to_string()
+        });
+        let model = CriticConfig::preset(&preset)?;
+        let mut c = CriticTrainConfig::new(model, a.steps, a.run.seed);
+        c.batch = a.batch;
+        c.balanced = a.balanced;
+        if let Some(lr) = a.lr {
+            c.lr = lr;
+        }
+        c
+    };
+    let size = cfg.model.image_size;
+    let bins = agesynth_core::AgeBins::paper();
+    let faces = Arc::new(load_real_faces(&a.data, size, &bins, &a.real, &a.run.out)?);
+    // Held-out faces for the report: the validation split (the test split
+    // stays for the generators' evaluation).
+    let val = load_real_faces_split(&a.data, size, &bins, &a.real, &a.run.out, SplitPart::Val)?;
+
+    let teacher_file = run.root().join("teacher.safetensors");
+    let mut teacher_net = None;
+    let (teacher, val_teacher) = match a.kind {
+        CriticKind::Age => (None, None),
+        CriticKind::Identity => {
+            let path = a.teacher_weights.clone().unwrap_or_else(|| {
+                agesynth_pipeline::weights::default_weights_dir()
+                    .join(agesynth_face::import::FACE_RECOGNITION_WEIGHTS)
+            });
+            let net = DlibFaceEmbedder::load(&EmbedderConfig::default(), &path, &device)
+                .with_context(|| format!("loading the teacher {}", path.display()))?;
+            let cached = if teacher_file.is_file() {
+                let mut t = agesynth_core::io::load_tensors(&teacher_file, &device)?;
+                t.remove("train")
+                    .filter(|t| t.dim(0).ok() == Some(faces.len()))
+            } else {
+                None
+            };
+            let train_t = match cached {
+                Some(t) => t,
+                None => {
+                    let t0 = Instant::now();
+                    let t = teacher_embeddings(&net, &faces, 32, &device, |k, n| {
+                        if k % 1024 < 32 || k == n {
+                            eprintln!("teacher descriptors {k}/{n}");
+                        }
+                    })?;
+                    eprintln!(
+                        "{} teacher descriptors in {:.0} s",
+                        faces.len(),
+                        t0.elapsed().as_secs_f64()
+                    );
+                    agesynth_core::io::save_tensors(
+                        &teacher_file,
+                        &HashMap::from([("train".to_string(), t.clone())]),
+                        None,
+                    )?;
+                    t
+                }
+            };
+            let val_t = teacher_embeddings(&net, &val, 32, &device, |_, _| {})?;
+            teacher_net = Some(net);
+            (Some(train_t), Some(val_t))
+        }
+    };
+
+    if !has_checkpoint {
+        run.save_config(&cfg)?;
+    }
+    let steps = a.steps;
+    let mut task = CriticTask::new(cfg, faces, teacher, &device)?;
+    let code = run_task(
+        &run,
+        &a.run,
+        steps,
+        &mut task,
+        "critic.safetensors",
+        |t, p| t.export(p),
+    )?;
+    let critic_file = run.root().join("critic.safetensors");
+
+    let report: CriticReport = match (task.age_critic(), task.identity_critic()) {
+        (Some(c), _) => evaluate_age(c, &val, &device)?,
+        (_, Some(c)) => {
+            let threshold = teacher_net.as_ref().map(|n| n.threshold()).unwrap_or(0.6);
+            let vt = val_teacher.context("validation descriptors")?;
+            evaluate_identity(c, threshold, &val, &vt, &device)?
+        }
+        _ => bail!("the critic task holds neither critic"),
+    };
+    agesynth_core::io::save_json(run.root().join("report.json"), &report)?;
+    eprintln!(
+        "critic: {}; validation report ({} faces): {}",
+        critic_file.display(),
+        report.faces,
+        serde_json::to_string_pretty(&report)?
+    );
+    Ok(code)
+}

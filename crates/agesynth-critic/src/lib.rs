@@ -1,0 +1,449 @@
+//! Critics that agesynth trains itself, for training its generators.
+//!
+//! The networks `agesynth eval` judges with (MTCNN, dlib's face-recognition
+//! ResNet, the age estimators) never enter a training loss: a generator
+//! trained on its judge learns to fool the judge. The generators are instead
+//! trained against these small networks, trained here on UTKFace's training
+//! split at the generators' resolution:
+//!
+//! - [`AgeCritic`]: an age-group classifier (`(N, G)` logits). Its
+//!   cross-entropy at the target group is a loss that copying the input
+//!   cannot satisfy.
+//! - [`IdentityCritic`]: a small identity embedder (`(N, D)` descriptors),
+//!   cheap enough to backpropagate through on every output of every step.
+//!
+//! Both share one convolutional [`Trunk`]:
+//!
+//! ```text
+//! x (N,3,S,S) in [-1, 1]
+//!   blocks[i]: 4×4 stride-2 conv, leaky ReLU 0.2; 3×3 conv, leaky ReLU 0.2
+//!   mean over space                                   → f (N, C)
+//! age critic:      classes(f)                          → (N, G)
+//! identity critic: proj(f)                             → (N, D)
+//! ```
+//!
+//! Models do no I/O: a critic is a [`CriticConfig`] plus `new(&cfg, vb)`,
+//! with weight names following the fields (`trunk.blocks.0.down.weight`,
+//! `classes.weight`, `proj.weight`).
+
+#![deny(missing_docs)]
+
+use agesynth_core::{AgeBins, AgeClassifier, AgeEstimator, AgeGroup, Error, FaceEmbedder, Result};
+use agesynth_nn::{Activation, Conv2d, Conv2dConfig};
+use candle_core::{DType, Module, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// What a critic's head computes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CriticHead {
+    /// Logits of the age groups starting at these ages (see [`AgeBins`]).
+    AgeGroups {
+        /// Lower bounds of the groups, in years.
+        lower_bounds: Vec<f32>,
+    },
+    /// An identity descriptor of `dim` values; two faces are judged the
+    /// same person below `threshold` (L2).
+    Embedding {
+        /// Descriptor size.
+        dim: usize,
+        /// Same-person L2 threshold.
+        threshold: f32,
+    },
+}
+
+/// The configuration of a critic (saved as the weights' JSON sidecar).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CriticConfig {
+    /// Preset name (for messages).
+    pub preset: String,
+    /// Side of the square input images.
+    pub image_size: usize,
+    /// Output channels of each trunk block (each halves the resolution).
+    pub channels: Vec<usize>,
+    /// The head.
+    pub head: CriticHead,
+}
+
+impl CriticConfig {
+    /// The 64-px age critic: 4 blocks of 32/64/128/256 channels, the paper's
+    /// six age groups.
+    pub fn age64() -> Self {
+        CriticConfig {
+            preset: "age64".into(),
+            image_size: 64,
+            channels: vec![32, 64, 128, 256],
+            head: CriticHead::AgeGroups {
+                lower_bounds: AgeBins::paper().lower_bounds().to_vec(),
+            },
+        }
+    }
+
+    /// The 64-px identity critic: the same trunk, a 128-D descriptor
+    /// (threshold 0.6, as dlib's).
+    pub fn identity64() -> Self {
+        CriticConfig {
+            preset: "identity64".into(),
+            image_size: 64,
+            channels: vec![32, 64, 128, 256],
+            head: CriticHead::Embedding {
+                dim: 128,
+                threshold: 0.6,
+            },
+        }
+    }
+
+    /// A tiny age critic for tests (16 px, 2 blocks).
+    pub fn tiny_age() -> Self {
+        CriticConfig {
+            preset: "tiny-age".into(),
+            image_size: 16,
+            channels: vec![8, 16],
+            head: CriticHead::AgeGroups {
+                lower_bounds: AgeBins::paper().lower_bounds().to_vec(),
+            },
+        }
+    }
+
+    /// A tiny identity critic for tests (16 px, 2 blocks, 8-D).
+    pub fn tiny_identity() -> Self {
+        CriticConfig {
+            preset: "tiny-identity".into(),
+            image_size: 16,
+            channels: vec![8, 16],
+            head: CriticHead::Embedding {
+                dim: 8,
+                threshold: 0.6,
+            },
+        }
+    }
+
+    /// The preset called `name`: `age64`, `identity64`, `tiny-age`,
+    /// `tiny-identity`.
+    pub fn preset(name: &str) -> Result<Self> {
+        match name {
+            "age64" => Ok(Self::age64()),
+            "identity64" => Ok(Self::identity64()),
+            "tiny-age" => Ok(Self::tiny_age()),
+            "tiny-identity" => Ok(Self::tiny_identity()),
+            other => Err(Error::Config(format!(
+                "unknown critic preset `{other}` (age64, identity64, tiny-age, tiny-identity)"
+            ))),
+        }
+    }
+
+    /// Checks the sizes: at least one block, the image divisible by
+    /// 2^blocks, a non-empty head.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("critic `{}`: {m}", self.preset)));
+        if self.channels.is_empty() || self.channels.contains(&0) {
+            return bad(format!(
+                "channels {:?} must be non-empty and > 0",
+                self.channels
+            ));
+        }
+        let div = 1usize << self.channels.len();
+        if self.image_size == 0 || !self.image_size.is_multiple_of(div) {
+            return bad(format!(
+                "image size {} must be a positive multiple of {div}",
+                self.image_size
+            ));
+        }
+        match &self.head {
+            CriticHead::AgeGroups { lower_bounds } => {
+                AgeBins::new(lower_bounds.clone())?;
+            }
+            CriticHead::Embedding { dim, threshold } => {
+                if *dim == 0 || !(threshold.is_finite() && *threshold > 0.0) {
+                    return bad(format!(
+                        "an embedding needs dim > 0 and a positive threshold, got {dim} and {threshold}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Width of the trunk's feature vector.
+    pub fn feature_dim(&self) -> usize {
+        self.channels.last().copied().unwrap_or(0)
+    }
+}
+
+/// The convolutional trunk both critics share.
+#[derive(Clone, Debug)]
+pub struct Trunk {
+    blocks: Vec<(Conv2d, Conv2d)>,
+    image_size: usize,
+}
+
+impl Trunk {
+    /// Builds the trunk of `cfg` (names `blocks.i.down`, `blocks.i.conv`).
+    pub fn new(cfg: &CriticConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let mut blocks = Vec::new();
+        let mut cin = 3;
+        for (i, &c) in cfg.channels.iter().enumerate() {
+            let b = vb.pp(format!("blocks.{i}"));
+            let down = Conv2dConfig {
+                padding: 1,
+                stride: 2,
+                activation: Activation::LeakyRelu(0.2),
+                ..Conv2dConfig::new(cin, c, 4)
+            };
+            let conv = Conv2dConfig {
+                padding: 1,
+                activation: Activation::LeakyRelu(0.2),
+                ..Conv2dConfig::new(c, c, 3)
+            };
+            blocks.push((
+                Conv2d::new(&down, b.pp("down"))?,
+                Conv2d::new(&conv, b.pp("conv"))?,
+            ));
+            cin = c;
+        }
+        Ok(Trunk {
+            blocks,
+            image_size: cfg.image_size,
+        })
+    }
+
+    /// Features `(N, C)` of images `(N, 3, S, S)` in `[-1, 1]`. Images of
+    /// another square size are resized (bilinear, differentiable) first.
+    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        let mut h = self.prepare(images)?;
+        for (down, conv) in &self.blocks {
+            h = conv.forward(&down.forward(&h)?)?;
+        }
+        Ok(h.mean((2, 3))?)
+    }
+
+    fn prepare(&self, images: &Tensor) -> Result<Tensor> {
+        let s = self.image_size;
+        let x = match images.dims() {
+            &[_, 3, h, w] if h == w => images.to_dtype(DType::F32)?,
+            d => {
+                return Err(Error::InvalidInput(format!(
+                    "a critic takes square images (N, 3, S, S), got {d:?}"
+                )))
+            }
+        };
+        let h = x.dim(2)?;
+        if h == s {
+            Ok(x)
+        } else if h > s && h.is_multiple_of(s) {
+            // Area downsampling: exact for integer factors.
+            Ok(x.avg_pool2d(h / s)?)
+        } else {
+            Ok(x.upsample_nearest2d(s, s)?)
+        }
+    }
+}
+
+/// An age-group classifier trained on real faces: the age term of the
+/// generators' objectives.
+#[derive(Clone, Debug)]
+pub struct AgeCritic {
+    cfg: CriticConfig,
+    bins: AgeBins,
+    trunk: Trunk,
+    classes: Linear,
+}
+
+impl AgeCritic {
+    /// Builds the critic (names `trunk.*`, `classes`). The config's head
+    /// must be [`CriticHead::AgeGroups`].
+    pub fn new(cfg: &CriticConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let bins = match &cfg.head {
+            CriticHead::AgeGroups { lower_bounds } => AgeBins::new(lower_bounds.clone())?,
+            CriticHead::Embedding { .. } => {
+                return Err(Error::Config(format!(
+                    "critic `{}` has an embedding head, not age groups",
+                    cfg.preset
+                )))
+            }
+        };
+        let trunk = Trunk::new(cfg, vb.pp("trunk"))?;
+        let classes = candle_nn::linear(cfg.feature_dim(), bins.len(), vb.pp("classes"))?;
+        Ok(AgeCritic {
+            cfg: cfg.clone(),
+            bins,
+            trunk,
+            classes,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CriticConfig {
+        &self.cfg
+    }
+
+    /// The age groups it classifies.
+    pub fn bins(&self) -> &AgeBins {
+        &self.bins
+    }
+
+    /// Group logits `(N, G)`.
+    pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.classes.forward(&self.trunk.forward(images)?)?)
+    }
+
+    /// The most likely group of each image.
+    pub fn classify(&self, images: &Tensor) -> Result<Vec<AgeGroup>> {
+        let idx = self.logits(images)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        Ok(idx.into_iter().map(|i| AgeGroup(i as usize)).collect())
+    }
+}
+
+impl AgeEstimator for AgeCritic {
+    /// The expected group centre under the critic's softmax, in years.
+    fn estimate(&self, images: &Tensor) -> Result<Tensor> {
+        let p = candle_nn::ops::softmax_last_dim(&self.logits(images)?)?;
+        let centres: Vec<f32> = self.bins.groups().map(|g| self.bins.centre(g)).collect();
+        let c = Tensor::from_vec(centres, (self.bins.len(), 1), images.device())?;
+        Ok(p.matmul(&c)?.squeeze(1)?)
+    }
+}
+
+impl AgeClassifier for AgeCritic {
+    fn group_logits(&self, images: &Tensor) -> Result<Tensor> {
+        self.logits(images)
+    }
+    fn age_bins(&self) -> &AgeBins {
+        &self.bins
+    }
+}
+
+/// A small identity embedder for 64-px faces: the cheap identity term of
+/// the generators' objectives.
+#[derive(Clone, Debug)]
+pub struct IdentityCritic {
+    cfg: CriticConfig,
+    dim: usize,
+    threshold: f32,
+    trunk: Trunk,
+    proj: Linear,
+}
+
+impl IdentityCritic {
+    /// Builds the embedder (names `trunk.*`, `proj`). The config's head must
+    /// be [`CriticHead::Embedding`].
+    pub fn new(cfg: &CriticConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let (dim, threshold) = match &cfg.head {
+            CriticHead::Embedding { dim, threshold } => (*dim, *threshold),
+            CriticHead::AgeGroups { .. } => {
+                return Err(Error::Config(format!(
+                    "critic `{}` has an age head, not an embedding",
+                    cfg.preset
+                )))
+            }
+        };
+        let trunk = Trunk::new(cfg, vb.pp("trunk"))?;
+        let proj = candle_nn::linear(cfg.feature_dim(), dim, vb.pp("proj"))?;
+        Ok(IdentityCritic {
+            cfg: cfg.clone(),
+            dim,
+            threshold,
+            trunk,
+            proj,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CriticConfig {
+        &self.cfg
+    }
+}
+
+impl FaceEmbedder for IdentityCritic {
+    fn embed(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.proj.forward(&self.trunk.forward(images)?)?)
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn threshold(&self) -> f32 {
+        self.threshold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use candle_nn::VarMap;
+
+    fn vb(map: &VarMap) -> VarBuilder<'static> {
+        agesynth_nn::init::seeded_var_builder(map, 3, DType::F32, &Device::Cpu)
+    }
+
+    #[test]
+    fn shapes_and_names_follow_the_config() {
+        let map = VarMap::new();
+        let c = AgeCritic::new(&CriticConfig::tiny_age(), vb(&map)).unwrap();
+        let x = Tensor::zeros((2, 3, 16, 16), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(c.logits(&x).unwrap().dims(), &[2, 6]);
+        let ages = c.estimate(&x).unwrap().to_vec1::<f32>().unwrap();
+        assert!(ages.iter().all(|a| (5.0..=70.0).contains(a)), "{ages:?}");
+        // Larger images are pooled down to the critic's size.
+        let big = Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(c.logits(&big).unwrap().dims(), &[1, 6]);
+        let names: Vec<String> = map.data().lock().unwrap().keys().cloned().collect();
+        for n in [
+            "trunk.blocks.0.down.weight",
+            "trunk.blocks.1.conv.bias",
+            "classes.weight",
+        ] {
+            assert!(names.iter().any(|k| k == n), "{n} missing from {names:?}");
+        }
+
+        let map = VarMap::new();
+        let e = IdentityCritic::new(&CriticConfig::tiny_identity(), vb(&map)).unwrap();
+        assert_eq!(e.embed(&x).unwrap().dims(), &[2, 8]);
+        assert_eq!(e.dim(), 8);
+        // The wrong head is a config error, not a panic.
+        assert!(AgeCritic::new(&CriticConfig::tiny_identity(), vb(&VarMap::new())).is_err());
+        assert!(IdentityCritic::new(&CriticConfig::tiny_age(), vb(&VarMap::new())).is_err());
+        assert!(CriticConfig::preset("nope").is_err());
+        let mut bad = CriticConfig::tiny_age();
+        bad.image_size = 18;
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn gradients_reach_the_input_images() {
+        let c = AgeCritic::new(&CriticConfig::tiny_age(), vb(&VarMap::new())).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 0.5, (2, 3, 16, 16), &Device::Cpu).unwrap())
+            .unwrap();
+        let loss = c
+            .logits(x.as_tensor())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let g = loss.backward().unwrap();
+        let gx = g.get(x.as_tensor()).expect("gradient of the input");
+        let n = gx
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(n > 0.0 && n.is_finite());
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        for c in [CriticConfig::age64(), CriticConfig::identity64()] {
+            let s = serde_json::to_string(&c).unwrap();
+            assert_eq!(serde_json::from_str::<CriticConfig>(&s).unwrap(), c);
+        }
+    }
+}

@@ -1,0 +1,630 @@
+//! Training the critics of `agesynth-critic` on real faces (UTKFace's
+//! training split): the age-group classifier learns the faces' own groups;
+//! the identity embedder is distilled from a teacher embedder's descriptors
+//! of the same faces, computed once ([`teacher_embeddings`]) and saved with
+//! the run.
+//!
+//! Batches are augmented by a random shift of up to `max_shift` pixels
+//! (edges replicated) and, when `xflip` is set, a left–right mirror; every
+//! draw comes from the seed and the step, so a resumed run repeats the
+//! straight one.
+
+use std::sync::Arc;
+
+use agesynth_core::{AgeGroup, FaceEmbedder};
+use agesynth_critic::{AgeCritic, CriticConfig, CriticHead, IdentityCritic};
+use agesynth_losses::age::cross_entropy;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    checkpoint::{Checkpoint, CheckpointContents},
+    data::{DataOrder, RealFaces},
+    optim::{Adam, AdamConfig, ParamGroup},
+    rng::step_rng,
+    trainer::{StepReport, TrainTask},
+    Result, TrainError,
+};
+
+/// Everything a critic run is started with (the run's `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CriticTrainConfig {
+    /// The network.
+    pub model: CriticConfig,
+    /// Faces per step.
+    pub batch: usize,
+    /// Peak learning rate (AdamW), reached after a short warm-up and
+    /// decayed along a cosine to 1 % at `total_steps`.
+    pub lr: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// The step the cosine schedule ends at.
+    pub total_steps: u64,
+    /// Mirror faces left–right at random.
+    pub xflip: bool,
+    /// Largest random shift, in pixels.
+    pub max_shift: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// Age critic: weight each face's cross-entropy by the inverse frequency
+    /// of its group in the training set, so that rare groups (10–19, 40–49)
+    /// are learned as well as common ones.
+    #[serde(default)]
+    pub balanced: bool,
+}
+
+impl CriticTrainConfig {
+    /// Defaults for `model`: batch 64, lr 2e-3, weight decay 1e-4; mirror and
+    /// shift by 4 px for the age critic, shift by 2 px only for the identity
+    /// critic (a mirrored face has another teacher descriptor).
+    pub fn new(model: CriticConfig, total_steps: u64, seed: u64) -> Self {
+        let age = matches!(model.head, CriticHead::AgeGroups { .. });
+        CriticTrainConfig {
+            model,
+            batch: 64,
+            lr: 2e-3,
+            weight_decay: 1e-4,
+            total_steps,
+            xflip: age,
+            max_shift: if age { 4 } else { 2 },
+            seed,
+            balanced: false,
+        }
+    }
+
+    /// The learning rate at `step`: linear warm-up over the first 2 % (at
+    /// most 200 steps), then a cosine from `lr` to `lr / 100`.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        let total = self.total_steps.max(1) as f64;
+        let warm = (total * 0.02).clamp(1.0, 200.0);
+        let s = step as f64;
+        if s < warm {
+            return self.lr * s / warm;
+        }
+        let t = ((s - warm) / (total - warm).max(1.0)).clamp(0.0, 1.0);
+        let floor = self.lr / 100.0;
+        floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+}
+
+/// The network being trained.
+enum Net {
+    Age(AgeCritic),
+    Identity {
+        net: IdentityCritic,
+        /// Teacher descriptors `(faces, D)`, row `i` for face `i`.
+        teacher: Tensor,
+    },
+}
+
+/// A critic training task.
+pub struct CriticTask {
+    cfg: CriticTrainConfig,
+    device: Device,
+    vars: VarMap,
+    net: Net,
+    opt: Adam,
+    faces: Arc<RealFaces>,
+    order: DataOrder,
+    /// Per-group weights of the cross-entropy (all 1 unless balanced).
+    group_weights: Vec<f32>,
+}
+
+impl CriticTask {
+    /// A new task training `cfg.model` on `faces`. An identity critic needs
+    /// `teacher`: one descriptor per face (`(faces.len(), D)`).
+    pub fn new(
+        cfg: CriticTrainConfig,
+        faces: Arc<RealFaces>,
+        teacher: Option<Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.model.validate()?;
+        let cfg_err = |m: String| -> TrainError { agesynth_core::Error::Config(m).into() };
+        if cfg.batch == 0 {
+            return Err(cfg_err("batch must be at least 1".into()));
+        }
+        if faces.size() != cfg.model.image_size {
+            return Err(cfg_err(format!(
+                "the faces are {0}x{0} but the critic takes {1}x{1}",
+                faces.size(),
+                cfg.model.image_size
+            )));
+        }
+        let vars = VarMap::new();
+        let vb = agesynth_nn::init::seeded_var_builder(&vars, cfg.seed, DType::F32, device);
+        let net = match (&cfg.model.head, teacher) {
+            (CriticHead::AgeGroups { .. }, _) => Net::Age(AgeCritic::new(&cfg.model, vb)?),
+            (CriticHead::Embedding { dim, .. }, Some(t)) => {
+                if t.dims() != [faces.len(), *dim] {
+                    return Err(cfg_err(format!(
+                        "teacher descriptors {:?} do not match {} faces × {dim}",
+                        t.dims(),
+                        faces.len()
+                    )));
+                }
+                Net::Identity {
+                    net: IdentityCritic::new(&cfg.model, vb)?,
+                    teacher: t.to_device(device)?.to_dtype(DType::F32)?,
+                }
+            }
+            (CriticHead::Embedding { .. }, None) => {
+                return Err(cfg_err(
+                    "an identity critic is distilled from teacher descriptors; none were given"
+                        .into(),
+                ))
+            }
+        };
+        let opt = Adam::new(
+            vec![ParamGroup::from_varmap("critic", &vars, 1.0)],
+            AdamConfig::adamw(cfg.lr, cfg.weight_decay),
+        )?;
+        let order = DataOrder::new(faces.len(), cfg.seed);
+        let groups = match &cfg.model.head {
+            CriticHead::AgeGroups { lower_bounds } => lower_bounds.len(),
+            CriticHead::Embedding { .. } => 0,
+        };
+        let mut counts = vec![0usize; groups];
+        for g in faces.groups() {
+            if let Some(c) = counts.get_mut(g.0) {
+                *c += 1;
+            }
+        }
+        let group_weights = counts
+            .iter()
+            .map(|&c| {
+                if cfg.balanced && c > 0 {
+                    faces.len() as f32 / (groups * c) as f32
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Ok(CriticTask {
+            cfg,
+            device: device.clone(),
+            vars,
+            net,
+            opt,
+            faces,
+            order,
+            group_weights,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CriticTrainConfig {
+        &self.cfg
+    }
+
+    /// The critic's variables.
+    pub fn vars(&self) -> &VarMap {
+        &self.vars
+    }
+
+    /// The age critic, if this task trains one.
+    pub fn age_critic(&self) -> Option<&AgeCritic> {
+        match &self.net {
+            Net::Age(c) => Some(c),
+            Net::Identity { .. } => None,
+        }
+    }
+
+    /// The identity critic, if this task trains one.
+    pub fn identity_critic(&self) -> Option<&IdentityCritic> {
+        match &self.net {
+            Net::Identity { net, .. } => Some(net),
+            Net::Age(_) => None,
+        }
+    }
+
+    /// Saves the critic at `path` with its config as the sidecar, atomically.
+    pub fn export(&self, path: &std::path::Path) -> Result<()> {
+        agesynth_core::io::save_varmap(&self.vars, path, &self.cfg.model)?;
+        Ok(())
+    }
+
+    /// The batch of `step`: face indices, augmented images.
+    fn draw(&mut self, step: u64) -> Result<(Vec<usize>, Tensor)> {
+        let idx = self.order.next_indices(self.cfg.batch);
+        let mut rng = step_rng(self.cfg.seed, "critic-augment", step);
+        let flips: Vec<bool> = (0..idx.len())
+            .map(|_| self.cfg.xflip && rng.random::<bool>())
+            .collect();
+        let images = self.faces.batch(&idx, &flips, &self.device)?.images;
+        let m = self.cfg.max_shift;
+        if m == 0 {
+            return Ok((idx, images));
+        }
+        let s = self.faces.size();
+        let padded = images.pad_with_same(2, m, m)?.pad_with_same(3, m, m)?;
+        let rows = (0..idx.len())
+            .map(|k| {
+                let (dy, dx) = (rng.random_range(0..=2 * m), rng.random_range(0..=2 * m));
+                padded.narrow(0, k, 1)?.narrow(2, dy, s)?.narrow(3, dx, s)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok((idx, Tensor::cat(&rows, 0)?))
+    }
+}
+
+impl TrainTask for CriticTask {
+    fn step(&mut self, step: u64) -> Result<StepReport> {
+        let (idx, x) = self.draw(step)?;
+        self.opt.set_lr(self.cfg.lr_at(step));
+        let mut losses = Vec::new();
+        let mut metrics = Vec::new();
+        let loss = match &self.net {
+            Net::Age(c) => {
+                let groups: Vec<AgeGroup> = idx.iter().map(|&i| self.faces.groups()[i]).collect();
+                let logits = c.logits(&x)?;
+                let loss = if self.cfg.balanced {
+                    let w: Vec<f32> = groups.iter().map(|g| self.group_weights[g.0]).collect();
+                    weighted_cross_entropy(&logits, &groups, &w)?
+                } else {
+                    cross_entropy(&logits, &groups)?
+                };
+                let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+                let hits = pred
+                    .iter()
+                    .zip(&groups)
+                    .filter(|(p, g)| **p as usize == g.0)
+                    .count();
+                losses.push(("ce".to_string(), loss.to_scalar::<f32>()?));
+                metrics.push(("train_accuracy".to_string(), hits as f32 / idx.len() as f32));
+                loss
+            }
+            Net::Identity { net, teacher } => {
+                let ix = Tensor::from_vec(
+                    idx.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                    idx.len(),
+                    &self.device,
+                )?;
+                let target = teacher.index_select(&ix, 0)?;
+                let e = net.embed(&x)?;
+                // Mean squared L2 distance to the teacher's descriptor.
+                let loss = (e - target)?.sqr()?.sum(1)?.mean_all()?;
+                losses.push(("l2sq".to_string(), loss.to_scalar::<f32>()?));
+                loss
+            }
+        };
+        self.opt.backward_step(&loss)?;
+        Ok(StepReport {
+            images: idx.len(),
+            losses,
+            metrics,
+        })
+    }
+
+    fn checkpoint(&self) -> Result<CheckpointContents> {
+        CheckpointContents::new()
+            .vars("critic", &self.vars)
+            .optimizer("optim", &self.opt)
+            .json("critic", &self.cfg.model)?
+            .json("data", &self.order)
+    }
+
+    fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
+        let model: CriticConfig = ck.load_json("critic")?;
+        if model != self.cfg.model {
+            return Err(TrainError::checkpoint(
+                ck.dir(),
+                format!(
+                    "was made with critic `{}`, this run uses `{}`",
+                    model.preset, self.cfg.model.preset
+                ),
+            ));
+        }
+        let order: DataOrder = ck.load_json("data")?;
+        if order.len != self.faces.len() {
+            return Err(TrainError::checkpoint(
+                ck.dir(),
+                format!(
+                    "was trained on {} faces, the data now holds {}",
+                    order.len,
+                    self.faces.len()
+                ),
+            ));
+        }
+        ck.restore_vars("critic", &self.vars)?;
+        ck.restore_optimizer("optim", &mut self.opt)?;
+        self.order = order;
+        Ok(())
+    }
+}
+
+/// Cross-entropy of `logits (N, G)` at `targets`, each row weighted by
+/// `weights` (normalised by their sum).
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    targets: &[AgeGroup],
+    weights: &[f32],
+) -> Result<Tensor> {
+    let n = logits.dim(0)?;
+    if targets.len() != n || weights.len() != n {
+        return Err(agesynth_core::Error::InvalidInput(format!(
+            "weighted cross-entropy: {n} rows, {} targets, {} weights",
+            targets.len(),
+            weights.len()
+        ))
+        .into());
+    }
+    let idx: Vec<u32> = targets.iter().map(|t| t.0 as u32).collect();
+    let idx = Tensor::from_vec(idx, (n, 1), logits.device())?;
+    let logp = candle_nn::ops::log_softmax(logits, 1)?;
+    let nll = logp.gather(&idx, 1)?.squeeze(1)?.neg()?;
+    let total: f32 = weights.iter().sum();
+    let w = Tensor::from_vec(weights.to_vec(), n, logits.device())?;
+    Ok(((nll * w)?.sum_all()? / total.max(1e-12) as f64)?)
+}
+
+/// Descriptors `(faces.len(), D)` of every face of `faces` by `teacher`, in
+/// batches of `batch` (no gradient).
+pub fn teacher_embeddings(
+    teacher: &dyn FaceEmbedder,
+    faces: &RealFaces,
+    batch: usize,
+    device: &Device,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Tensor> {
+    let n = faces.len();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let end = (start + batch.max(1)).min(n);
+        let idx: Vec<usize> = (start..end).collect();
+        let x = faces.batch(&idx, &[], device)?.images;
+        parts.push(teacher.embed(&x)?.detach());
+        start = end;
+        progress(end, n);
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
+/// How well a critic does on held-out faces.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CriticReport {
+    /// Faces measured.
+    pub faces: usize,
+    /// Age critic: share of faces whose most likely group is their own.
+    pub age_accuracy: Option<f64>,
+    /// Age critic: accuracy per group (group label, faces, accuracy).
+    pub per_group: Vec<(String, usize, f64)>,
+    /// Age critic: share within one group of their own.
+    pub age_within_one: Option<f64>,
+    /// Identity critic: mean L2 distance to the teacher's descriptor.
+    pub teacher_l2: Option<f64>,
+    /// Identity critic: for pairs of different faces, the share on which
+    /// the critic and the teacher agree about "same person" at their
+    /// thresholds.
+    pub pair_agreement: Option<f64>,
+    /// Identity critic: mean critic distance of a face to its own mirror
+    /// image, and to a different face.
+    pub mirror_distance: Option<f64>,
+    /// Identity critic: mean critic distance between different faces.
+    pub other_distance: Option<f64>,
+}
+
+/// Measures the age critic on `faces` (their own groups as the truth).
+pub fn evaluate_age(
+    critic: &AgeCritic,
+    faces: &RealFaces,
+    device: &Device,
+) -> Result<CriticReport> {
+    let bins = critic.bins().clone();
+    let mut hits = vec![0usize; bins.len()];
+    let mut counts = vec![0usize; bins.len()];
+    let mut near = 0usize;
+    let n = faces.len();
+    for start in (0..n).step_by(128) {
+        let idx: Vec<usize> = (start..(start + 128).min(n)).collect();
+        let x = faces.batch(&idx, &[], device)?.images;
+        let pred = critic.classify(&x)?;
+        for (&i, p) in idx.iter().zip(pred) {
+            let g = faces.groups()[i];
+            counts[g.0] += 1;
+            if p == g {
+                hits[g.0] += 1;
+            }
+            if p.0.abs_diff(g.0) <= 1 {
+                near += 1;
+            }
+        }
+    }
+    let total: usize = hits.iter().sum();
+    Ok(CriticReport {
+        faces: n,
+        age_accuracy: Some(total as f64 / n.max(1) as f64),
+        age_within_one: Some(near as f64 / n.max(1) as f64),
+        per_group: bins
+            .groups()
+            .map(|g| {
+                (
+                    bins.label(g),
+                    counts[g.0],
+                    hits[g.0] as f64 / counts[g.0].max(1) as f64,
+                )
+            })
+            .collect(),
+        ..CriticReport::default()
+    })
+}
+
+/// Measures the identity critic on `faces` against the teacher's
+/// descriptors `teacher (faces, D)` of the same faces.
+pub fn evaluate_identity(
+    critic: &IdentityCritic,
+    teacher_threshold: f32,
+    faces: &RealFaces,
+    teacher: &Tensor,
+    device: &Device,
+) -> Result<CriticReport> {
+    let n = faces.len();
+    let mut own = Vec::new();
+    let mut mirrored = Vec::new();
+    for start in (0..n).step_by(128) {
+        let idx: Vec<usize> = (start..(start + 128).min(n)).collect();
+        let x = faces.batch(&idx, &[], device)?.images;
+        own.push(critic.embed(&x)?);
+        let flips = vec![true; idx.len()];
+        mirrored.push(critic.embed(&faces.batch(&idx, &flips, device)?.images)?);
+    }
+    let e = Tensor::cat(&own, 0)?;
+    let m = Tensor::cat(&mirrored, 0)?;
+    let teacher = teacher.to_device(device)?.to_dtype(DType::F32)?;
+    let l2 = |a: &Tensor, b: &Tensor| -> Result<Vec<f32>> {
+        Ok((a - b)?.sqr()?.sum(1)?.sqrt()?.to_vec1::<f32>()?)
+    };
+    let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len().max(1) as f64;
+    // Pairs of different faces: face i with face (i + n/2) mod n.
+    let shift = (n / 2).max(1);
+    let other: Vec<u32> = (0..n).map(|i| ((i + shift) % n) as u32).collect();
+    let other = Tensor::from_vec(other, n, device)?;
+    let d_critic = l2(&e, &e.index_select(&other, 0)?)?;
+    let d_teacher = l2(&teacher, &teacher.index_select(&other, 0)?)?;
+    let agree = d_critic
+        .iter()
+        .zip(&d_teacher)
+        .filter(|(c, t)| (**c < critic.threshold()) == (**t < teacher_threshold))
+        .count();
+    Ok(CriticReport {
+        faces: n,
+        teacher_l2: Some(mean(&l2(&e, &teacher)?)),
+        pair_agreement: Some(agree as f64 / n.max(1) as f64),
+        mirror_distance: Some(mean(&l2(&e, &m)?)),
+        other_distance: Some(mean(&d_critic)),
+        ..CriticReport::default()
+    })
+}
+
+/// Loads an age critic: a weights file with its config sidecar, a
+/// checkpoint folder or a run folder (its latest checkpoint).
+pub fn load_age_critic(path: &std::path::Path, device: &Device) -> Result<(AgeCritic, VarMap)> {
+    crate::checkpoint::load_model(path, &["critic"], "CriticConfig", device, |c, vb| {
+        AgeCritic::new(c, vb)
+    })
+}
+
+/// Loads an identity critic (same forms as [`load_age_critic`]).
+pub fn load_identity_critic(
+    path: &std::path::Path,
+    device: &Device,
+) -> Result<(IdentityCritic, VarMap)> {
+    crate::checkpoint::load_model(path, &["critic"], "CriticConfig", device, |c, vb| {
+        IdentityCritic::new(c, vb)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agesynth_core::{AgeBins, FaceImage};
+
+    fn faces(n: usize, size: u32) -> RealFaces {
+        // Two kinds of synthetic faces: dark (age 5) and bright (age 60).
+        let bins = AgeBins::paper();
+        let mut imgs = Vec::new();
+        let mut ages = Vec::new();
+        for i in 0..n {
+            let v = if i % 2 == 0 { 40u8 } else { 210u8 };
+            let px: Vec<u8> = (0..size * size * 3)
+                .map(|k| v.wrapping_add((k % 7) as u8))
+                .collect();
+            imgs.push(FaceImage::new(size, size, px).unwrap());
+            ages.push(if i % 2 == 0 { 5.0 } else { 60.0 });
+        }
+        RealFaces::from_images(&imgs, &ages, &bins).unwrap()
+    }
+
+    #[test]
+    fn the_age_critic_learns_a_separable_set() {
+        let f = Arc::new(faces(32, 16));
+        let mut cfg = CriticTrainConfig::new(CriticConfig::tiny_age(), 60, 1);
+        cfg.batch = 16;
+        let mut task = CriticTask::new(cfg, f.clone(), None, &Device::Cpu).unwrap();
+        let first = task.step(1).unwrap().losses[0].1;
+        let mut last = first;
+        for s in 2..=60 {
+            last = task.step(s).unwrap().losses[0].1;
+        }
+        assert!(last < first * 0.5, "cross-entropy {first} -> {last}");
+        let r = evaluate_age(task.age_critic().unwrap(), &f, &Device::Cpu).unwrap();
+        assert_eq!(r.age_accuracy, Some(1.0), "{r:?}");
+    }
+
+    #[test]
+    fn the_identity_critic_needs_and_follows_its_teacher() {
+        let f = Arc::new(faces(16, 16));
+        let cfg = CriticTrainConfig::new(CriticConfig::tiny_identity(), 80, 2);
+        assert!(CriticTask::new(cfg.clone(), f.clone(), None, &Device::Cpu).is_err());
+        let bad = Tensor::zeros((3, 8), DType::F32, &Device::Cpu).unwrap();
+        assert!(CriticTask::new(cfg.clone(), f.clone(), Some(bad), &Device::Cpu).is_err());
+        // Teacher: +1 for the dark faces, −1 for the bright ones.
+        let t: Vec<f32> = (0..16)
+            .flat_map(|i| vec![if i % 2 == 0 { 1.0 } else { -1.0 }; 8])
+            .collect();
+        let teacher = Tensor::from_vec(t, (16, 8), &Device::Cpu).unwrap();
+        let mut task =
+            CriticTask::new(cfg, f.clone(), Some(teacher.clone()), &Device::Cpu).unwrap();
+        let first = task.step(1).unwrap().losses[0].1;
+        let mut last = first;
+        for s in 2..=80 {
+            last = task.step(s).unwrap().losses[0].1;
+        }
+        assert!(last < first * 0.2, "distillation loss {first} -> {last}");
+        let r = evaluate_identity(
+            task.identity_critic().unwrap(),
+            0.6,
+            &f,
+            &teacher,
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert!(r.teacher_l2.unwrap() < 1.0, "{r:?}");
+    }
+
+    #[test]
+    fn a_resumed_critic_run_repeats_the_straight_one() {
+        let f = Arc::new(faces(24, 16));
+        let mut cfg = CriticTrainConfig::new(CriticConfig::tiny_age(), 10, 3);
+        cfg.batch = 8;
+        let mut a = CriticTask::new(cfg.clone(), f.clone(), None, &Device::Cpu).unwrap();
+        for s in 1..=4 {
+            a.step(s).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let run = crate::RunDir::open(dir.path()).unwrap();
+        run.save_checkpoint(4, &a.checkpoint().unwrap(), &serde_json::json!({}), 2)
+            .unwrap();
+        let mut b = CriticTask::new(cfg, f, None, &Device::Cpu).unwrap();
+        b.restore(&run.latest().unwrap().unwrap()).unwrap();
+        let la = a.step(5).unwrap().losses[0].1;
+        let lb = b.step(5).unwrap().losses[0].1;
+        assert_eq!(la, lb);
+    }
+
+    #[test]
+    fn weighted_cross_entropy_weights_rows() {
+        let logits =
+            Tensor::from_vec(vec![0f32, 3f32.ln(), 0.0, 0.0], (2, 2), &Device::Cpu).unwrap();
+        let t = [AgeGroup(1), AgeGroup(0)];
+        // Equal weights: the plain mean (0.490415).
+        let a = weighted_cross_entropy(&logits, &t, &[1.0, 1.0]).unwrap();
+        assert!((a.to_scalar::<f32>().unwrap() - 0.490415).abs() < 1e-5);
+        // Only row 1: ln 2.
+        let b = weighted_cross_entropy(&logits, &t, &[0.0, 2.0]).unwrap();
+        assert!((b.to_scalar::<f32>().unwrap() - std::f32::consts::LN_2).abs() < 1e-5);
+        assert!(weighted_cross_entropy(&logits, &t, &[1.0]).is_err());
+    }
+
+    #[test]
+    fn the_schedule_warms_up_and_decays() {
+        let cfg = CriticTrainConfig::new(CriticConfig::tiny_age(), 1000, 0);
+        assert!(cfg.lr_at(1) < cfg.lr / 10.0);
+        assert!((cfg.lr_at(20) - cfg.lr).abs() < 1e-9);
+        assert!(cfg.lr_at(1000) <= cfg.lr / 99.0);
+        assert!(cfg.lr_at(500) < cfg.lr && cfg.lr_at(500) > cfg.lr / 100.0);
+    }
+}
