@@ -8,6 +8,8 @@ use agesynth_core::Result;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::loss::{Loss, LossInput};
+
 /// Numerically stable softplus, `log(1 + eˣ) = max(x, 0) + log(1 + e^{-|x|})`.
 ///
 /// Finite for every finite input (the exponential only ever sees non-positive
@@ -59,6 +61,18 @@ impl AdversarialLoss {
         }
     }
 
+    /// The fake half of the discriminator loss alone: what `d_loss` charges
+    /// for `fake` (used for real faces shown with a wrong age, which count as
+    /// fakes).
+    pub fn d_fake_loss(&self, fake: &Tensor) -> Result<Tensor> {
+        match *self {
+            AdversarialLoss::Logistic => mean_all(&softplus(fake)?),
+            AdversarialLoss::Hinge => mean_all(&(fake + 1.0)?.relu()?),
+            AdversarialLoss::LeastSquares => Ok((mean_all(&fake.sqr()?)? * 0.5)?),
+            AdversarialLoss::Wgan { .. } => mean_all(fake),
+        }
+    }
+
     /// Generator loss from the logits of generated images.
     pub fn g_loss(&self, fake: &Tensor) -> Result<Tensor> {
         match *self {
@@ -66,6 +80,29 @@ impl AdversarialLoss {
             AdversarialLoss::Hinge | AdversarialLoss::Wgan { .. } => g_wgan(fake),
             AdversarialLoss::LeastSquares => g_least_squares(fake),
         }
+    }
+}
+
+/// The generator's adversarial term as a [`Loss`]: reads the discriminator's
+/// logits on the generated images as `output`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorAdversarial {
+    /// The objective.
+    pub kind: AdversarialLoss,
+    /// Its weight.
+    pub weight: f64,
+}
+
+impl Loss for GeneratorAdversarial {
+    fn name(&self) -> &str {
+        "adversarial"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `output` (the logits).
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        self.kind.g_loss(input.output)
     }
 }
 

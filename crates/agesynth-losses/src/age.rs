@@ -3,7 +3,9 @@
 //! The logits come from the discriminator's auxiliary head, or from an
 //! [`agesynth_core::AgeEstimator`]'s ages through [`logits_from_ages`].
 
-use agesynth_core::{AgeBins, Error, Result};
+use std::sync::Arc;
+
+use agesynth_core::{AgeBins, AgeClassifier, Error, Result};
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +66,47 @@ impl Loss for AgeLoss {
     /// Reads `class_logits` and `groups`.
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
         cross_entropy(input.need_class_logits("age")?, input.need_groups("age")?)
+    }
+}
+
+/// The age term from a frozen age classifier trained apart (an age critic):
+/// cross-entropy of the target groups from the classifier's logits on the
+/// output, averaged over the image and its mirror so that a pattern which
+/// fools the classifier in one orientation only does not pay. The
+/// classifier's weights are not trained by this loss (its optimiser never
+/// sees them); the gradient reaches the output images.
+#[derive(Clone)]
+pub struct ClassifierAgeLoss {
+    /// The classifier.
+    pub classifier: Arc<dyn AgeClassifier>,
+    /// Its weight.
+    pub weight: f64,
+}
+
+impl std::fmt::Debug for ClassifierAgeLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassifierAgeLoss")
+            .field("groups", &self.classifier.age_bins().len())
+            .field("weight", &self.weight)
+            .finish()
+    }
+}
+
+impl Loss for ClassifierAgeLoss {
+    fn name(&self) -> &str {
+        "age_critic"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `output` and `groups`.
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        let groups = input.need_groups("age critic")?;
+        let x = input.output;
+        let mirrored = x.flip(&[3])?;
+        let a = cross_entropy(&self.classifier.group_logits(x)?, groups)?;
+        let b = cross_entropy(&self.classifier.group_logits(&mirrored)?, groups)?;
+        Ok(((a + b)? * 0.5)?)
     }
 }
 

@@ -74,6 +74,47 @@ impl Loss for IdentityLoss<'_> {
     }
 }
 
+/// [`IdentityLoss`] owning a shared embedder, for objectives that keep their
+/// terms (an identity network trained apart, never one the evaluation
+/// judges with).
+#[derive(Clone)]
+pub struct SharedIdentityLoss {
+    /// The identity network.
+    pub embedder: std::sync::Arc<dyn FaceEmbedder>,
+    /// How embeddings are compared.
+    pub distance: EmbeddingDistance,
+    /// Its weight.
+    pub weight: f64,
+}
+
+impl std::fmt::Debug for SharedIdentityLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedIdentityLoss")
+            .field("dim", &self.embedder.dim())
+            .field("distance", &self.distance)
+            .field("weight", &self.weight)
+            .finish()
+    }
+}
+
+impl Loss for SharedIdentityLoss {
+    fn name(&self) -> &str {
+        "identity"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `output` and `reference`.
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        IdentityLoss {
+            embedder: self.embedder.as_ref(),
+            distance: self.distance,
+            weight: self.weight,
+        }
+        .compute(input)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

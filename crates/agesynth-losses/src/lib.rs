@@ -37,11 +37,11 @@ pub mod loss;
 pub mod reconstruction;
 pub mod tv;
 
-pub use adversarial::{softplus, AdversarialLoss};
+pub use adversarial::{softplus, AdversarialLoss, GeneratorAdversarial};
 pub use r1::{r1_penalty, r1_value, R1};
 
-pub use age::AgeLoss;
-pub use identity::{EmbeddingDistance, IdentityLoss};
+pub use age::{AgeLoss, ClassifierAgeLoss};
+pub use identity::{EmbeddingDistance, IdentityLoss, SharedIdentityLoss};
 pub use loss::{Loss, LossInput};
 pub use reconstruction::{Reconstruction, ReconstructionLoss};
 pub use tv::TotalVariationLoss;

@@ -283,8 +283,9 @@ impl TrainTask for CStyleGanTask {
         let real_logits = self.d.forward(&real.images, &real.groups)?;
         let fake_logits = self.d.forward(&fake, &groups)?;
         let d_loss = self.loss.d_loss(&real_logits, &fake_logits)?;
-        let mut losses = vec![
-            ("d".to_string(), d_loss.to_scalar::<f32>()?),
+        let mut losses = vec![("d".to_string(), d_loss.to_scalar::<f32>()?)];
+        // Mean logits are metrics, not losses: the divergence guard skips them.
+        let metrics = vec![
             (
                 "d_real".to_string(),
                 real_logits.mean_all()?.to_scalar::<f32>()?,
@@ -341,7 +342,11 @@ impl TrainTask for CStyleGanTask {
         // EMA.
         let beta = ema_decay(b, self.cfg.ema_half_life_images);
         ema_update(&self.ema_vars, &self.g_vars, beta)?;
-        Ok(StepReport { images: b, losses })
+        Ok(StepReport {
+            images: b,
+            losses,
+            metrics,
+        })
     }
 
     fn checkpoint(&self) -> Result<CheckpointContents> {

@@ -27,12 +27,13 @@
 
 use std::{path::Path, sync::Arc};
 
-use agesynth_core::{AgeBins, AgeGroup, FaceEmbedder, FaceImage};
+use agesynth_core::{AgeBins, AgeClassifier, AgeGroup, FaceEmbedder, FaceImage};
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
-    age::cross_entropy, r1_penalty, AdversarialLoss, AgeLoss, EmbeddingDistance, IdentityLoss,
-    Loss, LossInput, Reconstruction, ReconstructionLoss, TotalVariationLoss,
+    age::cross_entropy, r1_penalty, AdversarialLoss, AgeLoss, ClassifierAgeLoss, EmbeddingDistance,
+    GeneratorAdversarial, Reconstruction, ReconstructionLoss, SharedIdentityLoss,
+    TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
@@ -44,6 +45,7 @@ use crate::{
     checkpoint::{Checkpoint, CheckpointContents},
     data::{DataOrder, RealFaces},
     grid,
+    objective::{GeneratorStep, Objective, Operand, Rows, Term},
     optim::{Adam, AdamConfig, ParamGroup},
     pairs::SynthPairs,
     rng::step_rng,
@@ -69,6 +71,11 @@ pub struct FaceGanLossWeights {
     pub age: f64,
     /// Total variation of the outputs.
     pub total_variation: f64,
+    /// Cross-entropy of the target group from a frozen age critic trained
+    /// apart (`agesynth train critic --kind age`), on every output (needs
+    /// the critic; configs written before it existed read as 0).
+    #[serde(default)]
+    pub age_critic: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -81,6 +88,7 @@ impl Default for FaceGanLossWeights {
             identity: 1.0,
             age: 1.0,
             total_variation: 0.0,
+            age_critic: 0.0,
         }
     }
 }
@@ -131,6 +139,83 @@ pub struct FaceGanTrainConfig {
     /// regularisation, as in StyleGAN2).
     #[serde(default = "default_r1_every")]
     pub r1_every: u64,
+    /// How the real rows' targets are drawn (default: uniformly over the
+    /// groups, as before the policy existed).
+    #[serde(default)]
+    pub targets: TargetPolicy,
+    /// Which real rows the cycle reconstruction applies to (default: all).
+    #[serde(default = "default_cycle_rows")]
+    pub cycle_rows: Rows,
+    /// Which rows the identity term applies to (default: all).
+    #[serde(default = "default_identity_rows")]
+    pub identity_rows: Rows,
+    /// Weight of the discriminator's "wrong age" term: real faces shown with
+    /// a group other than their own count as fakes (IPCGAN's second D term),
+    /// so that a copy of the input at another target cannot pass as real
+    /// (0: off).
+    #[serde(default)]
+    pub d_wrong_age: f64,
+    /// Where the frozen networks of the run came from (recorded for resume
+    /// and for the model card): the age critic, the identity network and
+    /// the generator the run was started from.
+    #[serde(default)]
+    pub sources: FaceGanSources,
+}
+
+/// Files a FaceGAN run was started with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaceGanSources {
+    /// The age critic's weights (the age-critic term).
+    #[serde(default)]
+    pub age_critic: Option<std::path::PathBuf>,
+    /// The identity network's weights (the identity term).
+    #[serde(default)]
+    pub identity: Option<std::path::PathBuf>,
+    /// A generator the run's weights were initialised from.
+    #[serde(default)]
+    pub init_generator: Option<std::path::PathBuf>,
+}
+
+/// How a step draws the real rows' target groups.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetPolicy {
+    /// Probability that a real row's target is its own group (the rows the
+    /// self-reconstruction applies to); `None`: every group equally likely.
+    #[serde(default)]
+    pub own_group: Option<f64>,
+    /// Other targets are drawn among the groups at least this many groups
+    /// from the source (among all other groups when none is that far).
+    #[serde(default)]
+    pub min_distance: usize,
+}
+
+impl TargetPolicy {
+    /// Draws the target of a real face of group `source` among `groups`.
+    pub fn draw(&self, source: AgeGroup, groups: usize, rng: &mut impl Rng) -> AgeGroup {
+        let Some(p) = self.own_group else {
+            return AgeGroup(rng.random_range(0..groups));
+        };
+        if groups <= 1 || rng.random::<f64>() < p {
+            return source;
+        }
+        let far: Vec<usize> = (0..groups)
+            .filter(|&g| g.abs_diff(source.0) >= self.min_distance.max(1))
+            .collect();
+        let pool: Vec<usize> = if far.is_empty() {
+            (0..groups).filter(|&g| g != source.0).collect()
+        } else {
+            far
+        };
+        AgeGroup(pool[rng.random_range(0..pool.len())])
+    }
+}
+
+fn default_cycle_rows() -> Rows {
+    Rows::Real
+}
+
+fn default_identity_rows() -> Rows {
+    Rows::All
 }
 
 fn default_r1_every() -> u64 {
@@ -164,6 +249,11 @@ impl FaceGanTrainConfig {
             ema_half_life_images: default_ema_half_life(),
             r1_gamma: 1.0,
             r1_every: default_r1_every(),
+            targets: TargetPolicy::default(),
+            cycle_rows: default_cycle_rows(),
+            identity_rows: default_identity_rows(),
+            d_wrong_age: 0.0,
+            sources: FaceGanSources::default(),
         }
     }
 
@@ -198,9 +288,22 @@ impl FaceGanTrainConfig {
             w.identity,
             w.age,
             w.total_variation,
+            w.age_critic,
+            self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
             return bad(format!("loss weights must be finite and ≥ 0: {w:?}"));
+        }
+        if let Some(p) = self.targets.own_group {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(format!("targets.own_group {p} must be in [0, 1]"));
+            }
+        }
+        if !self.cycle_rows.is_real_only() {
+            return bad(format!(
+                "the cycle applies to real rows only, not {:?}",
+                self.cycle_rows
+            ));
         }
         if !(self.r1_gamma.is_finite() && self.r1_gamma >= 0.0) {
             return bad(format!("r1_gamma {} must be finite and ≥ 0", self.r1_gamma));
@@ -232,7 +335,109 @@ pub struct FaceGanTask {
     real: Option<Arc<RealFaces>>,
     order: Option<DataOrder>,
     pairs: Option<Arc<SynthPairs>>,
-    embedder: Option<Box<dyn FaceEmbedder>>,
+    embedder: Option<Arc<dyn FaceEmbedder>>,
+    age_critic: Option<Arc<dyn AgeClassifier>>,
+    objective: Objective,
+}
+
+/// The generator objective a FaceGAN config describes, given the identity
+/// network and the age critic (terms whose network is absent, or whose
+/// weight is 0, are left out). In order: `g_adv` (all rows, through D),
+/// `g_age` (D's age head), `syn_rec` (synthetic rows, the paired target),
+/// `identity`, `cycle`, `self_rec` (real rows at their own group), `tv`,
+/// `age_critic` (all rows).
+pub fn facegan_objective(
+    cfg: &FaceGanTrainConfig,
+    embedder: Option<Arc<dyn FaceEmbedder>>,
+    age_critic: Option<Arc<dyn AgeClassifier>>,
+) -> Result<Objective> {
+    let w = &cfg.weights;
+    let mut terms = Vec::new();
+    if w.adversarial > 0.0 {
+        let l = GeneratorAdversarial {
+            kind: cfg.adversarial,
+            weight: w.adversarial,
+        };
+        terms.push(Term::new(
+            "g_adv",
+            Box::new(l),
+            Rows::All,
+            Operand::DiscriminatorLogits,
+        ));
+    }
+    if w.age > 0.0 && cfg.model.d_aux_classifier {
+        let l = AgeLoss { weight: w.age };
+        terms.push(Term::new(
+            "g_age",
+            Box::new(l),
+            Rows::All,
+            Operand::DiscriminatorClassLogits,
+        ));
+    }
+    if w.synthetic_reconstruction > 0.0 {
+        let l = ReconstructionLoss::new(cfg.reconstruction, w.synthetic_reconstruction);
+        terms.push(Term::new(
+            "syn_rec",
+            Box::new(l),
+            Rows::Synthetic,
+            Operand::OutputVsSyntheticTarget,
+        ));
+    }
+    if let (Some(e), true) = (embedder, w.identity > 0.0) {
+        let l = SharedIdentityLoss {
+            embedder: e,
+            distance: cfg.identity_distance,
+            weight: w.identity,
+        };
+        terms.push(Term::new(
+            "identity",
+            Box::new(l),
+            cfg.identity_rows,
+            Operand::OutputVsInput,
+        ));
+    }
+    if w.cycle > 0.0 {
+        let l = ReconstructionLoss::new(cfg.reconstruction, w.cycle);
+        terms.push(Term::new(
+            "cycle",
+            Box::new(l),
+            cfg.cycle_rows,
+            Operand::CycleVsInput,
+        ));
+    }
+    if w.self_reconstruction > 0.0 {
+        let l = ReconstructionLoss::new(cfg.reconstruction, w.self_reconstruction);
+        terms.push(Term::new(
+            "self_rec",
+            Box::new(l),
+            Rows::RealAtSource,
+            Operand::OutputVsInput,
+        ));
+    }
+    if w.total_variation > 0.0 {
+        let l = TotalVariationLoss {
+            weight: w.total_variation,
+        };
+        terms.push(Term::new("tv", Box::new(l), Rows::All, Operand::Output));
+    }
+    if w.age_critic > 0.0 {
+        let c = age_critic.ok_or_else(|| {
+            TrainError::from(agesynth_core::Error::Config(
+                "the config weights an age-critic term but no age critic was given".into(),
+            ))
+        })?;
+        let l = ClassifierAgeLoss {
+            classifier: c,
+            weight: w.age_critic,
+        };
+        terms.push(Term::new(
+            "age_critic",
+            Box::new(l),
+            Rows::All,
+            Operand::Output,
+        ));
+    }
+    Objective::new(terms)
 }
 
 /// One step's inputs: images, their own groups, the targets, and the
@@ -249,7 +454,12 @@ impl FaceGanTask {
     /// A new task on `device`: models initialised from the seed, real faces
     /// `real` (needed unless the batch is all synthetic), synthetic pairs
     /// `pairs` (needed unless it is all real), and the identity network
-    /// `embedder` (without one the identity term is off).
+    /// `embedder` (without one the identity term is off). The objective is
+    /// [`facegan_objective`] of the config; [`with_age_critic`] adds the
+    /// age critic, [`with_objective`] replaces the objective.
+    ///
+    /// [`with_age_critic`]: Self::with_age_critic
+    /// [`with_objective`]: Self::with_objective
     pub fn new(
         cfg: FaceGanTrainConfig,
         real: Option<Arc<RealFaces>>,
@@ -322,6 +532,16 @@ impl FaceGanTask {
             adam(cfg.d_lr),
         )?;
         let order = real.as_ref().map(|r| DataOrder::new(r.len(), cfg.seed));
+        let embedder: Option<Arc<dyn FaceEmbedder>> = embedder.map(Arc::from);
+        let age_critic = None;
+        let objective = if cfg.weights.age_critic > 0.0 {
+            // Completed by `with_age_critic`; until then the critic term is out.
+            let mut c = cfg.clone();
+            c.weights.age_critic = 0.0;
+            facegan_objective(&c, embedder.clone(), None)?
+        } else {
+            facegan_objective(&cfg, embedder.clone(), None)?
+        };
         Ok(FaceGanTask {
             cfg,
             bins,
@@ -338,7 +558,48 @@ impl FaceGanTask {
             order,
             pairs,
             embedder,
+            age_critic,
+            objective,
         })
+    }
+
+    /// Gives the task its frozen age critic (a classifier trained apart on
+    /// real faces, never an evaluation network), rebuilding the objective
+    /// with the `age_critic` term the config weights.
+    pub fn with_age_critic(mut self, critic: Arc<dyn AgeClassifier>) -> Result<Self> {
+        if critic.age_bins() != &self.bins {
+            return Err(agesynth_core::Error::Config(format!(
+                "the age critic classifies groups {:?}, the model uses {:?}",
+                critic.age_bins().lower_bounds(),
+                self.bins.lower_bounds()
+            ))
+            .into());
+        }
+        self.age_critic = Some(critic);
+        self.objective =
+            facegan_objective(&self.cfg, self.embedder.clone(), self.age_critic.clone())?;
+        Ok(self)
+    }
+
+    /// Replaces the generator objective (for objectives beyond what the
+    /// config describes).
+    pub fn with_objective(mut self, objective: Objective) -> Self {
+        self.objective = objective;
+        self
+    }
+
+    /// The generator objective.
+    pub fn objective(&self) -> &Objective {
+        &self.objective
+    }
+
+    /// Initialises the generator and its EMA from `vars` (a generator of the
+    /// same config, e.g. shipped weights): a warm start. The discriminator
+    /// and the optimisers stay as they are.
+    pub fn init_generator_from(&mut self, vars: &VarMap) -> Result<()> {
+        copy_vars(&self.g_vars, vars)?;
+        copy_vars(&self.ema_vars, vars)?;
+        Ok(())
     }
 
     /// The configuration.
@@ -402,8 +663,9 @@ impl FaceGanTask {
             sources.extend(b.groups);
         }
         let mut synthetic_targets = None;
+        let policy = &self.cfg.targets;
         let mut targets: Vec<AgeGroup> = (0..n_real)
-            .map(|_| AgeGroup(rng.random_range(0..g)))
+            .map(|i| policy.draw(sources[i], g, &mut rng))
             .collect();
         if n_syn > 0 {
             let pairs = self.pairs.as_ref().ok_or_else(|| {
@@ -453,10 +715,10 @@ impl TrainTask for FaceGanTask {
             synthetic_targets,
         } = batch;
         let n = inputs.dim(0)?;
-        let n_syn = n - n_real;
         let w = self.cfg.weights.clone();
         let adv = self.cfg.adversarial;
         let mut losses = Vec::new();
+        let mut metrics = Vec::new();
 
         // One generator pass serves both steps: D sees it detached, and G's
         // weights do not change before G's own update.
@@ -480,8 +742,23 @@ impl TrainTask for FaceGanTask {
         let d_fake = self.d.forward(&fake.detach(), &targets)?;
         let mut d_loss = adv.d_loss(&d_real.logits, &d_fake.logits)?;
         losses.push(("d_adv".to_string(), value(&d_loss)?));
-        losses.push(("d_real".to_string(), value(&d_real.logits.mean_all()?)?));
-        losses.push(("d_fake".to_string(), value(&d_fake.logits.mean_all()?)?));
+        metrics.push(("d_real".to_string(), value(&d_real.logits.mean_all()?)?));
+        metrics.push(("d_fake".to_string(), value(&d_fake.logits.mean_all()?)?));
+        if self.cfg.d_wrong_age > 0.0 && n_real > 0 && self.bins.len() > 1 {
+            // Real faces claimed to be of another group are fakes: a copy of
+            // the input at another target cannot pass as real.
+            let mut rng = step_rng(self.cfg.seed, "facegan-wrong-age", step);
+            let g = self.bins.len();
+            let wrong: Vec<AgeGroup> = sources[..n_real]
+                .iter()
+                .map(|s| AgeGroup((s.0 + rng.random_range(1..g)) % g))
+                .collect();
+            let out = self.d.forward(&inputs.narrow(0, 0, n_real)?, &wrong)?;
+            let l = (adv.d_fake_loss(&out.logits)? * self.cfg.d_wrong_age)?;
+            losses.push(("d_wrong_age".to_string(), value(&l)?));
+            metrics.push(("d_wrong".to_string(), value(&out.logits.mean_all()?)?));
+            d_loss = (d_loss + l)?;
+        }
         if let (Some(cl), true) = (&d_real.class_logits, w.age > 0.0) {
             let ce = cross_entropy(cl, &real_groups)?;
             losses.push(("d_age".to_string(), value(&ce)?));
@@ -503,89 +780,34 @@ impl TrainTask for FaceGanTask {
         }
         self.opt_d.backward_step(&d_loss)?;
 
-        // G step.
-        let mut total = Tensor::zeros((), DType::F32, &self.device)?;
-        let mut add = |name: &str, t: Tensor, losses: &mut Vec<(String, f32)>| -> Result<()> {
-            losses.push((name.to_string(), value(&t)?));
-            total = (&total + t.to_dtype(DType::F32)?)?;
-            Ok(())
+        // G step: the objective's terms.
+        let (d, g) = (&self.d, &self.g);
+        let discriminator = |x: &Tensor, groups: &[AgeGroup]| -> Result<(Tensor, Option<Tensor>)> {
+            let o = d.forward(x, groups)?;
+            Ok((o.logits, o.class_logits))
         };
-        if w.adversarial > 0.0 || w.age > 0.0 {
-            let out = self.d.forward(&fake, &targets)?;
-            if w.adversarial > 0.0 {
-                add(
-                    "g_adv",
-                    (adv.g_loss(&out.logits)? * w.adversarial)?,
-                    &mut losses,
-                )?;
-            }
-            if let (Some(cl), true) = (&out.class_logits, w.age > 0.0) {
-                let l = AgeLoss { weight: w.age };
-                let input = LossInput::new(&fake).groups(&targets).class_logits(cl);
-                add("g_age", l.weighted(&input)?, &mut losses)?;
-            }
-        }
-        if let (Some(y), true) = (&synthetic_targets, w.synthetic_reconstruction > 0.0) {
-            let l = ReconstructionLoss::new(self.cfg.reconstruction, w.synthetic_reconstruction);
-            let out = fake.narrow(0, n_real, n_syn)?;
-            add(
-                "syn_rec",
-                l.weighted(&LossInput::new(&out).reference(y))?,
-                &mut losses,
-            )?;
-        }
-        if let (Some(e), true) = (&self.embedder, w.identity > 0.0) {
-            let l = IdentityLoss {
-                embedder: e.as_ref(),
-                distance: self.cfg.identity_distance,
-                weight: w.identity,
-            };
-            add(
-                "identity",
-                l.weighted(&LossInput::new(&fake).reference(&inputs))?,
-                &mut losses,
-            )?;
-        }
-        if n_real > 0 && w.cycle > 0.0 {
-            let x = inputs.narrow(0, 0, n_real)?;
-            let back = self
-                .g
-                .forward(&fake.narrow(0, 0, n_real)?, &sources[..n_real])?;
-            let l = ReconstructionLoss::new(self.cfg.reconstruction, w.cycle);
-            add(
-                "cycle",
-                l.weighted(&LossInput::new(&back).reference(&x))?,
-                &mut losses,
-            )?;
-        }
-        if n_real > 0 && w.self_reconstruction > 0.0 {
-            let rows: Vec<u32> = (0..n_real)
-                .filter(|&i| sources[i] == targets[i])
-                .map(|i| i as u32)
-                .collect();
-            if !rows.is_empty() {
-                let idx = Tensor::from_vec(rows.clone(), rows.len(), &self.device)?;
-                let out = fake.index_select(&idx, 0)?;
-                let x = inputs.index_select(&idx, 0)?;
-                let l = ReconstructionLoss::new(self.cfg.reconstruction, w.self_reconstruction);
-                add(
-                    "self_rec",
-                    l.weighted(&LossInput::new(&out).reference(&x))?,
-                    &mut losses,
-                )?;
-            }
-        }
-        if w.total_variation > 0.0 {
-            let l = TotalVariationLoss {
-                weight: w.total_variation,
-            };
-            add("tv", l.weighted(&LossInput::new(&fake))?, &mut losses)?;
-        }
+        let generator =
+            |x: &Tensor, groups: &[AgeGroup]| -> Result<Tensor> { Ok(g.forward(x, groups)?) };
+        let (total, terms) = self.objective.evaluate(&GeneratorStep {
+            inputs: &inputs,
+            outputs: &fake,
+            sources: &sources,
+            targets: &targets,
+            n_real,
+            synthetic_targets: synthetic_targets.as_ref(),
+            discriminator: &discriminator,
+            generator: &generator,
+        })?;
+        losses.extend(terms);
         losses.push(("g".to_string(), value(&total)?));
         self.opt_g.backward_step(&total)?;
         let decay = ema_decay(n, self.cfg.ema_half_life_images);
         ema_update(&self.ema_vars, &self.g_vars, decay, |_| false)?;
-        Ok(StepReport { images: n, losses })
+        Ok(StepReport {
+            images: n,
+            losses,
+            metrics,
+        })
     }
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
@@ -722,6 +944,69 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_policy_keeps_its_distances() {
+        let mut rng = step_rng(5, "test", 1);
+        let uniform = TargetPolicy::default();
+        let mut seen = [0usize; 6];
+        for _ in 0..600 {
+            seen[uniform.draw(AgeGroup(2), 6, &mut rng).0] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 50), "uniform draws {seen:?}");
+        let far = TargetPolicy {
+            own_group: Some(0.25),
+            min_distance: 2,
+        };
+        let (mut own, mut n) = (0, 2000);
+        for i in 0..n {
+            let s = AgeGroup(i % 6);
+            let t = far.draw(s, 6, &mut rng);
+            if t == s {
+                own += 1;
+            } else {
+                assert!(t.0.abs_diff(s.0) >= 2, "{s:?} -> {t:?}");
+            }
+        }
+        let share = own as f64 / n as f64;
+        assert!((share - 0.25).abs() < 0.04, "own-group share {share}");
+        // No group is 7 away among 6: the other groups are used.
+        let none_far = TargetPolicy {
+            own_group: Some(0.0),
+            min_distance: 7,
+        };
+        n = 200;
+        for _ in 0..n {
+            assert_ne!(none_far.draw(AgeGroup(0), 6, &mut rng), AgeGroup(0));
+        }
+        // One group: the source is the only target.
+        assert_eq!(none_far.draw(AgeGroup(0), 1, &mut rng), AgeGroup(0));
+    }
+
+    #[test]
+    fn configs_written_before_the_new_terms_read_as_before() {
+        let mut v =
+            serde_json::to_value(FaceGanTrainConfig::new(FaceGanConfig::tiny(), 4, 0)).unwrap();
+        let o = v.as_object_mut().unwrap();
+        for k in [
+            "targets",
+            "cycle_rows",
+            "identity_rows",
+            "d_wrong_age",
+            "sources",
+        ] {
+            o.remove(k);
+        }
+        o["weights"].as_object_mut().unwrap().remove("age_critic");
+        let c: FaceGanTrainConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(c, FaceGanTrainConfig::new(FaceGanConfig::tiny(), 4, 0));
+        let mut bad = c.clone();
+        bad.cycle_rows = Rows::All;
+        assert!(bad.validate().is_err());
+        let mut bad = c;
+        bad.targets.own_group = Some(1.5);
+        assert!(bad.validate().is_err());
+    }
 
     #[test]
     fn sample_rows_cycle_through_the_age_groups() {

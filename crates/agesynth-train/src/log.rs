@@ -25,6 +25,10 @@ pub struct LogRecord {
     pub images_per_s: f64,
     /// Each loss's mean over the interval, by name (sorted).
     pub losses: std::collections::BTreeMap<String, f64>,
+    /// Each metric's mean over the interval (mean logits, accuracies: numbers
+    /// to watch that are not minimised and not guarded).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// Appends [`LogRecord`]s to a JSON-lines file, one flushed line each.
@@ -181,6 +185,7 @@ mod tests {
             wall_s: step as f64,
             images_per_s: 4.0,
             losses: [("d".to_string(), 0.5)].into_iter().collect(),
+            metrics: Default::default(),
         }
     }
 

@@ -28,6 +28,10 @@ pub struct StepReport {
     /// each is averaged over the steps that report it, so a loss computed
     /// every k steps, like a lazy regulariser, may be left out in between).
     pub losses: Vec<(String, f32)>,
+    /// Named metrics (mean logits, accuracies): logged like the losses but
+    /// not guarded, since they are not minimised and may legitimately be
+    /// large.
+    pub metrics: Vec<(String, f32)>,
 }
 
 /// One training job the [`Trainer`] can drive.
@@ -211,6 +215,7 @@ impl Trainer {
         let mut interval_start = Instant::now();
         let mut interval_images = 0usize;
         let mut sums: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+        let mut metric_sums: BTreeMap<String, (f64, u64)> = BTreeMap::new();
         let mut last_ck: Option<PathBuf> = latest.map(|c| c.dir().to_path_buf());
         let mut session_images = 0u64;
         let mut outcome = Outcome::Finished;
@@ -247,6 +252,11 @@ impl Trainer {
                 e.0 += *value as f64;
                 e.1 += 1;
             }
+            for (name, value) in &report.metrics {
+                let e = metric_sums.entry(name.clone()).or_default();
+                e.0 += *value as f64;
+                e.1 += 1;
+            }
             meta.step = step;
             meta.images += report.images as u64;
             meta.wall_s = wall0 + session.elapsed().as_secs_f64();
@@ -257,6 +267,10 @@ impl Trainer {
                 let secs = interval_start.elapsed().as_secs_f64().max(1e-9);
                 let ips = interval_images as f64 / secs;
                 let losses: BTreeMap<String, f64> = sums
+                    .iter()
+                    .map(|(k, (sum, n))| (k.clone(), sum / (*n).max(1) as f64))
+                    .collect();
+                let metrics: BTreeMap<String, f64> = metric_sums
                     .iter()
                     .map(|(k, (sum, n))| (k.clone(), sum / (*n).max(1) as f64))
                     .collect();
@@ -274,6 +288,7 @@ impl Trainer {
                     wall_s: meta.wall_s,
                     images_per_s: ips,
                     losses,
+                    metrics,
                 })?;
                 if progress.plain_lines() {
                     progress.println(format!(
@@ -283,6 +298,7 @@ impl Trainer {
                 }
                 progress.update(step, msg);
                 sums.clear();
+                metric_sums.clear();
                 interval_images = 0;
                 interval_start = Instant::now();
             }

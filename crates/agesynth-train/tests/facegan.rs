@@ -388,3 +388,142 @@ fn rule_error(g: &Generator, test: &SynthPairs) -> (f32, f32) {
     }
     (err / n, copy / n)
 }
+
+/// The recipe against copying: a frozen age critic on every output, real
+/// faces at a wrong age as fakes for D, self-reconstruction only at the
+/// source group, the cycle only away from it, an identity critic. Every term
+/// is reported and finite, and the critic's weights do not move.
+#[test]
+fn the_anti_copy_recipe_reports_its_terms_and_keeps_the_critic_frozen() {
+    use agesynth_critic::{AgeCritic, CriticConfig, IdentityCritic};
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(4);
+    cfg.weights.age_critic = 1.0;
+    cfg.d_wrong_age = 1.0;
+    cfg.targets.own_group = Some(0.3);
+    cfg.targets.min_distance = 2;
+    cfg.cycle_rows = agesynth_train::Rows::RealAwayFromSource;
+    cfg.weights.cycle = 1.0;
+    cfg.model.d_aux_classifier = false;
+    cfg.weights.age = 0.0;
+    let critic_vars = VarMap::new();
+    let critic = AgeCritic::new(
+        &CriticConfig::tiny_age(),
+        agesynth_facegan::seeded_var_builder(&critic_vars, 9, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let before: Vec<f32> = critic_vars.all_vars()[0]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let id = IdentityCritic::new(
+        &CriticConfig::tiny_identity(),
+        agesynth_facegan::seeded_var_builder(&VarMap::new(), 10, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    // Without the critic the term cannot be built.
+    let mut task = FaceGanTask::new(
+        cfg.clone(),
+        Some(real_faces(12)),
+        Some(pairs.clone()),
+        Some(Box::new(id)),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(task
+        .objective()
+        .terms()
+        .iter()
+        .all(|t| t.name != "age_critic"));
+    task = task.with_age_critic(Arc::new(critic)).unwrap();
+    let names: Vec<&str> = task
+        .objective()
+        .terms()
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "g_adv",
+            "syn_rec",
+            "identity",
+            "cycle",
+            "self_rec",
+            "age_critic"
+        ]
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for step in 1..=6 {
+        let r = task.step(step).unwrap();
+        for (n, v) in r.losses.iter().chain(&r.metrics) {
+            assert!(v.is_finite(), "{n} = {v}");
+            seen.insert(n.clone());
+        }
+        // Mean logits are metrics, not losses.
+        assert!(r.losses.iter().all(|(n, _)| n != "d_real" && n != "d_fake"));
+    }
+    for want in ["age_critic", "d_wrong_age", "d_wrong", "identity", "d_real"] {
+        assert!(seen.contains(want), "{want} missing from {seen:?}");
+    }
+    let after: Vec<f32> = critic_vars.all_vars()[0]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(before, after, "the age critic is frozen");
+
+    // A critic of other groups is refused.
+    let mut other = CriticConfig::tiny_age();
+    other.head = agesynth_critic::CriticHead::AgeGroups {
+        lower_bounds: vec![0.0, 30.0],
+    };
+    let c2 = AgeCritic::new(
+        &other,
+        agesynth_facegan::seeded_var_builder(&VarMap::new(), 9, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let t2 = FaceGanTask::new(cfg, Some(real_faces(12)), Some(pairs), None, &Device::Cpu).unwrap();
+    assert!(t2.with_age_critic(Arc::new(c2)).is_err());
+}
+
+/// A warm start copies the given generator into G and its EMA.
+#[test]
+fn a_warm_start_takes_the_given_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 4, 0);
+    let mut cfg = mixed_config(2);
+    cfg.synthetic_fraction = 1.0;
+    let src = FaceGanTask::new(cfg.clone(), None, Some(pairs.clone()), None, &Device::Cpu).unwrap();
+    cfg.seed = 3;
+    let mut dst = FaceGanTask::new(cfg, None, Some(pairs), None, &Device::Cpu).unwrap();
+    let x = Tensor::from_vec(base_image(5), (1, 3, S, S), &Device::Cpu).unwrap();
+    let want = src.generator().forward(&x, &[AgeGroup(3)]).unwrap();
+    let diff = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert!(diff(&dst.generator().forward(&x, &[AgeGroup(3)]).unwrap(), &want) > 1e-4);
+    dst.init_generator_from(src.generator_vars()).unwrap();
+    assert_eq!(
+        diff(&dst.generator().forward(&x, &[AgeGroup(3)]).unwrap(), &want),
+        0.0
+    );
+    assert_eq!(
+        diff(
+            &dst.generator_ema().forward(&x, &[AgeGroup(3)]).unwrap(),
+            &want
+        ),
+        0.0
+    );
+}

@@ -100,6 +100,7 @@ impl TrainTask for Regression {
         Ok(StepReport {
             images: 8,
             losses: vec![("mse".into(), value)],
+            metrics: Vec::new(),
         })
     }
 

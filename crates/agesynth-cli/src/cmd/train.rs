@@ -24,8 +24,12 @@ pub enum TrainCommand {
     Cstylegan(CStyleGanArgs),
     /// Train FaceGAN (stages 2-3): synthetic pairs plus real UTKFace faces.
     Facegan(facegan::FaceGanArgs),
+    /// Train a critic the generators train against (an age classifier or a
+    /// small identity embedder) on UTKFace's training split.
+    Critic(critic::CriticArgs),
 }
 
+mod critic;
 mod facegan;
 
 /// Which faces of the dataset to train on.
@@ -125,6 +129,7 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TrainCommand::Cstylegan(a) => train_cstylegan(a),
         TrainCommand::Facegan(a) => facegan::train_facegan(a),
+        TrainCommand::Critic(a) => critic::train_critic(a),
     }
 }
 
@@ -169,6 +174,27 @@ fn load_real_faces(
     a: &RealFaceArgs,
     out: &Path,
 ) -> anyhow::Result<RealFaces> {
+    load_real_faces_split(data, size, bins, a, out, SplitPart::Training)
+}
+
+/// Which part of the data a run loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SplitPart {
+    /// What `--split` says (the training split, or all faces).
+    Training,
+    /// The validation split (held out from training, apart from the test
+    /// split the evaluation uses).
+    Val,
+}
+
+fn load_real_faces_split(
+    data: &Path,
+    size: usize,
+    bins: &AgeBins,
+    a: &RealFaceArgs,
+    out: &Path,
+    part: SplitPart,
+) -> anyhow::Result<RealFaces> {
     let t0 = Instant::now();
     let utk = UtkFace::open(data).with_context(|| format!("opening {}", data.display()))?;
     if utk.is_empty() {
@@ -180,9 +206,12 @@ fn load_real_faces(
         .unwrap_or_else(|| default_cache(out, data, size));
     let (cache, built) = DecodedCache::open_or_build(&utk, size as u32, &cache_path, "utkface", 0)
         .with_context(|| format!("decoded cache {}", cache_path.display()))?;
-    let mut indices: Vec<usize> = match a.split {
-        SplitChoice::Train => Split::new(&cache, SplitFractions::default(), 0)?.train,
-        SplitChoice::All => (0..cache.len()).collect(),
+    let mut indices: Vec<usize> = match (part, a.split) {
+        (SplitPart::Val, _) => Split::new(&cache, SplitFractions::default(), 0)?.val,
+        (SplitPart::Training, SplitChoice::Train) => {
+            Split::new(&cache, SplitFractions::default(), 0)?.train
+        }
+        (SplitPart::Training, SplitChoice::All) => (0..cache.len()).collect(),
     };
     if let Some(l) = a.limit {
         indices.truncate(l);
@@ -212,6 +241,7 @@ fn run_task<T: TrainTask>(
     a: &RunArgs,
     steps: u64,
     task: &mut T,
+    export_name: &str,
     export: impl FnOnce(&T, &Path) -> agesynth_train::Result<()>,
 ) -> anyhow::Result<ExitCode> {
     let opts = TrainerOptions {
@@ -226,10 +256,10 @@ fn run_task<T: TrainTask>(
     let mut trainer = Trainer::new(run.clone(), opts).with_stop(StopFlag::ctrlc()?);
     let summary = trainer.run(task, a.resume)?;
     trainer.write_sample(task, summary.step)?;
-    let weights = run.root().join("generator_ema.safetensors");
+    let weights = run.root().join(export_name);
     export(task, &weights)?;
     eprintln!(
-        "{} at step {} ({} images, {:.0} s in all; {:.2} images/s this session); EMA generator: {}",
+        "{} at step {} ({} images, {:.0} s in all; {:.2} images/s this session); weights: {}",
         match summary.outcome {
             Outcome::Finished => "finished",
             Outcome::Interrupted => "interrupted",
@@ -281,5 +311,12 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         run.save_config(&cfg)?;
     }
     let mut task = CStyleGanTask::new(cfg, Arc::new(faces), &device)?;
-    run_task(&run, &a.run, a.steps, &mut task, |t, p| t.export_ema(p))
+    run_task(
+        &run,
+        &a.run,
+        a.steps,
+        &mut task,
+        "generator_ema.safetensors",
+        |t, p| t.export_ema(p),
+    )
 }

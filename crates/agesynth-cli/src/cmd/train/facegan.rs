@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
-use agesynth_core::FaceEmbedder;
+use agesynth_core::{AgeClassifier, FaceEmbedder};
 use agesynth_face::{DlibFaceEmbedder, EmbedderConfig};
 use agesynth_facegan::FaceGanConfig;
 use agesynth_train::{FaceGanTask, FaceGanTrainConfig, SynthPairs};
@@ -38,15 +38,62 @@ pub struct FaceGanArgs {
     /// Inputs per step (real and synthetic together).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Identity network weights (dlib face recognition); default: the
-    /// weights folder's (`$AGESYNTH_WEIGHTS`, `./weights`, else the
-    /// repository's). The identity term is off when the file is absent.
+    /// The identity network of the identity term: an identity critic
+    /// trained with `agesynth train critic --kind identity` (a weights file
+    /// with its sidecar, or its run folder). Default: the weights folder's
+    /// `critic-identity64.safetensors` when present; else the term is off.
     #[arg(long)]
+    pub identity_critic: Option<PathBuf>,
+    /// Use dlib's face-recognition network (the evaluation's identity judge)
+    /// as the identity network instead of a critic. The evaluation's
+    /// identity numbers then measure the network the generator was trained
+    /// against; the run's config records it.
+    #[arg(long, conflicts_with = "identity_critic")]
     pub identity_weights: Option<PathBuf>,
-    /// Train without the identity term (it costs the identity network's
-    /// forward and backward pass on every output).
+    /// Train without the identity term.
     #[arg(long)]
     pub no_identity: bool,
+    /// Weight of the identity term [default: 1]
+    #[arg(long)]
+    pub identity_weight: Option<f64>,
+    /// The age critic of the age-critic term (`agesynth train critic --kind
+    /// age`: a weights file with its sidecar, or its run folder). Default:
+    /// the weights folder's `critic-age64.safetensors` when
+    /// --age-critic-weight is above 0.
+    #[arg(long)]
+    pub age_critic: Option<PathBuf>,
+    /// Weight of the age-critic term: cross-entropy of the target group from
+    /// the frozen age critic on every output [default: 0]
+    #[arg(long)]
+    pub age_critic_weight: Option<f64>,
+    /// Weight of the discriminator's wrong-age term: real faces shown with a
+    /// group other than their own count as fakes [default: 0]
+    #[arg(long)]
+    pub d_wrong_age: Option<f64>,
+    /// Probability that a real row's target is its own group (those rows get
+    /// the self-reconstruction); unset: targets uniform over all groups.
+    #[arg(long)]
+    pub own_group_prob: Option<f64>,
+    /// Other targets of real rows are at least this many groups from the
+    /// source (with --own-group-prob) [default: 1]
+    #[arg(long)]
+    pub min_target_distance: Option<usize>,
+    /// Apply the cycle reconstruction only to real rows whose target is
+    /// another group (the rows at their own group get self-reconstruction).
+    #[arg(long)]
+    pub cycle_away_only: bool,
+    /// Weight of the self-reconstruction of real rows at their own group
+    /// [default: 10]
+    #[arg(long)]
+    pub self_rec_weight: Option<f64>,
+    /// Weight of the synthetic pairs' reconstruction [default: 10]
+    #[arg(long)]
+    pub syn_rec_weight: Option<f64>,
+    /// Start G (and its EMA) from this generator (a weights file with its
+    /// sidecar, a checkpoint or a run folder) instead of random weights: a
+    /// warm start. D starts fresh. Ignored on --resume.
+    #[arg(long)]
+    pub init_generator: Option<PathBuf>,
     /// Learning rate of G and D.
     #[arg(long)]
     pub lr: Option<f64>,
@@ -113,6 +160,49 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             c.weights.age = 0.0;
         }
         c.d_on_synthetic = a.d_on_synthetic;
+        if let Some(w) = a.identity_weight {
+            c.weights.identity = w;
+        }
+        if let Some(w) = a.age_critic_weight {
+            c.weights.age_critic = w;
+        }
+        if let Some(w) = a.d_wrong_age {
+            c.d_wrong_age = w;
+        }
+        if let Some(w) = a.self_rec_weight {
+            c.weights.self_reconstruction = w;
+        }
+        if let Some(w) = a.syn_rec_weight {
+            c.weights.synthetic_reconstruction = w;
+        }
+        if let Some(p) = a.own_group_prob {
+            c.targets.own_group = Some(p);
+            c.targets.min_distance = a.min_target_distance.unwrap_or(1);
+        } else if a.min_target_distance.is_some() {
+            bail!("--min-target-distance needs --own-group-prob");
+        }
+        if a.cycle_away_only {
+            c.cycle_rows = agesynth_train::Rows::RealAwayFromSource;
+        }
+        let weights_dir = agesynth_pipeline::weights::default_weights_dir();
+        if c.weights.age_critic > 0.0 {
+            c.sources.age_critic = Some(
+                a.age_critic
+                    .clone()
+                    .unwrap_or_else(|| weights_dir.join(AGE_CRITIC_WEIGHTS)),
+            );
+        }
+        if !a.no_identity && c.weights.identity > 0.0 {
+            c.sources.identity = match (&a.identity_weights, &a.identity_critic) {
+                (Some(dlib), _) => Some(dlib.clone()),
+                (None, Some(critic)) => Some(critic.clone()),
+                (None, None) => {
+                    let p = weights_dir.join(IDENTITY_CRITIC_WEIGHTS);
+                    p.is_file().then_some(p)
+                }
+            };
+        }
+        c.sources.init_generator = a.init_generator.clone();
         c
     };
     let size = cfg.model.image_size;
@@ -143,28 +233,71 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let identity_weights = a.identity_weights.clone().unwrap_or_else(|| {
-        agesynth_pipeline::weights::default_weights_dir()
-            .join(agesynth_face::import::FACE_RECOGNITION_WEIGHTS)
-    });
-    let embedder: Option<Box<dyn FaceEmbedder>> = if a.no_identity {
-        eprintln!("--no-identity: the identity term is off");
-        None
-    } else if identity_weights.is_file() {
-        let e = DlibFaceEmbedder::load(&EmbedderConfig::default(), &identity_weights, &device)
-            .with_context(|| format!("loading {}", identity_weights.display()))?;
-        Some(Box::new(e))
-    } else {
-        eprintln!(
-            "no identity network at {}: the identity term is off",
-            identity_weights.display()
-        );
-        None
+    let embedder: Option<Box<dyn FaceEmbedder>> = match &cfg.sources.identity {
+        None => {
+            eprintln!("no identity network: the identity term is off");
+            None
+        }
+        Some(p) if is_dlib_weights(p) => {
+            eprintln!(
+                "warning: the identity term uses dlib's network ({}), the evaluation's identity judge: its identity numbers will measure what the generator was trained against",
+                p.display()
+            );
+            let e = DlibFaceEmbedder::load(&EmbedderConfig::default(), p, &device)
+                .with_context(|| format!("loading {}", p.display()))?;
+            Some(Box::new(e))
+        }
+        Some(p) => {
+            let (c, _) = agesynth_train::critic::load_identity_critic(p, &device)
+                .with_context(|| format!("loading the identity critic {}", p.display()))?;
+            eprintln!("identity term: the identity critic {}", p.display());
+            Some(Box::new(c))
+        }
+    };
+    let age_critic: Option<Arc<dyn AgeClassifier>> = match &cfg.sources.age_critic {
+        Some(p) if cfg.weights.age_critic > 0.0 => {
+            let (c, _) = agesynth_train::critic::load_age_critic(p, &device)
+                .with_context(|| format!("loading the age critic {}", p.display()))?;
+            eprintln!("age-critic term: {}", p.display());
+            Some(Arc::new(c))
+        }
+        _ => None,
     };
 
     if !has_checkpoint {
         run.save_config(&cfg)?;
     }
+    let init = cfg.sources.init_generator.clone();
     let mut task = FaceGanTask::new(cfg, real, pairs, embedder, &device)?;
-    run_task(&run, &a.run, a.steps, &mut task, |t, p| t.export_ema(p))
+    if let Some(c) = age_critic {
+        task = task.with_age_critic(c)?;
+    }
+    if let (Some(p), false) = (&init, has_checkpoint) {
+        let (_, vars) = agesynth_train::facegan::load_generator(p, &device)
+            .with_context(|| format!("loading the initial generator {}", p.display()))?;
+        task.init_generator_from(&vars)
+            .with_context(|| format!("initialising the generator from {}", p.display()))?;
+        eprintln!("generator initialised from {}", p.display());
+    }
+    run_task(
+        &run,
+        &a.run,
+        a.steps,
+        &mut task,
+        "generator_ema.safetensors",
+        |t, p| t.export_ema(p),
+    )
+}
+
+/// File name of the shipped age critic in the weights folder.
+pub const AGE_CRITIC_WEIGHTS: &str = "critic-age64.safetensors";
+
+/// File name of the shipped identity critic in the weights folder.
+pub const IDENTITY_CRITIC_WEIGHTS: &str = "critic-identity64.safetensors";
+
+/// Whether `p` is dlib's face-recognition weights (a file without a critic
+/// config sidecar named like the imported network).
+fn is_dlib_weights(p: &std::path::Path) -> bool {
+    p.file_name().and_then(|n| n.to_str()) == Some(agesynth_face::import::FACE_RECOGNITION_WEIGHTS)
+        || (p.is_file() && !agesynth_core::io::sidecar_path(p).is_file())
 }

@@ -1,0 +1,368 @@
+//! A generator objective as data: a list of named terms, each a boxed
+//! [`Loss`] with its weight, the rows of the batch it applies to and what it
+//! reads. Adding a term to a run means adding a [`Term`], not editing the
+//! training step.
+//!
+//! The FaceGAN step hands the objective one [`GeneratorStep`] (inputs,
+//! outputs, groups, the synthetic targets, and the discriminator and
+//! generator as functions); the objective evaluates the discriminator on the
+//! outputs and the cycle pass only when a term needs them.
+
+use agesynth_core::AgeGroup;
+use agesynth_losses::{Loss, LossInput};
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, TrainError};
+
+/// Which rows of a step's batch a term applies to. The batch holds the real
+/// rows first, then the synthetic ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rows {
+    /// Every row.
+    All,
+    /// The real faces.
+    Real,
+    /// The synthetic inputs (which have a paired target image).
+    Synthetic,
+    /// Real faces whose target is their own group.
+    RealAtSource,
+    /// Real faces whose target is another group.
+    RealAwayFromSource,
+}
+
+impl Rows {
+    /// The row indices of a batch of `sources.len()` rows, `n_real` real.
+    pub fn select(&self, n_real: usize, sources: &[AgeGroup], targets: &[AgeGroup]) -> Vec<usize> {
+        let n = sources.len();
+        match self {
+            Rows::All => (0..n).collect(),
+            Rows::Real => (0..n_real).collect(),
+            Rows::Synthetic => (n_real..n).collect(),
+            Rows::RealAtSource => (0..n_real).filter(|&i| sources[i] == targets[i]).collect(),
+            Rows::RealAwayFromSource => (0..n_real).filter(|&i| sources[i] != targets[i]).collect(),
+        }
+    }
+
+    /// Whether every row it selects is a real face.
+    pub fn is_real_only(&self) -> bool {
+        matches!(
+            self,
+            Rows::Real | Rows::RealAtSource | Rows::RealAwayFromSource
+        )
+    }
+}
+
+/// What a term's loss reads (its [`LossInput`]); the groups are always the
+/// rows' target groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operand {
+    /// `output`: the generated images.
+    Output,
+    /// `output`: the generated images; `reference`: the inputs.
+    OutputVsInput,
+    /// `output`: the generated images; `reference`: the synthetic target
+    /// images (synthetic rows only).
+    OutputVsSyntheticTarget,
+    /// `output`: the discriminator's logits on the generated images at their
+    /// target groups.
+    DiscriminatorLogits,
+    /// `output`: the generated images; `class_logits`: the discriminator's
+    /// auxiliary age head on them.
+    DiscriminatorClassLogits,
+    /// `output`: the generated images taken back to the input's own group by
+    /// the generator; `reference`: the inputs (real rows only).
+    CycleVsInput,
+}
+
+/// One named, weighted term of a generator objective.
+pub struct Term {
+    /// The name it is logged under.
+    pub name: String,
+    /// The loss, with its weight.
+    pub loss: Box<dyn Loss>,
+    /// The rows it applies to.
+    pub rows: Rows,
+    /// What it reads.
+    pub operand: Operand,
+}
+
+impl std::fmt::Debug for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Term")
+            .field("name", &self.name)
+            .field("loss", &self.loss.name())
+            .field("weight", &self.loss.weight())
+            .field("rows", &self.rows)
+            .field("operand", &self.operand)
+            .finish()
+    }
+}
+
+impl Term {
+    /// A term named `name`.
+    pub fn new(name: impl Into<String>, loss: Box<dyn Loss>, rows: Rows, operand: Operand) -> Self {
+        Term {
+            name: name.into(),
+            loss,
+            rows,
+            operand,
+        }
+    }
+}
+
+/// The discriminator as the objective sees it: logits and the auxiliary
+/// head's class logits (if any) of images claimed to be of `groups`.
+pub type DiscriminatorFn<'a> =
+    dyn Fn(&Tensor, &[AgeGroup]) -> Result<(Tensor, Option<Tensor>)> + 'a;
+
+/// The generator as the objective sees it (for the cycle pass).
+pub type GeneratorFn<'a> = dyn Fn(&Tensor, &[AgeGroup]) -> Result<Tensor> + 'a;
+
+/// What one generator step gives its objective.
+pub struct GeneratorStep<'a> {
+    /// The inputs `(N, 3, S, S)`: real rows first.
+    pub inputs: &'a Tensor,
+    /// The generated images `(N, 3, S, S)`, differentiable in G's weights.
+    pub outputs: &'a Tensor,
+    /// Each input's own group.
+    pub sources: &'a [AgeGroup],
+    /// Each row's target group.
+    pub targets: &'a [AgeGroup],
+    /// How many rows are real.
+    pub n_real: usize,
+    /// The synthetic rows' target images `(N − n_real, 3, S, S)`.
+    pub synthetic_targets: Option<&'a Tensor>,
+    /// The discriminator.
+    pub discriminator: &'a DiscriminatorFn<'a>,
+    /// The generator.
+    pub generator: &'a GeneratorFn<'a>,
+}
+
+/// A generator objective: the sum of its terms.
+#[derive(Debug, Default)]
+pub struct Objective {
+    terms: Vec<Term>,
+}
+
+impl Objective {
+    /// An objective of `terms`. A term that reads the synthetic targets must
+    /// apply to synthetic rows, one that reads the cycle to real rows.
+    pub fn new(terms: Vec<Term>) -> Result<Self> {
+        for t in &terms {
+            let ok = match t.operand {
+                Operand::OutputVsSyntheticTarget => t.rows == Rows::Synthetic,
+                Operand::CycleVsInput => t.rows.is_real_only(),
+                _ => true,
+            };
+            if !ok {
+                return Err(agesynth_core::Error::Config(format!(
+                    "objective term `{}` reads {:?} but applies to {:?} rows",
+                    t.name, t.operand, t.rows
+                ))
+                .into());
+            }
+            let w = t.loss.weight();
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(agesynth_core::Error::Config(format!(
+                    "objective term `{}` has weight {w}: weights must be finite and ≥ 0",
+                    t.name
+                ))
+                .into());
+            }
+        }
+        Ok(Objective { terms })
+    }
+
+    /// The terms.
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
+    }
+
+    /// Adds a term.
+    pub fn push(&mut self, term: Term) -> Result<()> {
+        let mut terms = std::mem::take(&mut self.terms);
+        terms.push(term);
+        *self = Objective::new(terms)?;
+        Ok(())
+    }
+
+    /// The weighted sum of the terms on `step`, and each weighted term by
+    /// name. Terms whose rows are absent from the batch are skipped.
+    pub fn evaluate(&self, step: &GeneratorStep) -> Result<(Tensor, Vec<(String, f32)>)> {
+        let device = step.outputs.device();
+        let n = step.outputs.dim(0)?;
+        let mut total = Tensor::zeros((), DType::F32, device)?;
+        let mut named = Vec::with_capacity(self.terms.len());
+        let mut d_out: Option<(Tensor, Option<Tensor>)> = None;
+        for term in &self.terms {
+            let rows = term.rows.select(step.n_real, step.sources, step.targets);
+            if rows.is_empty() {
+                continue;
+            }
+            let all = rows.len() == n;
+            let pick = |t: &Tensor, offset: usize| -> Result<Tensor> {
+                if all && offset == 0 {
+                    return Ok(t.clone());
+                }
+                let idx: Vec<u32> = rows.iter().map(|&r| (r - offset) as u32).collect();
+                let idx = Tensor::from_vec(idx, rows.len(), device)?;
+                Ok(t.index_select(&idx, 0)?)
+            };
+            let groups: Vec<AgeGroup> = rows.iter().map(|&r| step.targets[r]).collect();
+            let value = match term.operand {
+                Operand::Output => {
+                    let out = pick(step.outputs, 0)?;
+                    term.loss.weighted(&LossInput::new(&out).groups(&groups))?
+                }
+                Operand::OutputVsInput => {
+                    let (out, x) = (pick(step.outputs, 0)?, pick(step.inputs, 0)?);
+                    term.loss
+                        .weighted(&LossInput::new(&out).reference(&x).groups(&groups))?
+                }
+                Operand::OutputVsSyntheticTarget => {
+                    let y = step.synthetic_targets.ok_or_else(|| {
+                        TrainError::from(agesynth_core::Error::Config(format!(
+                            "objective term `{}` needs synthetic targets; the batch has none",
+                            term.name
+                        )))
+                    })?;
+                    let out = pick(step.outputs, 0)?;
+                    let y = pick(y, step.n_real)?;
+                    term.loss
+                        .weighted(&LossInput::new(&out).reference(&y).groups(&groups))?
+                }
+                Operand::DiscriminatorLogits | Operand::DiscriminatorClassLogits => {
+                    if d_out.is_none() {
+                        d_out = Some((step.discriminator)(step.outputs, step.targets)?);
+                    }
+                    let (logits, classes) = d_out.as_ref().ok_or_else(|| {
+                        TrainError::from(agesynth_core::Error::Config(
+                            "the discriminator's output was not computed".into(),
+                        ))
+                    })?;
+                    if term.operand == Operand::DiscriminatorLogits {
+                        let l = pick(logits, 0)?;
+                        term.loss.weighted(&LossInput::new(&l).groups(&groups))?
+                    } else {
+                        let c = classes.as_ref().ok_or_else(|| {
+                            TrainError::from(agesynth_core::Error::Config(format!(
+                                "objective term `{}` reads the discriminator's age head; it has none",
+                                term.name
+                            )))
+                        })?;
+                        let (out, c) = (pick(step.outputs, 0)?, pick(c, 0)?);
+                        term.loss
+                            .weighted(&LossInput::new(&out).groups(&groups).class_logits(&c))?
+                    }
+                }
+                Operand::CycleVsInput => {
+                    let (out, x) = (pick(step.outputs, 0)?, pick(step.inputs, 0)?);
+                    let back_to: Vec<AgeGroup> = rows.iter().map(|&r| step.sources[r]).collect();
+                    let back = (step.generator)(&out, &back_to)?;
+                    term.loss
+                        .weighted(&LossInput::new(&back).reference(&x).groups(&back_to))?
+                }
+            };
+            let value = value.to_dtype(DType::F32)?;
+            named.push((term.name.clone(), value.to_scalar::<f32>()?));
+            total = (total + value)?;
+        }
+        Ok((total, named))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agesynth_losses::{Reconstruction, ReconstructionLoss};
+    use candle_core::Device;
+
+    fn l1(w: f64) -> Box<dyn Loss> {
+        Box::new(ReconstructionLoss::new(Reconstruction::L1, w))
+    }
+
+    #[test]
+    fn rows_select_by_kind_and_group() {
+        let s = [AgeGroup(0), AgeGroup(1), AgeGroup(2), AgeGroup(3)];
+        let t = [AgeGroup(0), AgeGroup(4), AgeGroup(2), AgeGroup(3)];
+        assert_eq!(Rows::All.select(2, &s, &t), vec![0, 1, 2, 3]);
+        assert_eq!(Rows::Real.select(2, &s, &t), vec![0, 1]);
+        assert_eq!(Rows::Synthetic.select(2, &s, &t), vec![2, 3]);
+        assert_eq!(Rows::RealAtSource.select(2, &s, &t), vec![0]);
+        assert_eq!(Rows::RealAwayFromSource.select(2, &s, &t), vec![1]);
+    }
+
+    #[test]
+    fn terms_apply_to_their_rows_only() {
+        let dev = Device::Cpu;
+        // Four rows of one value each: inputs 0, outputs 1, 2, 3, 4.
+        let rows = |v: [f32; 4]| {
+            let data: Vec<f32> = v.iter().flat_map(|&x| vec![x; 3 * 2 * 2]).collect();
+            Tensor::from_vec(data, (4, 3, 2, 2), &dev).unwrap()
+        };
+        let inputs = rows([0.0; 4]);
+        let outputs = rows([1.0, 2.0, 3.0, 4.0]);
+        let syn_targets = rows([0.0, 0.0, 3.0, 3.5]).narrow(0, 2, 2).unwrap();
+        let s = [AgeGroup(1), AgeGroup(2), AgeGroup(0), AgeGroup(0)];
+        let t = [AgeGroup(1), AgeGroup(5), AgeGroup(3), AgeGroup(4)];
+        let objective = Objective::new(vec![
+            Term::new("self", l1(10.0), Rows::RealAtSource, Operand::OutputVsInput),
+            Term::new(
+                "pairs",
+                l1(1.0),
+                Rows::Synthetic,
+                Operand::OutputVsSyntheticTarget,
+            ),
+            Term::new(
+                "cycle",
+                l1(2.0),
+                Rows::RealAwayFromSource,
+                Operand::CycleVsInput,
+            ),
+        ])
+        .unwrap();
+        let d = |x: &Tensor, _: &[AgeGroup]| -> Result<(Tensor, Option<Tensor>)> {
+            Ok((x.clone(), None))
+        };
+        // The "generator" of the cycle halves its input.
+        let g = |x: &Tensor, _: &[AgeGroup]| -> Result<Tensor> { Ok((x * 0.5)?) };
+        let (total, named) = objective
+            .evaluate(&GeneratorStep {
+                inputs: &inputs,
+                outputs: &outputs,
+                sources: &s,
+                targets: &t,
+                n_real: 2,
+                synthetic_targets: Some(&syn_targets),
+                discriminator: &d,
+                generator: &g,
+            })
+            .unwrap();
+        let get = |n: &str| named.iter().find(|(k, _)| k == n).map(|(_, v)| *v).unwrap();
+        // Row 0 at its source: |1 − 0| · 10.
+        assert!((get("self") - 10.0).abs() < 1e-6);
+        // Rows 2, 3 against 3 and 3.5: mean(0, 0.5) · 1.
+        assert!((get("pairs") - 0.25).abs() < 1e-6);
+        // Row 1 away from its source: |2·0.5 − 0| · 2.
+        assert!((get("cycle") - 2.0).abs() < 1e-6);
+        let total = total.to_scalar::<f32>().unwrap();
+        assert!((total - 12.25).abs() < 1e-5, "{total}");
+    }
+
+    #[test]
+    fn a_term_that_reads_what_its_rows_lack_is_refused() {
+        let bad = Term::new("x", l1(1.0), Rows::Real, Operand::OutputVsSyntheticTarget);
+        assert!(Objective::new(vec![bad]).is_err());
+        let bad = Term::new("x", l1(1.0), Rows::All, Operand::CycleVsInput);
+        assert!(Objective::new(vec![bad]).is_err());
+        let bad = Term::new("x", l1(f64::NAN), Rows::All, Operand::Output);
+        assert!(Objective::new(vec![bad]).is_err());
+        let mut o = Objective::default();
+        o.push(Term::new("ok", l1(1.0), Rows::All, Operand::OutputVsInput))
+            .unwrap();
+        assert_eq!(o.terms().len(), 1);
+    }
+}
