@@ -155,6 +155,11 @@ pub struct FaceGanTrainConfig {
     /// (0: off).
     #[serde(default)]
     pub d_wrong_age: f64,
+    /// Standard deviation (pixels) of the Gaussian blur through which the age
+    /// critic sees the outputs, so that pixel-scale patterns cannot fool it
+    /// (configs written before it existed read as 0: no blur).
+    #[serde(default)]
+    pub age_critic_blur: f64,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -253,6 +258,7 @@ impl FaceGanTrainConfig {
             cycle_rows: default_cycle_rows(),
             identity_rows: default_identity_rows(),
             d_wrong_age: 0.0,
+            age_critic_blur: 1.0,
             sources: FaceGanSources::default(),
         }
     }
@@ -303,6 +309,12 @@ impl FaceGanTrainConfig {
             return bad(format!(
                 "the cycle applies to real rows only, not {:?}",
                 self.cycle_rows
+            ));
+        }
+        if !(self.age_critic_blur.is_finite() && self.age_critic_blur >= 0.0) {
+            return bad(format!(
+                "age_critic_blur {} must be finite and ≥ 0",
+                self.age_critic_blur
             ));
         }
         if !(self.r1_gamma.is_finite() && self.r1_gamma >= 0.0) {
@@ -429,6 +441,7 @@ pub fn facegan_objective(
         let l = ClassifierAgeLoss {
             classifier: c,
             weight: w.age_critic,
+            blur_sigma: cfg.age_critic_blur,
         };
         terms.push(Term::new(
             "age_critic",
@@ -994,12 +1007,15 @@ mod tests {
             "identity_rows",
             "d_wrong_age",
             "sources",
+            "age_critic_blur",
         ] {
             o.remove(k);
         }
         o["weights"].as_object_mut().unwrap().remove("age_critic");
         let c: FaceGanTrainConfig = serde_json::from_value(v).unwrap();
-        assert_eq!(c, FaceGanTrainConfig::new(FaceGanConfig::tiny(), 4, 0));
+        let mut want = FaceGanTrainConfig::new(FaceGanConfig::tiny(), 4, 0);
+        want.age_critic_blur = 0.0;
+        assert_eq!(c, want);
         let mut bad = c.clone();
         bad.cycle_rows = Rows::All;
         assert!(bad.validate().is_err());

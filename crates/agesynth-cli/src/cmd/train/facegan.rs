@@ -66,6 +66,10 @@ pub struct FaceGanArgs {
     /// the frozen age critic on every output [default: 0]
     #[arg(long)]
     pub age_critic_weight: Option<f64>,
+    /// Standard deviation (pixels) of the blur through which the age critic
+    /// sees the outputs (0: none) [default: 1]
+    #[arg(long)]
+    pub age_critic_blur: Option<f64>,
     /// Weight of the discriminator's wrong-age term: real faces shown with a
     /// group other than their own count as fakes [default: 0]
     #[arg(long)]
@@ -165,6 +169,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(w) = a.age_critic_weight {
             c.weights.age_critic = w;
+        }
+        if let Some(b) = a.age_critic_blur {
+            c.age_critic_blur = b;
         }
         if let Some(w) = a.d_wrong_age {
             c.d_wrong_age = w;
