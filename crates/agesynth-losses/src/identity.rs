@@ -85,6 +85,11 @@ pub struct SharedIdentityLoss {
     pub distance: EmbeddingDistance,
     /// Its weight.
     pub weight: f64,
+    /// Standard deviation (pixels) of a Gaussian blur applied to both
+    /// images before embedding (0: none): a small embedder then judges the
+    /// face's structure, not pixel-scale patterns a generator could tune to
+    /// it.
+    pub blur_sigma: f64,
 }
 
 impl std::fmt::Debug for SharedIdentityLoss {
@@ -93,6 +98,7 @@ impl std::fmt::Debug for SharedIdentityLoss {
             .field("dim", &self.embedder.dim())
             .field("distance", &self.distance)
             .field("weight", &self.weight)
+            .field("blur_sigma", &self.blur_sigma)
             .finish()
     }
 }
@@ -106,12 +112,15 @@ impl Loss for SharedIdentityLoss {
     }
     /// Reads `output` and `reference`.
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        let r = input.need_reference("identity")?;
+        let out = crate::age::gaussian_blur(input.output, self.blur_sigma)?;
+        let r = crate::age::gaussian_blur(&r.detach(), self.blur_sigma)?;
         IdentityLoss {
             embedder: self.embedder.as_ref(),
             distance: self.distance,
             weight: self.weight,
         }
-        .compute(input)
+        .compute(&LossInput::new(&out).reference(&r))
     }
 }
 

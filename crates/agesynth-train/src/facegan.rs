@@ -160,6 +160,11 @@ pub struct FaceGanTrainConfig {
     /// (configs written before it existed read as 0: no blur).
     #[serde(default)]
     pub age_critic_blur: f64,
+    /// Standard deviation (pixels) of the Gaussian blur through which the
+    /// identity network sees outputs and inputs (0: none; configs written
+    /// before it existed read as 0).
+    #[serde(default)]
+    pub identity_blur: f64,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -259,6 +264,7 @@ impl FaceGanTrainConfig {
             identity_rows: default_identity_rows(),
             d_wrong_age: 0.0,
             age_critic_blur: 1.0,
+            identity_blur: 0.0,
             sources: FaceGanSources::default(),
         }
     }
@@ -311,11 +317,13 @@ impl FaceGanTrainConfig {
                 self.cycle_rows
             ));
         }
-        if !(self.age_critic_blur.is_finite() && self.age_critic_blur >= 0.0) {
-            return bad(format!(
-                "age_critic_blur {} must be finite and ≥ 0",
-                self.age_critic_blur
-            ));
+        for (name, v) in [
+            ("age_critic_blur", self.age_critic_blur),
+            ("identity_blur", self.identity_blur),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} {v} must be finite and ≥ 0"));
+            }
         }
         if !(self.r1_gamma.is_finite() && self.r1_gamma >= 0.0) {
             return bad(format!("r1_gamma {} must be finite and ≥ 0", self.r1_gamma));
@@ -400,6 +408,7 @@ pub fn facegan_objective(
             embedder: e,
             distance: cfg.identity_distance,
             weight: w.identity,
+            blur_sigma: cfg.identity_blur,
         };
         terms.push(Term::new(
             "identity",
@@ -1008,6 +1017,7 @@ mod tests {
             "d_wrong_age",
             "sources",
             "age_critic_blur",
+            "identity_blur",
         ] {
             o.remove(k);
         }

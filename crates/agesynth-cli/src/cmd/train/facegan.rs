@@ -70,6 +70,10 @@ pub struct FaceGanArgs {
     /// sees the outputs (0: none) [default: 1]
     #[arg(long)]
     pub age_critic_blur: Option<f64>,
+    /// Standard deviation (pixels) of the blur through which the identity
+    /// network sees outputs and inputs (0: none) [default: 0]
+    #[arg(long)]
+    pub identity_blur: Option<f64>,
     /// Weight of the discriminator's wrong-age term: real faces shown with a
     /// group other than their own count as fakes [default: 0]
     #[arg(long)]
@@ -172,6 +176,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(b) = a.age_critic_blur {
             c.age_critic_blur = b;
+        }
+        if let Some(b) = a.identity_blur {
+            c.identity_blur = b;
         }
         if let Some(w) = a.d_wrong_age {
             c.d_wrong_age = w;
