@@ -74,6 +74,12 @@ pub struct FaceGanArgs {
     /// network sees outputs and inputs (0: none) [default: 0]
     #[arg(long)]
     pub identity_blur: Option<f64>,
+    /// Weight of G's adversarial term [default: 1]
+    #[arg(long)]
+    pub adv_weight: Option<f64>,
+    /// Learning rate of D alone [default: --lr]
+    #[arg(long)]
+    pub d_lr: Option<f64>,
     /// Weight of the discriminator's wrong-age term: real faces shown with a
     /// group other than their own count as fakes [default: 0]
     #[arg(long)]
@@ -179,6 +185,12 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(b) = a.identity_blur {
             c.identity_blur = b;
+        }
+        if let Some(w) = a.adv_weight {
+            c.weights.adversarial = w;
+        }
+        if let Some(lr) = a.d_lr {
+            c.d_lr = lr;
         }
         if let Some(w) = a.d_wrong_age {
             c.d_wrong_age = w;
