@@ -79,6 +79,7 @@ fn no_face_and_corrupt_photos_are_named_errors() {
 }
 
 #[test]
+#[ignore = "needs real face data (../shared/data or $AGESYNTH_DATA); CI runs it with --ignored where present"]
 fn two_faces_are_aged_and_the_rest_stays_bit_identical() {
     let Some(photo) = two_face_photo("two_faces_are_aged_and_the_rest_stays_bit_identical") else {
         return;
