@@ -24,6 +24,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Inspect face datasets.
     #[command(subcommand)]

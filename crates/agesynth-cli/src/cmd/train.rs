@@ -19,6 +19,8 @@ use clap::{Args, Subcommand, ValueEnum};
 
 /// Training commands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of the arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum TrainCommand {
     /// Train the age-conditioned StyleGAN (stage 1) on UTKFace.
     Cstylegan(CStyleGanArgs),
