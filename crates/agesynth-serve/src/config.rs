@@ -19,8 +19,9 @@ pub struct ServeConfig {
     pub queue: usize,
     /// Threads of the parallel CPU kernels (0: one per core).
     pub kernel_threads: usize,
-    /// Stop gracefully on Ctrl-C (the command line does; tests do not).
-    pub stop_on_ctrl_c: bool,
+    /// Stop gracefully on Ctrl-C or SIGTERM (the command line does; tests
+    /// do not).
+    pub stop_on_signal: bool,
     /// The limits every request is held to.
     pub limits: Limits,
 }
@@ -32,7 +33,7 @@ impl Default for ServeConfig {
             workers: 1,
             queue: 4,
             kernel_threads: 0,
-            stop_on_ctrl_c: false,
+            stop_on_signal: false,
             limits: Limits::default(),
         }
     }

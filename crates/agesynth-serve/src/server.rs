@@ -247,8 +247,9 @@ pub struct Server {
 
 impl Server {
     /// Binds `config.addr` (port 0: a free port), starts the inference pool
-    /// and serves `app` until [`Server::shutdown`] (or Ctrl-C, with
-    /// [`ServeConfig::stop_on_ctrl_c`]). Returns once the socket listens.
+    /// and serves `app` until [`Server::shutdown`] (or Ctrl-C or SIGTERM,
+    /// with [`ServeConfig::stop_on_signal`]). Returns once the socket
+    /// listens.
     pub fn start(app: &App, config: &ServeConfig) -> Result<Server> {
         let state = AppState::new(app, config)?;
         let listener =
@@ -273,7 +274,7 @@ impl Server {
             })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app_router = router(state.clone());
-        let ctrl_c = config.stop_on_ctrl_c;
+        let ctrl_c = config.stop_on_signal;
         let thread = std::thread::Builder::new()
             .name("agesynth-serve".into())
             .spawn(move || {
@@ -284,7 +285,7 @@ impl Server {
                         if ctrl_c {
                             tokio::select! {
                                 _ = stopped => {}
-                                _ = tokio::signal::ctrl_c() => {}
+                                _ = stop_signal() => {}
                             }
                         } else {
                             let _ = stopped.await;
@@ -332,8 +333,8 @@ impl Server {
         self.join_thread()
     }
 
-    /// Waits until the server stops by itself (Ctrl-C, with
-    /// [`ServeConfig::stop_on_ctrl_c`]) or fails.
+    /// Waits until the server stops by itself (Ctrl-C or SIGTERM, with
+    /// [`ServeConfig::stop_on_signal`]) or fails.
     pub fn wait(mut self) -> Result<()> {
         self.join_thread()
     }
@@ -348,6 +349,22 @@ impl Server {
             None => Ok(()),
         }
     }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 impl Drop for Server {

@@ -45,7 +45,7 @@ pub struct ServeArgs {
     pub timeout: f64,
 }
 
-/// Runs `serve` until Ctrl-C.
+/// Runs `serve` until Ctrl-C or SIGTERM.
 pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if !(a.max_megapixels > 0.0 && a.timeout > 0.0 && a.max_upload_mib > 0) {
         anyhow::bail!("--max-upload-mib, --max-megapixels and --timeout must be above zero");
@@ -72,7 +72,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         workers: a.workers,
         queue: a.queue,
         kernel_threads: 0,
-        stop_on_ctrl_c: true,
+        stop_on_signal: true,
         limits: Limits {
             max_request_bytes: a.max_upload_mib.saturating_mul(1 << 20),
             max_pixels: (a.max_megapixels * 1e6).round() as u64,
