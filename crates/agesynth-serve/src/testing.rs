@@ -14,8 +14,9 @@ use agesynth_pipeline::{weights, FaceAger};
 use candle_core::Device;
 
 /// A `width`×`height` photo of a synthetic person: the shipped cStyleGAN's
-/// identity for `seed` at 20–29, enlarged to `face` pixels and set on a
-/// soft grey-blue backdrop, its left edge at a third of the width.
+/// identity for `seed` at 20–29, enlarged to `face` pixels, its corners
+/// feathered into a soft grey-blue backdrop, its left edge at a third of
+/// the free width.
 pub fn synthetic_photo(
     weights_dir: &Path,
     seed: u64,
@@ -38,21 +39,32 @@ pub fn synthetic_photo(
     let face = face.min(width).min(height);
     let big = resize(&demo.source, face, face).map_err(agesynth_pipeline::PipelineError::from)?;
     let (x0, y0) = ((width - face) / 3, (height - face) / 2);
+    // A round vignette: the whole face, the chip's corners feathered into
+    // the backdrop.
+    let (r, feather) = (face as f32 * 0.56, face as f32 * 0.14);
+    let c = face as f32 / 2.0;
     let mut px = Vec::with_capacity((width * height * 3) as usize);
     for y in 0..height {
+        let t = y as f32 / height as f32;
         for x in 0..width {
+            let u = x as f32 / width as f32;
+            let mut rgb = [
+                206.0 - 26.0 * t,
+                212.0 - 20.0 * t + 4.0 * u,
+                222.0 - 12.0 * t,
+            ];
             if (x0..x0 + face).contains(&x) && (y0..y0 + face).contains(&y) {
-                let o = (((y - y0) * face + (x - x0)) * 3) as usize;
-                px.extend_from_slice(&big.pixels()[o..o + 3]);
-            } else {
-                let t = y as f32 / height as f32;
-                let u = x as f32 / width as f32;
-                px.extend_from_slice(&[
-                    (196.0 - 30.0 * t) as u8,
-                    (206.0 - 24.0 * t + 6.0 * u) as u8,
-                    (218.0 - 10.0 * t) as u8,
-                ]);
+                let (fx, fy) = (x - x0, y - y0);
+                let (dx, dy) = (fx as f32 + 0.5 - c, fy as f32 + 0.5 - c);
+                let d = r - (dx * dx + dy * dy).sqrt();
+                let a = (d / feather).clamp(0.0, 1.0);
+                let a = a * a * (3.0 - 2.0 * a);
+                let o = ((fy * face + fx) * 3) as usize;
+                for (k, v) in rgb.iter_mut().enumerate() {
+                    *v = a * big.pixels()[o + k] as f32 + (1.0 - a) * *v;
+                }
             }
+            px.extend(rgb.iter().map(|v| v.round().clamp(0.0, 255.0) as u8));
         }
     }
     FaceImage::new(width, height, px).map_err(|e| agesynth_pipeline::PipelineError::from(e).into())
