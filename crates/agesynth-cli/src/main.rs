@@ -49,6 +49,8 @@ enum Command {
     Age(cmd::age::AgeArgs),
     /// Age a synthetic cStyleGAN identity through FaceGAN into a strip (no input needed).
     Demo(cmd::demo::DemoArgs),
+    /// Serve a local web page (and its JSON API) to age the faces in a photo.
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,18 +59,13 @@ fn main() -> ExitCode {
     // CANDLE_BARRIER_POOL_SPIN_LIMIT is set); see agesynth_nn::runtime.
     agesynth_nn::runtime::tune_process();
     let cli = Cli::parse();
-    // On a worker of the kernels' thread pool, so that the main thread does
-    // not compete with the pool's idle workers (see agesynth_nn::runtime).
-    let result = agesynth_nn::runtime::run_on_pool(move || match cli.command {
-        Command::Data(c) => cmd::data::run(c),
-        Command::Weights(c) => cmd::weights::run(c),
-        Command::Train(c) => cmd::train::run(c),
-        Command::SynthPairs(a) => cmd::synth::run_synth_pairs(a),
-        Command::Sample(a) => cmd::synth::run_sample(a),
-        Command::Eval(a) => cmd::eval::run(a),
-        Command::Age(a) => cmd::age::run(a),
-        Command::Demo(a) => cmd::demo::run(a),
-    });
+    let result = match cli.command {
+        // The server runs its own threads: an async runtime for the
+        // connections and inference workers that run the kernels on a pool
+        // of their own.
+        Command::Serve(a) => cmd::serve::run(a),
+        command => run_on_pool(command),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -79,4 +76,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs every command but `serve`.
+fn run_on_pool(command: Command) -> anyhow::Result<ExitCode> {
+    // On a worker of the kernels' thread pool, so that the main thread does
+    // not compete with the pool's idle workers (see agesynth_nn::runtime).
+    agesynth_nn::runtime::run_on_pool(move || match command {
+        Command::Data(c) => cmd::data::run(c),
+        Command::Weights(c) => cmd::weights::run(c),
+        Command::Train(c) => cmd::train::run(c),
+        Command::SynthPairs(a) => cmd::synth::run_synth_pairs(a),
+        Command::Sample(a) => cmd::synth::run_sample(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Age(a) => cmd::age::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+    })
 }

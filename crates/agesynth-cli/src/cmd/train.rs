@@ -18,6 +18,8 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 
 /// Training commands.
+// Parsed once per run: boxing the larger argument sets would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 // Parsed once per process: the size of the arguments does not matter.
 #[allow(clippy::large_enum_variant)]
