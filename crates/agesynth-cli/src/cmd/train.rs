@@ -21,8 +21,6 @@ use clap::{Args, Subcommand, ValueEnum};
 // Parsed once per run: boxing the larger argument sets would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
-// Parsed once per process: the size of the arguments does not matter.
-#[allow(clippy::large_enum_variant)]
 pub enum TrainCommand {
     /// Train the age-conditioned StyleGAN (stage 1) on UTKFace.
     Cstylegan(CStyleGanArgs),
