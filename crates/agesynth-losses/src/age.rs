@@ -38,6 +38,30 @@ pub fn cross_entropy(logits: &Tensor, targets: &[agesynth_core::AgeGroup]) -> Re
         .neg()?)
 }
 
+/// Cross-entropy of `logits (N, G)` at `targets`, each row weighted by
+/// `weights` (normalised by their sum).
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    targets: &[agesynth_core::AgeGroup],
+    weights: &[f32],
+) -> Result<Tensor> {
+    let n = logits.dim(0)?;
+    if targets.len() != n || weights.len() != n {
+        return Err(Error::InvalidInput(format!(
+            "weighted cross-entropy: {n} rows, {} targets, {} weights",
+            targets.len(),
+            weights.len()
+        )));
+    }
+    let idx: Vec<u32> = targets.iter().map(|t| t.0 as u32).collect();
+    let idx = Tensor::from_vec(idx, (n, 1), logits.device())?;
+    let logp = candle_nn::ops::log_softmax(logits, 1)?;
+    let nll = logp.gather(&idx, 1)?.squeeze(1)?.neg()?;
+    let total: f32 = weights.iter().sum();
+    let w = Tensor::from_vec(weights.to_vec(), n, logits.device())?;
+    Ok(((nll * w)?.sum_all()? / total.max(1e-12) as f64)?)
+}
+
 /// Group logits from estimated ages `(N,)` in years:
 /// `logit_g = −((age − centre_g) / scale)²`, differentiable in the ages, so
 /// an age estimator can drive the age loss.
@@ -214,6 +238,20 @@ mod tests {
         let same = gaussian_blur(&board, 0.0).unwrap();
         let d = (same - &board).unwrap().abs().unwrap().max_all().unwrap();
         assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn weighted_cross_entropy_weights_rows() {
+        let logits =
+            Tensor::from_vec(vec![0f32, 3f32.ln(), 0.0, 0.0], (2, 2), &Device::Cpu).unwrap();
+        let t = [AgeGroup(1), AgeGroup(0)];
+        // Equal weights: the plain mean (0.490415).
+        let a = weighted_cross_entropy(&logits, &t, &[1.0, 1.0]).unwrap();
+        assert!((a.to_scalar::<f32>().unwrap() - 0.490415).abs() < 1e-5);
+        // Only row 1: ln 2.
+        let b = weighted_cross_entropy(&logits, &t, &[0.0, 2.0]).unwrap();
+        assert!((b.to_scalar::<f32>().unwrap() - std::f32::consts::LN_2).abs() < 1e-5);
+        assert!(weighted_cross_entropy(&logits, &t, &[1.0]).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use agesynth_core::{AgeGroup, FaceEmbedder};
 use agesynth_critic::{AgeCritic, CriticConfig, CriticHead, IdentityCritic};
-use agesynth_losses::age::cross_entropy;
+use agesynth_losses::age::{cross_entropy, weighted_cross_entropy};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rand::Rng;
@@ -335,31 +335,6 @@ impl TrainTask for CriticTask {
     }
 }
 
-/// Cross-entropy of `logits (N, G)` at `targets`, each row weighted by
-/// `weights` (normalised by their sum).
-pub fn weighted_cross_entropy(
-    logits: &Tensor,
-    targets: &[AgeGroup],
-    weights: &[f32],
-) -> Result<Tensor> {
-    let n = logits.dim(0)?;
-    if targets.len() != n || weights.len() != n {
-        return Err(agesynth_core::Error::InvalidInput(format!(
-            "weighted cross-entropy: {n} rows, {} targets, {} weights",
-            targets.len(),
-            weights.len()
-        ))
-        .into());
-    }
-    let idx: Vec<u32> = targets.iter().map(|t| t.0 as u32).collect();
-    let idx = Tensor::from_vec(idx, (n, 1), logits.device())?;
-    let logp = candle_nn::ops::log_softmax(logits, 1)?;
-    let nll = logp.gather(&idx, 1)?.squeeze(1)?.neg()?;
-    let total: f32 = weights.iter().sum();
-    let w = Tensor::from_vec(weights.to_vec(), n, logits.device())?;
-    Ok(((nll * w)?.sum_all()? / total.max(1e-12) as f64)?)
-}
-
 /// Descriptors `(faces.len(), D)` of every face of `faces` by `teacher`, in
 /// batches of `batch` (no gradient).
 pub fn teacher_embeddings(
@@ -603,20 +578,6 @@ mod tests {
         let la = a.step(5).unwrap().losses[0].1;
         let lb = b.step(5).unwrap().losses[0].1;
         assert_eq!(la, lb);
-    }
-
-    #[test]
-    fn weighted_cross_entropy_weights_rows() {
-        let logits =
-            Tensor::from_vec(vec![0f32, 3f32.ln(), 0.0, 0.0], (2, 2), &Device::Cpu).unwrap();
-        let t = [AgeGroup(1), AgeGroup(0)];
-        // Equal weights: the plain mean (0.490415).
-        let a = weighted_cross_entropy(&logits, &t, &[1.0, 1.0]).unwrap();
-        assert!((a.to_scalar::<f32>().unwrap() - 0.490415).abs() < 1e-5);
-        // Only row 1: ln 2.
-        let b = weighted_cross_entropy(&logits, &t, &[0.0, 2.0]).unwrap();
-        assert!((b.to_scalar::<f32>().unwrap() - std::f32::consts::LN_2).abs() < 1e-5);
-        assert!(weighted_cross_entropy(&logits, &t, &[1.0]).is_err());
     }
 
     #[test]
