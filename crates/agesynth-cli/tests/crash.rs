@@ -202,7 +202,6 @@ fn sigkill_at_random_moments_loses_nothing() {
     let mut finished_early = 0usize;
     for k in 0..kills {
         let mut child = train(&data, &run, &cache, steps_total, true)
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let delay = Duration::from_secs_f64(rng.uniform(lo, hi));
@@ -220,7 +219,15 @@ fn sigkill_at_random_moments_loses_nothing() {
         } else {
             finished_early += 1;
         }
-        child.wait().unwrap();
+        let out = child.wait_with_output().unwrap();
+        if let Some(status) = exited {
+            // A session that ends on its own must have finished the run.
+            assert!(
+                status.success(),
+                "kill {k}: the session failed by itself ({status}):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
 
         // The newest intact checkpoint never goes back.
         let now = newest_intact(&run);
