@@ -298,7 +298,10 @@ fn damaged_sidecars_and_overflowing_outputs_are_errors() {
     let sidecar = path.with_extension("json");
     let good = std::fs::read_to_string(&sidecar).unwrap();
     std::fs::write(&sidecar, good.replace("\"tiny\"", "\"banana\"")).unwrap();
-    let err = load_generator(&path, &Device::Cpu).err().unwrap().to_string();
+    let err = load_generator(&path, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("unknown preset"), "{err}");
     std::fs::write(&sidecar, &good).unwrap();
 
