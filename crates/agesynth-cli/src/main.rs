@@ -7,6 +7,38 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for the whole binary, shadowing the standard one: never panics
+/// when stdout is a pipe whose reader has gone (`… --json | head -1`); see
+/// `agesynth_core::console`.
+macro_rules! println {
+    () => {
+        agesynth_core::console::out(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        agesynth_core::console::out(format_args!($($arg)*), true)
+    };
+}
+
+/// `eprintln!` for the whole binary, shadowing the standard one: never
+/// panics when stderr is a closed pipe (`… 2>&1 | head`), so the work goes
+/// on; see `agesynth_core::console`.
+macro_rules! eprintln {
+    () => {
+        agesynth_core::console::err(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        agesynth_core::console::err(format_args!($($arg)*), true)
+    };
+}
+
+/// `print!` that never panics (see `println!`).
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($arg:tt)*) => {
+        agesynth_core::console::out(format_args!($($arg)*), false)
+    };
+}
+
 mod cmd;
 
 /// mimalloc, told at start-up to keep freed memory mapped: large tensor
@@ -66,16 +98,28 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(a),
         command => run_on_pool(command),
     };
-    match result {
+    // A stop asked for by a signal (SIGINT, SIGTERM) exits 128 + signal,
+    // whatever was under way (a cache build, a batch).
+    let stopped = agesynth_train::StopFlag::process().and_then(|f| f.signal().map(|_| f));
+    let code = match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            match &stopped {
+                Some(f) => ExitCode::from(f.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
+    };
+    // Output cut short by its reader (`| head`): the status of a process
+    // ended by SIGPIPE, with no panic and no half-done work.
+    if agesynth_core::console::stdout_closed() && code == ExitCode::SUCCESS {
+        return ExitCode::from(141);
     }
+    code
 }
 
 /// Runs every command but `serve`.

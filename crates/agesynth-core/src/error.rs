@@ -99,6 +99,93 @@ pub enum Error {
     /// The requested device is not available in this build or on this machine.
     #[error("device unavailable: {0}")]
     Device(String),
+
+    /// A weights file holds a NaN or infinite value: the weights are
+    /// damaged, and a model built from them would produce garbage.
+    #[error(
+        "weights file {path}: tensor `{name}` holds NaN or infinite values (the file is damaged)"
+    )]
+    NonFiniteTensor {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+    },
+
+    /// A tensor that must hold weights is not of a floating-point type.
+    #[error("weights file {path}: tensor `{name}` is {dtype}, not a floating-point type")]
+    TensorDType {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// The dtype found, as safetensors names it.
+        dtype: String,
+    },
+
+    /// Converting a tensor to a narrower float type would turn finite values
+    /// into infinities.
+    #[error("tensor `{name}` holds values up to {max_abs:e} in magnitude, beyond the largest {dtype} ({}): converting would turn them into infinities", short_number(.dtype_max))]
+    ConversionOverflow {
+        /// The tensor's name.
+        name: String,
+        /// Its largest magnitude.
+        max_abs: f64,
+        /// The target dtype.
+        dtype: String,
+        /// The target dtype's largest finite value.
+        dtype_max: f64,
+    },
+
+    /// A file is larger than the limit set for its kind (read no further
+    /// than the limit, so endless inputs such as `/dev/zero` stop there).
+    #[error("{path} is larger than the limit of {limit} bytes for {what}")]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// What kind of file it was read as.
+        what: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+    },
+
+    /// A command would need more memory than its budget allows; nothing was
+    /// allocated.
+    #[error("{}", crate::budget::budget_message(.what, .needed, .limit, .source_of_limit, .hint))]
+    MemoryBudget {
+        /// What would have been allocated.
+        what: String,
+        /// Its estimated size in bytes.
+        needed: u64,
+        /// The limit in bytes.
+        limit: u64,
+        /// Where the limit came from (the variable, or the machine's memory).
+        source_of_limit: String,
+        /// How to need less (a flag to lower).
+        hint: String,
+    },
+
+    /// A network produced NaN or infinite values: its output is not a
+    /// picture, and is not passed on as one.
+    #[error("{what} produced NaN or infinite values (damaged or diverged weights?)")]
+    NonFiniteOutput {
+        /// The network or output concerned.
+        what: String,
+    },
+
+    /// Work was stopped by a signal (Ctrl-C, SIGTERM) before it finished;
+    /// nothing half-done was left behind.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// A number as an integer when it is one below 10^7, else in `e` notation.
+fn short_number(v: &f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e7 {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }
 
 impl Error {

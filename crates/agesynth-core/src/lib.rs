@@ -18,16 +18,23 @@
 //! - the error type [`Error`];
 //! - device selection ([`DeviceSpec`]), with CUDA behind the `cuda` feature;
 //! - safetensors save and load with atomic writes and a JSON sidecar
-//!   ([`io`]).
+//!   ([`io`]): loaded weights are always finite and of a float type, every
+//!   read is bounded, and stale temporary files are found and removed;
+//! - memory budgets checked before allocating ([`budget`]);
+//! - printing that survives a closed pipe ([`console`]);
+//! - process liveness for stale locks ([`process`]).
 #![deny(missing_docs)]
 
 pub mod age;
 pub mod batch;
+pub mod budget;
+pub mod console;
 pub mod dataset;
 pub mod device;
 pub mod error;
 pub mod geometry;
 pub mod io;
+pub mod process;
 pub mod traits;
 
 pub use age::{AgeBins, AgeGroup};

@@ -69,6 +69,12 @@ pub struct CStyleGanConfig {
 }
 
 impl CStyleGanConfig {
+    /// The widest layer (and largest `z`, `w`, age embedding) a config may ask for.
+    pub const MAX_WIDTH: usize = 8192;
+
+    /// The most mapping layers a config may ask for.
+    pub const MAX_MAPPING_LAYERS: usize = 64;
+
     /// Names of the presets accepted by [`CStyleGanConfig::preset`].
     pub const PRESETS: [&'static str; 4] = ["tiny", "cpu64", "paper128", "gpu256"];
 
@@ -186,10 +192,38 @@ impl CStyleGanConfig {
                 self.preset
             )))
         };
-        if !self.image_size.is_power_of_two() || self.image_size < 8 {
+        if !Self::PRESETS.contains(&self.preset.as_str()) {
             return bad(format!(
-                "image_size must be a power of two >= 8, got {}",
+                "unknown preset (known: {}): the file was not written by agesynth, or is damaged",
+                Self::PRESETS.join(", ")
+            ));
+        }
+        if !self.image_size.is_power_of_two() || self.image_size < 8 || self.image_size > 4096 {
+            return bad(format!(
+                "image_size must be a power of two from 8 to 4096, got {}",
                 self.image_size
+            ));
+        }
+        // Sizes a damaged or hostile config could make absurd (a model is
+        // built from them before any weight is read).
+        let widest = self
+            .g_channels
+            .iter()
+            .chain(&self.d_channels)
+            .chain([&self.z_dim, &self.w_dim, &self.age_embed_dim])
+            .max()
+            .copied()
+            .unwrap_or(0);
+        if widest > Self::MAX_WIDTH
+            || self.mapping_layers > Self::MAX_MAPPING_LAYERS
+            || self.age_bins.len() > 1000
+            || self.mbstd_group > 4096
+            || self.mbstd_features > Self::MAX_WIDTH
+        {
+            return bad(format!(
+                "a width above {} or more than {} mapping layers: not a model agesynth makes",
+                Self::MAX_WIDTH,
+                Self::MAX_MAPPING_LAYERS
             ));
         }
         let levels = self.levels();

@@ -15,18 +15,26 @@
 //! | 12 | 4 | image side `size` in pixels |
 //! | 16 | 8 | face count `n` |
 //! | 24 | 8 | fingerprint of the source (see [`fingerprint`]) |
-//! | 32 | 8 | offset of the labels (64) |
+//! | 32 | 8 | offset of the labels (`64 + n·size·size·3`) |
 //! | 40 | 8 | length of the labels |
-//! | 48 | 8 | offset of the pixels (a multiple of 64) |
+//! | 48 | 8 | offset of the pixels (64) |
 //! | 56 | 8 | reserved (0) |
-//! | 64 | … | labels: JSON `{"tag": …, "metas": [FaceMeta, …]}` |
-//! | pixels | `n·size·size·3` | RGB `HWC` bytes, face after face |
+//! | 64 | `n·size·size·3` | RGB `HWC` bytes, face after face |
+//! | labels | … | JSON `{"tag": …, "metas": [FaceMeta, …], "bad": [[index, reason], …]}` |
+//!
+//! A face whose file cannot be decoded (random bytes, a truncated JPEG, a
+//! 1×1 image) does not stop the build: its pixels are left black, it is
+//! listed in `bad` with the reason, and loading it is an error naming the
+//! file, so that trainers skip it and report every bad file, and indices
+//! (and so splits) stay those of the dataset.
 //!
 //! The fingerprint covers the tag, the size, every face's labels and its
 //! file's length and modification time, so a cache built from other files,
 //! other labels or another framing is detected as stale and rebuilt.
 //! Building writes a temporary file and renames it, so an interrupted build
-//! never leaves a half-written cache.
+//! (a crash, or a stop asked for through the `cancel` check) never leaves a
+//! half-written cache; a temporary file left by a killed build is removed by
+//! the next build in that folder.
 
 use std::{
     fs::File,
@@ -45,7 +53,7 @@ use crate::transform;
 /// Magic bytes opening a cache file.
 pub const CACHE_MAGIC: &[u8; 8] = b"AGSCACHE";
 /// Version of the cache format this build reads and writes.
-pub const CACHE_VERSION: u32 = 1;
+pub const CACHE_VERSION: u32 = 2;
 const HEADER_LEN: usize = 64;
 /// Faces decoded per parallel chunk while building.
 const BUILD_CHUNK: usize = 256;
@@ -54,6 +62,8 @@ const BUILD_CHUNK: usize = 256;
 struct Labels {
     tag: String,
     metas: Vec<FaceMeta>,
+    #[serde(default)]
+    bad: Vec<(usize, String)>,
 }
 
 /// 64-bit FNV-1a, a stable hash for fingerprints.
@@ -119,6 +129,7 @@ pub struct DecodedCache {
     pixels_offset: usize,
     tag: String,
     metas: Vec<FaceMeta>,
+    bad: std::collections::BTreeMap<usize, String>,
 }
 
 impl std::fmt::Debug for DecodedCache {
@@ -147,8 +158,9 @@ fn read_u64(b: &[u8], at: usize) -> u64 {
 impl DecodedCache {
     /// Decodes every face of `dataset` at `size`×`size` (in parallel on
     /// `threads` threads, 0 for one per core) and writes the cache to `path`
-    /// atomically, then opens it. Fails, leaving any previous file intact,
-    /// if a face cannot be decoded (the error names it).
+    /// atomically, then opens it. A face that cannot be decoded is recorded
+    /// as bad (see [`DecodedCache::bad_faces`]) rather than failing the
+    /// build.
     pub fn build(
         dataset: &dyn FaceDataset,
         size: u32,
@@ -156,9 +168,28 @@ impl DecodedCache {
         tag: &str,
         threads: usize,
     ) -> Result<DecodedCache> {
+        Self::build_cancellable(dataset, size, path, tag, threads, &|| false)
+    }
+
+    /// [`DecodedCache::build`], checking `cancel` between chunks of faces:
+    /// when it returns true the build stops with
+    /// [`Error::Interrupted`], leaving any previous file intact and no
+    /// temporary file.
+    pub fn build_cancellable(
+        dataset: &dyn FaceDataset,
+        size: u32,
+        path: impl AsRef<Path>,
+        tag: &str,
+        threads: usize,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<DecodedCache> {
+        use std::io::{Seek, SeekFrom};
         let path = path.as_ref();
         if size == 0 {
             return Err(Error::Config("cache image size must be positive".into()));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            agesynth_core::io::clean_stale_temporaries(dir, false)?;
         }
         let n = dataset.len();
         let metas = (0..n)
@@ -166,62 +197,85 @@ impl DecodedCache {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| Error::InvalidInput("dataset has fewer metas than faces".into()))?;
         let fp = fingerprint(dataset, size, tag);
-        let labels = serde_json::to_vec(&Labels {
-            tag: tag.to_string(),
-            metas,
-        })
-        .map_err(|source| Error::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let pixels_offset = (HEADER_LEN + labels.len()).div_ceil(64) * 64;
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(CACHE_MAGIC);
-        header.extend_from_slice(&CACHE_VERSION.to_le_bytes());
-        header.extend_from_slice(&size.to_le_bytes());
-        header.extend_from_slice(&(n as u64).to_le_bytes());
-        header.extend_from_slice(&fp.to_le_bytes());
-        header.extend_from_slice(&(HEADER_LEN as u64).to_le_bytes());
-        header.extend_from_slice(&(labels.len() as u64).to_le_bytes());
-        header.extend_from_slice(&(pixels_offset as u64).to_le_bytes());
-        header.extend_from_slice(&0u64.to_le_bytes());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .map_err(|e| Error::Config(format!("cannot start decoding threads: {e}")))?;
         let face_bytes = 3 * size as usize * size as usize;
+        let header = |labels_offset: u64, labels_len: u64| {
+            let mut h = Vec::with_capacity(HEADER_LEN);
+            h.extend_from_slice(CACHE_MAGIC);
+            h.extend_from_slice(&CACHE_VERSION.to_le_bytes());
+            h.extend_from_slice(&size.to_le_bytes());
+            h.extend_from_slice(&(n as u64).to_le_bytes());
+            h.extend_from_slice(&fp.to_le_bytes());
+            h.extend_from_slice(&labels_offset.to_le_bytes());
+            h.extend_from_slice(&labels_len.to_le_bytes());
+            h.extend_from_slice(&(HEADER_LEN as u64).to_le_bytes());
+            h.extend_from_slice(&0u64.to_le_bytes());
+            h
+        };
         let mut failure: Option<Error> = None;
         let written = atomic_write(path, |w| {
-            w.write_all(&header)?;
-            w.write_all(&labels)?;
-            w.write_all(&vec![0u8; pixels_offset - HEADER_LEN - labels.len()])?;
+            w.write_all(&header(0, 0))?;
+            let mut bad: Vec<(usize, String)> = Vec::new();
             let mut buf = vec![0u8; BUILD_CHUNK * face_bytes];
             for start in (0..n).step_by(BUILD_CHUNK) {
+                if cancel() {
+                    failure = Some(Error::Interrupted(format!(
+                        "building the decoded cache {} ({start} of {n} faces done)",
+                        path.display()
+                    )));
+                    return Err(std::io::Error::other("interrupted"));
+                }
                 let end = (start + BUILD_CHUNK).min(n);
                 let chunk = &mut buf[..(end - start) * face_bytes];
-                let r = pool.install(|| {
-                    chunk.par_chunks_mut(face_bytes).enumerate().try_for_each(
-                        |(k, out)| -> Result<()> {
-                            let img = dataset.load(start + k, size)?;
-                            if (img.width(), img.height()) != (size, size) {
-                                return Err(Error::InvalidInput(format!(
-                                    "face {} loaded as {}x{}, not {size}x{size}",
-                                    start + k,
-                                    img.width(),
-                                    img.height()
-                                )));
+                let results: Vec<Option<String>> = pool.install(|| {
+                    chunk
+                        .par_chunks_mut(face_bytes)
+                        .enumerate()
+                        .map(|(k, out)| {
+                            let loaded = dataset.load(start + k, size).and_then(|img| {
+                                if (img.width(), img.height()) != (size, size) {
+                                    return Err(Error::InvalidInput(format!(
+                                        "face {} loaded as {}x{}, not {size}x{size}",
+                                        start + k,
+                                        img.width(),
+                                        img.height()
+                                    )));
+                                }
+                                Ok(img)
+                            });
+                            match loaded {
+                                Ok(img) => {
+                                    out.copy_from_slice(img.pixels());
+                                    None
+                                }
+                                Err(e) => {
+                                    out.fill(0);
+                                    Some(e.to_string())
+                                }
                             }
-                            out.copy_from_slice(img.pixels());
-                            Ok(())
-                        },
-                    )
+                        })
+                        .collect()
                 });
-                if let Err(e) = r {
-                    failure = Some(e);
-                    return Err(std::io::Error::other("a face could not be decoded"));
+                for (k, r) in results.into_iter().enumerate() {
+                    if let Some(reason) = r {
+                        bad.push((start + k, reason));
+                    }
                 }
                 w.write_all(chunk)?;
             }
+            let labels = serde_json::to_vec(&Labels {
+                tag: tag.to_string(),
+                metas,
+                bad,
+            })
+            .map_err(std::io::Error::other)?;
+            let labels_offset = (HEADER_LEN + n * face_bytes) as u64;
+            w.write_all(&labels)?;
+            w.seek(SeekFrom::Start(0))?;
+            w.write_all(&header(labels_offset, labels.len() as u64))?;
             Ok(())
         });
         if let Some(e) = failure {
@@ -257,11 +311,15 @@ impl DecodedCache {
         let count = read_u64(&map, 16);
         let fp = read_u64(&map, 24);
         let (lo, ll, po) = (read_u64(&map, 32), read_u64(&map, 40), read_u64(&map, 48));
-        let face_bytes = 3 * size as u64 * size as u64;
-        let want = count
-            .checked_mul(face_bytes)
+        let pixels_end = (size as u64)
+            .checked_mul(size as u64)
+            .and_then(|a| a.checked_mul(3))
+            .and_then(|face_bytes| count.checked_mul(face_bytes))
             .and_then(|p| p.checked_add(po));
-        if size == 0 || lo.checked_add(ll).is_none_or(|e| e > po) || want != Some(map.len() as u64)
+        if size == 0
+            || po != HEADER_LEN as u64
+            || pixels_end != Some(lo)
+            || lo.checked_add(ll) != Some(map.len() as u64)
         {
             return Err(bad(format!(
                 "{} bytes do not match {count} faces of {size}x{size} (truncated or corrupt)",
@@ -276,6 +334,9 @@ impl DecodedCache {
                 labels.metas.len()
             )));
         }
+        if let Some((i, _)) = labels.bad.iter().find(|(i, _)| *i as u64 >= count) {
+            return Err(bad(format!("bad face {i} of {count}")));
+        }
         Ok(DecodedCache {
             path,
             map,
@@ -285,6 +346,7 @@ impl DecodedCache {
             pixels_offset: po as usize,
             tag: labels.tag,
             metas: labels.metas,
+            bad: labels.bad.into_iter().collect(),
         })
     }
 
@@ -298,7 +360,24 @@ impl DecodedCache {
         tag: &str,
         threads: usize,
     ) -> Result<(DecodedCache, bool)> {
+        Self::open_or_build_cancellable(dataset, size, path, tag, threads, &|| false)
+    }
+
+    /// [`DecodedCache::open_or_build`] with a `cancel` check for the build
+    /// (see [`DecodedCache::build_cancellable`]).
+    pub fn open_or_build_cancellable(
+        dataset: &dyn FaceDataset,
+        size: u32,
+        path: impl AsRef<Path>,
+        tag: &str,
+        threads: usize,
+        cancel: &(dyn Fn() -> bool + Sync),
+    ) -> Result<(DecodedCache, bool)> {
         let path = path.as_ref();
+        // What a killed build left beside the cache.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            agesynth_core::io::clean_stale_temporaries(dir, false)?;
+        }
         if path.exists() {
             if let Ok(c) = Self::open(path) {
                 if c.size == size && c.fingerprint == fingerprint(dataset, size, tag) {
@@ -306,7 +385,10 @@ impl DecodedCache {
                 }
             }
         }
-        Ok((Self::build(dataset, size, path, tag, threads)?, true))
+        Ok((
+            Self::build_cancellable(dataset, size, path, tag, threads, cancel)?,
+            true,
+        ))
     }
 
     /// Side of the cached images.
@@ -327,6 +409,12 @@ impl DecodedCache {
     /// The tag it was built under.
     pub fn tag(&self) -> &str {
         &self.tag
+    }
+
+    /// The faces that could not be decoded when it was built: index and
+    /// reason (the reason names the file), in index order.
+    pub fn bad_faces(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.bad.iter().map(|(i, r)| (*i, r.as_str()))
     }
 
     /// The RGB bytes of face `index` (`size·size·3`, `HWC`), straight from
@@ -353,6 +441,12 @@ impl FaceDataset for DecodedCache {
     /// The cached face; at another size than the cache's it is resized from
     /// the cached pixels (sharper faces need a cache at that size).
     fn load(&self, index: usize, size: u32) -> Result<FaceImage> {
+        if let Some(reason) = self.bad.get(&index) {
+            return Err(Error::dataset(
+                &self.path,
+                format!("face {index} could not be decoded when the cache was built: {reason}"),
+            ));
+        }
         let px = self.pixels(index).ok_or_else(|| {
             Error::InvalidInput(format!(
                 "face {index} of {} in cache {}",

@@ -20,6 +20,9 @@ use crate::{
     Skipped,
 };
 
+/// The largest labels CSV read (64 MiB: a million rows).
+pub const MAX_CSV_BYTES: u64 = 64 << 20;
+
 /// Splits one CSV line into fields (RFC 4180 quoting within the line:
 /// `"` doubles as `""` inside a quoted field). `None` for an unterminated
 /// quote.
@@ -93,7 +96,7 @@ impl CsvFolder {
         } else {
             path.to_path_buf()
         };
-        let bytes = std::fs::read(&csv).map_err(|e| Error::io("reading", &csv, e))?;
+        let bytes = agesynth_core::io::read_limited(&csv, MAX_CSV_BYTES, "a labels CSV")?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::dataset(&csv, "not a text file (invalid UTF-8)"))?;
         let dir = csv.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -168,7 +171,7 @@ impl CsvFolder {
             csv,
             metas,
             skipped,
-            limits: DecodeLimits::default(),
+            limits: DecodeLimits::chips(),
         })
     }
 

@@ -145,9 +145,12 @@ pub fn parse_pts(text: &str, path: &Path) -> Result<Landmarks> {
     Ok(pts)
 }
 
-/// Reads and parses a `.pts` file.
+/// The largest `.pts` file read (a 68-point file is about 1 KiB).
+pub const MAX_PTS_BYTES: u64 = 1 << 20;
+
+/// Reads and parses a `.pts` file (at most [`MAX_PTS_BYTES`]).
 pub fn read_pts(path: &Path) -> Result<Landmarks> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+    let bytes = agesynth_core::io::read_limited(path, MAX_PTS_BYTES, "a .pts landmarks file")?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Error::dataset(path, "not a text file (invalid UTF-8)"))?;
     parse_pts(text, path)

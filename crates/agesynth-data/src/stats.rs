@@ -9,7 +9,11 @@ use std::{
 use agesynth_core::{AgeBins, Error, FaceDataset, Gender, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{csv_folder, scan, utkface, CsvFolder, FgNet, Skipped, UtkFace};
+use crate::{
+    csv_folder, scan,
+    transform::{self, DecodeLimits},
+    utkface, CsvFolder, FgNet, Skipped, UtkFace,
+};
 
 /// The kinds of dataset folder agesynth reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,15 +185,43 @@ pub struct DatasetStats {
 }
 
 impl DatasetStats {
-    /// Counts the faces of an opened dataset by `bins`.
+    /// Counts the faces of an opened dataset by `bins`. Every image file is
+    /// checked without decoding its pixels ([`transform::check_file`]: a
+    /// readable JPEG or PNG header within the decode limits, no truncated
+    /// JPEG, no image under the chip minimum): one that fails is not
+    /// counted as a face but listed as skipped with the reason.
     pub fn of(root: &Path, data: &AnyDataset, bins: &AgeBins) -> Result<DatasetStats> {
+        use rayon::prelude::*;
         let ds = data.as_dataset();
+        let limits = match data {
+            AnyDataset::FgNet(_) => DecodeLimits::default(),
+            _ => DecodeLimits::chips(),
+        };
+        let unusable: Vec<Option<Skipped>> = (0..ds.len())
+            .into_par_iter()
+            .map(|i| {
+                let m = ds.meta(i)?;
+                transform::check_file(&m.path, &limits)
+                    .err()
+                    .map(|e| Skipped {
+                        path: m.path.clone(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect();
+        let mut skipped: Vec<Skipped> = data.skipped().to_vec();
         let mut groups = vec![0usize; bins.len()];
         let mut genders = GenderCounts::default();
         let mut subjects = std::collections::BTreeSet::new();
         let (mut lo, mut hi, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f64);
-        for i in 0..ds.len() {
+        let mut n = 0usize;
+        for (i, bad) in unusable.into_iter().enumerate() {
+            if let Some(b) = bad {
+                skipped.push(b);
+                continue;
+            }
             let Some(m) = ds.meta(i) else { continue };
+            n += 1;
             groups[bins.group(m.age)?.0] += 1;
             match m.gender {
                 Some(Gender::Male) => genders.male += 1,
@@ -211,12 +243,12 @@ impl DatasetStats {
                 }
             }
         }
-        let n = ds.len();
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(DatasetStats {
             root: root.to_path_buf(),
             kind: data.kind(),
             faces: n,
-            skipped_count: data.skipped().len(),
+            skipped_count: skipped.len(),
             subjects: (!subjects.is_empty()).then_some(subjects.len()),
             age_min: (n > 0).then_some(lo),
             age_mean: (n > 0).then_some((sum / n as f64) as f32),
@@ -230,7 +262,7 @@ impl DatasetStats {
                 .collect(),
             genders,
             quirks,
-            skipped: data.skipped().to_vec(),
+            skipped,
         })
     }
 

@@ -17,8 +17,16 @@ use serde::{Deserialize, Serialize};
 pub struct DecodeLimits {
     /// Largest accepted `width * height` (default 50 megapixels).
     pub max_pixels: u64,
-    /// Largest accepted file size in bytes (default 256 MiB).
+    /// Largest accepted file size in bytes (default 256 MiB). Files are read
+    /// no further than this, so endless inputs (`/dev/zero`) stop here.
     pub max_file_bytes: u64,
+    /// Smallest accepted width and height (default 1; face chips: 8).
+    #[serde(default = "one")]
+    pub min_side: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Default for DecodeLimits {
@@ -26,33 +34,97 @@ impl Default for DecodeLimits {
         DecodeLimits {
             max_pixels: 50_000_000,
             max_file_bytes: 256 << 20,
+            min_side: 1,
         }
     }
+}
+
+impl DecodeLimits {
+    /// The limits of face-chip datasets (UTKFace, a CSV folder): the defaults,
+    /// and at least [`MIN_CHIP_SIDE`] pixels a side (a 1×1 image is no face).
+    pub fn chips() -> Self {
+        DecodeLimits {
+            min_side: MIN_CHIP_SIDE,
+            ..DecodeLimits::default()
+        }
+    }
+}
+
+/// The smallest width and height of a face chip, in pixels.
+pub const MIN_CHIP_SIDE: u32 = 8;
+
+/// Reads the file at `path` within `limits.max_file_bytes` (never past it:
+/// a device or pipe without end stops there). Errors name the file.
+pub fn read_file(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>> {
+    agesynth_core::io::read_limited(path, limits.max_file_bytes, "an image").map_err(|e| match e {
+        Error::FileTooLarge { limit, .. } => {
+            let len = std::fs::metadata(path)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            Error::image(
+                path,
+                match len {
+                    Some(len) => {
+                        format!("file of {len} bytes exceeds the limit of {limit} bytes")
+                    }
+                    None => format!(
+                        "not a regular file, and its data exceeds the limit of {limit} bytes"
+                    ),
+                },
+            )
+        }
+        other => other,
+    })
 }
 
 /// Reads and decodes the JPEG or PNG file at `path` to 8-bit RGB (greyscale
 /// and alpha images are converted), within `limits`. Errors name the file:
 /// missing, empty, too large, not JPEG/PNG, truncated or corrupt.
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<FaceImage> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io("reading", path, e))?
-        .len();
-    if len > limits.max_file_bytes {
-        return Err(Error::image(
-            path,
-            format!(
-                "file of {len} bytes exceeds the limit of {} bytes",
-                limits.max_file_bytes
-            ),
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io("reading", path, e))?;
+    let bytes = read_file(path, limits)?;
     decode_bytes(&bytes, path, limits)
 }
 
-/// Decodes JPEG or PNG `bytes` to 8-bit RGB within `limits`; `path` only
-/// names the source in errors.
-pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<FaceImage> {
+/// Whether a JPEG's segments are whole and its first scan is followed by
+/// an end-of-image marker (walking the marker segments, so that an EXIF
+/// thumbnail's own markers are skipped; entropy-coded data cannot hold
+/// `FF D9` except as the marker).
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    loop {
+        // Fill bytes (0xFF) may precede a marker.
+        while i < bytes.len() && bytes[i] == 0xff && bytes.get(i + 1) == Some(&0xff) {
+            i += 1;
+        }
+        if i + 4 > bytes.len() || bytes[i] != 0xff {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if marker == 0xd9 || len < 2 {
+            return false;
+        }
+        let end = i + 2 + len;
+        if end > bytes.len() {
+            return false;
+        }
+        if marker == 0xda {
+            return bytes[end..].windows(2).any(|w| w == [0xff, 0xd9]);
+        }
+        i = end;
+    }
+}
+
+/// Checks JPEG or PNG `bytes` without decoding the pixels: a known format,
+/// a readable header within `limits` (size, pixel count), and, for a JPEG,
+/// the end-of-image marker (a truncated JPEG would decode to grey). Returns
+/// the format and the size; errors name `path`.
+pub fn check_bytes(
+    bytes: &[u8],
+    path: &Path,
+    limits: &DecodeLimits,
+) -> Result<(image::ImageFormat, u32, u32)> {
     if bytes.is_empty() {
         return Err(Error::image(path, "empty file"));
     }
@@ -64,8 +136,13 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<
             format!("unsupported format {format:?}: only JPEG and PNG are read"),
         ));
     }
-    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
-    // Check the header's size before allocating anything for the pixels.
+    if format == image::ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(Error::image(
+            path,
+            "truncated JPEG: the data ends before its end-of-image marker",
+        ));
+    }
+    // The header's size, before anything is allocated for the pixels.
     let (w, h) = image::ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| Error::image(path, format!("unreadable {format:?} header: {e}")))?;
@@ -83,6 +160,34 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<
             ),
         ));
     }
+    if w < limits.min_side || h < limits.min_side {
+        return Err(Error::image(
+            path,
+            format!(
+                "{w}x{h} image is smaller than the {0}x{0} minimum",
+                limits.min_side
+            ),
+        ));
+    }
+    Ok((format, w, h))
+}
+
+/// Checks the file at `path` as [`check_bytes`] does (reading it within
+/// the limits, decoding no pixels): what `agesynth data stats` and dataset
+/// scans use to tell usable images from broken ones quickly.
+pub fn check_file(path: &Path, limits: &DecodeLimits) -> Result<(u32, u32)> {
+    let bytes = read_file(path, limits)?;
+    check_bytes(&bytes, path, limits).map(|(_, w, h)| (w, h))
+}
+
+/// Decodes JPEG or PNG `bytes` to 8-bit RGB within `limits`; `path` only
+/// names the source in errors. A truncated JPEG is refused (the decoder
+/// would fill the missing part with grey), as is an image under
+/// `limits.min_side`.
+pub fn decode_bytes(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<FaceImage> {
+    let (format, w, h) = check_bytes(bytes, path, limits)?;
+    let pixels = w as u64 * h as u64;
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut lim = image::Limits::default();
     lim.max_image_width = Some(w);
     lim.max_image_height = Some(h);

@@ -255,7 +255,7 @@ impl UtkFace {
             metas,
             quirks,
             skipped,
-            limits: DecodeLimits::default(),
+            limits: DecodeLimits::chips(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Datasets, splits, the loader and the cache over folders generated on the
 //! fly.
 
+use image::ImageEncoder;
 use std::{path::Path, sync::Arc};
 
 use agesynth_core::{
@@ -428,12 +429,44 @@ fn bad_caches_are_errors() {
         .unwrap_err()
         .to_string()
         .contains("magic"));
-    // A build that meets a corrupt face fails and leaves the old cache.
-    let victim = ds.meta(1).unwrap().path.clone();
-    std::fs::write(&victim, b"\xFF\xD8 broken").unwrap();
-    let e = DecodedCache::build(&ds, 16, &path, "t", 1)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains(&*victim.to_string_lossy()), "{e}");
-    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // Issue 17, item 7: a build that meets corrupt faces (random bytes, a
+    // truncated JPEG, a 1x1 PNG) goes on, records every one of them with a
+    // reason naming its file, and loading one is an error naming it.
+    let victims: Vec<_> = (0..3).map(|i| ds.meta(i).unwrap().path.clone()).collect();
+    std::fs::write(&victims[0], b"\xFF\xD8 broken").unwrap();
+    let whole = std::fs::read(&victims[1]).unwrap();
+    std::fs::write(&victims[1], &whole[..whole.len() * 2 / 5]).unwrap();
+    let mut one = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut one)
+        .write_image(&[9u8; 3], 1, 1, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    std::fs::write(&victims[2], &one).unwrap();
+    let ds = UtkFace::open(&faces).unwrap();
+    let cache = DecodedCache::build(&ds, 16, &path, "t", 1).unwrap();
+    let bad: Vec<(usize, String)> = cache.bad_faces().map(|(i, r)| (i, r.to_string())).collect();
+    assert_eq!(
+        bad.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![0, 1, 2],
+        "{bad:?}"
+    );
+    for ((_, reason), victim) in bad.iter().zip(&victims) {
+        assert!(reason.contains(&*victim.to_string_lossy()), "{reason}");
+    }
+    assert!(bad[1].1.contains("truncated"), "{}", bad[1].1);
+    assert!(bad[2].1.contains("1x1"), "{}", bad[2].1);
+    let e = cache.load(1, 16).unwrap_err().to_string();
+    assert!(e.contains(&*victims[1].to_string_lossy()), "{e}");
+    assert_eq!(cache.len(), ds.len());
+    assert!(cache.load(ds.len() - 1, 16).is_ok());
+    // A build stopped by its cancel check leaves the previous cache and no
+    // temporary file.
+    let before = std::fs::read(&path).unwrap();
+    let e = DecodedCache::build_cancellable(&ds, 16, &path, "other", 1, &|| true).unwrap_err();
+    assert!(matches!(e, agesynth_data::Error::Interrupted(_)), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
 }

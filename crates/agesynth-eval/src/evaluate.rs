@@ -104,6 +104,8 @@ impl Method for GeneratorMethod<'_> {
 
     fn render(&self, req: &RenderRequest) -> Result<Rendered> {
         let out = self.generator.generate(req.images, req.targets)?;
+        // NaN or infinite outputs (damaged weights) are no picture to measure.
+        agesynth_core::io::ensure_finite_output(&out, &format!("generator `{}`", self.name))?;
         Ok(Rendered::Images(tensor_to_images(
             &out.clamp(-1f32, 1f32)?,
         )?))

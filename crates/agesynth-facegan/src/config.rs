@@ -53,6 +53,9 @@ impl FaceGanConfig {
     /// Names of the presets accepted by [`FaceGanConfig::preset`].
     pub const PRESETS: [&'static str; 4] = ["tiny", "cpu64", "paper128", "gpu256"];
 
+    /// The widest layer (and largest age embedding) a config may ask for.
+    pub const MAX_WIDTH: usize = 8192;
+
     fn base(preset: &str, image_size: usize, g: Vec<usize>, d: Vec<usize>) -> Self {
         FaceGanConfig {
             preset: preset.to_string(),
@@ -148,6 +151,12 @@ impl FaceGanConfig {
                 self.preset
             )))
         };
+        if !Self::PRESETS.contains(&self.preset.as_str()) {
+            return bad(format!(
+                "unknown preset (known: {}): the file was not written by agesynth, or is damaged",
+                Self::PRESETS.join(", ")
+            ));
+        }
         self.bins()
             .map_err(|e| Error::Config(format!("FaceGAN config `{}`: {e}", self.preset)))?;
         if self.g_channels.len() < 2 {
@@ -155,6 +164,28 @@ impl FaceGanConfig {
         }
         if self.d_channels.is_empty() {
             return bad("d_channels needs at least one level".into());
+        }
+        // Sizes a damaged or hostile config could make absurd (a model is
+        // built from them before any weight is read).
+        let widest = self
+            .g_channels
+            .iter()
+            .chain(&self.d_channels)
+            .chain([&self.age_embed_dim])
+            .max()
+            .copied()
+            .unwrap_or(0);
+        if widest > Self::MAX_WIDTH
+            || self.g_channels.len() > 16
+            || self.d_channels.len() > 16
+            || self.g_res_blocks > 64
+            || self.image_size > 4096
+            || self.age_bins.len() > 1000
+        {
+            return bad(format!(
+                "a width above {}, more than 16 levels, 64 residual blocks or 4096 px: not a model agesynth makes",
+                Self::MAX_WIDTH
+            ));
         }
         if self
             .g_channels

@@ -121,13 +121,25 @@ impl FaceAger {
     }
 
     /// The group each target age falls in. Errors when `ages` is empty or
-    /// holds a negative or non-finite age.
+    /// holds an age that is not a number of years from 0 to
+    /// [`MAX_TARGET_AGE`].
     pub fn targets(&self, ages: &[f32]) -> Result<Vec<Target>> {
         if ages.is_empty() {
             return Err(PipelineError::TargetAge("no target age given".into()));
         }
+        if ages.len() > MAX_TARGETS {
+            return Err(PipelineError::TargetAge(format!(
+                "{} target ages given, at most {MAX_TARGETS} are accepted",
+                ages.len()
+            )));
+        }
         ages.iter()
             .map(|&age| {
+                if !(0.0..=MAX_TARGET_AGE).contains(&age) {
+                    return Err(PipelineError::TargetAge(format!(
+                        "target age {age} is not a number of years from 0 to {MAX_TARGET_AGE}"
+                    )));
+                }
                 let group = self
                     .bins
                     .group(age)
@@ -171,13 +183,24 @@ impl FaceAger {
                 groups.push(target.group);
             }
         }
-        let x = Tensor::cat(&inputs, 0)?;
-        let out = self.generator.forward(&x, &groups)?;
-        // (N, 3, S, S) in (-1, 1) -> (N, S, S, 3) in [0, 255].
-        let out = ((out.permute((0, 2, 3, 1))? + 1.0)? * 127.5)?
-            .to_device(&Device::Cpu)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        // In chunks of at most GENERATOR_CHUNK chips, so that memory stays
+        // bounded whatever the number of faces and targets.
+        let mut out = Vec::with_capacity(inputs.len() * (s * s * 3) as usize);
+        for (xs, gs) in inputs
+            .chunks(GENERATOR_CHUNK)
+            .zip(groups.chunks(GENERATOR_CHUNK))
+        {
+            let x = Tensor::cat(xs, 0)?;
+            let y = self.generator.forward(&x, gs)?;
+            // NaN or infinite values (damaged weights) are no picture.
+            agesynth_core::io::ensure_finite_output(&y, "the FaceGAN generator")?;
+            // (N, 3, S, S) in (-1, 1) -> (N, S, S, 3) in [0, 255].
+            let y = ((y.permute((0, 2, 3, 1))? + 1.0)? * 127.5)?
+                .to_device(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            out.extend_from_slice(&y);
+        }
         let per = (s * s * 3) as usize;
         let mut fields = out
             .chunks_exact(per)
@@ -194,6 +217,15 @@ impl FaceAger {
         self.device.clone()
     }
 }
+
+/// The oldest target age accepted, in years.
+pub const MAX_TARGET_AGE: f32 = 120.0;
+
+/// The most target ages one call accepts.
+pub const MAX_TARGETS: usize = 64;
+
+/// Chips run through the generator per forward pass.
+pub const GENERATOR_CHUNK: usize = 32;
 
 /// How [`Ager`] finds, aligns and pastes faces.
 #[derive(Clone, Debug, PartialEq)]

@@ -20,6 +20,13 @@ pub enum PipelineError {
         source: agesynth_core::Error,
     },
 
+    /// A folder given as input holds no photo (in it or its subfolders).
+    #[error("{} holds no .jpg, .jpeg or .png photo (in it or its subfolders)", path.display())]
+    NoPhotos {
+        /// The folder.
+        path: PathBuf,
+    },
+
     /// The detector found no face in the photo.
     #[error("no face found in {}", path.display())]
     NoFace {

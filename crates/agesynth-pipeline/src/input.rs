@@ -6,15 +6,17 @@
 use std::{io::Cursor, path::Path};
 
 use agesynth_core::FaceImage;
-use agesynth_data::transform::{decode_bytes, DecodeLimits};
+use agesynth_data::transform::{decode_bytes, read_file, DecodeLimits};
 use image::{metadata::Orientation, DynamicImage, ImageDecoder, RgbImage};
 
 use crate::error::{PipelineError, Result};
 
 /// The photos named by `paths`: a file stands for itself (whatever its
 /// name, so that a bad one is reported rather than skipped); a folder for
-/// its `.jpg`, `.jpeg` and `.png` files (any letter case, not recursive),
-/// sorted by name. A folder that cannot be listed is an error naming it.
+/// the `.jpg`, `.jpeg` and `.png` files (any letter case) in it and in its
+/// subfolders (symbolic links followed, each real folder searched once, so a
+/// link loop ends), sorted by path. A folder that cannot be listed, and one
+/// that holds no photo at all, is an error naming it.
 pub fn expand_inputs(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
@@ -22,63 +24,63 @@ pub fn expand_inputs(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::Path
             out.push(p.clone());
             continue;
         }
-        let listing = std::fs::read_dir(p).map_err(|e| PipelineError::Decode {
-            path: p.clone(),
-            source: agesynth_core::Error::io("listing", p, e),
-        })?;
-        let mut found: Vec<std::path::PathBuf> = listing
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| {
-                f.is_file()
-                    && f.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                        matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
-                    })
-            })
-            .collect();
+        let mut found = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        collect_photos(p, &mut found, &mut seen)?;
+        if found.is_empty() {
+            return Err(PipelineError::NoPhotos { path: p.clone() });
+        }
         found.sort();
         out.extend(found);
     }
     Ok(out)
 }
 
-/// Reads the photo at `path` (see the module docs). Errors are
-/// [`PipelineError::Decode`] naming the file and the cause.
+fn collect_photos(
+    dir: &Path,
+    found: &mut Vec<std::path::PathBuf>,
+    seen: &mut std::collections::HashSet<std::path::PathBuf>,
+) -> Result<()> {
+    let listing_err = |e| PipelineError::Decode {
+        path: dir.to_path_buf(),
+        source: agesynth_core::Error::io("listing", dir, e),
+    };
+    let real = std::fs::canonicalize(dir).map_err(listing_err)?;
+    if !seen.insert(real) {
+        return Ok(());
+    }
+    let listing = std::fs::read_dir(dir).map_err(listing_err)?;
+    for entry in listing.flatten() {
+        let f = entry.path();
+        if f.is_dir() {
+            collect_photos(&f, found, seen)?;
+        } else if f.is_file()
+            && f.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        {
+            found.push(f);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the photo at `path` (see the module docs), never reading past
+/// `limits.max_file_bytes` (an endless input such as `/dev/zero` is refused
+/// at the limit). Errors are [`PipelineError::Decode`] naming the file and
+/// the cause.
 pub fn load_photo(path: &Path, limits: &DecodeLimits) -> Result<FaceImage> {
-    let decode_err = |source| PipelineError::Decode {
+    let bytes = read_file(path, limits).map_err(|source| PipelineError::Decode {
         path: path.to_path_buf(),
         source,
-    };
-    let len = std::fs::metadata(path)
-        .map_err(|e| decode_err(agesynth_core::Error::io("reading", path, e)))?
-        .len();
-    if len > limits.max_file_bytes {
-        return Err(decode_err(agesynth_core::Error::image(
-            path,
-            format!(
-                "file of {len} bytes exceeds the limit of {} bytes",
-                limits.max_file_bytes
-            ),
-        )));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| decode_err(agesynth_core::Error::io("reading", path, e)))?;
+    })?;
     decode_photo(&bytes, path, limits)
 }
 
 /// Decodes photo `bytes` (see [`load_photo`]); `path` only names the source
-/// in errors.
+/// in errors. A truncated JPEG is refused: the decoder would fill the rest
+/// with grey, and a half photo is no input to age.
 pub fn decode_photo(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<FaceImage> {
-    if bytes.starts_with(&[0xff, 0xd8]) && !jpeg_is_complete(bytes) {
-        // The JPEG decoder fills a truncated image with grey instead of
-        // failing; a half photo is no input to age.
-        return Err(PipelineError::Decode {
-            path: path.to_path_buf(),
-            source: agesynth_core::Error::image(
-                path,
-                "truncated JPEG: the data ends before its end-of-image marker",
-            ),
-        });
-    }
     let img = decode_bytes(bytes, path, limits).map_err(|source| PipelineError::Decode {
         path: path.to_path_buf(),
         source,
@@ -86,35 +88,7 @@ pub fn decode_photo(bytes: &[u8], path: &Path, limits: &DecodeLimits) -> Result<
     Ok(apply_orientation(img, orientation(bytes)))
 }
 
-/// Whether a JPEG's segments are whole and its first scan is followed by
-/// an end-of-image marker (walking the marker segments, so that an EXIF
-/// thumbnail's own markers are skipped; entropy-coded data cannot hold
-/// `FF D9` except as the marker).
-pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let mut i = 2; // after SOI
-    loop {
-        // Fill bytes (0xFF) may precede a marker.
-        while i < bytes.len() && bytes[i] == 0xff && bytes.get(i + 1) == Some(&0xff) {
-            i += 1;
-        }
-        if i + 4 > bytes.len() || bytes[i] != 0xff {
-            return false;
-        }
-        let marker = bytes[i + 1];
-        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
-        if marker == 0xd9 || len < 2 {
-            return false;
-        }
-        let end = i + 2 + len;
-        if end > bytes.len() {
-            return false;
-        }
-        if marker == 0xda {
-            return bytes[end..].windows(2).any(|w| w == [0xff, 0xd9]);
-        }
-        i = end;
-    }
-}
+pub use agesynth_data::transform::jpeg_is_complete;
 
 /// The EXIF orientation recorded in JPEG or PNG `bytes`;
 /// [`Orientation::NoTransforms`] when there is none or it cannot be read (a
@@ -211,13 +185,35 @@ mod tests {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
         std::fs::create_dir(dir.path().join("sub.png")).unwrap();
+        std::fs::write(dir.path().join("sub.png/d.jpg"), b"x").unwrap();
         let single = dir.path().join("notes.txt");
         let got = expand_inputs(&[dir.path().to_path_buf(), single.clone()]).unwrap();
         let names: Vec<_> = got
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["a.jpg", "b.PNG", "c.jpeg", "notes.txt"]);
+        assert_eq!(names, ["a.jpg", "b.PNG", "c.jpeg", "d.jpg", "notes.txt"]);
+    }
+
+    /// Issue 17, item 8: a symlinked folder's subfolders are searched (a
+    /// link loop ends), and a folder without photos is an error naming it.
+    #[cfg(unix)]
+    #[test]
+    fn linked_subfolders_are_searched_and_empty_folders_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir_all(real.join("deeper")).unwrap();
+        std::fs::write(real.join("deeper/x.jpg"), b"x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        // A loop back to the top.
+        std::os::unix::fs::symlink(&link, real.join("deeper/loop")).unwrap();
+        let got = expand_inputs(std::slice::from_ref(&link)).unwrap();
+        assert_eq!(got, vec![link.join("deeper/x.jpg")]);
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let err = expand_inputs(std::slice::from_ref(&empty)).unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
     }
 
     #[test]

@@ -293,6 +293,7 @@ pub fn age_job(ager: &Ager, req: AgeRequest, limits: &Limits) -> Result<AgeRespo
     let decode_limits = DecodeLimits {
         max_pixels: limits.max_pixels,
         max_file_bytes: limits.max_request_bytes as u64,
+        ..DecodeLimits::default()
     };
     let photo =
         agesynth_pipeline::input::decode_photo(&req.photo, Path::new(UPLOAD_NAME), &decode_limits)

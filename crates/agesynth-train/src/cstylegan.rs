@@ -413,6 +413,11 @@ impl TrainTask for CStyleGanTask {
 pub fn sample_grid(generator: &Generator, rows: usize, psi: f64, seed: u64) -> Result<FaceImage> {
     let cfg = generator.config();
     let bins = cfg.bins()?;
+    check_render_budget(
+        generator,
+        rows.max(1) as u64 * bins.len() as u64,
+        "lower --rows",
+    )?;
     let dev = generator.w_avg().device().clone();
     let z = randn(
         &mut step_rng(seed, "sample-grid", 0),
@@ -426,8 +431,23 @@ pub fn sample_grid(generator: &Generator, rows: usize, psi: f64, seed: u64) -> R
     Ok(grid::compose(&tiles, g, Some(&labels))?)
 }
 
+/// Checks that rendering `images` images in one pass fits the memory budget
+/// ([`agesynth_core::budget::MemoryBudget::from_env`]); `hint` says how to
+/// render fewer.
+pub fn check_render_budget(generator: &Generator, images: u64, hint: &str) -> Result<()> {
+    let cfg = generator.config();
+    let bytes = crate::budget::render_bytes(&cfg.g_channels, cfg.image_size, images);
+    agesynth_core::budget::MemoryBudget::from_env()?.check(
+        format!("rendering {images} images of {0}x{0}", cfg.image_size),
+        bytes,
+        hint,
+    )?;
+    Ok(())
+}
+
 /// Renders every latent of `z (n, z_dim)` at every age group with the same
 /// noise: `(n, groups, 3, S, S)` clamped to `[-1, 1]`. One person per row.
+/// NaN or infinite values (damaged weights) are an error, never a picture.
 pub fn render_all_groups(
     generator: &Generator,
     z: &Tensor,
@@ -443,10 +463,9 @@ pub fn render_all_groups(
             mixing: None,
             noise: Noise::Seeded(noise_seed),
         };
-        let img = generator
-            .forward(z, &vec![g; n], &opts)?
-            .clamp(-1f32, 1f32)?;
-        per_group.push(img.unsqueeze(1)?);
+        let img = generator.forward(z, &vec![g; n], &opts)?;
+        agesynth_core::io::ensure_finite_output(&img, "the cStyleGAN generator")?;
+        per_group.push(img.clamp(-1f32, 1f32)?.unsqueeze(1)?);
     }
     Ok(Tensor::cat(&per_group, 1)?)
 }
@@ -514,6 +533,17 @@ pub fn synth_pairs(
     } = opts.clone();
     let cfg = generator.config();
     let bins = cfg.bins()?;
+    if count == 0 || batch == 0 || shard_size == 0 {
+        return Err(agesynth_core::Error::InvalidInput(format!(
+            "synthetic pairs need count, batch and shard size of at least 1 (got {count}, {batch}, {shard_size})"
+        ))
+        .into());
+    }
+    check_render_budget(
+        generator,
+        batch.min(count) as u64 * bins.len() as u64,
+        "lower --batch",
+    )?;
     let dev = generator.w_avg().device().clone();
     let mut w = crate::pairs::PairsWriter::create(
         out,

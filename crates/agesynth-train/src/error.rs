@@ -50,6 +50,16 @@ pub enum TrainError {
         tensor: String,
     },
 
+    /// Another live process holds the run folder's writer lock (a second
+    /// trainer on the same folder).
+    #[error("run folder is in use: {} is held by {} (a running trainer); wait for it to finish or stop it, or choose another folder", .path.display(), holder(.pid))]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's process id, when readable.
+        pid: Option<u32>,
+    },
+
     /// A checkpoint or run folder is missing or malformed.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
@@ -63,6 +73,13 @@ pub enum TrainError {
 impl From<candle_core::Error> for TrainError {
     fn from(e: candle_core::Error) -> Self {
         TrainError::Core(agesynth_core::Error::Candle(e))
+    }
+}
+
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(p) => format!("process {p}"),
+        None => "another process".to_string(),
     }
 }
 

@@ -7,10 +7,14 @@
 //!   (own learning rate each) and a state that is saved with checkpoints.
 //! - [`checkpoint::RunDir`]: a run folder with `config.json`, a JSON-lines
 //!   log, sample grids and atomic checkpoints (`checkpoints/step-NNNNNN/`,
-//!   a `latest` pointer, keep-last-N, NaN weights refused).
+//!   a `latest` pointer, keep-last-N, NaN weights refused), one writer
+//!   holding its lock, readers that never change it, and a fallback to the
+//!   previous intact checkpoint when the newest is damaged.
 //! - [`trainer::Trainer`] driving any [`trainer::TrainTask`]: logs, progress
-//!   bar, sample grids, checkpoints, exact resume, Ctrl-C
+//!   bar, sample grids, checkpoints, exact resume, SIGINT/SIGTERM
 //!   ([`stop::StopFlag`]) and a NaN/divergence guard.
+//! - [`budget`]: memory estimates of training steps and sampling, checked
+//!   before allocating.
 //! - [`rng`]: seeded randomness keyed by step, so resume repeats a run.
 //! - [`data`]: a resumable data order and in-memory faces at the training
 //!   resolution.
@@ -20,6 +24,7 @@
 //!   faces), on the same [`trainer::Trainer`].
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
@@ -32,7 +37,9 @@ pub mod rng;
 pub mod stop;
 pub mod trainer;
 
-pub use checkpoint::{Checkpoint, CheckpointContents, RunDir};
+pub use checkpoint::{
+    BrokenCheckpoint, Checkpoint, CheckpointContents, LatestReport, OpenReport, RunDir,
+};
 pub use data::{DataOrder, RealFaces};
 pub use error::{Result, TrainError};
 pub use objective::{Objective, Operand, Rows, Term};

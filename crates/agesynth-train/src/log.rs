@@ -31,6 +31,16 @@ pub struct LogRecord {
     pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
+/// The largest log read (1 GiB: millions of records).
+pub const MAX_LOG_BYTES: u64 = 1 << 30;
+
+/// A log's text, read within [`MAX_LOG_BYTES`]; bytes that are not UTF-8
+/// (a damaged line) are replaced, so that the line is dropped as unreadable.
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = agesynth_core::io::read_limited(path, MAX_LOG_BYTES, "a training log")?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Appends [`LogRecord`]s to a JSON-lines file, one flushed line each.
 pub struct JsonlLog {
     path: PathBuf,
@@ -46,8 +56,7 @@ impl JsonlLog {
         if let (Some(step), true) = (resume_step, path.is_file()) {
             // Keep the kept lines' text as it is: re-serialising parsed floats
             // could change their last digit.
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| agesynth_core::Error::io("reading", &path, e))?;
+            let text = read_text(&path)?;
             let mut kept = String::new();
             for line in text.lines() {
                 #[derive(Deserialize)]
@@ -94,8 +103,7 @@ impl JsonlLog {
 /// appending) is ignored, any other bad line is an error naming the file.
 pub fn read_log(path: impl AsRef<Path>) -> Result<Vec<LogRecord>> {
     let path = path.as_ref();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| agesynth_core::Error::io("reading", path, e))?;
+    let text = read_text(path)?;
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut out = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
@@ -161,7 +169,9 @@ impl Progress {
     pub fn println(&self, line: impl AsRef<str>) {
         if self.bar.is_hidden() {
             if self.plain {
-                eprintln!("{}", line.as_ref());
+                // Never panics: a closed stderr (`2>&1 | head`) must not
+                // stop training (the signal handling decides what happens).
+                agesynth_core::console::err(format_args!("{}", line.as_ref()), true);
             }
         } else {
             self.bar.println(line);

@@ -246,10 +246,21 @@ impl SynthPairs {
                 ),
             ));
         }
-        let bins = AgeBins::new(index.age_bins.clone())?;
+        let bins =
+            AgeBins::new(index.age_bins.clone()).map_err(|e| bad(&index_path, e.to_string()))?;
         let (g, s, zd) = (bins.len(), index.image_size, index.z_dim);
-        let mut shards = Vec::with_capacity(index.shards.len());
-        let mut locate = Vec::with_capacity(index.count);
+        if s == 0 || zd == 0 || g == 0 {
+            // Zero-sized tensors would let a shard claim any number of
+            // identities in no bytes.
+            return Err(bad(
+                &index_path,
+                format!("image size {s}, latent size {zd} and {g} age groups must all be positive"),
+            ));
+        }
+        // No capacity from the (untrusted) index: the shards' sizes bound
+        // what is pushed.
+        let mut shards = Vec::new();
+        let mut locate = Vec::new();
         for (si, entry) in index.shards.iter().enumerate() {
             if entry.file.contains('/') || entry.file.contains('\\') || entry.file.contains("..") {
                 return Err(bad(

@@ -12,7 +12,7 @@ use agesynth_core::FaceImage;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    checkpoint::{Checkpoint, CheckpointContents, RunDir},
+    checkpoint::{BrokenCheckpoint, Checkpoint, CheckpointContents, RunDir},
     grid,
     log::{JsonlLog, LogRecord, Progress},
     stop::StopFlag,
@@ -124,6 +124,8 @@ pub struct RunSummary {
     pub images_per_s: f64,
     /// The last checkpoint written.
     pub checkpoint: Option<PathBuf>,
+    /// Newer checkpoints skipped on resume because they were broken.
+    pub skipped: Vec<BrokenCheckpoint>,
 }
 
 /// Drives a [`TrainTask`] in a [`RunDir`].
@@ -174,10 +176,13 @@ impl Trainer {
     }
 
     /// Trains `task` up to `total_steps`. With `resume`, continues from the
-    /// run's latest checkpoint (restoring the task and the step, image and
-    /// time counters; a run without checkpoints starts from step 0); without
-    /// it, a run folder that already has checkpoints is an error, so that no
-    /// run is overwritten by mistake.
+    /// run's newest intact checkpoint (restoring the task and the step, image
+    /// and time counters); a checkpoint that fails [`Checkpoint::verify`] or
+    /// cannot be restored is skipped for the previous one, with a warning
+    /// naming it ([`RunSummary::skipped`]). A run without any checkpoint
+    /// starts from step 0; one whose checkpoints are all broken is an error.
+    /// Without `resume`, a run folder that already has checkpoints is an
+    /// error, so that no run is overwritten by mistake.
     ///
     /// Stops with [`TrainError::NonFinite`] / [`TrainError::Diverged`] when
     /// a loss is NaN, infinite or over the limit, before saving anything; a
@@ -185,16 +190,55 @@ impl Trainer {
     /// ([`TrainError::NonFiniteWeights`]). Either way the last good
     /// checkpoint stays the latest.
     pub fn run(&mut self, task: &mut dyn TrainTask, resume: bool) -> Result<RunSummary> {
-        let latest = self.run.latest()?;
+        let candidates = self.run.checkpoints_newest_first()?;
         let mut meta = TrainMeta {
             step: 0,
             images: 0,
             wall_s: 0.0,
         };
-        match (&latest, resume) {
-            (Some(ck), true) => {
-                task.restore(ck)?;
-                meta = ck.meta()?;
+        let mut latest: Option<Checkpoint> = None;
+        let mut skipped: Vec<BrokenCheckpoint> = Vec::new();
+        match (candidates.first(), resume) {
+            (Some(_), true) => {
+                for ck in &candidates {
+                    let restored = ck
+                        .verify()
+                        .and_then(|_| ck.meta::<TrainMeta>())
+                        .and_then(|m| task.restore(ck).map(|_| m));
+                    match restored {
+                        Ok(m) => {
+                            meta = m;
+                            latest = Some(ck.clone());
+                            break;
+                        }
+                        Err(e) => {
+                            let b = BrokenCheckpoint {
+                                dir: ck.dir().to_path_buf(),
+                                reason: e.to_string(),
+                            };
+                            crate::checkpoint::warn(format!("skipping broken checkpoint {b}"));
+                            skipped.push(b);
+                        }
+                    }
+                }
+                match &latest {
+                    Some(ck) if !skipped.is_empty() => crate::checkpoint::warn(format!(
+                        "resuming from the previous intact checkpoint {}",
+                        ck.dir().display()
+                    )),
+                    Some(_) => {}
+                    None => {
+                        return Err(TrainError::checkpoint(
+                            self.run.checkpoints_dir(),
+                            format!(
+                                "holds {} checkpoint(s) and none can be resumed (newest: {}); \
+                                 move the folder aside to start again",
+                                skipped.len(),
+                                skipped[0]
+                            ),
+                        ))
+                    }
+                }
             }
             (Some(ck), false) => {
                 return Err(TrainError::checkpoint(
@@ -329,6 +373,7 @@ impl Trainer {
             wall_s: meta.wall_s,
             images_per_s: session_images as f64 / secs,
             checkpoint: last_ck,
+            skipped,
         })
     }
 

@@ -285,3 +285,37 @@ fn export_sample_and_synth_pairs_round_trip() {
         pairs.chw_bytes(4, AgeGroup(5)).unwrap()
     );
 }
+
+/// Issue 17, item 3: an unknown preset in a sidecar is refused; weights that
+/// are finite but make the generator overflow give an error from sampling,
+/// never a picture.
+#[test]
+fn damaged_sidecars_and_overflowing_outputs_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = CStyleGanTask::new(config(1), faces(8), &Device::Cpu).unwrap();
+    let path = dir.path().join("g.safetensors");
+    task.export_ema(&path).unwrap();
+    let sidecar = path.with_extension("json");
+    let good = std::fs::read_to_string(&sidecar).unwrap();
+    std::fs::write(&sidecar, good.replace("\"tiny\"", "\"banana\"")).unwrap();
+    let err = load_generator(&path, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unknown preset"), "{err}");
+    std::fs::write(&sidecar, &good).unwrap();
+
+    let (g, vars) = load_generator(&path, &Device::Cpu).unwrap();
+    for var in vars.all_vars() {
+        let huge = (var.as_tensor().ones_like().unwrap() * 1e30).unwrap();
+        var.set(&huge).unwrap();
+    }
+    let err = sample_grid(&g, 1, 1.0, 0).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            agesynth_train::TrainError::Core(agesynth_core::Error::NonFiniteOutput { .. })
+        ),
+        "{err}"
+    );
+}

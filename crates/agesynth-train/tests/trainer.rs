@@ -280,3 +280,57 @@ fn stop_flag_saves_and_exits_and_divergence_stops() {
     assert!(matches!(err, TrainError::Diverged { step: 1, .. }), "{err}");
     let _: HashMap<String, Tensor> = HashMap::new();
 }
+
+/// Issue 17, item 5: with the newest checkpoint truncated, resume falls back
+/// to the previous intact one (naming the broken one), cuts the log back to
+/// it and ends with the same weights and loss curve as a run that never
+/// broke; with every checkpoint broken, resume is an error.
+#[test]
+fn resume_falls_back_past_a_broken_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = RunDir::open(dir.path().join("straight")).unwrap();
+    let mut reference = Regression::new(4);
+    Trainer::new(straight.clone(), opts(30, 10))
+        .run(&mut reference, false)
+        .unwrap();
+
+    let run = RunDir::open(dir.path().join("broken")).unwrap();
+    Trainer::new(run.clone(), opts(20, 10))
+        .run(&mut Regression::new(4), false)
+        .unwrap();
+    let newest = run.checkpoints_dir().join("step-000020");
+    let optim = newest.join("optim.safetensors");
+    let bytes = std::fs::read(&optim).unwrap();
+    std::fs::write(&optim, &bytes[..bytes.len() * 2 / 5]).unwrap();
+    let mut resumed = Regression::new(4);
+    let s = Trainer::new(run.clone(), opts(30, 10))
+        .run(&mut resumed, true)
+        .unwrap();
+    assert_eq!((s.start_step, s.step), (10, 30));
+    assert_eq!(s.skipped.len(), 1);
+    assert!(s.skipped[0].dir.ends_with("step-000020"), "{:?}", s.skipped);
+    assert_eq!(losses(&run), losses(&straight));
+    let w = |t: &Regression| {
+        params::snapshot(&t.vars)["w1"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(w(&resumed), w(&reference));
+
+    // Every checkpoint broken: nothing to resume is an error, not step 1.
+    for step in run.checkpoint_steps().unwrap() {
+        let p = run
+            .checkpoints_dir()
+            .join(format!("step-{step:06}"))
+            .join("model.safetensors");
+        std::fs::write(&p, b"garbage").unwrap();
+    }
+    let log_before = std::fs::read(run.log_path()).unwrap();
+    let err = Trainer::new(run.clone(), opts(40, 10))
+        .run(&mut Regression::new(4), true)
+        .unwrap_err();
+    assert!(err.to_string().contains("none can be resumed"), "{err}");
+    assert_eq!(std::fs::read(run.log_path()).unwrap(), log_before);
+}

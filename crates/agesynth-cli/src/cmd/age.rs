@@ -36,7 +36,7 @@ pub struct AgeArgs {
     pub largest: bool,
     /// Width of the paste-back mask's soft edge, as a fraction of its
     /// radius (0 to 1).
-    #[arg(long, default_value_t = FaceMask::default().feather)]
+    #[arg(long, default_value_t = FaceMask::default().feather, value_parser = super::unit_interval)]
     pub feather: f64,
     /// How the aged face is put back: `residual` adds the generator's
     /// change to the full-resolution face (keeps its detail), `replace`
@@ -65,6 +65,12 @@ fn parse_paste(s: &str) -> Result<PasteMode, String> {
 /// Runs `age`: every photo is processed even when others fail; the exit
 /// code is non-zero when any failed.
 pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
+    // Everything that can be checked without the networks, first: the
+    // output folder, the photos and the target ages.
+    super::check_out_dir(&a.out)?;
+    // Temporary files of an `age` that was killed while writing.
+    agesynth_core::io::clean_stale_temporaries(&a.out, false)?;
+    let photos = agesynth_pipeline::input::expand_inputs(&a.photos)?;
     let device = a.device.parse::<DeviceSpec>()?.open()?;
     let dir = weights::resolve_weights_dir(a.weights.as_deref());
     let facegan = a
@@ -82,7 +88,6 @@ pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
     // Reject bad targets once, before any photo.
     ager.face_ager().targets(&a.ages)?;
 
-    let photos = agesynth_pipeline::input::expand_inputs(&a.photos)?;
     let bar = if a.json || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {

@@ -41,6 +41,7 @@ pub struct DemoArgs {
 
 /// Runs `demo`.
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    super::check_out_file(&a.out)?;
     let device = a.device.parse::<DeviceSpec>()?.open()?;
     let dir = weights::resolve_weights_dir(a.weights.as_deref());
     let style = load_cstylegan(&dir.join(weights::CSTYLEGAN_WEIGHTS), &device)?;

@@ -54,7 +54,7 @@ pub struct FaceGanEvalArgs {
     #[arg(long)]
     pub reference: Option<PathBuf>,
     /// Real reference faces per age group (seeded subset).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::positive)]
     pub ref_per_group: usize,
     /// Generator weights (with their `.json` config sidecar), a checkpoint
     /// folder or a run folder, optionally named `NAME=PATH`. Repeat it to
@@ -73,10 +73,10 @@ pub struct FaceGanEvalArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Evaluate at most this many inputs (a seeded subset).
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive)]
     pub limit: Option<usize>,
     /// Images per network batch.
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 48, value_parser = super::positive)]
     pub batch: usize,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
@@ -94,13 +94,13 @@ pub struct CStyleGanEvalArgs {
     #[arg(long)]
     pub utkface: PathBuf,
     /// Faces generated per age group.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = super::positive)]
     pub count: usize,
     /// Truncation ψ (1: none).
     #[arg(long, default_value_t = 1.0)]
     pub psi: f64,
     /// Real reference faces per age group (seeded subset).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = super::positive)]
     pub ref_per_group: usize,
     /// Folder of the face networks' weights.
     #[arg(long, default_value = "weights")]
@@ -112,7 +112,7 @@ pub struct CStyleGanEvalArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Images per network batch.
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 48, value_parser = super::positive)]
     pub batch: usize,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
@@ -136,6 +136,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
     if sets.is_empty() {
         bail!("pass --fgnet DIR or --utkface DIR (the faces to evaluate)");
     }
+    super::check_out_dir(&a.out)?;
     let device = a.device.parse::<DeviceSpec>()?.open()?;
     let models = named_models(&a.model)?;
     let mut generators = Vec::with_capacity(models.len());
@@ -339,6 +340,7 @@ fn named_models(args: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
+    super::check_out_dir(&a.out)?;
     let device = a.device.parse::<DeviceSpec>()?.open()?;
     let (g, _) = agesynth_train::cstylegan::load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;

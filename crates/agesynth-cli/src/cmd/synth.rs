@@ -15,7 +15,7 @@ pub struct SynthPairsArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Synthetic identities to write (each at every age group).
-    #[arg(long)]
+    #[arg(long, value_parser = super::positive)]
     pub count: usize,
     /// Output folder (must not hold a set already).
     #[arg(long)]
@@ -27,10 +27,10 @@ pub struct SynthPairsArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Identities per shard file.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::positive)]
     pub shard_size: usize,
     /// Identities rendered per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::positive)]
     pub batch: usize,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
@@ -48,7 +48,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Rows (latents); the columns are the age groups.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::positive)]
     pub rows: usize,
     /// Truncation ψ (1: none).
     #[arg(long, default_value_t = 0.7)]
@@ -63,6 +63,7 @@ pub struct SampleArgs {
 
 /// Runs `synth-pairs`.
 pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
+    super::check_out_dir(&a.out)?;
     let device = a.device.parse::<DeviceSpec>()?.open()?;
     let (g, _) = load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;
@@ -97,6 +98,7 @@ pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `sample`.
 pub fn run_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
+    super::check_out_file(&a.out)?;
     let device = a.device.parse::<DeviceSpec>()?.open()?;
     let (g, _) = load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;

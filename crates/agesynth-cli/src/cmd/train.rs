@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use agesynth_core::{candle_core::Device, AgeBins, DeviceSpec, FaceDataset};
+use agesynth_core::{budget::MemoryBudget, candle_core::Device, AgeBins, DeviceSpec, FaceDataset};
 use agesynth_cstylegan::CStyleGanConfig;
 use agesynth_data::{DecodedCache, Split, SplitFractions, UtkFace};
 use agesynth_train::{
@@ -49,10 +49,18 @@ pub struct RunArgs {
     /// Run folder (config, log, samples, checkpoints).
     #[arg(long)]
     pub out: PathBuf,
-    /// Continue from the run's latest checkpoint (its saved config wins over
-    /// the model and optimiser flags).
-    #[arg(long)]
+    /// Continue from the run's newest intact checkpoint (its saved config
+    /// wins over the model and optimiser flags); a folder with nothing to
+    /// resume is an error.
+    #[arg(
+        long,
+        default_value_if("resume_or_start", clap::builder::ArgPredicate::IsPresent, "true")
+    )]
     pub resume: bool,
+    /// Resume when the folder holds a checkpoint, else start a new run there
+    /// (for schedulers that restart the same command).
+    #[arg(long)]
+    pub resume_or_start: bool,
     /// Seed of the weights, the data order and every random draw.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -147,9 +155,14 @@ fn default_cache(out: &Path, data: &Path, size: usize) -> PathBuf {
     parent.join("cache").join(format!("{name}-{size}.agscache"))
 }
 
-/// The device, the run folder and whether it already holds a checkpoint
-/// (refusing one without `--resume`).
+/// The device, the run folder (opened as its only writer: a second trainer
+/// on it is refused) and whether it already holds a checkpoint (refusing one
+/// without `--resume`, and `--resume` with nothing to resume unless
+/// `--resume-or-start`). SIGINT and SIGTERM are handled from here on: a stop
+/// during loading ends the command cleanly, one during training saves a
+/// checkpoint.
 fn open_run(a: &RunArgs) -> anyhow::Result<(Device, RunDir, bool)> {
+    StopFlag::ctrlc()?;
     let device = a
         .device
         .parse::<DeviceSpec>()?
@@ -157,14 +170,50 @@ fn open_run(a: &RunArgs) -> anyhow::Result<(Device, RunDir, bool)> {
         .context("opening the device")?;
     let run =
         RunDir::open(&a.out).with_context(|| format!("opening run folder {}", a.out.display()))?;
-    let has_checkpoint = run.latest()?.is_some();
-    if has_checkpoint && !a.resume {
+    let report = run.open_report();
+    if let Some(pid) = report.stale_lock {
+        eprintln!(
+            "note: {} was locked by process {pid}, which is gone: lock taken over",
+            a.out.display()
+        );
+    }
+    if !report.removed.is_empty() {
+        eprintln!(
+            "removed {} leftover(s) of an interrupted run: {}",
+            report.removed.len(),
+            report
+                .removed
+                .iter()
+                .map(|p| p.strip_prefix(&a.out).unwrap_or(p).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let any_checkpoint = !run.checkpoint_steps()?.is_empty();
+    if any_checkpoint && !a.resume {
         bail!(
             "{} already holds a run with checkpoints: pass --resume to continue it, or choose another --out",
             a.out.display()
         );
     }
-    Ok((device, run, has_checkpoint))
+    if a.resume && !any_checkpoint && !a.resume_or_start {
+        bail!(
+            "--resume: {} holds no checkpoint to resume; check the folder, or pass --resume-or-start to start a new run there when there is none",
+            a.out.display()
+        );
+    }
+    if a.resume && any_checkpoint {
+        let found = run.find_latest()?;
+        if found.checkpoint.is_none() {
+            bail!(
+                "--resume: none of the {} checkpoint(s) of {} is intact (newest: {}); move the folder aside to start again",
+                found.broken.len(),
+                a.out.display(),
+                found.broken.first().map(|b| b.to_string()).unwrap_or_default()
+            );
+        }
+    }
+    Ok((device, run, any_checkpoint))
 }
 
 /// UTKFace at `data` through the decoded cache at the model's `size`: the
@@ -206,8 +255,18 @@ fn load_real_faces_split(
         .cache
         .clone()
         .unwrap_or_else(|| default_cache(out, data, size));
-    let (cache, built) = DecodedCache::open_or_build(&utk, size as u32, &cache_path, "utkface", 0)
-        .with_context(|| format!("decoded cache {}", cache_path.display()))?;
+    // A stop (SIGINT, SIGTERM) during the build ends it at once, leaving no
+    // temporary file and any previous cache intact.
+    let stop = StopFlag::process().unwrap_or_default();
+    let (cache, built) = DecodedCache::open_or_build_cancellable(
+        &utk,
+        size as u32,
+        &cache_path,
+        "utkface",
+        0,
+        &|| stop.is_set(),
+    )
+    .with_context(|| format!("decoded cache {}", cache_path.display()))?;
     let mut indices: Vec<usize> = match (part, a.split) {
         (SplitPart::Val, _) => Split::new(&cache, SplitFractions::default(), 0)?.val,
         (SplitPart::Training, SplitChoice::Train) => {
@@ -218,6 +277,12 @@ fn load_real_faces_split(
     if let Some(l) = a.limit {
         indices.truncate(l);
     }
+    MemoryBudget::from_env()?.check(
+        format!("{} faces of {size}x{size} in memory", indices.len()),
+        agesynth_core::budget::product(&[indices.len() as u64, 3, size as u64, size as u64]),
+        "train on fewer faces with --limit",
+    )?;
+    stop.check("loading the faces")?;
     let faces = RealFaces::load(&cache, size as u32, bins, Some(&indices))?;
     eprintln!(
         "{} faces at {size}px ({} skipped) from {} in {:.1} s (cache {} {})",
@@ -228,16 +293,19 @@ fn load_real_faces_split(
         cache_path.display(),
         if built { "built" } else { "reused" }
     );
-    for s in faces.skipped().iter().take(5) {
+    // Every bad file, not only the first: each reason names its file.
+    for s in faces.skipped() {
         eprintln!("  skipped face {}: {}", s.index, s.reason);
     }
     Ok(faces)
 }
 
-/// Runs `task` to `steps` with the loop options of `a` (Ctrl-C saves and
-/// stops), writes the final sample grid, exports the generator to ship with
-/// `export` at `<out>/generator_ema.safetensors`, and reports. Exit code 0
-/// when finished, 130 when interrupted.
+/// Runs `task` to `steps` with the loop options of `a` (SIGINT or SIGTERM
+/// saves and stops), writes the final sample grid, exports the generator to
+/// ship with `export` at `<out>/generator_ema.safetensors`, and reports.
+/// The step's memory (from the run's saved config) is checked against the
+/// budget first. Exit code 0 when finished, 128 + the signal when stopped
+/// (130 for SIGINT, 143 for SIGTERM).
 fn run_task<T: TrainTask>(
     run: &RunDir,
     a: &RunArgs,
@@ -255,7 +323,11 @@ fn run_task<T: TrainTask>(
         divergence_limit: (a.divergence_limit > 0.0).then_some(a.divergence_limit),
         progress: !a.quiet,
     };
-    let mut trainer = Trainer::new(run.clone(), opts).with_stop(StopFlag::ctrlc()?);
+    if let Ok(cfg) = run.load_config::<serde_json::Value>() {
+        agesynth_train::budget::check_training(&MemoryBudget::from_env()?, &cfg)?;
+    }
+    let stop = StopFlag::ctrlc()?;
+    let mut trainer = Trainer::new(run.clone(), opts).with_stop(stop.clone());
     let summary = trainer.run(task, a.resume)?;
     trainer.write_sample(task, summary.step)?;
     let weights = run.root().join(export_name);
@@ -274,7 +346,7 @@ fn run_task<T: TrainTask>(
     );
     Ok(match summary.outcome {
         Outcome::Finished => ExitCode::SUCCESS,
-        Outcome::Interrupted => ExitCode::from(130),
+        Outcome::Interrupted => ExitCode::from(stop.exit_code().max(1)),
     })
 }
 
