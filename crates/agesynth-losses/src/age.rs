@@ -112,6 +112,53 @@ pub struct ClassifierAgeLoss {
     /// Standard deviation, in pixels, of the blur applied before the
     /// classifier (0: none).
     pub blur_sigma: f64,
+    /// Whether the classifier sees the output's luminance only (Rec. 601
+    /// luma in all three channels): its gradient then moves the three
+    /// channels alike, so it cannot paint the coloured patterns that fool a
+    /// colour classifier.
+    pub luma: bool,
+    /// Target-group probability at which a row stops paying (1: never, the
+    /// plain cross-entropy). A row pays `max(0, −log p − (−log
+    /// satisfied))`: once the critic reads the target age well enough, the
+    /// generator is not pushed towards ever more certain, and more
+    /// adversarial, outputs.
+    pub satisfied: f64,
+}
+
+/// Rec. 601 luma of `(N, 3, H, W)` images, repeated into three channels.
+pub fn luma(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if c != 3 {
+        return Err(Error::InvalidInput(format!(
+            "luma: images have {c} channels, not 3"
+        )));
+    }
+    let k = Tensor::from_vec(vec![0.299f32, 0.587, 0.114], (1, 3, 1, 1), x.device())?
+        .to_dtype(x.dtype())?;
+    let y = x.broadcast_mul(&k)?.sum_keepdim(1)?;
+    Ok(y.broadcast_as((n, 3, h, w))?.contiguous()?)
+}
+
+/// Per-row cross-entropy `−log softmax(logits)[target]` of `logits (N, G)`,
+/// a vector `(N,)`.
+pub fn row_cross_entropy(logits: &Tensor, targets: &[agesynth_core::AgeGroup]) -> Result<Tensor> {
+    let (n, g) = logits.dims2()?;
+    if targets.len() != n {
+        return Err(Error::InvalidInput(format!(
+            "age loss: {n} rows of logits but {} target groups",
+            targets.len()
+        )));
+    }
+    if let Some(bad) = targets.iter().find(|t| t.0 >= g) {
+        return Err(Error::InvalidInput(format!(
+            "age loss: target group {} out of {g} groups",
+            bad.0
+        )));
+    }
+    let idx: Vec<u32> = targets.iter().map(|t| t.0 as u32).collect();
+    let idx = Tensor::from_vec(idx, (n, 1), logits.device())?;
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    Ok(logp.gather(&idx, 1)?.squeeze(1)?.neg()?)
 }
 
 /// A separable Gaussian blur of `(N, C, H, W)` images with standard
@@ -153,6 +200,8 @@ impl std::fmt::Debug for ClassifierAgeLoss {
             .field("groups", &self.classifier.age_bins().len())
             .field("weight", &self.weight)
             .field("blur_sigma", &self.blur_sigma)
+            .field("luma", &self.luma)
+            .field("satisfied", &self.satisfied)
             .finish()
     }
 }
@@ -167,11 +216,17 @@ impl Loss for ClassifierAgeLoss {
     /// Reads `output` and `groups`.
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
         let groups = input.need_groups("age critic")?;
-        let x = &gaussian_blur(input.output, self.blur_sigma)?;
+        let x = gaussian_blur(input.output, self.blur_sigma)?;
+        let x = &if self.luma { luma(&x)? } else { x };
         let mirrored = x.flip(&[3])?;
-        let a = cross_entropy(&self.classifier.group_logits(x)?, groups)?;
-        let b = cross_entropy(&self.classifier.group_logits(&mirrored)?, groups)?;
-        Ok(((a + b)? * 0.5)?)
+        let a = row_cross_entropy(&self.classifier.group_logits(x)?, groups)?;
+        let b = row_cross_entropy(&self.classifier.group_logits(&mirrored)?, groups)?;
+        let nll = ((a + b)? * 0.5)?;
+        if self.satisfied >= 1.0 {
+            return Ok(nll.mean_all()?);
+        }
+        let floor = -self.satisfied.max(1e-12).ln();
+        Ok((nll - floor)?.relu()?.mean_all()?)
     }
 }
 
@@ -272,5 +327,102 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(v < 1.0);
+    }
+
+    /// A two-group classifier whose logits are fixed per-pixel weightings
+    /// of the red channel (group 1) and nothing (group 0): it reads colour.
+    struct RedReader(AgeBins);
+
+    impl AgeClassifier for RedReader {
+        fn group_logits(&self, images: &Tensor) -> Result<Tensor> {
+            let red = images.narrow(1, 0, 1)?.flatten_from(1)?.mean_keepdim(1)?;
+            let zeros = red.zeros_like()?;
+            Ok(Tensor::cat(&[&zeros, &(red * 4.0)?], 1)?)
+        }
+        fn age_bins(&self) -> &AgeBins {
+            &self.0
+        }
+    }
+
+    fn critic_loss(luma: bool, satisfied: f64) -> ClassifierAgeLoss {
+        ClassifierAgeLoss {
+            classifier: Arc::new(RedReader(AgeBins::new(vec![0.0, 30.0]).unwrap())),
+            weight: 1.0,
+            blur_sigma: 0.0,
+            luma,
+            satisfied,
+        }
+    }
+
+    #[test]
+    fn critic_through_luma_moves_the_channels_alike() {
+        let dev = Device::Cpu;
+        let x =
+            candle_core::Var::from_tensor(&Tensor::rand(0f32, 1f32, (2, 3, 4, 4), &dev).unwrap())
+                .unwrap();
+        let t = [AgeGroup(1), AgeGroup(1)];
+        // Colour: only the red channel gets a gradient.
+        let l = critic_loss(false, 1.0)
+            .compute(&LossInput::new(x.as_tensor()).groups(&t))
+            .unwrap();
+        let g = l.backward().unwrap();
+        let g = g.get(x.as_tensor()).unwrap();
+        let sums: Vec<f32> = (0..3)
+            .map(|c| {
+                g.narrow(1, c, 1)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            sums[0] > 0.0 && sums[1] == 0.0 && sums[2] == 0.0,
+            "{sums:?}"
+        );
+        // Luma: every channel moves, in the ratio of the luma weights.
+        let l = critic_loss(true, 1.0)
+            .compute(&LossInput::new(x.as_tensor()).groups(&t))
+            .unwrap();
+        let g = l.backward().unwrap();
+        let g = g.get(x.as_tensor()).unwrap().to_dtype(DType::F64).unwrap();
+        let r = g.narrow(1, 0, 1).unwrap();
+        for (c, w) in [(1usize, 0.587 / 0.299), (2, 0.114 / 0.299)] {
+            let d = (g.narrow(1, c, 1).unwrap() - (&r * w).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert!(d < 1e-6, "channel {c} differs by {d}");
+        }
+    }
+
+    #[test]
+    fn a_satisfied_row_pays_nothing() {
+        let dev = Device::Cpu;
+        // Red mean 1: logits [0, 4], p(group 1) = 0.982, p(group 0) = 0.018.
+        let x = Tensor::ones((2, 3, 4, 4), DType::F32, &dev).unwrap();
+        let both = [AgeGroup(1), AgeGroup(0)];
+        let v = |l: ClassifierAgeLoss, t: &[AgeGroup]| {
+            l.compute(&LossInput::new(&x).groups(t))
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let nll1 = (1.0 + (-4f64).exp()).ln();
+        let nll0 = (1.0 + 4f64.exp()).ln();
+        // Plain cross-entropy: the mean of both rows.
+        assert!((v(critic_loss(false, 1.0), &both) - (nll0 + nll1) / 2.0).abs() < 1e-5);
+        // Satisfied at 0.5: the first row (p = 0.98) pays nothing, the second
+        // pays its excess over ln 2.
+        let want = (nll0 - std::f64::consts::LN_2) / 2.0;
+        assert!((v(critic_loss(false, 0.5), &both) - want).abs() < 1e-5);
+        assert_eq!(v(critic_loss(false, 0.5), &[AgeGroup(1), AgeGroup(1)]), 0.0);
     }
 }

@@ -160,6 +160,15 @@ pub struct FaceGanTrainConfig {
     /// (configs written before it existed read as 0: no blur).
     #[serde(default)]
     pub age_critic_blur: f64,
+    /// Whether the age critic sees the outputs' luminance only, so that its
+    /// gradient cannot paint colour (configs written before it read as
+    /// false).
+    #[serde(default)]
+    pub age_critic_luma: bool,
+    /// Target-group probability at which the age critic stops pushing a row
+    /// (1: plain cross-entropy, what configs written before it read as).
+    #[serde(default = "one_f64")]
+    pub age_critic_satisfied: f64,
     /// Standard deviation (pixels) of the Gaussian blur through which the
     /// identity network sees outputs and inputs (0: none; configs written
     /// before it existed read as 0).
@@ -232,6 +241,10 @@ fn default_r1_every() -> u64 {
     16
 }
 
+fn one_f64() -> f64 {
+    1.0
+}
+
 fn default_ema_half_life() -> f64 {
     10_000.0
 }
@@ -264,6 +277,8 @@ impl FaceGanTrainConfig {
             identity_rows: default_identity_rows(),
             d_wrong_age: 0.0,
             age_critic_blur: 1.0,
+            age_critic_luma: false,
+            age_critic_satisfied: 1.0,
             identity_blur: 0.0,
             sources: FaceGanSources::default(),
         }
@@ -324,6 +339,12 @@ impl FaceGanTrainConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} {v} must be finite and ≥ 0"));
             }
+        }
+        if !(self.age_critic_satisfied > 0.0 && self.age_critic_satisfied <= 1.0) {
+            return bad(format!(
+                "age_critic_satisfied {} must be in (0, 1]",
+                self.age_critic_satisfied
+            ));
         }
         if !(self.r1_gamma.is_finite() && self.r1_gamma >= 0.0) {
             return bad(format!("r1_gamma {} must be finite and ≥ 0", self.r1_gamma));
@@ -451,6 +472,8 @@ pub fn facegan_objective(
             classifier: c,
             weight: w.age_critic,
             blur_sigma: cfg.age_critic_blur,
+            luma: cfg.age_critic_luma,
+            satisfied: cfg.age_critic_satisfied,
         };
         terms.push(Term::new(
             "age_critic",

@@ -70,6 +70,14 @@ pub struct FaceGanArgs {
     /// sees the outputs (0: none) [default: 1]
     #[arg(long)]
     pub age_critic_blur: Option<f64>,
+    /// The age critic sees the outputs' luminance only, so that its gradient
+    /// cannot paint colour
+    #[arg(long)]
+    pub age_critic_luma: bool,
+    /// Target-group probability at which the age critic stops pushing an
+    /// output, in (0, 1] (1: plain cross-entropy) [default: 1]
+    #[arg(long)]
+    pub age_critic_satisfied: Option<f64>,
     /// Standard deviation (pixels) of the blur through which the identity
     /// network sees outputs and inputs (0: none) [default: 0]
     #[arg(long)]
@@ -182,6 +190,12 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(b) = a.age_critic_blur {
             c.age_critic_blur = b;
+        }
+        if a.age_critic_luma {
+            c.age_critic_luma = true;
+        }
+        if let Some(p) = a.age_critic_satisfied {
+            c.age_critic_satisfied = p;
         }
         if let Some(b) = a.identity_blur {
             c.identity_blur = b;
