@@ -9,6 +9,7 @@ use std::{fmt::Write as _, path::Path, time::Instant};
 
 use agesynth_core::{batch::tensor_to_images, io, AgeBins, AgeGroup, Error, FaceImage, Result};
 use agesynth_cstylegan::{seeded_latents, GenerateOptions, Generator, Noise};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -113,10 +114,109 @@ pub struct CStyleGanResult {
     /// Gender agreement across groups (with a second judge and at least
     /// two groups from 10–19 up).
     pub gender_agreement: Option<GenderAgreement>,
+    /// Does a latent stay one person across groups (dlib distances between
+    /// its renders)?
+    pub consistency: Option<Consistency>,
+    /// The same measures on the latents a pair filter keeps (with a filter).
+    pub kept: Option<KeptSubset>,
     /// The first latents at every group.
     pub sheet: FaceImage,
     /// Time spent per network.
     pub timings: Timings,
+}
+
+/// Identity across groups, judged by the recognition network (dlib): the
+/// same latent's renders should be one person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Consistency {
+    /// The group every other group is identified against (20–29, or the
+    /// middle group).
+    pub reference_group: String,
+    /// Per group: the share of latents whose render at that group is
+    /// nearest (dlib L2) to its own render at the reference group among all
+    /// latents' reference renders.
+    pub identification: Vec<(String, f64)>,
+    /// Mean dlib L2 between a latent's renders at group `i` and group `j`
+    /// (row `i`, column `j`).
+    pub same_latent_distance: Vec<Vec<f64>>,
+    /// The group labels of the table's rows and columns.
+    pub groups: Vec<String>,
+}
+
+/// The latents a [`agesynth_train::pairs::PairFilter`] keeps, measured again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeptSubset {
+    /// The filter's largest accepted inconsistency.
+    pub max_distance: f32,
+    /// Latents kept.
+    pub kept: usize,
+    /// Latents measured.
+    pub of: usize,
+    /// Gender agreement among the kept latents (with the second judge).
+    pub gender_agreement: Option<GenderAgreement>,
+    /// Identity across groups among the kept latents (the gallery is the
+    /// kept latents too).
+    pub consistency: Option<Consistency>,
+}
+
+/// [`Consistency`] of `emb[group][latent]` (dlib embeddings, the same
+/// latents at every group) over the latents `keep` (all when `None`).
+pub fn consistency(
+    bins: &AgeBins,
+    emb: &[Vec<Vec<f32>>],
+    keep: Option<&[bool]>,
+) -> Option<Consistency> {
+    let g = emb.len();
+    let n = emb.iter().map(Vec::len).min()?;
+    let ids: Vec<usize> = (0..n)
+        .filter(|&k| {
+            keep.map(|m| m.get(k).copied().unwrap_or(false))
+                .unwrap_or(true)
+        })
+        .collect();
+    if g < 2 || ids.len() < 2 {
+        return None;
+    }
+    let l2 = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let reference = bins
+        .groups()
+        .find(|t| bins.range(*t).0 <= 25.0 && bins.range(*t).1.is_none_or(|hi| 25.0 < hi))
+        .map(|t| t.0)
+        .unwrap_or(g / 2)
+        .min(g - 1);
+    let mut identification = Vec::with_capacity(g);
+    for t in 0..g {
+        let hits = ids
+            .iter()
+            .filter(|&&k| {
+                let own = l2(&emb[t][k], &emb[reference][k]);
+                ids.iter()
+                    .all(|&j| j == k || l2(&emb[t][k], &emb[reference][j]) > own)
+            })
+            .count();
+        identification.push((bins.label(AgeGroup(t)), hits as f64 / ids.len() as f64));
+    }
+    let same_latent_distance = (0..g)
+        .map(|i| {
+            (0..g)
+                .map(|j| {
+                    ids.iter().map(|&k| l2(&emb[i][k], &emb[j][k])).sum::<f64>() / ids.len() as f64
+                })
+                .collect()
+        })
+        .collect();
+    Some(Consistency {
+        reference_group: bins.label(AgeGroup(reference)),
+        identification,
+        same_latent_distance,
+        groups: bins.groups().map(|t| bins.label(t)).collect(),
+    })
 }
 
 /// Generates `opts.count` faces at every group of `generator` and measures
@@ -126,6 +226,19 @@ pub fn evaluate_cstylegan(
     reference: &[EvalFace],
     analyzer: &Analyzer,
     opts: &CStyleGanEvalOptions,
+) -> Result<CStyleGanResult> {
+    evaluate_cstylegan_filtered(generator, reference, analyzer, opts, None)
+}
+
+/// [`evaluate_cstylegan`], and with `filter` the gender agreement and
+/// identity across groups again on the latents the filter keeps: what a
+/// filtered synthetic-pairs set would hold.
+pub fn evaluate_cstylegan_filtered(
+    generator: &Generator,
+    reference: &[EvalFace],
+    analyzer: &Analyzer,
+    opts: &CStyleGanEvalOptions,
+    filter: Option<&agesynth_train::pairs::PairFilter>,
 ) -> Result<CStyleGanResult> {
     if opts.count == 0 {
         return Err(Error::Config("count must be at least 1".into()));
@@ -156,6 +269,8 @@ pub fn evaluate_cstylegan(
     let (mut hits, mut abs_err, mut n_all) = (0usize, 0f64, 0usize);
     let (mut judge_hits, mut judge_err, mut judge_n) = (0usize, 0f64, 0usize);
     let (mut females, mut all_female) = (0usize, Vec::with_capacity(g));
+    let mut dlib_by_group: Vec<Vec<Vec<f32>>> = Vec::with_capacity(g);
+    let mut renders: Vec<Tensor> = Vec::new();
     for t in bins.groups() {
         let mut images = Vec::with_capacity(opts.count);
         for (b, start) in (0..opts.count).step_by(opts.batch.max(1)).enumerate() {
@@ -172,6 +287,9 @@ pub fn evaluate_cstylegan(
                 .clamp(-1f32, 1f32)?;
             analyzer.add_time(|x| &mut x.generate_s, clock.elapsed());
             images.extend(tensor_to_images(&out)?);
+            if filter.is_some() {
+                renders.push(out);
+            }
         }
         for (row, tiles) in sheet_tiles.iter_mut().enumerate() {
             tiles.push(images[row].clone());
@@ -232,6 +350,7 @@ pub fn evaluate_cstylegan(
                 .map(|x| x.0),
         });
         all_det.extend(f.detected);
+        dlib_by_group.push(f.embeddings.clone());
         all_embs.extend(f.embeddings);
     }
     let real_all: Vec<Vec<f32>> = real.iter().flatten().cloned().collect();
@@ -275,6 +394,47 @@ pub fn evaluate_cstylegan(
     let gender_agreement = (all_female.len() == g)
         .then(|| gender_agreement(&bins, &all_female))
         .flatten();
+    let kept = match filter {
+        None => None,
+        Some(f) => {
+            // renders: group-major batches → (count, groups, 3, S, S).
+            let all = Tensor::cat(&renders, 0)?;
+            let (_, c, h, w) = all.dims4()?;
+            let all = all
+                .reshape((g, opts.count, c, h, w))?
+                .transpose(0, 1)?
+                .contiguous()?;
+            let mut keep = Vec::with_capacity(opts.count);
+            for start in (0..opts.count).step_by(opts.batch.max(1)) {
+                let len = opts.batch.max(1).min(opts.count - start);
+                keep.extend(
+                    f.judge(&all.narrow(0, start, len)?)
+                        .map_err(|e| Error::InvalidInput(format!("pair filter: {e}")))?
+                        .into_iter()
+                        .map(|(ok, _)| ok),
+                );
+            }
+            let female_kept: Vec<Vec<f32>> = all_female
+                .iter()
+                .map(|col: &Vec<f32>| {
+                    col.iter()
+                        .zip(&keep)
+                        .filter(|(_, &k)| k)
+                        .map(|(&p, _)| p)
+                        .collect()
+                })
+                .collect();
+            Some(KeptSubset {
+                max_distance: f.max_distance,
+                kept: keep.iter().filter(|&&k| k).count(),
+                of: keep.len(),
+                gender_agreement: (female_kept.len() == g)
+                    .then(|| self::gender_agreement(&bins, &female_kept))
+                    .flatten(),
+                consistency: consistency(&bins, &dlib_by_group, Some(&keep)),
+            })
+        }
+    };
     let tiles: Vec<FaceImage> = sheet_tiles.into_iter().flatten().collect();
     let labels: Vec<String> = bins.groups().map(|t: AgeGroup| bins.label(t)).collect();
     let sheet = agesynth_train::grid::compose(&tiles, g, Some(&labels))?;
@@ -282,6 +442,8 @@ pub fn evaluate_cstylegan(
         rows,
         judge: analyzer.judge_name().map(str::to_string),
         gender_agreement,
+        consistency: consistency(&bins, &dlib_by_group, None),
+        kept,
         sheet,
         timings: analyzer.timings(),
     })
@@ -335,6 +497,12 @@ pub struct CStyleGanMetricsFile {
     /// Gender agreement across groups by the second judge.
     #[serde(default)]
     pub gender_agreement: Option<GenderAgreement>,
+    /// Identity across groups (dlib).
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
+    /// The measures again on the latents a pair filter keeps.
+    #[serde(default)]
+    pub kept: Option<KeptSubset>,
 }
 
 /// Writes `report.md`, `metrics.json`, `samples.png` and one chart per
@@ -384,6 +552,8 @@ pub fn write_cstylegan_report_with_notes(
             judge: result.judge.clone(),
             rows: rows.clone(),
             gender_agreement: result.gender_agreement.clone(),
+            consistency: result.consistency.clone(),
+            kept: result.kept.clone(),
         },
     )?;
     agesynth_train::grid::save_png(out.join("samples.png"), &result.sheet)?;
@@ -544,11 +714,63 @@ pub fn write_cstylegan_report_with_notes(
             a.groups.last().map(String::as_str).unwrap_or("–"),
         );
     }
+    if let Some(c) = &result.consistency {
+        write_consistency(&mut s, c, "all latents");
+    }
+    if let Some(k) = &result.kept {
+        let _ = writeln!(
+            s,
+            "\n### Latents a pair filter keeps\n\nThe identity critic's largest distance between \
+             renders at neighbouring groups at most {}: {}/{} latents kept ({:.1}%).",
+            k.max_distance,
+            k.kept,
+            k.of,
+            100.0 * k.kept as f64 / k.of.max(1) as f64
+        );
+        if let Some(a) = &k.gender_agreement {
+            let _ = writeln!(
+                s,
+                "\nGender agreement among them ({}): {}/{} ({:.1}%).",
+                judge.unwrap_or("face-api"),
+                a.consistent,
+                a.identities,
+                100.0 * a.share()
+            );
+        }
+        if let Some(c) = &k.consistency {
+            write_consistency(&mut s, c, "kept latents");
+        }
+    }
     s += "\n![samples](samples.png)\n";
     for (stem, title) in drawn {
         let _ = writeln!(s, "\n![{title}](plot_{stem}.png)");
     }
     io::atomic_write_bytes(out.join("report.md"), s.as_bytes())
+}
+
+/// Appends the identity-across-groups tables of `c` to a report.
+fn write_consistency(s: &mut String, c: &Consistency, whose: &str) {
+    let _ = writeln!(
+        s,
+        "\nIdentity across groups ({whose}, dlib): the share of latents whose render at a group \
+         is nearest to its own {} render among all of them, and the mean same-latent distance \
+         between groups (same person below 0.6).\n",
+        c.reference_group
+    );
+    *s += "| group | identified against the reference |";
+    for g in &c.groups {
+        let _ = write!(s, " L2 to {g} |");
+    }
+    *s += "\n|---|---:|";
+    *s += &"---:|".repeat(c.groups.len());
+    *s += "\n";
+    for (i, (g, rate)) in c.identification.iter().enumerate() {
+        let _ = write!(s, "| {g} | {:.1}% |", 100.0 * rate);
+        for d in &c.same_latent_distance[i] {
+            let _ = write!(s, " {d:.3} |");
+        }
+        *s += "\n";
+    }
 }
 
 #[cfg(test)]
@@ -574,5 +796,42 @@ mod tests {
         assert!((a.share() - 2.0 / 3.0).abs() < 1e-12);
         // Fewer than two groups from ten up: nothing to compare.
         assert!(gender_agreement(&bins, &female[..2]).is_none());
+    }
+
+    #[test]
+    fn consistency_identifies_own_renders_and_tabulates_distances() {
+        let bins = AgeBins::default();
+        // Three latents, six groups; latent k sits at (k, 0) at every group
+        // except latent 2 at 50+, which moves onto latent 0's place.
+        let emb: Vec<Vec<Vec<f32>>> = (0..6)
+            .map(|t| {
+                (0..3)
+                    .map(|k| {
+                        if k == 2 && t == 5 {
+                            vec![0.0, 0.0]
+                        } else {
+                            vec![k as f32, 0.0]
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let c = consistency(&bins, &emb, None).unwrap();
+        assert_eq!(c.reference_group, bins.label(AgeGroup(2)));
+        // At 50+, latent 2 is nearer latent 0's 20–29 render (0) than its own
+        // (2): latents 0 and 1 are identified, latent 2 is not.
+        let at = |g: usize| c.identification[g].1;
+        assert!((at(0) - 1.0).abs() < 1e-12);
+        assert!((at(5) - 2.0 / 3.0).abs() < 1e-12, "{:?}", c.identification);
+        // Same-latent distance 50+ ↔ 20–29: (0 + 0 + 2) / 3.
+        assert!((c.same_latent_distance[5][2] - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(c.same_latent_distance[1][3], 0.0);
+        // Keeping only latents 0 and 1: everyone identified.
+        let k = consistency(&bins, &emb, Some(&[true, true, false])).unwrap();
+        assert!(k
+            .identification
+            .iter()
+            .all(|(_, r)| (*r - 1.0).abs() < 1e-12));
+        assert!(consistency(&bins, &emb, Some(&[true, false, false])).is_none());
     }
 }

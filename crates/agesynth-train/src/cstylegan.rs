@@ -522,8 +522,47 @@ pub fn synth_pairs(
     out: &Path,
     opts: &SynthPairsOptions,
     source: serde_json::Value,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<crate::pairs::PairsIndex> {
+    Ok(synth_pairs_filtered(generator, out, opts, None, source, progress)?.0)
+}
+
+/// What [`synth_pairs_filtered`]'s filter did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FilterStats {
+    /// Identities rendered.
+    pub rendered: usize,
+    /// Identities dropped as inconsistent.
+    pub dropped: usize,
+    /// The inconsistency of every rendered identity, in render order.
+    pub inconsistency: Vec<f32>,
+}
+
+impl FilterStats {
+    /// The `q`-quantile (0 to 1) of the rendered identities' inconsistency.
+    pub fn quantile(&self, q: f64) -> Option<f32> {
+        let mut v = self.inconsistency.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f32::total_cmp);
+        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        Some(v[i])
+    }
+}
+
+/// [`synth_pairs`] keeping only the identities `filter` accepts (see
+/// [`crate::pairs::PairFilter`]): it renders until `opts.count` identities
+/// are kept, at most 20 × `opts.count`, and fails naming the filter's
+/// threshold if fewer pass. Without a filter every identity is kept.
+pub fn synth_pairs_filtered(
+    generator: &Generator,
+    out: &Path,
+    opts: &SynthPairsOptions,
+    filter: Option<&crate::pairs::PairFilter>,
+    source: serde_json::Value,
+    mut progress: impl FnMut(usize),
+) -> Result<(crate::pairs::PairsIndex, FilterStats)> {
     let SynthPairsOptions {
         count,
         truncation: psi,
@@ -554,19 +593,58 @@ pub fn synth_pairs(
         source,
     )?;
     let batch = batch.max(1);
+    let max_rendered = count.saturating_mul(20);
+    let mut stats = FilterStats::default();
     let mut done = 0usize;
     let mut k = 0u64;
     while done < count {
-        let n = batch.min(count - done);
+        if stats.rendered >= max_rendered {
+            let max = filter.map(|f| f.max_distance).unwrap_or(f32::INFINITY);
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "only {done} of {} rendered identities stay within the pair filter's distance \
+                 {max}, short of the {count} asked for: raise the distance (median \
+                 inconsistency {:.3})",
+                stats.rendered,
+                stats.quantile(0.5).unwrap_or(f32::NAN)
+            ))
+            .into());
+        }
+        let n = if filter.is_some() {
+            batch
+        } else {
+            batch.min(count - done)
+        };
         let z = randn(&mut step_rng(seed, "synth-pairs", k), (n, cfg.z_dim), &dev)?;
         let noise_seed = step_rng(seed, "synth-pairs-noise", k).random();
         let images = render_all_groups(generator, &z, psi, noise_seed)?;
-        w.push(&images, &z)?;
-        done += n;
         k += 1;
+        stats.rendered += n;
+        let (images, z) = match filter {
+            None => (images, z),
+            Some(f) => {
+                let verdicts = f.judge(&images)?;
+                let mut keep: Vec<u32> = Vec::new();
+                for (i, (ok, d)) in verdicts.into_iter().enumerate() {
+                    stats.inconsistency.push(d);
+                    if ok && done + keep.len() < count {
+                        keep.push(i as u32);
+                    } else if !ok {
+                        stats.dropped += 1;
+                    }
+                }
+                if keep.is_empty() {
+                    continue;
+                }
+                let m = keep.len();
+                let idx = Tensor::from_vec(keep, m, &dev)?;
+                (images.index_select(&idx, 0)?, z.index_select(&idx, 0)?)
+            }
+        };
+        done += images.dim(0)?;
+        w.push(&images, &z)?;
         progress(done);
     }
-    w.finish()
+    Ok((w.finish()?, stats))
 }
 
 /// Named tensors of a map (for tests and tools).

@@ -203,6 +203,58 @@ impl PairsWriter {
     }
 }
 
+/// Keeps only the synthetic identities that stay one person across their
+/// renders: an identity's *inconsistency* is the largest L2 distance between
+/// the embeddings of its renders at neighbouring age groups (a sudden change
+/// of person — a woman at 20–29 who is a man at 30–39 — shows up at one
+/// boundary), and an identity whose inconsistency exceeds `max_distance` is
+/// dropped. The embedder is one trained here (the identity critic), never a
+/// network that judges the results.
+#[derive(Clone)]
+pub struct PairFilter {
+    /// Embeds renders `(N, 3, S, S)` in `[-1, 1]`.
+    pub embedder: std::sync::Arc<dyn agesynth_core::FaceEmbedder>,
+    /// Largest accepted inconsistency.
+    pub max_distance: f32,
+}
+
+impl std::fmt::Debug for PairFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairFilter")
+            .field("embedder_dim", &self.embedder.dim())
+            .field("max_distance", &self.max_distance)
+            .finish()
+    }
+}
+
+impl PairFilter {
+    /// The inconsistency of each identity of `renders (n, groups, 3, S, S)`.
+    pub fn inconsistency(&self, renders: &Tensor) -> Result<Vec<f32>> {
+        let (n, g, c, h, w) = renders.dims5()?;
+        if g < 2 {
+            return Ok(vec![0.0; n]);
+        }
+        let e = self
+            .embedder
+            .embed(&renders.reshape((n * g, c, h, w))?)?
+            .to_dtype(candle_core::DType::F32)?;
+        let d = e.dim(1)?;
+        let e = e.reshape((n, g, d))?;
+        let diff = (e.narrow(1, 1, g - 1)? - e.narrow(1, 0, g - 1)?)?;
+        let dist = diff.sqr()?.sum(2)?.sqrt()?.max(1)?;
+        Ok(dist.to_vec1::<f32>()?)
+    }
+
+    /// Whether each identity of `renders` is kept, with its inconsistency.
+    pub fn judge(&self, renders: &Tensor) -> Result<Vec<(bool, f32)>> {
+        Ok(self
+            .inconsistency(renders)?
+            .into_iter()
+            .map(|d| (d <= self.max_distance, d))
+            .collect())
+    }
+}
+
 struct Shard {
     path: PathBuf,
     map: Mmap,
@@ -539,6 +591,61 @@ fn resize_box(img: &FaceImage, size: u32) -> agesynth_core::Result<FaceImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Embeds an image as its mean colour (three numbers).
+    struct MeanColour;
+
+    impl agesynth_core::FaceEmbedder for MeanColour {
+        fn embed(&self, images: &Tensor) -> agesynth_core::Result<Tensor> {
+            Ok(images.mean(3)?.mean(2)?)
+        }
+        fn dim(&self) -> usize {
+            3
+        }
+        fn threshold(&self) -> f32 {
+            0.5
+        }
+    }
+
+    #[test]
+    fn the_pair_filter_drops_an_identity_that_changes_between_groups() {
+        let dev = Device::Cpu;
+        // Identity 0: grey at every group. Identity 1: grey, then red from
+        // group 2 on (a jump of 1 in the red channel at one boundary).
+        // Identity 2: drifts by 0.1 per group (never more than 0.1 at once).
+        let (g, s) = (4usize, 2usize);
+        let mut v = vec![0f32; 3 * g * 3 * s * s];
+        for id in 0..3 {
+            for grp in 0..g {
+                for c in 0..3 {
+                    let val = match (id, c) {
+                        (1, 0) if grp >= 2 => 1.0,
+                        (2, _) => 0.1 * grp as f32,
+                        _ => 0.0,
+                    };
+                    let at = ((id * g + grp) * 3 + c) * s * s;
+                    v[at..at + s * s].fill(val);
+                }
+            }
+        }
+        let renders = Tensor::from_vec(v, (3, g, 3, s, s), &dev).unwrap();
+        let f = PairFilter {
+            embedder: std::sync::Arc::new(MeanColour),
+            max_distance: 0.5,
+        };
+        let d = f.inconsistency(&renders).unwrap();
+        assert!(d[0].abs() < 1e-6, "{d:?}");
+        assert!((d[1] - 1.0).abs() < 1e-5, "{d:?}");
+        // A step of 0.1 in each of three channels: 0.1·√3.
+        assert!((d[2] - 0.1 * 3f32.sqrt()).abs() < 1e-5, "{d:?}");
+        let kept: Vec<bool> = f
+            .judge(&renders)
+            .unwrap()
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        assert_eq!(kept, [true, false, true]);
+    }
 
     #[test]
     fn write_and_read_back() {

@@ -6,7 +6,9 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use agesynth_core::{AgeGenerator, DeviceSpec};
 use agesynth_eval::{
-    cstylegan::{evaluate_cstylegan, write_cstylegan_report_with_notes, CStyleGanEvalOptions},
+    cstylegan::{
+        evaluate_cstylegan_filtered, write_cstylegan_report_with_notes, CStyleGanEvalOptions,
+    },
     data, evaluate_with_progress,
     features::FaceNets,
     report::{age_judge_note, facegan_notes, write_report},
@@ -117,6 +119,13 @@ pub struct CStyleGanEvalArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Also measure the latents that `synth-pairs --max-pair-distance` with
+    /// this distance would keep.
+    #[arg(long)]
+    pub max_pair_distance: Option<f32>,
+    /// The identity critic of the pair filter.
+    #[arg(long, default_value = "weights/critic-identity64.safetensors")]
+    pub identity_critic: PathBuf,
 }
 
 /// Runs `agesynth eval`.
@@ -362,8 +371,27 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         ..CStyleGanEvalOptions::default()
     };
-    let result = evaluate_cstylegan(&g, &reference, &analyzer, &opts)?;
-    let settings = serde_json::json!({
+    let filter = match a.max_pair_distance {
+        None => None,
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            anyhow::bail!("--max-pair-distance {d} must be a positive number")
+        }
+        Some(d) => {
+            let (c, _) = agesynth_train::critic::load_identity_critic(&a.identity_critic, &device)
+                .with_context(|| {
+                    format!(
+                        "loading the identity critic {}",
+                        a.identity_critic.display()
+                    )
+                })?;
+            Some(agesynth_train::pairs::PairFilter {
+                embedder: std::sync::Arc::new(c),
+                max_distance: d,
+            })
+        }
+    };
+    let result = evaluate_cstylegan_filtered(&g, &reference, &analyzer, &opts, filter.as_ref())?;
+    let mut settings = serde_json::json!({
         "model": a.model.display().to_string(),
         "preset": g.config().preset,
         "image size": size,
@@ -372,6 +400,13 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         "seed": a.seed,
         "reference": format!("UTKFace test split of {} (at most {} per group, seeded)", a.utkface.display(), a.ref_per_group),
     });
+    if filter.is_some() {
+        settings["pair filter"] = serde_json::json!(format!(
+            "identity critic {}, largest neighbouring-group distance {}",
+            a.identity_critic.display(),
+            a.max_pair_distance.unwrap_or_default()
+        ));
+    }
     let wall = t0.elapsed().as_secs_f64();
     write_cstylegan_report_with_notes(
         &a.out,
@@ -402,6 +437,35 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
             g.identities,
             100.0 * g.share()
         );
+    }
+    let say_ids = |c: &agesynth_eval::cstylegan::Consistency, whose: &str| {
+        let rates: Vec<String> = c
+            .identification
+            .iter()
+            .map(|(g, r)| format!("{g} {:.1}%", 100.0 * r))
+            .collect();
+        eprintln!(
+            "identified against own {} render ({whose}, dlib): {}",
+            c.reference_group,
+            rates.join(", ")
+        );
+    };
+    if let Some(c) = &result.consistency {
+        say_ids(c, "all");
+    }
+    if let Some(k) = &result.kept {
+        eprintln!("pair filter keeps {}/{} latents", k.kept, k.of);
+        if let Some(g) = &k.gender_agreement {
+            eprintln!(
+                "gender agreement among them: {}/{} ({:.1}%)",
+                g.consistent,
+                g.identities,
+                100.0 * g.share()
+            );
+        }
+        if let Some(c) = &k.consistency {
+            say_ids(c, "kept");
+        }
     }
     eprintln!("{wall:.1} s: {}", a.out.join("report.md").display());
     Ok(ExitCode::SUCCESS)

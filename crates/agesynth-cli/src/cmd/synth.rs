@@ -3,7 +3,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use agesynth_core::DeviceSpec;
-use agesynth_train::cstylegan::{load_generator, sample_grid, synth_pairs, SynthPairsOptions};
+use agesynth_train::{
+    cstylegan::{load_generator, sample_grid, synth_pairs_filtered, SynthPairsOptions},
+    pairs::PairFilter,
+};
 use anyhow::Context;
 use clap::Args;
 
@@ -35,6 +38,16 @@ pub struct SynthPairsArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Keep only identities that stay one person across their renders: the
+    /// largest distance between the identity critic's embeddings of renders
+    /// at neighbouring age groups must not exceed this (see
+    /// --identity-critic). Renders until --count identities pass.
+    #[arg(long)]
+    pub max_pair_distance: Option<f32>,
+    /// The identity critic that --max-pair-distance measures with (a
+    /// weights file with its sidecar, or its run folder).
+    #[arg(long, default_value = "weights/critic-identity64.safetensors")]
+    pub identity_critic: PathBuf,
 }
 
 /// Options of `agesynth sample`.
@@ -76,14 +89,55 @@ pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
     };
     let bar = indicatif::ProgressBar::new(a.count as u64);
     let t0 = std::time::Instant::now();
-    let source = serde_json::json!({
+    let filter = match a.max_pair_distance {
+        None => None,
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            anyhow::bail!("--max-pair-distance {d} must be a positive number")
+        }
+        Some(d) => {
+            let (c, _) = agesynth_train::critic::load_identity_critic(&a.identity_critic, &device)
+                .with_context(|| {
+                    format!(
+                        "loading the identity critic {}",
+                        a.identity_critic.display()
+                    )
+                })?;
+            Some(PairFilter {
+                embedder: std::sync::Arc::new(c),
+                max_distance: d,
+            })
+        }
+    };
+    let mut source = serde_json::json!({
         "model": a.model.display().to_string(),
         "preset": g.config().preset,
         "truncation": a.truncation,
         "seed": a.seed,
     });
-    let index = synth_pairs(&g, &a.out, &opts, source, |n| bar.set_position(n as u64))?;
+    if let Some(f) = &filter {
+        source["pair_filter"] = serde_json::json!({
+            "identity_critic": a.identity_critic.display().to_string(),
+            "max_distance": f.max_distance,
+        });
+    }
+    let (index, stats) = synth_pairs_filtered(&g, &a.out, &opts, filter.as_ref(), source, |n| {
+        bar.set_position(n as u64)
+    })?;
     bar.finish_and_clear();
+    if filter.is_some() {
+        let q = |p| stats.quantile(p).unwrap_or(f32::NAN);
+        eprintln!(
+            "pair filter: dropped {} of {} rendered identities ({:.1}%); inconsistency \
+             quartiles {:.3} / {:.3} / {:.3}, 90th percentile {:.3}",
+            stats.dropped,
+            stats.rendered,
+            100.0 * stats.dropped as f64 / stats.rendered.max(1) as f64,
+            q(0.25),
+            q(0.5),
+            q(0.75),
+            q(0.9)
+        );
+    }
     eprintln!(
         "{} identities x {} age groups at {}px in {} shards: {} ({:.1} s)",
         index.count,
