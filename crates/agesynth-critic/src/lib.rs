@@ -11,8 +11,10 @@
 //!   cannot satisfy.
 //! - [`IdentityCritic`]: a small identity embedder (`(N, D)` descriptors),
 //!   cheap enough to backpropagate through on every output of every step.
+//! - [`GenderCritic`]: a male/female classifier, which checks that a
+//!   synthetic identity keeps its gender across its age renders.
 //!
-//! Both share one convolutional [`Trunk`]:
+//! All share one convolutional [`Trunk`]:
 //!
 //! ```text
 //! x (N,3,S,S) in [-1, 1]
@@ -20,6 +22,7 @@
 //!   mean over space                                   → f (N, C)
 //! age critic:      classes(f)                          → (N, G)
 //! identity critic: proj(f)                             → (N, D)
+//! gender critic:   classes(f)                          → (N, 2) male, female
 //! ```
 //!
 //! Models do no I/O: a critic is a [`CriticConfig`] plus `new(&cfg, vb)`,
@@ -51,6 +54,8 @@ pub enum CriticHead {
         /// Same-person L2 threshold.
         threshold: f32,
     },
+    /// Logits of male (0) and female (1), as UTKFace labels them.
+    Gender,
 }
 
 /// The configuration of a critic (saved as the weights' JSON sidecar).
@@ -94,6 +99,26 @@ impl CriticConfig {
         }
     }
 
+    /// The 64-px gender critic: the age critic's trunk, two classes.
+    pub fn gender64() -> Self {
+        CriticConfig {
+            preset: "gender64".into(),
+            image_size: 64,
+            channels: vec![32, 64, 128, 256],
+            head: CriticHead::Gender,
+        }
+    }
+
+    /// A tiny gender critic for tests (16 px, 2 blocks).
+    pub fn tiny_gender() -> Self {
+        CriticConfig {
+            preset: "tiny-gender".into(),
+            image_size: 16,
+            channels: vec![8, 16],
+            head: CriticHead::Gender,
+        }
+    }
+
     /// A tiny age critic for tests (16 px, 2 blocks).
     pub fn tiny_age() -> Self {
         CriticConfig {
@@ -119,16 +144,19 @@ impl CriticConfig {
         }
     }
 
-    /// The preset called `name`: `age64`, `identity64`, `tiny-age`,
-    /// `tiny-identity`.
+    /// The preset called `name`: `age64`, `identity64`, `gender64`,
+    /// `tiny-age`, `tiny-identity`, `tiny-gender`.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "age64" => Ok(Self::age64()),
             "identity64" => Ok(Self::identity64()),
+            "gender64" => Ok(Self::gender64()),
             "tiny-age" => Ok(Self::tiny_age()),
             "tiny-identity" => Ok(Self::tiny_identity()),
+            "tiny-gender" => Ok(Self::tiny_gender()),
             other => Err(Error::Config(format!(
-                "unknown critic preset `{other}` (age64, identity64, tiny-age, tiny-identity)"
+                "unknown critic preset `{other}` (age64, identity64, gender64, tiny-age, \
+                 tiny-identity, tiny-gender)"
             ))),
         }
     }
@@ -161,6 +189,7 @@ impl CriticConfig {
                     ));
                 }
             }
+            CriticHead::Gender => {}
         }
         Ok(())
     }
@@ -258,9 +287,9 @@ impl AgeCritic {
         cfg.validate()?;
         let bins = match &cfg.head {
             CriticHead::AgeGroups { lower_bounds } => AgeBins::new(lower_bounds.clone())?,
-            CriticHead::Embedding { .. } => {
+            CriticHead::Embedding { .. } | CriticHead::Gender => {
                 return Err(Error::Config(format!(
-                    "critic `{}` has an embedding head, not age groups",
+                    "critic `{}` has another head than age groups",
                     cfg.preset
                 )))
             }
@@ -316,6 +345,53 @@ impl AgeClassifier for AgeCritic {
     }
 }
 
+/// A male/female classifier trained on real faces' labels: it checks that
+/// a synthetic identity keeps its gender across its renders (it is no
+/// judge: the evaluation's gender reader is face-api's network).
+#[derive(Clone, Debug)]
+pub struct GenderCritic {
+    cfg: CriticConfig,
+    trunk: Trunk,
+    classes: Linear,
+}
+
+impl GenderCritic {
+    /// Builds the classifier (names `trunk.*`, `classes`). The config's head
+    /// must be [`CriticHead::Gender`].
+    pub fn new(cfg: &CriticConfig, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        if cfg.head != CriticHead::Gender {
+            return Err(Error::Config(format!(
+                "critic `{}` has another head than gender",
+                cfg.preset
+            )));
+        }
+        let trunk = Trunk::new(cfg, vb.pp("trunk"))?;
+        let classes = candle_nn::linear(cfg.feature_dim(), 2, vb.pp("classes"))?;
+        Ok(GenderCritic {
+            cfg: cfg.clone(),
+            trunk,
+            classes,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CriticConfig {
+        &self.cfg
+    }
+
+    /// Logits `(N, 2)`: male, female.
+    pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.classes.forward(&self.trunk.forward(images)?)?)
+    }
+
+    /// The probability that each face is female, `(N,)`.
+    pub fn female_probability(&self, images: &Tensor) -> Result<Tensor> {
+        let p = candle_nn::ops::softmax_last_dim(&self.logits(images)?)?;
+        Ok(p.narrow(1, 1, 1)?.squeeze(1)?)
+    }
+}
+
 /// A small identity embedder for 64-px faces: the cheap identity term of
 /// the generators' objectives.
 #[derive(Clone, Debug)]
@@ -334,9 +410,9 @@ impl IdentityCritic {
         cfg.validate()?;
         let (dim, threshold) = match &cfg.head {
             CriticHead::Embedding { dim, threshold } => (*dim, *threshold),
-            CriticHead::AgeGroups { .. } => {
+            CriticHead::AgeGroups { .. } | CriticHead::Gender => {
                 return Err(Error::Config(format!(
-                    "critic `{}` has an age head, not an embedding",
+                    "critic `{}` has a classifier head, not an embedding",
                     cfg.preset
                 )))
             }

@@ -146,8 +146,12 @@ pub struct Consistency {
 /// The latents a [`agesynth_train::pairs::PairFilter`] keeps, measured again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeptSubset {
-    /// The filter's largest accepted inconsistency.
-    pub max_distance: f32,
+    /// The filter's largest accepted inconsistency (`None`: no limit).
+    pub max_distance: Option<f32>,
+    /// Whether the filter also dropped latents its gender critic reads as
+    /// changing gender.
+    #[serde(default)]
+    pub gender_checked: bool,
     /// Latents kept.
     pub kept: usize,
     /// Latents measured.
@@ -411,7 +415,7 @@ pub fn evaluate_cstylegan_filtered(
                     f.judge(&all.narrow(0, start, len)?)
                         .map_err(|e| Error::InvalidInput(format!("pair filter: {e}")))?
                         .into_iter()
-                        .map(|(ok, _)| ok),
+                        .map(|v| v.keep),
                 );
             }
             let female_kept: Vec<Vec<f32>> = all_female
@@ -425,7 +429,8 @@ pub fn evaluate_cstylegan_filtered(
                 })
                 .collect();
             Some(KeptSubset {
-                max_distance: f.max_distance,
+                max_distance: f.max_distance.is_finite().then_some(f.max_distance),
+                gender_checked: f.gender.is_some(),
                 kept: keep.iter().filter(|&&k| k).count(),
                 of: keep.len(),
                 gender_agreement: (female_kept.len() == g)
@@ -718,11 +723,22 @@ pub fn write_cstylegan_report_with_notes(
         write_consistency(&mut s, c, "all latents");
     }
     if let Some(k) = &result.kept {
+        let mut rule = Vec::new();
+        if let Some(d) = k.max_distance {
+            rule.push(format!(
+                "the identity critic's largest distance between renders at neighbouring groups \
+                 at most {d}"
+            ));
+        }
+        if k.gender_checked {
+            rule.push(
+                "the gender critic reads one gender at every group from 10-19 up".to_string(),
+            );
+        }
         let _ = writeln!(
             s,
-            "\n### Latents a pair filter keeps\n\nThe identity critic's largest distance between \
-             renders at neighbouring groups at most {}: {}/{} latents kept ({:.1}%).",
-            k.max_distance,
+            "\n### Latents a pair filter keeps\n\nKept where {}: {}/{} latents ({:.1}%).",
+            rule.join(" and "),
             k.kept,
             k.of,
             100.0 * k.kept as f64 / k.of.max(1) as f64

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use agesynth_core::{AgeGroup, FaceEmbedder};
-use agesynth_critic::{AgeCritic, CriticConfig, CriticHead, IdentityCritic};
+use agesynth_core::{AgeGroup, FaceEmbedder, Gender};
+use agesynth_critic::{AgeCritic, CriticConfig, CriticHead, GenderCritic, IdentityCritic};
 use agesynth_losses::age::{cross_entropy, weighted_cross_entropy};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -60,7 +60,11 @@ impl CriticTrainConfig {
     /// shift by 4 px for the age critic, shift by 2 px only for the identity
     /// critic (a mirrored face has another teacher descriptor).
     pub fn new(model: CriticConfig, total_steps: u64, seed: u64) -> Self {
-        let age = matches!(model.head, CriticHead::AgeGroups { .. });
+        // Age and gender survive a mirror; an identity descriptor does not.
+        let age = matches!(
+            model.head,
+            CriticHead::AgeGroups { .. } | CriticHead::Gender
+        );
         CriticTrainConfig {
             model,
             batch: 64,
@@ -92,6 +96,7 @@ impl CriticTrainConfig {
 /// The network being trained.
 enum Net {
     Age(AgeCritic),
+    Gender(GenderCritic),
     Identity {
         net: IdentityCritic,
         /// Teacher descriptors `(faces, D)`, row `i` for face `i`.
@@ -137,6 +142,14 @@ impl CriticTask {
         let vb = agesynth_nn::init::seeded_var_builder(&vars, cfg.seed, DType::F32, device);
         let net = match (&cfg.model.head, teacher) {
             (CriticHead::AgeGroups { .. }, _) => Net::Age(AgeCritic::new(&cfg.model, vb)?),
+            (CriticHead::Gender, _) => {
+                if !faces.genders().iter().any(Option::is_some) {
+                    return Err(cfg_err(
+                        "a gender critic needs faces labelled with their gender; none are".into(),
+                    ));
+                }
+                Net::Gender(GenderCritic::new(&cfg.model, vb)?)
+            }
             (CriticHead::Embedding { dim, .. }, Some(t)) => {
                 if t.dims() != [faces.len(), *dim] {
                     return Err(cfg_err(format!(
@@ -164,7 +177,7 @@ impl CriticTask {
         let order = DataOrder::new(faces.len(), cfg.seed);
         let groups = match &cfg.model.head {
             CriticHead::AgeGroups { lower_bounds } => lower_bounds.len(),
-            CriticHead::Embedding { .. } => 0,
+            CriticHead::Embedding { .. } | CriticHead::Gender => 0,
         };
         let mut counts = vec![0usize; groups];
         for g in faces.groups() {
@@ -208,7 +221,7 @@ impl CriticTask {
     pub fn age_critic(&self) -> Option<&AgeCritic> {
         match &self.net {
             Net::Age(c) => Some(c),
-            Net::Identity { .. } => None,
+            _ => None,
         }
     }
 
@@ -216,7 +229,15 @@ impl CriticTask {
     pub fn identity_critic(&self) -> Option<&IdentityCritic> {
         match &self.net {
             Net::Identity { net, .. } => Some(net),
-            Net::Age(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The gender critic, if this task trains one.
+    pub fn gender_critic(&self) -> Option<&GenderCritic> {
+        match &self.net {
+            Net::Gender(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -274,6 +295,33 @@ impl TrainTask for CriticTask {
                     .count();
                 losses.push(("ce".to_string(), loss.to_scalar::<f32>()?));
                 metrics.push(("train_accuracy".to_string(), hits as f32 / idx.len() as f32));
+                loss
+            }
+            Net::Gender(c) => {
+                // Class 0 male, 1 female; faces without a label weigh 0.
+                let (classes, weights): (Vec<AgeGroup>, Vec<f32>) = idx
+                    .iter()
+                    .map(|&i| match self.faces.genders().get(i).copied().flatten() {
+                        Some(Gender::Male) => (AgeGroup(0), 1.0),
+                        Some(Gender::Female) => (AgeGroup(1), 1.0),
+                        None => (AgeGroup(0), 0.0),
+                    })
+                    .unzip();
+                let logits = c.logits(&x)?;
+                let loss = weighted_cross_entropy(&logits, &classes, &weights)?;
+                let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+                let labelled = weights.iter().filter(|&&w| w > 0.0).count();
+                let hits = pred
+                    .iter()
+                    .zip(&classes)
+                    .zip(&weights)
+                    .filter(|((p, g), w)| **w > 0.0 && **p as usize == g.0)
+                    .count();
+                losses.push(("ce".to_string(), loss.to_scalar::<f32>()?));
+                metrics.push((
+                    "train_accuracy".to_string(),
+                    hits as f32 / labelled.max(1) as f32,
+                ));
                 loss
             }
             Net::Identity { net, teacher } => {
@@ -380,6 +428,13 @@ pub struct CriticReport {
     pub mirror_distance: Option<f64>,
     /// Identity critic: mean critic distance between different faces.
     pub other_distance: Option<f64>,
+    /// Gender critic: share of the labelled faces classified as labelled.
+    #[serde(default)]
+    pub gender_accuracy: Option<f64>,
+    /// Gender critic: accuracy per age group (group label, labelled faces,
+    /// accuracy).
+    #[serde(default)]
+    pub gender_per_group: Vec<(String, usize, f64)>,
 }
 
 /// Measures the age critic on `faces` (their own groups as the truth).
@@ -414,6 +469,50 @@ pub fn evaluate_age(
         age_accuracy: Some(total as f64 / n.max(1) as f64),
         age_within_one: Some(near as f64 / n.max(1) as f64),
         per_group: bins
+            .groups()
+            .map(|g| {
+                (
+                    bins.label(g),
+                    counts[g.0],
+                    hits[g.0] as f64 / counts[g.0].max(1) as f64,
+                )
+            })
+            .collect(),
+        ..CriticReport::default()
+    })
+}
+
+/// Measures the gender critic on the labelled faces of `faces`, overall and
+/// per age group of `bins`.
+pub fn evaluate_gender(
+    critic: &GenderCritic,
+    faces: &RealFaces,
+    bins: &agesynth_core::AgeBins,
+    device: &Device,
+) -> Result<CriticReport> {
+    let mut hits = vec![0usize; bins.len()];
+    let mut counts = vec![0usize; bins.len()];
+    let n = faces.len();
+    for start in (0..n).step_by(128) {
+        let idx: Vec<usize> = (start..(start + 128).min(n)).collect();
+        let x = faces.batch(&idx, &[], device)?.images;
+        let p = critic.female_probability(&x)?.to_vec1::<f32>()?;
+        for (&i, p) in idx.iter().zip(p) {
+            let Some(truth) = faces.genders().get(i).copied().flatten() else {
+                continue;
+            };
+            let g = faces.groups()[i].0.min(bins.len() - 1);
+            counts[g] += 1;
+            if (p >= 0.5) == (truth == Gender::Female) {
+                hits[g] += 1;
+            }
+        }
+    }
+    let labelled: usize = counts.iter().sum();
+    Ok(CriticReport {
+        faces: labelled,
+        gender_accuracy: Some(hits.iter().sum::<usize>() as f64 / labelled.max(1) as f64),
+        gender_per_group: bins
             .groups()
             .map(|g| {
                 (
@@ -492,6 +591,16 @@ pub fn load_identity_critic(
     })
 }
 
+/// Loads a gender critic (same forms as [`load_age_critic`]).
+pub fn load_gender_critic(
+    path: &std::path::Path,
+    device: &Device,
+) -> Result<(GenderCritic, VarMap)> {
+    crate::checkpoint::load_model(path, &["critic"], "CriticConfig", device, |c, vb| {
+        GenderCritic::new(c, vb)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,6 +636,39 @@ mod tests {
         assert!(last < first * 0.5, "cross-entropy {first} -> {last}");
         let r = evaluate_age(task.age_critic().unwrap(), &f, &Device::Cpu).unwrap();
         assert_eq!(r.age_accuracy, Some(1.0), "{r:?}");
+    }
+
+    #[test]
+    fn the_gender_critic_learns_labels_and_ignores_unlabelled_faces() {
+        // Dark faces labelled male, bright ones female; every fourth face
+        // unlabelled (it must not count in the loss or the accuracy).
+        let mut raw = faces(32, 16);
+        let cfg = CriticTrainConfig::new(CriticConfig::tiny_gender(), 60, 4);
+        let unlabelled = Arc::new(faces(8, 16));
+        assert!(CriticTask::new(cfg.clone(), unlabelled, None, &Device::Cpu).is_err());
+        let genders: Vec<Option<Gender>> = (0..32)
+            .map(|i| match (i % 4, i % 2) {
+                (3, _) => None,
+                (_, 0) => Some(Gender::Male),
+                _ => Some(Gender::Female),
+            })
+            .collect();
+        raw.set_genders(genders).unwrap();
+        assert!(raw.set_genders(vec![None; 3]).is_err());
+        let f = Arc::new(raw);
+        let mut cfg = cfg;
+        cfg.batch = 16;
+        let mut task = CriticTask::new(cfg, f.clone(), None, &Device::Cpu).unwrap();
+        let first = task.step(1).unwrap().losses[0].1;
+        let mut last = first;
+        for s in 2..=60 {
+            last = task.step(s).unwrap().losses[0].1;
+        }
+        assert!(last < first * 0.5, "cross-entropy {first} -> {last}");
+        let bins = AgeBins::paper();
+        let r = evaluate_gender(task.gender_critic().unwrap(), &f, &bins, &Device::Cpu).unwrap();
+        assert_eq!(r.faces, 24, "only labelled faces count: {r:?}");
+        assert_eq!(r.gender_accuracy, Some(1.0), "{r:?}");
     }
 
     #[test]

@@ -534,6 +534,8 @@ pub struct FilterStats {
     pub rendered: usize,
     /// Identities dropped as inconsistent.
     pub dropped: usize,
+    /// Of those, identities the gender critic reads as changing gender.
+    pub gender_changed: usize,
     /// The inconsistency of every rendered identity, in render order.
     pub inconsistency: Vec<f32>,
 }
@@ -624,11 +626,14 @@ pub fn synth_pairs_filtered(
             Some(f) => {
                 let verdicts = f.judge(&images)?;
                 let mut keep: Vec<u32> = Vec::new();
-                for (i, (ok, d)) in verdicts.into_iter().enumerate() {
-                    stats.inconsistency.push(d);
-                    if ok && done + keep.len() < count {
+                for (i, v) in verdicts.into_iter().enumerate() {
+                    stats.inconsistency.push(v.inconsistency);
+                    if !v.one_gender {
+                        stats.gender_changed += 1;
+                    }
+                    if v.keep && done + keep.len() < count {
                         keep.push(i as u32);
-                    } else if !ok {
+                    } else if !v.keep {
                         stats.dropped += 1;
                     }
                 }

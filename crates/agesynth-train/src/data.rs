@@ -1,7 +1,7 @@
 //! Real faces for training: a resumable data order and an in-memory set of
 //! faces at the training resolution.
 
-use agesynth_core::{AgeBins, AgeGroup, FaceBatch, FaceDataset, FaceImage};
+use agesynth_core::{AgeBins, AgeGroup, FaceBatch, FaceDataset, FaceImage, Gender};
 use candle_core::{Device, Tensor};
 use rand::{seq::SliceRandom, Rng};
 use rayon::prelude::*;
@@ -90,6 +90,7 @@ pub struct RealFaces {
     pixels: Vec<u8>,
     ages: Vec<f32>,
     groups: Vec<AgeGroup>,
+    genders: Vec<Option<Gender>>,
     skipped: Vec<SkippedFace>,
 }
 
@@ -113,7 +114,8 @@ impl RealFaces {
             }
         };
         let n = indices.len();
-        let loaded: Vec<std::result::Result<(FaceImage, f32, AgeGroup), SkippedFace>> = indices
+        type Loaded = (FaceImage, f32, AgeGroup, Option<Gender>);
+        let loaded: Vec<std::result::Result<Loaded, SkippedFace>> = indices
             .par_iter()
             .map(|&i| {
                 let skip = |reason: String| SkippedFace { index: i, reason };
@@ -130,7 +132,7 @@ impl RealFaces {
                         img.height()
                     )));
                 }
-                Ok((img, age, group))
+                Ok((img, age, group, meta.gender))
             })
             .collect();
         let mut faces = RealFaces {
@@ -138,11 +140,12 @@ impl RealFaces {
             pixels: Vec::with_capacity(n * 3 * (size * size) as usize),
             ages: Vec::with_capacity(n),
             groups: Vec::with_capacity(n),
+            genders: Vec::with_capacity(n),
             skipped: Vec::new(),
         };
         for r in loaded {
             match r {
-                Ok((img, age, group)) => faces.push(&img, age, group)?,
+                Ok((img, age, group, gender)) => faces.push(&img, age, group, gender)?,
                 Err(s) => faces.skipped.push(s),
             }
         }
@@ -167,6 +170,7 @@ impl RealFaces {
             pixels: Vec::new(),
             ages: Vec::new(),
             groups: Vec::new(),
+            genders: Vec::new(),
             skipped: Vec::new(),
         };
         if images.len() != ages.len() {
@@ -178,12 +182,37 @@ impl RealFaces {
             .into());
         }
         for (img, &age) in images.iter().zip(ages) {
-            faces.push(img, age, bins.group(age)?)?;
+            faces.push(img, age, bins.group(age)?, None)?;
         }
         Ok(faces)
     }
 
-    fn push(&mut self, img: &FaceImage, age: f32, group: AgeGroup) -> Result<()> {
+    /// Sets the faces' genders (one per face; `None` where unknown).
+    pub fn set_genders(&mut self, genders: Vec<Option<Gender>>) -> Result<()> {
+        if genders.len() != self.len() {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "{} genders for {} faces",
+                genders.len(),
+                self.len()
+            ))
+            .into());
+        }
+        self.genders = genders;
+        Ok(())
+    }
+
+    /// Each face's labelled gender (`None` where the dataset has none).
+    pub fn genders(&self) -> &[Option<Gender>] {
+        &self.genders
+    }
+
+    fn push(
+        &mut self,
+        img: &FaceImage,
+        age: f32,
+        group: AgeGroup,
+        gender: Option<Gender>,
+    ) -> Result<()> {
         if img.width() as usize != self.size || img.height() as usize != self.size {
             return Err(agesynth_core::Error::InvalidInput(format!(
                 "face of {}x{} in a set of {}x{}",
@@ -205,6 +234,7 @@ impl RealFaces {
         }
         self.ages.push(age);
         self.groups.push(group);
+        self.genders.push(gender);
         Ok(())
     }
 

@@ -208,14 +208,39 @@ impl PairsWriter {
 /// the embeddings of its renders at neighbouring age groups (a sudden change
 /// of person — a woman at 20–29 who is a man at 30–39 — shows up at one
 /// boundary), and an identity whose inconsistency exceeds `max_distance` is
-/// dropped. The embedder is one trained here (the identity critic), never a
-/// network that judges the results.
+/// dropped; with a [`GenderCheck`], so is one whose renders the gender
+/// critic reads as different genders. The networks are ones trained here
+/// (the identity and gender critics), never networks that judge the results.
 #[derive(Clone)]
 pub struct PairFilter {
     /// Embeds renders `(N, 3, S, S)` in `[-1, 1]`.
     pub embedder: std::sync::Arc<dyn agesynth_core::FaceEmbedder>,
-    /// Largest accepted inconsistency.
+    /// Largest accepted inconsistency (`f32::INFINITY`: no identity check).
     pub max_distance: f32,
+    /// The gender check, if any.
+    pub gender: Option<GenderCheck>,
+}
+
+/// Drops identities whose renders change gender.
+#[derive(Clone, Debug)]
+pub struct GenderCheck {
+    /// The gender critic.
+    pub critic: std::sync::Arc<agesynth_critic::GenderCritic>,
+    /// The first group compared (young children's gender is not read
+    /// reliably; 1 = from 10–19 with the paper's groups).
+    pub from_group: usize,
+}
+
+/// What a [`PairFilter`] says of one identity.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairVerdict {
+    /// Kept.
+    pub keep: bool,
+    /// The largest identity distance between neighbouring groups.
+    pub inconsistency: f32,
+    /// Whether the gender critic reads one gender at every compared group
+    /// (true without a gender check).
+    pub one_gender: bool,
 }
 
 impl std::fmt::Debug for PairFilter {
@@ -223,6 +248,7 @@ impl std::fmt::Debug for PairFilter {
         f.debug_struct("PairFilter")
             .field("embedder_dim", &self.embedder.dim())
             .field("max_distance", &self.max_distance)
+            .field("gender", &self.gender.as_ref().map(|g| g.from_group))
             .finish()
     }
 }
@@ -245,12 +271,47 @@ impl PairFilter {
         Ok(dist.to_vec1::<f32>()?)
     }
 
-    /// Whether each identity of `renders` is kept, with its inconsistency.
-    pub fn judge(&self, renders: &Tensor) -> Result<Vec<(bool, f32)>> {
-        Ok(self
-            .inconsistency(renders)?
-            .into_iter()
-            .map(|d| (d <= self.max_distance, d))
+    /// Whether the gender critic reads each identity of `renders` as one
+    /// gender at every group from the check's first (all true without a
+    /// check).
+    pub fn one_gender(&self, renders: &Tensor) -> Result<Vec<bool>> {
+        let (n, g, c, h, w) = renders.dims5()?;
+        let Some(check) = &self.gender else {
+            return Ok(vec![true; n]);
+        };
+        let from = check.from_group.min(g);
+        if g - from < 2 {
+            return Ok(vec![true; n]);
+        }
+        let k = g - from;
+        let x = renders
+            .narrow(1, from, k)?
+            .contiguous()?
+            .reshape((n * k, c, h, w))?;
+        let p = check
+            .critic
+            .female_probability(&x)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        Ok(p.chunks(k)
+            .map(|row| {
+                let first = row[0] >= 0.5;
+                row.iter().all(|&q| (q >= 0.5) == first)
+            })
+            .collect())
+    }
+
+    /// The verdict on each identity of `renders`.
+    pub fn judge(&self, renders: &Tensor) -> Result<Vec<PairVerdict>> {
+        let d = self.inconsistency(renders)?;
+        let one = self.one_gender(renders)?;
+        Ok(d.into_iter()
+            .zip(one)
+            .map(|(inconsistency, one_gender)| PairVerdict {
+                keep: inconsistency <= self.max_distance && one_gender,
+                inconsistency,
+                one_gender,
+            })
             .collect())
     }
 }
@@ -632,6 +693,7 @@ mod tests {
         let f = PairFilter {
             embedder: std::sync::Arc::new(MeanColour),
             max_distance: 0.5,
+            gender: None,
         };
         let d = f.inconsistency(&renders).unwrap();
         assert!(d[0].abs() < 1e-6, "{d:?}");
@@ -642,9 +704,10 @@ mod tests {
             .judge(&renders)
             .unwrap()
             .into_iter()
-            .map(|x| x.0)
+            .map(|x| x.keep)
             .collect();
         assert_eq!(kept, [true, false, true]);
+        assert!(f.judge(&renders).unwrap().iter().all(|v| v.one_gender));
     }
 
     #[test]

@@ -119,13 +119,9 @@ pub struct CStyleGanEvalArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Also measure the latents that `synth-pairs --max-pair-distance` with
-    /// this distance would keep.
-    #[arg(long)]
-    pub max_pair_distance: Option<f32>,
-    /// The identity critic of the pair filter.
-    #[arg(long, default_value = "weights/critic-identity64.safetensors")]
-    pub identity_critic: PathBuf,
+    /// Also measure the latents that `synth-pairs` with this filter keeps.
+    #[command(flatten)]
+    pub filter: super::synth::PairFilterArgs,
 }
 
 /// Runs `agesynth eval`.
@@ -371,25 +367,7 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         ..CStyleGanEvalOptions::default()
     };
-    let filter = match a.max_pair_distance {
-        None => None,
-        Some(d) if !(d.is_finite() && d > 0.0) => {
-            anyhow::bail!("--max-pair-distance {d} must be a positive number")
-        }
-        Some(d) => {
-            let (c, _) = agesynth_train::critic::load_identity_critic(&a.identity_critic, &device)
-                .with_context(|| {
-                    format!(
-                        "loading the identity critic {}",
-                        a.identity_critic.display()
-                    )
-                })?;
-            Some(agesynth_train::pairs::PairFilter {
-                embedder: std::sync::Arc::new(c),
-                max_distance: d,
-            })
-        }
-    };
+    let filter = a.filter.build(&device)?;
     let result = evaluate_cstylegan_filtered(&g, &reference, &analyzer, &opts, filter.as_ref())?;
     let mut settings = serde_json::json!({
         "model": a.model.display().to_string(),
@@ -401,11 +379,7 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         "reference": format!("UTKFace test split of {} (at most {} per group, seeded)", a.utkface.display(), a.ref_per_group),
     });
     if filter.is_some() {
-        settings["pair filter"] = serde_json::json!(format!(
-            "identity critic {}, largest neighbouring-group distance {}",
-            a.identity_critic.display(),
-            a.max_pair_distance.unwrap_or_default()
-        ));
+        settings["pair filter"] = a.filter.describe();
     }
     let wall = t0.elapsed().as_secs_f64();
     write_cstylegan_report_with_notes(

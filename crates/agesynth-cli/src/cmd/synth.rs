@@ -1,11 +1,12 @@
 //! `agesynth synth-pairs` and `agesynth sample`: render a trained cStyleGAN.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
+use agesynth_core::candle_core::Device;
 use agesynth_core::DeviceSpec;
 use agesynth_train::{
     cstylegan::{load_generator, sample_grid, synth_pairs_filtered, SynthPairsOptions},
-    pairs::PairFilter,
+    pairs::{GenderCheck, PairFilter},
 };
 use anyhow::Context;
 use clap::Args;
@@ -38,16 +39,74 @@ pub struct SynthPairsArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Which identities to keep (renders until --count pass).
+    #[command(flatten)]
+    pub filter: PairFilterArgs,
+}
+
+/// The pair filter's options (`synth-pairs`, `eval cstylegan`).
+#[derive(Debug, Args)]
+pub struct PairFilterArgs {
     /// Keep only identities that stay one person across their renders: the
     /// largest distance between the identity critic's embeddings of renders
     /// at neighbouring age groups must not exceed this (see
-    /// --identity-critic). Renders until --count identities pass.
+    /// --identity-critic).
     #[arg(long)]
     pub max_pair_distance: Option<f32>,
     /// The identity critic that --max-pair-distance measures with (a
     /// weights file with its sidecar, or its run folder).
     #[arg(long, default_value = "weights/critic-identity64.safetensors")]
     pub identity_critic: PathBuf,
+    /// Keep only identities that this gender critic (`train critic --kind
+    /// gender`) reads as one gender at every group from 10-19 up.
+    #[arg(long)]
+    pub gender_critic: Option<PathBuf>,
+}
+
+impl PairFilterArgs {
+    /// The filter these options ask for (`None`: keep every identity).
+    pub fn build(&self, device: &Device) -> anyhow::Result<Option<PairFilter>> {
+        if self.max_pair_distance.is_none() && self.gender_critic.is_none() {
+            return Ok(None);
+        }
+        let max_distance = match self.max_pair_distance {
+            None => f32::INFINITY,
+            Some(d) if d.is_finite() && d > 0.0 => d,
+            Some(d) => anyhow::bail!("--max-pair-distance {d} must be a positive number"),
+        };
+        let (c, _) = agesynth_train::critic::load_identity_critic(&self.identity_critic, device)
+            .with_context(|| {
+                format!(
+                    "loading the identity critic {}",
+                    self.identity_critic.display()
+                )
+            })?;
+        let gender = match &self.gender_critic {
+            None => None,
+            Some(p) => {
+                let (g, _) = agesynth_train::critic::load_gender_critic(p, device)
+                    .with_context(|| format!("loading the gender critic {}", p.display()))?;
+                Some(GenderCheck {
+                    critic: Arc::new(g),
+                    from_group: 1,
+                })
+            }
+        };
+        Ok(Some(PairFilter {
+            embedder: Arc::new(c),
+            max_distance,
+            gender,
+        }))
+    }
+
+    /// The filter's settings, for provenance.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "identity_critic": self.identity_critic.display().to_string(),
+            "max_distance": self.max_pair_distance,
+            "gender_critic": self.gender_critic.as_ref().map(|p| p.display().to_string()),
+        })
+    }
 }
 
 /// Options of `agesynth sample`.
@@ -89,36 +148,15 @@ pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
     };
     let bar = indicatif::ProgressBar::new(a.count as u64);
     let t0 = std::time::Instant::now();
-    let filter = match a.max_pair_distance {
-        None => None,
-        Some(d) if !(d.is_finite() && d > 0.0) => {
-            anyhow::bail!("--max-pair-distance {d} must be a positive number")
-        }
-        Some(d) => {
-            let (c, _) = agesynth_train::critic::load_identity_critic(&a.identity_critic, &device)
-                .with_context(|| {
-                    format!(
-                        "loading the identity critic {}",
-                        a.identity_critic.display()
-                    )
-                })?;
-            Some(PairFilter {
-                embedder: std::sync::Arc::new(c),
-                max_distance: d,
-            })
-        }
-    };
+    let filter = a.filter.build(&device)?;
     let mut source = serde_json::json!({
         "model": a.model.display().to_string(),
         "preset": g.config().preset,
         "truncation": a.truncation,
         "seed": a.seed,
     });
-    if let Some(f) = &filter {
-        source["pair_filter"] = serde_json::json!({
-            "identity_critic": a.identity_critic.display().to_string(),
-            "max_distance": f.max_distance,
-        });
+    if filter.is_some() {
+        source["pair_filter"] = a.filter.describe();
     }
     let (index, stats) = synth_pairs_filtered(&g, &a.out, &opts, filter.as_ref(), source, |n| {
         bar.set_position(n as u64)
@@ -127,11 +165,12 @@ pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
     if filter.is_some() {
         let q = |p| stats.quantile(p).unwrap_or(f32::NAN);
         eprintln!(
-            "pair filter: dropped {} of {} rendered identities ({:.1}%); inconsistency \
-             quartiles {:.3} / {:.3} / {:.3}, 90th percentile {:.3}",
+            "pair filter: dropped {} of {} rendered identities ({:.1}%; {} change gender); \
+             inconsistency quartiles {:.3} / {:.3} / {:.3}, 90th percentile {:.3}",
             stats.dropped,
             stats.rendered,
             100.0 * stats.dropped as f64 / stats.rendered.max(1) as f64,
+            stats.gender_changed,
             q(0.25),
             q(0.5),
             q(0.75),

@@ -1,5 +1,6 @@
 //! `agesynth train critic`: the age critic and the identity critic that the
-//! generators train against, on UTKFace's training split.
+//! generators train against, and the gender critic that checks synthetic
+//! pairs, on UTKFace's training split.
 
 use std::{collections::HashMap, path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 
@@ -7,7 +8,7 @@ use agesynth_core::FaceEmbedder;
 use agesynth_critic::CriticConfig;
 use agesynth_face::{DlibFaceEmbedder, EmbedderConfig};
 use agesynth_train::critic::{
-    evaluate_age, evaluate_identity, teacher_embeddings, CriticReport, CriticTask,
+    evaluate_age, evaluate_gender, evaluate_identity, teacher_embeddings, CriticReport, CriticTask,
     CriticTrainConfig,
 };
 use anyhow::{bail, Context};
@@ -26,6 +27,9 @@ pub enum CriticKind {
     /// The identity embedder (distilled from dlib's descriptors of the
     /// same faces).
     Identity,
+    /// The male/female classifier (learns UTKFace's gender labels; checks
+    /// that synthetic pairs keep their gender).
+    Gender,
 }
 
 /// Options of `agesynth train critic`.
@@ -37,7 +41,7 @@ pub struct CriticArgs {
     /// Which critic.
     #[arg(long, value_enum)]
     pub kind: CriticKind,
-    /// Network preset [default: age64 or identity64].
+    /// Network preset [default: age64, identity64 or gender64].
     #[arg(long)]
     pub preset: Option<String>,
     /// Train until this step (also where the learning-rate schedule ends).
@@ -77,6 +81,7 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
             match a.kind {
                 CriticKind::Age => "age64",
                 CriticKind::Identity => "identity64",
+                CriticKind::Gender => "gender64",
             }
             .to_string()
         });
@@ -99,7 +104,7 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
     let teacher_file = run.root().join("teacher.safetensors");
     let mut teacher_net = None;
     let (teacher, val_teacher) = match a.kind {
-        CriticKind::Age => (None, None),
+        CriticKind::Age | CriticKind::Gender => (None, None),
         CriticKind::Identity => {
             let path = a.teacher_weights.clone().unwrap_or_else(|| {
                 agesynth_pipeline::weights::default_weights_dir()
@@ -157,14 +162,16 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
     )?;
     let critic_file = run.root().join("critic.safetensors");
 
-    let report: CriticReport = match (task.age_critic(), task.identity_critic()) {
-        (Some(c), _) => evaluate_age(c, &val, &device)?,
-        (_, Some(c)) => {
-            let threshold = teacher_net.as_ref().map(|n| n.threshold()).unwrap_or(0.6);
-            let vt = val_teacher.context("validation descriptors")?;
-            evaluate_identity(c, threshold, &val, &vt, &device)?
-        }
-        _ => bail!("the critic task holds neither critic"),
+    let report: CriticReport = if let Some(c) = task.age_critic() {
+        evaluate_age(c, &val, &device)?
+    } else if let Some(c) = task.identity_critic() {
+        let threshold = teacher_net.as_ref().map(|n| n.threshold()).unwrap_or(0.6);
+        let vt = val_teacher.context("validation descriptors")?;
+        evaluate_identity(c, threshold, &val, &vt, &device)?
+    } else if let Some(c) = task.gender_critic() {
+        evaluate_gender(c, &val, &bins, &device)?
+    } else {
+        bail!("the critic task holds no critic")
     };
     agesynth_core::io::save_json(run.root().join("report.json"), &report)?;
     eprintln!(
