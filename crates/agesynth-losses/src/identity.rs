@@ -90,6 +90,10 @@ pub struct SharedIdentityLoss {
     /// face's structure, not pixel-scale patterns a generator could tune to
     /// it.
     pub blur_sigma: f64,
+    /// Whether the embedder sees both images' luminance only
+    /// ([`crate::age::luma`]): its gradient then moves the output's channels
+    /// alike and cannot paint colour patterns.
+    pub luma: bool,
 }
 
 impl std::fmt::Debug for SharedIdentityLoss {
@@ -99,6 +103,7 @@ impl std::fmt::Debug for SharedIdentityLoss {
             .field("distance", &self.distance)
             .field("weight", &self.weight)
             .field("blur_sigma", &self.blur_sigma)
+            .field("luma", &self.luma)
             .finish()
     }
 }
@@ -113,8 +118,12 @@ impl Loss for SharedIdentityLoss {
     /// Reads `output` and `reference`.
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
         let r = input.need_reference("identity")?;
-        let out = crate::age::gaussian_blur(input.output, self.blur_sigma)?;
-        let r = crate::age::gaussian_blur(&r.detach(), self.blur_sigma)?;
+        let mut out = crate::age::gaussian_blur(input.output, self.blur_sigma)?;
+        let mut r = crate::age::gaussian_blur(&r.detach(), self.blur_sigma)?;
+        if self.luma {
+            out = crate::age::luma(&out)?;
+            r = crate::age::luma(&r)?;
+        }
         IdentityLoss {
             embedder: self.embedder.as_ref(),
             distance: self.distance,
@@ -187,6 +196,37 @@ mod tests {
         )
         .unwrap();
         assert!((same.to_scalar::<f32>().unwrap() - 1e-4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn identity_through_luma_moves_the_channels_alike() {
+        let out = Var::from_tensor(&constant([0.3, 0.4, 0.0])).unwrap();
+        let reference = constant([0.0, 0.0, 0.0]);
+        let loss = SharedIdentityLoss {
+            embedder: std::sync::Arc::new(ChannelMean),
+            distance: EmbeddingDistance::L2,
+            weight: 1.0,
+            blur_sigma: 0.0,
+            luma: true,
+        };
+        let v = loss
+            .compute(&LossInput::new(out.as_tensor()).reference(&reference))
+            .unwrap();
+        // Luma 0.299·0.3 + 0.587·0.4 = 0.3245 in every channel: L2 = 0.3245·√3.
+        let want = 0.3245 * 3f32.sqrt();
+        assert!((v.to_scalar::<f32>().unwrap() - want).abs() < 1e-4);
+        let g = v.backward().unwrap();
+        let g = g
+            .get(out.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // Red, green and blue pixels get gradients in the ratio of the luma
+        // weights (the blue channel, at 0 in the image, moves too).
+        assert!((g[4] / g[0] - 0.587 / 0.299).abs() < 1e-4, "{g:?}");
+        assert!((g[8] / g[0] - 0.114 / 0.299).abs() < 1e-4, "{g:?}");
     }
 
     #[test]

@@ -174,6 +174,10 @@ pub struct FaceGanTrainConfig {
     /// before it existed read as 0).
     #[serde(default)]
     pub identity_blur: f64,
+    /// Whether the identity network sees outputs and inputs as luminance
+    /// only (configs written before it read as false).
+    #[serde(default)]
+    pub identity_luma: bool,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -280,6 +284,7 @@ impl FaceGanTrainConfig {
             age_critic_luma: false,
             age_critic_satisfied: 1.0,
             identity_blur: 0.0,
+            identity_luma: false,
             sources: FaceGanSources::default(),
         }
     }
@@ -430,6 +435,7 @@ pub fn facegan_objective(
             distance: cfg.identity_distance,
             weight: w.identity,
             blur_sigma: cfg.identity_blur,
+            luma: cfg.identity_luma,
         };
         terms.push(Term::new(
             "identity",

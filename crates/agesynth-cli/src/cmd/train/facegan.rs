@@ -82,6 +82,10 @@ pub struct FaceGanArgs {
     /// network sees outputs and inputs (0: none) [default: 0]
     #[arg(long)]
     pub identity_blur: Option<f64>,
+    /// The identity network sees outputs and inputs as luminance only, so
+    /// that its gradient cannot paint colour
+    #[arg(long)]
+    pub identity_luma: bool,
     /// Weight of G's adversarial term [default: 1]
     #[arg(long)]
     pub adv_weight: Option<f64>,
@@ -199,6 +203,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(b) = a.identity_blur {
             c.identity_blur = b;
+        }
+        if a.identity_luma {
+            c.identity_luma = true;
         }
         if let Some(w) = a.adv_weight {
             c.weights.adversarial = w;
