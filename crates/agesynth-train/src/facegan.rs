@@ -178,6 +178,12 @@ pub struct FaceGanTrainConfig {
     /// only (configs written before it read as false).
     #[serde(default)]
     pub identity_luma: bool,
+    /// Probability that a row of the batch is shown in greyscale (its input,
+    /// and for a synthetic row its target too): black-and-white photos, rare
+    /// in UTKFace and common in FG-NET, are then inputs the generator has
+    /// seen (configs written before it read as 0).
+    #[serde(default)]
+    pub grey_prob: f64,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -285,6 +291,7 @@ impl FaceGanTrainConfig {
             age_critic_satisfied: 1.0,
             identity_blur: 0.0,
             identity_luma: false,
+            grey_prob: 0.0,
             sources: FaceGanSources::default(),
         }
     }
@@ -344,6 +351,9 @@ impl FaceGanTrainConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} {v} must be finite and ≥ 0"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.grey_prob) {
+            return bad(format!("grey_prob {} must be in [0, 1]", self.grey_prob));
         }
         if !(self.age_critic_satisfied > 0.0 && self.age_critic_satisfied <= 1.0) {
             return bad(format!(
@@ -740,7 +750,17 @@ impl FaceGanTask {
             targets.extend(tgt);
             synthetic_targets = Some(b.images);
         }
-        let inputs = Tensor::cat(&parts, 0)?;
+        let mut inputs = Tensor::cat(&parts, 0)?;
+        if self.cfg.grey_prob > 0.0 {
+            let mut grng = step_rng(self.cfg.seed, "facegan-grey", step);
+            let grey: Vec<bool> = (0..inputs.dim(0)?)
+                .map(|_| grng.random::<f64>() < self.cfg.grey_prob)
+                .collect();
+            inputs = grey_rows(&inputs, &grey)?;
+            if let Some(y) = synthetic_targets.take() {
+                synthetic_targets = Some(grey_rows(&y, &grey[n_real..])?);
+            }
+        }
         Ok(StepBatch {
             inputs,
             sources,
@@ -749,6 +769,26 @@ impl FaceGanTask {
             synthetic_targets,
         })
     }
+}
+
+/// `images (N, 3, H, W)` with the rows where `grey` is set replaced by their
+/// luma in all three channels.
+pub(crate) fn grey_rows(images: &Tensor, grey: &[bool]) -> Result<Tensor> {
+    if !grey.iter().any(|&g| g) {
+        return Ok(images.clone());
+    }
+    let n = images.dim(0)?;
+    if grey.len() != n {
+        return Err(agesynth_core::Error::InvalidInput(format!(
+            "{} greyscale flags for {n} images",
+            grey.len()
+        ))
+        .into());
+    }
+    let m: Vec<f32> = grey.iter().map(|&g| if g { 1.0 } else { 0.0 }).collect();
+    let m = Tensor::from_vec(m, (n, 1, 1, 1), images.device())?.to_dtype(images.dtype())?;
+    let y = agesynth_losses::age::luma(images)?;
+    Ok((images.broadcast_mul(&(1.0 - &m)?)? + y.broadcast_mul(&m)?)?)
 }
 
 fn value(t: &Tensor) -> Result<f32> {
@@ -995,6 +1035,38 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grey_rows_turn_only_the_flagged_rows_grey() {
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::rand(-1f32, 1f32, (3, 3, 4, 4), &dev).unwrap();
+        let y = grey_rows(&x, &[false, true, false]).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        // Rows 0 and 2 unchanged.
+        for r in [0, 2] {
+            assert_eq!(diff(&x.get(r).unwrap(), &y.get(r).unwrap()), 0.0);
+        }
+        // Row 1: three equal channels, the Rec. 601 luma of the original.
+        let g = y.get(1).unwrap();
+        assert!(diff(&g.get(0).unwrap(), &g.get(1).unwrap()) < 1e-6);
+        assert!(diff(&g.get(0).unwrap(), &g.get(2).unwrap()) < 1e-6);
+        let o = x.get(1).unwrap();
+        let want = ((o.get(0).unwrap() * 0.299).unwrap()
+            + (o.get(1).unwrap() * 0.587).unwrap()
+            + (o.get(2).unwrap() * 0.114).unwrap())
+        .unwrap();
+        assert!(diff(&g.get(0).unwrap(), &want) < 1e-5);
+        assert!(grey_rows(&x, &[true]).is_err());
+    }
 
     #[test]
     fn the_target_policy_keeps_its_distances() {

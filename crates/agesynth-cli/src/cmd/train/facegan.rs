@@ -86,6 +86,10 @@ pub struct FaceGanArgs {
     /// that its gradient cannot paint colour
     #[arg(long)]
     pub identity_luma: bool,
+    /// Probability that a row is shown in greyscale (input, and a synthetic
+    /// row's target too), in [0, 1] [default: 0]
+    #[arg(long)]
+    pub grey_prob: Option<f64>,
     /// Weight of G's adversarial term [default: 1]
     #[arg(long)]
     pub adv_weight: Option<f64>,
@@ -206,6 +210,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if a.identity_luma {
             c.identity_luma = true;
+        }
+        if let Some(p) = a.grey_prob {
+            c.grey_prob = p;
         }
         if let Some(w) = a.adv_weight {
             c.weights.adversarial = w;
