@@ -429,8 +429,17 @@ impl Generator {
     }
 
     /// [`Generator::update_w_avg`] with an explicit decay `beta` (0 replaces
-    /// the means).
+    /// the means). The generator must have been built over a `VarMap` (its
+    /// `w_avg` a variable): over read-only tensors the update could not
+    /// reach the model, and is an error rather than silently lost.
     pub fn update_w_avg_with(&self, w: &Tensor, groups: &[AgeGroup], beta: f64) -> Result<()> {
+        if !self.w_avg.is_variable() {
+            return Err(Error::InvalidInput(
+                "this generator's w_avg is not a variable (built without a VarMap): its running \
+                 mean cannot be updated"
+                    .into(),
+            ));
+        }
         let (n, d) = w.dims2()?;
         if groups.len() != n {
             return Err(Error::InvalidInput(format!(

@@ -180,6 +180,21 @@ fn running_mean_of_w_moves_per_group() {
     let avg = g.w_avg().to_vec2::<f32>().unwrap();
     assert!((avg[2][0] - 1.0).abs() < 1e-6, "0.5·0 + 0.5·mean(1, 3)");
     assert_eq!(avg[0][0], 0.0, "absent groups keep their mean");
+
+    // Built over plain tensors (not a VarMap), the running mean cannot be
+    // updated: an error, not an update silently lost.
+    let (vars, _, _, _) = build(&cfg, 4);
+    let tensors: std::collections::HashMap<String, Tensor> = vars
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap()))
+        .collect();
+    let vb = candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+    let frozen = Generator::new(&cfg, vb).unwrap();
+    assert!(frozen.update_w_avg_with(&w, &groups(&[2, 2]), 0.5).is_err());
+    assert!(frozen.compute_w_avg(4, 1).is_err());
 }
 
 #[test]
