@@ -15,27 +15,7 @@ use crate::loss::{Loss, LossInput};
 /// against the target group indices, a scalar (computed with a stable
 /// log-softmax).
 pub fn cross_entropy(logits: &Tensor, targets: &[agesynth_core::AgeGroup]) -> Result<Tensor> {
-    let (n, g) = logits.dims2()?;
-    if targets.len() != n {
-        return Err(Error::InvalidInput(format!(
-            "age loss: {n} rows of logits but {} target groups",
-            targets.len()
-        )));
-    }
-    if let Some(bad) = targets.iter().find(|t| t.0 >= g) {
-        return Err(Error::InvalidInput(format!(
-            "age loss: target group {} out of {g} groups",
-            bad.0
-        )));
-    }
-    let idx: Vec<u32> = targets.iter().map(|t| t.0 as u32).collect();
-    let idx = Tensor::from_vec(idx, n, logits.device())?;
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    Ok(logp
-        .gather(&idx.unsqueeze(1)?, 1)?
-        .squeeze(1)?
-        .mean_all()?
-        .neg()?)
+    Ok(row_cross_entropy(logits, targets)?.mean_all()?)
 }
 
 /// Cross-entropy of `logits (N, G)` at `targets`, each row weighted by
