@@ -24,14 +24,14 @@ fn bad_photos_are_named_and_fail_the_run_while_good_ones_are_aged() {
     let dir = tempfile::tempdir().unwrap();
     let weights = weights_dir_for_tests(dir.path()).unwrap();
     let no_face = dir.path().join("gradient.png");
-    agesynth_train::grid::save_png(&no_face, &gradient()).unwrap();
+    agesynth_data::draw::save_png(&no_face, &gradient()).unwrap();
     let corrupt = dir.path().join("corrupt.jpg");
     std::fs::write(&corrupt, b"\xff\xd8\xff\xe0 this is not really a JPEG").unwrap();
     let missing = dir.path().join("missing.jpg");
     let good = two_face_photo("bad_photos_are_named_and_fail_the_run_while_good_ones_are_aged")
         .map(|img| {
             let p = dir.path().join("pair.png");
-            agesynth_train::grid::save_png(&p, &img).unwrap();
+            agesynth_data::draw::save_png(&p, &img).unwrap();
             p
         });
     let out = dir.path().join("aged");

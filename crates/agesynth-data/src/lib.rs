@@ -21,6 +21,8 @@
 //! - A [`BatchLoader`] that decodes in parallel and prefetches batches on a
 //!   background thread with bounded memory.
 //! - A memory-mapped [`DecodedCache`] of faces at a training resolution.
+//! - [`draw`]: the one bitmap font, sample grids, captioned strips and
+//!   atomic PNG output that every picture agesynth writes goes through.
 //! - [`stats`]: what a dataset folder holds, for `agesynth data stats`.
 //! - [`testing`]: helpers for tests of this and other crates (the shared
 //!   real-data folder, generated images).
@@ -29,6 +31,7 @@
 pub mod align;
 pub mod cache;
 pub mod csv_folder;
+pub mod draw;
 pub mod fgnet;
 pub mod loader;
 pub mod sampler;

@@ -442,7 +442,7 @@ pub fn evaluate_cstylegan_filtered(
     };
     let tiles: Vec<FaceImage> = sheet_tiles.into_iter().flatten().collect();
     let labels: Vec<String> = bins.groups().map(|t: AgeGroup| bins.label(t)).collect();
-    let sheet = agesynth_train::grid::compose(&tiles, g, Some(&labels))?;
+    let sheet = agesynth_data::draw::grid(&tiles, g, Some(&labels))?;
     Ok(CStyleGanResult {
         rows,
         judge: analyzer.judge_name().map(str::to_string),
@@ -561,7 +561,7 @@ pub fn write_cstylegan_report_with_notes(
             kept: result.kept.clone(),
         },
     )?;
-    agesynth_train::grid::save_png(out.join("samples.png"), &result.sheet)?;
+    agesynth_data::draw::save_png(out.join("samples.png"), &result.sheet)?;
     let clusters: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -611,7 +611,7 @@ pub fn write_cstylegan_report_with_notes(
             continue;
         }
         let img = plot::bar_chart(title, &clusters, &["cStyleGAN".into()], &values, y_max)?;
-        agesynth_train::grid::save_png(out.join(format!("plot_{stem}.png")), &img)?;
+        agesynth_data::draw::save_png(out.join(format!("plot_{stem}.png")), &img)?;
         drawn.push((stem, title));
     }
     let t = &result.timings;

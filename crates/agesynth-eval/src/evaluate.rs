@@ -607,7 +607,7 @@ pub fn evaluate_with_progress(
         .map(|(name, tiles)| {
             Ok((
                 name,
-                agesynth_train::grid::compose(&tiles, g + 1, Some(&labels))?,
+                agesynth_data::draw::grid(&tiles, g + 1, Some(&labels))?,
             ))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -1,66 +1,9 @@
-//! Bar charts drawn straight into RGB pixels (no font files needed): one
+//! Bar charts drawn straight into RGB pixels with [`agesynth_data::draw`]'s
+//! built-in font: one
 //! chart per metric, a cluster of bars per target group, one bar per method.
 
 use agesynth_core::{FaceImage, Result};
-
-/// 3×5 glyph: bit `14 - (row*3 + col)` set = ink. Letters are drawn as
-/// capitals.
-fn glyph(c: char) -> u16 {
-    match c.to_ascii_uppercase() {
-        'A' => 0b010_101_111_101_101,
-        'B' => 0b110_101_110_101_110,
-        'C' => 0b011_100_100_100_011,
-        'D' => 0b110_101_101_101_110,
-        'E' => 0b111_100_110_100_111,
-        'F' => 0b111_100_110_100_100,
-        'G' => 0b011_100_101_101_011,
-        'H' => 0b101_101_111_101_101,
-        'I' => 0b111_010_010_010_111,
-        'J' => 0b001_001_001_101_010,
-        'K' => 0b101_101_110_101_101,
-        'L' => 0b100_100_100_100_111,
-        'M' => 0b101_111_111_101_101,
-        'N' => 0b110_101_101_101_101,
-        'O' => 0b010_101_101_101_010,
-        'P' => 0b110_101_110_100_100,
-        'Q' => 0b010_101_101_110_011,
-        'R' => 0b110_101_110_101_101,
-        'S' => 0b011_100_010_001_110,
-        'T' => 0b111_010_010_010_010,
-        'U' => 0b101_101_101_101_111,
-        'V' => 0b101_101_101_101_010,
-        'W' => 0b101_101_111_111_101,
-        'X' => 0b101_101_010_101_101,
-        'Y' => 0b101_101_010_010_010,
-        'Z' => 0b111_001_010_100_111,
-        '0' => 0b111_101_101_101_111,
-        '1' => 0b010_110_010_010_111,
-        '2' => 0b111_001_111_100_111,
-        '3' => 0b111_001_111_001_111,
-        '4' => 0b101_101_111_001_001,
-        '5' => 0b111_100_111_001_111,
-        '6' => 0b111_100_111_101_111,
-        '7' => 0b111_001_010_010_010,
-        '8' => 0b111_101_111_101_111,
-        '9' => 0b111_101_111_001_111,
-        '-' => 0b000_000_111_000_000,
-        '+' => 0b000_010_111_010_000,
-        '.' => 0b000_000_000_000_010,
-        ',' => 0b000_000_000_010_100,
-        ':' => 0b000_010_000_010_000,
-        '(' => 0b001_010_010_010_001,
-        ')' => 0b100_010_010_010_100,
-        '/' => 0b001_001_010_100_100,
-        '<' => 0b001_010_100_010_001,
-        '>' => 0b100_010_001_010_100,
-        '=' => 0b000_111_000_111_000,
-        '%' => 0b101_001_010_100_101,
-        '@' => 0b010_101_111_100_011,
-        '_' => 0b000_000_000_000_111,
-        '\'' => 0b010_010_000_000_000,
-        _ => 0,
-    }
-}
+use agesynth_data::draw;
 
 /// An RGB canvas.
 struct Canvas {
@@ -89,22 +32,11 @@ impl Canvas {
 
     /// Width in pixels of `text` at `scale`.
     fn text_width(text: &str, scale: usize) -> usize {
-        text.chars().count() * 4 * scale
+        draw::text_width(text, scale)
     }
 
     fn text(&mut self, x: usize, y: usize, scale: usize, text: &str, rgb: [u8; 3]) {
-        for (k, c) in text.chars().enumerate() {
-            let bits = glyph(c);
-            for row in 0..5 {
-                for col in 0..3 {
-                    if bits & (1 << (14 - (row * 3 + col))) != 0 {
-                        let px = x + (k * 4 + col) * scale;
-                        let py = y + row * scale;
-                        self.rect(px, py, px + scale, py + scale, rgb);
-                    }
-                }
-            }
-        }
+        draw::draw_text(&mut self.px, self.w, x, y, scale, text, rgb);
     }
 }
 
@@ -149,8 +81,8 @@ pub fn bar_chart(
     for (m, name) in methods.iter().enumerate() {
         let col = COLOURS[m % COLOURS.len()];
         c.rect(lx, 30, lx + 10, 40, col);
-        c.text(lx + 14, 30, 2, name, black);
-        lx += 14 + Canvas::text_width(name, 2) + 20;
+        c.text(lx + 14, 31, 1, name, black);
+        lx += 14 + Canvas::text_width(name, 1) + 20;
     }
     let (left, right, top, bottom) = (70usize, w - 10, 56usize, h - 30);
     let data_max = values
@@ -170,11 +102,11 @@ pub fn bar_chart(
         let y = y_of(v);
         c.rect(left, y, right, y + 1, grey);
         let label = fmt_value(v);
-        let tw = Canvas::text_width(&label, 2);
+        let tw = Canvas::text_width(&label, 1);
         c.text(
             left.saturating_sub(tw + 6),
-            y.saturating_sub(5),
-            2,
+            y.saturating_sub(3),
+            1,
             &label,
             black,
         );
@@ -195,11 +127,11 @@ pub fn bar_chart(
                 }
             }
         }
-        let tw = Canvas::text_width(label, 2);
+        let tw = Canvas::text_width(label, 1);
         c.text(
             left + ci * cw + cw.saturating_sub(tw) / 2,
             bottom + 8,
-            2,
+            1,
             label,
             black,
         );

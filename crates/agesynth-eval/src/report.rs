@@ -329,12 +329,12 @@ pub fn write_report(
         }
         let img = plot::bar_chart(name, &clusters, &result.methods, &values, y_max)?;
         let file = format!("plot_{stem}.png");
-        agesynth_train::grid::save_png(out.join(&file), &img)?;
+        agesynth_data::draw::save_png(out.join(&file), &img)?;
         charts.push((name, file));
     }
     let sheet_files = sample_sheet_files(result);
     for ((_, sheet), file) in result.sheets.iter().zip(&sheet_files) {
-        agesynth_train::grid::save_png(out.join(file), sheet)?;
+        agesynth_data::draw::save_png(out.join(file), sheet)?;
     }
     let t = &result.timings;
     let mut s = String::new();

@@ -12,7 +12,6 @@ use candle_core::Device;
 
 use crate::ager::{field_to_image, FaceAger, Target};
 use crate::error::{PipelineError, Result};
-use crate::strip;
 
 /// Options of [`demo_strip`].
 #[derive(Clone, Debug, PartialEq)]
@@ -117,7 +116,7 @@ pub fn demo_strip(style: &StyleGenerator, ager: &FaceAger, opts: &DemoOptions) -
         tiles.push(big(&rendered[sg.0.min(g - 1)])?);
         captions.push(format!("cstylegan {}", style_bins.label(sg)));
     }
-    let strip = strip::compose(&tiles, targets.len() + 1, &captions)?;
+    let strip = agesynth_data::draw::strip(&tiles, targets.len() + 1, &captions)?;
     Ok(Demo {
         strip,
         source,

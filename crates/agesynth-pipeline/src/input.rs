@@ -174,7 +174,7 @@ mod tests {
         assert_eq!((flipped.width(), flipped.height()), (40, 20));
         assert!(pixel(&flipped, 35, 10)[0] > 150);
         // A PNG without EXIF stands as stored.
-        let png = agesynth_train::grid::png_bytes(&img, path).unwrap();
+        let png = agesynth_data::draw::png_bytes(&img, path).unwrap();
         assert_eq!(orientation(&png), Orientation::NoTransforms);
     }
 

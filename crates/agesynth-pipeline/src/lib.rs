@@ -15,7 +15,7 @@
 //!   bit-identical.
 //! - [`FaceAger`] does the ageing alone, on already aligned chips.
 //! - [`AgedPhoto::save`] writes one PNG per target and a labelled strip
-//!   ([`strip`]); [`AgedPhoto::report`] is the JSON-ready summary.
+//!   ([`agesynth_data::draw::strip`]); [`AgedPhoto::report`] is the JSON-ready summary.
 //! - [`demo`] renders a cStyleGAN identity and ages it: no input needed.
 //! - [`weights`] says where the shipped networks are
 //!   ([`weights::default_weights_dir`]).
@@ -45,7 +45,6 @@ pub mod error;
 pub mod input;
 pub mod output;
 pub mod paste;
-pub mod strip;
 pub mod testing;
 pub mod weights;
 

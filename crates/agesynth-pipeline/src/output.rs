@@ -10,7 +10,6 @@ use agesynth_core::geometry::Similarity;
 
 use crate::ager::{format_age, warp_chip, AgedPhoto, Target};
 use crate::error::{PipelineError, Result};
-use crate::strip;
 
 /// Height of each photo in a strip (photos are scaled to it).
 pub const STRIP_TILE_HEIGHT: u32 = 320;
@@ -70,7 +69,10 @@ impl AgedPhoto {
     /// pixels high; below, a row of close-ups per face (the first
     /// [`MAX_CLOSEUPS`]) cut from the same photos.
     pub fn strip(&self, tile_height: u32) -> Result<FaceImage> {
-        let mut tiles = vec![strip::fit_height(&self.original, tile_height)?];
+        let mut tiles = vec![agesynth_data::draw::fit_height(
+            &self.original,
+            tile_height,
+        )?];
         let estimated: Vec<String> = self
             .faces
             .iter()
@@ -82,7 +84,7 @@ impl AgedPhoto {
             format!("original (est. age {})", estimated.join(", "))
         }];
         for (img, t) in self.images.iter().zip(&self.targets) {
-            tiles.push(strip::fit_height(img, tile_height)?);
+            tiles.push(agesynth_data::draw::fit_height(img, tile_height)?);
             captions.push(t.caption());
         }
         let cols = tiles.len();
@@ -108,7 +110,7 @@ impl AgedPhoto {
                 captions.push(format!("age {}", t.age_text()));
             }
         }
-        strip::compose(&tiles, cols, &captions)
+        Ok(agesynth_data::draw::strip(&tiles, cols, &captions)?)
     }
 
     fn chip_size(&self, face: &crate::ager::AgedFace) -> u32 {
@@ -123,7 +125,7 @@ impl AgedPhoto {
             source: agesynth_core::Error::io("creating", dir, e),
         })?;
         let write = |path: PathBuf, img: &FaceImage| -> Result<PathBuf> {
-            agesynth_train::grid::save_png(&path, img).map_err(|source| PipelineError::Write {
+            agesynth_data::draw::save_png(&path, img).map_err(|source| PipelineError::Write {
                 path: path.clone(),
                 source,
             })?;

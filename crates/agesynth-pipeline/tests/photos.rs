@@ -60,7 +60,7 @@ fn no_face_and_corrupt_photos_are_named_errors() {
         .collect();
     let gradient = FaceImage::new(w, h, px).unwrap();
     let path = dir.path().join("gradient.png");
-    agesynth_train::grid::save_png(&path, &gradient).unwrap();
+    agesynth_data::draw::save_png(&path, &gradient).unwrap();
     match ager.age_file(&path, &[30.0]) {
         Err(PipelineError::NoFace { path: p }) => assert_eq!(p, path),
         other => panic!("expected NoFace, got {other:?}"),

@@ -33,7 +33,6 @@ use serde::{Deserialize, Serialize};
 use crate::{
     checkpoint::{Checkpoint, CheckpointContents},
     data::{DataOrder, RealFaces},
-    grid,
     optim::{Adam, AdamConfig, ParamGroup},
     params,
     rng::{randn, step_rng},
@@ -428,7 +427,7 @@ pub fn sample_grid(generator: &Generator, rows: usize, psi: f64, seed: u64) -> R
     let (r, g, c, h, w) = images.dims5()?;
     let tiles = agesynth_core::batch::tensor_to_images(&images.reshape((r * g, c, h, w))?)?;
     let labels: Vec<String> = bins.groups().map(|g| bins.label(g)).collect();
-    Ok(grid::compose(&tiles, g, Some(&labels))?)
+    Ok(agesynth_data::draw::grid(&tiles, g, Some(&labels))?)
 }
 
 /// Checks that rendering `images` images in one pass fits the memory budget

@@ -44,7 +44,6 @@ use serde::{Deserialize, Serialize};
 use crate::{
     checkpoint::{Checkpoint, CheckpointContents},
     data::{DataOrder, RealFaces},
-    grid,
     objective::{GeneratorStep, Objective, Operand, Rows, Term},
     optim::{Adam, AdamConfig, ParamGroup},
     pairs::SynthPairs,
@@ -1015,7 +1014,7 @@ pub fn sample_grid(generator: &Generator, inputs: &Tensor) -> Result<FaceImage> 
     let tiles = agesynth_core::batch::tensor_to_images(&rows.reshape((n * (g + 1), c, h, w))?)?;
     let mut labels = vec![String::new()];
     labels.extend(bins.groups().map(|g| bins.label(g)));
-    Ok(grid::compose(&tiles, g + 1, Some(&labels))?)
+    Ok(agesynth_data::draw::grid(&tiles, g + 1, Some(&labels))?)
 }
 
 /// Loads a FaceGAN generator: `path` is a weights file with its config

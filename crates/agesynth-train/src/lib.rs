@@ -19,7 +19,6 @@
 //! - [`data`]: a resumable data order and in-memory faces at the training
 //!   resolution.
 //! - [`params`]: weight snapshots, restore and the EMA update.
-//! - [`grid`]: sample-grid images with column labels.
 //! - [`facegan`]: the semi-supervised FaceGAN task (synthetic pairs and real
 //!   faces), on the same [`trainer::Trainer`].
 #![deny(missing_docs)]
@@ -28,7 +27,6 @@ pub mod budget;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
-pub mod grid;
 pub mod log;
 pub mod objective;
 pub mod optim;

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     checkpoint::{BrokenCheckpoint, Checkpoint, CheckpointContents, RunDir},
-    grid,
     log::{JsonlLog, LogRecord, Progress},
     stop::StopFlag,
     Result, TrainError,
@@ -386,7 +385,7 @@ impl Trainer {
                     .run
                     .samples_dir()
                     .join(format!("{}.png", crate::checkpoint::step_dir_name(step)));
-                grid::save_png(&path, &img)?;
+                agesynth_data::draw::save_png(&path, &img)?;
                 Ok(Some(path))
             }
             None => Ok(None),

@@ -58,7 +58,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         ..DemoOptions::default()
     };
     let demo = demo_strip(&style, &ager, &opts)?;
-    agesynth_train::grid::save_png(&a.out, &demo.strip)
+    agesynth_data::draw::save_png(&a.out, &demo.strip)
         .with_context(|| format!("writing {}", a.out.display()))?;
     let targets: Vec<String> = demo
         .targets

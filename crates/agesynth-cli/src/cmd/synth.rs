@@ -196,7 +196,7 @@ pub fn run_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let (g, _) = load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;
     let grid = sample_grid(&g, a.rows, a.truncation, a.seed)?;
-    agesynth_train::grid::save_png(&a.out, &grid)?;
+    agesynth_data::draw::save_png(&a.out, &grid)?;
     eprintln!(
         "{} rows x {} age groups: {}",
         a.rows,

@@ -1,11 +1,15 @@
-//! Labelled strips: tiles side by side, each with a caption above it, drawn
-//! in a small built-in 5×7 bitmap font (plus a descender row) (lowercase letters, digits and a few
-//! signs; uppercase is drawn as lowercase).
+//! Drawing for every picture agesynth writes: one built-in bitmap font
+//! (5×7 with a descender row; lowercase letters, digits and signs, uppercase
+//! drawn as lowercase), sample grids with column labels ([`grid`]), strips of
+//! captioned tiles ([`strip`]) and atomic PNG output ([`save_png`]). Training
+//! samples, evaluation sheets and plots, and the application's strips all
+//! draw through this module.
 
-use agesynth_core::FaceImage;
-use agesynth_data::transform::resize;
+use std::path::Path;
 
-use crate::error::Result;
+use agesynth_core::{FaceImage, Result};
+
+use crate::transform::resize;
 
 /// 5×7 glyphs with a descender row: eight rows of five columns, `#` = ink.
 #[rustfmt::skip]
@@ -59,12 +63,16 @@ const GLYPHS: &[(char, [&str; 8])] = &[
     ('=', [".....", ".....", "#####", ".....", "#####", ".....", ".....", "....."]),
     ('~', [".....", ".....", ".#...", "#.#.#", "...#.", ".....", ".....", "....."]),
     ('|', ["..#..", "..#..", "..#..", "..#..", "..#..", "..#..", "..#..", "....."]),
+    ('%', ["##..#", "##.#.", "...#.", "..#..", ".#...", ".#.##", "#..##", "....."]),
+    ('_', [".....", ".....", ".....", ".....", ".....", ".....", "#####", "....."]),
+    ('\'', ["..#..", "..#..", ".....", ".....", ".....", ".....", ".....", "....."]),
+    ('@', [".###.", "#...#", "#.###", "#.#.#", "#.###", "#....", ".###.", "....."]),
 ];
 
 /// Width of one character cell (glyph plus spacing) at scale 1.
-const CELL_W: usize = 6;
+pub const CELL_W: usize = 6;
 /// Height of one text line (glyph plus spacing) at scale 1.
-const LINE_H: usize = 10;
+pub const LINE_H: usize = 10;
 
 fn glyph(c: char) -> Option<&'static [&'static str; 8]> {
     let c = c.to_ascii_lowercase();
@@ -142,19 +150,18 @@ pub fn fit_height(img: &FaceImage, height: u32) -> Result<FaceImage> {
         return Ok(img.clone());
     }
     let w = ((img.width() as f64 * height as f64 / img.height() as f64).round() as u32).max(1);
-    Ok(resize(img, w, height.max(1))?)
+    resize(img, w, height.max(1))
 }
 
 /// Lays `tiles` out in rows of `cols` on a white background with a 4-pixel
 /// gap, each tile under its caption (`captions[i]`, wrapped to the tile's
 /// width; missing captions are blank). Tiles of a row are bottom-aligned;
 /// tiles may differ in size.
-pub fn compose(tiles: &[FaceImage], cols: usize, captions: &[String]) -> Result<FaceImage> {
+pub fn strip(tiles: &[FaceImage], cols: usize, captions: &[String]) -> Result<FaceImage> {
     if tiles.is_empty() || cols == 0 {
         return Err(agesynth_core::Error::InvalidInput(
             "a strip needs at least one tile and one column".into(),
-        )
-        .into());
+        ));
     }
     let gap = 4usize;
     let rows: Vec<&[FaceImage]> = tiles.chunks(cols).collect();
@@ -224,7 +231,79 @@ pub fn compose(tiles: &[FaceImage], cols: usize, captions: &[String]) -> Result<
         }
         y += header + tile_h + gap;
     }
-    Ok(FaceImage::new(width as u32, height as u32, img)?)
+    FaceImage::new(width as u32, height as u32, img)
+}
+
+/// Lays `tiles` (row-major, `cols` per row, all one size) out as one image
+/// with a 2-pixel gap, and a header row with `labels` (one per column) when
+/// given.
+pub fn grid(tiles: &[FaceImage], cols: usize, labels: Option<&[String]>) -> Result<FaceImage> {
+    let first = tiles.first().ok_or_else(|| {
+        agesynth_core::Error::InvalidInput("a grid needs at least one tile".to_string())
+    })?;
+    if cols == 0 {
+        return Err(agesynth_core::Error::InvalidInput(
+            "a grid needs columns".to_string(),
+        ));
+    }
+    let (tw, th) = (first.width() as usize, first.height() as usize);
+    let rows = tiles.len().div_ceil(cols);
+    let gap = 2;
+    // Labels at twice the size where they fit their tiles; labels wider than
+    // a tile even at size 1 would run into each other: leave them out.
+    let fits =
+        |scale: usize| labels.is_some_and(|ls| ls.iter().all(|l| text_width(l, scale) <= tw + gap));
+    let scale = if fits(2) { 2 } else { 1 };
+    let labels = labels.filter(|_| fits(scale));
+    let header = if labels.is_some() {
+        LINE_H * scale + 2
+    } else {
+        0
+    };
+    let width = cols * tw + (cols + 1) * gap;
+    let height = header + rows * th + (rows + 1) * gap;
+    let mut img = vec![255u8; width * height * 3];
+    for (i, t) in tiles.iter().enumerate() {
+        if (t.width() as usize, t.height() as usize) != (tw, th) {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "grid tiles must share a size: {tw}x{th} and {}x{}",
+                t.width(),
+                t.height()
+            )));
+        }
+        let (r, c) = (i / cols, i % cols);
+        let (x0, y0) = (gap + c * (tw + gap), header + gap + r * (th + gap));
+        for y in 0..th {
+            let src = &t.pixels()[y * tw * 3..(y + 1) * tw * 3];
+            let o = 3 * ((y0 + y) * width + x0);
+            img[o..o + tw * 3].copy_from_slice(src);
+        }
+    }
+    if let Some(labels) = labels {
+        for (c, label) in labels.iter().enumerate().take(cols) {
+            let text_w = text_width(label, scale);
+            let x = gap + c * (tw + gap) + tw.saturating_sub(text_w) / 2;
+            draw_text(&mut img, width, x, 2, scale, label, [0, 0, 0]);
+        }
+    }
+    FaceImage::new(width as u32, height as u32, img)
+}
+
+/// Encodes `img` as PNG bytes.
+pub fn png_bytes(img: &FaceImage, what: &Path) -> Result<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_raw(img.width(), img.height(), img.pixels().to_vec())
+        .ok_or_else(|| agesynth_core::Error::image(what, "pixel buffer does not match its size"))?
+        .write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| agesynth_core::Error::image(what, e.to_string()))?;
+    Ok(out.into_inner())
+}
+
+/// Saves `img` as a PNG at `path`, atomically.
+pub fn save_png(path: impl AsRef<Path>, img: &FaceImage) -> Result<()> {
+    let path = path.as_ref();
+    let bytes = png_bytes(img, path)?;
+    agesynth_core::io::atomic_write_bytes(path, &bytes)
 }
 
 #[cfg(test)]
@@ -244,7 +323,7 @@ mod tests {
         assert_eq!(wrap("age 30 (group 30-39)", 200, 1).len(), 1);
         let red = FaceImage::new(20, 10, [200, 0, 0].repeat(200)).unwrap();
         let blue = FaceImage::new(20, 10, [0, 0, 200].repeat(200)).unwrap();
-        let s = compose(&[red, blue], 2, &["a".into(), "b".into()]).unwrap();
+        let s = strip(&[red, blue], 2, &["a".into(), "b".into()]).unwrap();
         // Width: two 20-px columns and three gaps; one caption line.
         assert_eq!(s.width(), 2 * 20 + 3 * 4);
         assert_eq!(s.height() as usize, 4 + LINE_H + 2 + 10 + 4);
@@ -262,5 +341,34 @@ mod tests {
         for (c, rows) in GLYPHS {
             assert!(rows.iter().all(|r| r.len() == 5), "glyph {c}");
         }
+    }
+
+    #[test]
+    fn grid_layout_labels_and_png() {
+        let red = FaceImage::new(4, 4, [200, 0, 0].repeat(16)).unwrap();
+        let blue = FaceImage::new(4, 4, [0, 0, 200].repeat(16)).unwrap();
+        let g = grid(&[red.clone(), blue.clone(), blue, red.clone()], 2, None).unwrap();
+        assert_eq!((g.width(), g.height()), (2 * 4 + 3 * 2, 2 * 4 + 3 * 2));
+        let px = |x: usize, y: usize| {
+            let o = 3 * (y * g.width() as usize + x);
+            g.pixels()[o..o + 3].to_vec()
+        };
+        assert_eq!(px(2, 2), vec![200, 0, 0]);
+        assert_eq!(px(8, 2), vec![0, 0, 200]);
+        assert_eq!(px(0, 0), vec![255, 255, 255]);
+        let labelled = grid(std::slice::from_ref(&g), 1, Some(&["50".to_string()])).unwrap();
+        // A label wider than its tile is left out rather than overlapping.
+        let narrow = grid(std::slice::from_ref(&red), 1, Some(&["10-19".to_string()])).unwrap();
+        assert_eq!(narrow.height(), 4 + 2 * 2);
+        assert!(labelled.height() > g.height() + 5);
+        // Some ink in the header.
+        let header = &labelled.pixels()[..3 * labelled.width() as usize * 7];
+        assert!(header.contains(&0));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grid.png");
+        save_png(&path, &labelled).unwrap();
+        let back = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(back.as_raw(), labelled.pixels());
     }
 }
