@@ -88,6 +88,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A checkpoint, run folder or shipped model is missing or malformed.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The folder or file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -189,6 +198,14 @@ fn short_number(v: &f64) -> String {
 }
 
 impl Error {
+    /// An [`Error::Checkpoint`] for `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// An [`Error::Io`] for `path`.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

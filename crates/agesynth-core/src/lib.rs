@@ -20,6 +20,8 @@
 //! - safetensors save and load with atomic writes and a JSON sidecar
 //!   ([`io`]): loaded weights are always finite and of a float type, every
 //!   read is bounded, and stale temporary files are found and removed;
+//! - reading checkpoints and shipped models ([`checkpoint`]: the newest
+//!   intact checkpoint of a run folder, [`checkpoint::load_model`]);
 //! - memory budgets checked before allocating ([`budget`]);
 //! - printing that survives a closed pipe ([`console`]);
 //! - process liveness for stale locks ([`process`]).
@@ -28,6 +30,7 @@
 pub mod age;
 pub mod batch;
 pub mod budget;
+pub mod checkpoint;
 pub mod console;
 pub mod dataset;
 pub mod device;

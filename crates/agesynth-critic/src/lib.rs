@@ -31,6 +31,11 @@
 
 #![deny(missing_docs)]
 
+pub mod load;
+pub mod pair_filter;
+
+pub use load::{load_age_critic, load_gender_critic, load_identity_critic};
+
 use agesynth_core::{AgeBins, AgeClassifier, AgeEstimator, AgeGroup, Error, FaceEmbedder, Result};
 use agesynth_nn::{Activation, Conv2d, Conv2dConfig};
 use candle_core::{DType, Module, Tensor, D};

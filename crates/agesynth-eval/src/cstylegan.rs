@@ -143,7 +143,7 @@ pub struct Consistency {
     pub groups: Vec<String>,
 }
 
-/// The latents a [`agesynth_train::pairs::PairFilter`] keeps, measured again.
+/// The latents a [`agesynth_critic::pair_filter::PairFilter`] keeps, measured again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeptSubset {
     /// The filter's largest accepted inconsistency (`None`: no limit).
@@ -242,7 +242,7 @@ pub fn evaluate_cstylegan_filtered(
     reference: &[EvalFace],
     analyzer: &Analyzer,
     opts: &CStyleGanEvalOptions,
-    filter: Option<&agesynth_train::pairs::PairFilter>,
+    filter: Option<&agesynth_critic::pair_filter::PairFilter>,
 ) -> Result<CStyleGanResult> {
     if opts.count == 0 {
         return Err(Error::Config("count must be at least 1".into()));

@@ -40,7 +40,7 @@ fn fresh_generator(dir: &Path) -> PathBuf {
 
 fn run_once(fgnet: &Path, weights: &Path, model: &Path, out: &Path) -> MetricsFile {
     let dev = Device::Cpu;
-    let (g, _) = agesynth_train::facegan::load_generator(model, &dev).unwrap();
+    let (g, _) = agesynth_facegan::load_generator(model, &dev).unwrap();
     let bins = g.age_bins().clone();
     let nets = FaceNets::load(weights, &dev).unwrap();
     let analyzer = nets.analyzer(&dev, 48);

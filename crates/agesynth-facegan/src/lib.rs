@@ -28,9 +28,11 @@ pub mod config;
 pub mod discriminator;
 pub mod generator;
 pub mod init;
+pub mod load;
 pub mod testing;
 
 pub use config::{BottleneckAge, FaceGanConfig};
 pub use discriminator::{Discriminator, DiscriminatorOutput};
 pub use generator::Generator;
 pub use init::seeded_var_builder;
+pub use load::load_generator;

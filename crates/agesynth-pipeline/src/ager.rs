@@ -75,7 +75,7 @@ impl FaceAger {
 
     /// Loads a generator written by the FaceGAN trainer (`path` with its
     /// `.json` config sidecar, a checkpoint or a run folder), through
-    /// [`agesynth_train::facegan::load_generator`].
+    /// [`agesynth_facegan::load_generator`].
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         if !path.exists() {
             return Err(PipelineError::Weights {
@@ -89,13 +89,12 @@ impl FaceAger {
                 .into(),
             });
         }
-        let (g, _) = agesynth_train::facegan::load_generator(path, device).map_err(|e| {
-            PipelineError::Weights {
+        let (g, _) =
+            agesynth_facegan::load_generator(path, device).map_err(|e| PipelineError::Weights {
                 what: "FaceGAN generator",
                 path: path.to_path_buf(),
                 source: Box::new(e),
-            }
-        })?;
+            })?;
         Self::new(g, device)
     }
 

@@ -56,9 +56,9 @@ pub struct Demo {
 }
 
 /// Loads the cStyleGAN generator at `path` (weights with their `.json`
-/// sidecar) through [`agesynth_train::cstylegan::load_generator`].
+/// sidecar) through [`agesynth_cstylegan::load_generator`].
 pub fn load_cstylegan(path: &Path, device: &Device) -> Result<StyleGenerator> {
-    agesynth_train::cstylegan::load_generator(path, device)
+    agesynth_cstylegan::load_generator(path, device)
         .map(|(g, _)| g)
         .map_err(|e| PipelineError::Weights {
             what: "cStyleGAN generator",
@@ -76,12 +76,12 @@ pub fn demo_strip(style: &StyleGenerator, ager: &FaceAger, opts: &DemoOptions) -
         .map_err(|e| PipelineError::TargetAge(e.to_string()))?;
     let device = style.w_avg().device().clone();
     let z = seeded_latents(1, style.config().z_dim, opts.seed, &device)?;
-    let all = agesynth_train::cstylegan::render_all_groups(style, &z, opts.truncation, opts.seed)
+    let all = agesynth_cstylegan::render_all_groups(style, &z, opts.truncation, opts.seed)
         .map_err(|e| PipelineError::Weights {
-        what: "cStyleGAN rendering",
-        path: Path::new("<cstylegan>").to_path_buf(),
-        source: Box::new(e),
-    })?; // (1, G, 3, S, S)
+            what: "cStyleGAN rendering",
+            path: Path::new("<cstylegan>").to_path_buf(),
+            source: Box::new(e),
+        })?; // (1, G, 3, S, S)
     let (_, g, c, h, w) = all.dims5()?;
     let rendered = agesynth_core::batch::tensor_to_images(&all.reshape((g, c, h, w))?)?;
     let s = ager.chip_size();

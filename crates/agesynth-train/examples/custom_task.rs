@@ -21,7 +21,7 @@
 //! ```
 
 use agesynth_train::{
-    checkpoint::Checkpoint,
+    checkpoint::{Checkpoint, CheckpointRestore},
     log::read_log,
     params,
     rng::{randn, step_rng},

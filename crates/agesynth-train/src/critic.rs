@@ -9,6 +9,7 @@
 //! draw comes from the seed and the step, so a resumed run repeats the
 //! straight one.
 
+use crate::checkpoint::CheckpointRestore;
 use std::sync::Arc;
 
 use agesynth_core::{AgeGroup, FaceEmbedder, Gender};
@@ -573,33 +574,7 @@ pub fn evaluate_identity(
     })
 }
 
-/// Loads an age critic: a weights file with its config sidecar, a
-/// checkpoint folder or a run folder (its latest checkpoint).
-pub fn load_age_critic(path: &std::path::Path, device: &Device) -> Result<(AgeCritic, VarMap)> {
-    crate::checkpoint::load_model(path, &["critic"], "CriticConfig", device, |c, vb| {
-        AgeCritic::new(c, vb)
-    })
-}
-
-/// Loads an identity critic (same forms as [`load_age_critic`]).
-pub fn load_identity_critic(
-    path: &std::path::Path,
-    device: &Device,
-) -> Result<(IdentityCritic, VarMap)> {
-    crate::checkpoint::load_model(path, &["critic"], "CriticConfig", device, |c, vb| {
-        IdentityCritic::new(c, vb)
-    })
-}
-
-/// Loads a gender critic (same forms as [`load_age_critic`]).
-pub fn load_gender_critic(
-    path: &std::path::Path,
-    device: &Device,
-) -> Result<(GenderCritic, VarMap)> {
-    crate::checkpoint::load_model(path, &["critic"], "CriticConfig", device, |c, vb| {
-        GenderCritic::new(c, vb)
-    })
-}
+pub use agesynth_critic::load::{load_age_critic, load_gender_critic, load_identity_critic};
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@
 //! All randomness (latents, noise, groups, mixing, flips, data order) comes
 //! from the seed and the step, so a resumed run repeats the straight one.
 
+use crate::checkpoint::CheckpointRestore;
 use std::{collections::HashMap, path::Path, sync::Arc};
 
 use agesynth_core::{AgeGroup, FaceImage};
@@ -444,44 +445,7 @@ pub fn check_render_budget(generator: &Generator, images: u64, hint: &str) -> Re
     Ok(())
 }
 
-/// Renders every latent of `z (n, z_dim)` at every age group with the same
-/// noise: `(n, groups, 3, S, S)` clamped to `[-1, 1]`. One person per row.
-/// NaN or infinite values (damaged weights) are an error, never a picture.
-pub fn render_all_groups(
-    generator: &Generator,
-    z: &Tensor,
-    psi: f64,
-    noise_seed: u64,
-) -> Result<Tensor> {
-    let bins = generator.config().bins()?;
-    let n = z.dim(0)?;
-    let mut per_group = Vec::with_capacity(bins.len());
-    for g in bins.groups() {
-        let opts = GenerateOptions {
-            truncation: psi,
-            mixing: None,
-            noise: Noise::Seeded(noise_seed),
-        };
-        let img = generator.forward(z, &vec![g; n], &opts)?;
-        agesynth_core::io::ensure_finite_output(&img, "the cStyleGAN generator")?;
-        per_group.push(img.clamp(-1f32, 1f32)?.unsqueeze(1)?);
-    }
-    Ok(Tensor::cat(&per_group, 1)?)
-}
-
-/// Loads a generator for sampling: `path` is a weights file with its config
-/// sidecar (`PATH.json`, as [`CStyleGanTask::export_ema`] and the
-/// checkpoints' `generator_ema` write), a checkpoint folder, or a run folder
-/// (its latest checkpoint's EMA generator).
-pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap)> {
-    crate::checkpoint::load_model(
-        path,
-        &["generator_ema"],
-        "CStyleGanConfig",
-        device,
-        |cfg: &CStyleGanConfig, vb| Generator::new(cfg, vb),
-    )
-}
+pub use agesynth_cstylegan::{load_generator, render_all_groups};
 
 /// Options of [`synth_pairs`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

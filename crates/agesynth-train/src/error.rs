@@ -11,7 +11,7 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 pub enum TrainError {
     /// An error from the shared vocabulary (I/O, tensors, configuration...).
     #[error(transparent)]
-    Core(#[from] agesynth_core::Error),
+    Core(agesynth_core::Error),
 
     /// A loss became NaN or infinite: training stopped at this step, before
     /// anything was saved.
@@ -68,6 +68,19 @@ pub enum TrainError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<agesynth_core::Error> for TrainError {
+    /// A checkpoint error of the shared reader stays a
+    /// [`TrainError::Checkpoint`]; everything else is [`TrainError::Core`].
+    fn from(e: agesynth_core::Error) -> Self {
+        match e {
+            agesynth_core::Error::Checkpoint { path, reason } => {
+                TrainError::Checkpoint { path, reason }
+            }
+            other => TrainError::Core(other),
+        }
+    }
 }
 
 impl From<candle_core::Error> for TrainError {

@@ -25,15 +25,16 @@
 //! All randomness (data order, flips, identities, groups) comes from the
 //! seed and the step, so a resumed run repeats the straight one.
 
+use crate::checkpoint::CheckpointRestore;
 use std::{path::Path, sync::Arc};
 
 use agesynth_core::{AgeBins, AgeClassifier, AgeGroup, FaceEmbedder, FaceImage};
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
-    age::cross_entropy, r1_penalty, AdversarialLoss, AgeLoss, ClassifierAgeLoss, EmbeddingDistance,
-    GeneratorAdversarial, Reconstruction, ReconstructionLoss, SharedIdentityLoss,
-    TotalVariationLoss,
+    age::cross_entropy, r1_penalty, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
+    EmbeddingDistance, GeneratorAdversarial, Reconstruction, ReconstructionLoss,
+    SharedIdentityLoss, TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
@@ -75,6 +76,12 @@ pub struct FaceGanLossWeights {
     /// the critic; configs written before it existed read as 0).
     #[serde(default)]
     pub age_critic: f64,
+    /// Total variation of the change of colour from input to output
+    /// ([`agesynth_losses::ChromaChangeLoss`]): stripes and speckle of colour
+    /// cost, tone changes and brightness (wrinkles) do not. Configs written
+    /// before it existed read as 0.
+    #[serde(default)]
+    pub chroma_change: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -88,6 +95,7 @@ impl Default for FaceGanLossWeights {
             age: 1.0,
             total_variation: 0.0,
             age_critic: 0.0,
+            chroma_change: 0.0,
         }
     }
 }
@@ -327,6 +335,7 @@ impl FaceGanTrainConfig {
             w.age,
             w.total_variation,
             w.age_critic,
+            w.chroma_change,
             self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -400,6 +409,7 @@ pub struct FaceGanTask {
 /// weight is 0, are left out). In order: `g_adv` (all rows, through D),
 /// `g_age` (D's age head), `syn_rec` (synthetic rows, the paired target),
 /// `identity`, `cycle`, `self_rec` (real rows at their own group), `tv`,
+/// `chroma_change`,
 /// `age_critic` (all rows).
 pub fn facegan_objective(
     cfg: &FaceGanTrainConfig,
@@ -476,6 +486,17 @@ pub fn facegan_objective(
             weight: w.total_variation,
         };
         terms.push(Term::new("tv", Box::new(l), Rows::All, Operand::Output));
+    }
+    if w.chroma_change > 0.0 {
+        let l = ChromaChangeLoss {
+            weight: w.chroma_change,
+        };
+        terms.push(Term::new(
+            "chroma_change",
+            Box::new(l),
+            Rows::All,
+            Operand::OutputVsInput,
+        ));
     }
     if w.age_critic > 0.0 {
         let c = age_critic.ok_or_else(|| {
@@ -1017,19 +1038,7 @@ pub fn sample_grid(generator: &Generator, inputs: &Tensor) -> Result<FaceImage> 
     Ok(agesynth_data::draw::grid(&tiles, g + 1, Some(&labels))?)
 }
 
-/// Loads a FaceGAN generator: `path` is a weights file with its config
-/// sidecar (`PATH.json`, as [`FaceGanTask::export_ema`] and the checkpoints
-/// write), a checkpoint folder, or a run folder (its latest checkpoint). In
-/// a folder the EMA generator is preferred to the live one.
-pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap)> {
-    crate::checkpoint::load_model(
-        path,
-        &["generator_ema", "generator"],
-        "FaceGanConfig",
-        device,
-        |cfg: &FaceGanConfig, vb| Generator::new(cfg, vb),
-    )
-}
+pub use agesynth_facegan::load_generator;
 
 #[cfg(test)]
 mod tests {

@@ -36,7 +36,8 @@ pub mod stop;
 pub mod trainer;
 
 pub use checkpoint::{
-    BrokenCheckpoint, Checkpoint, CheckpointContents, LatestReport, OpenReport, RunDir,
+    BrokenCheckpoint, Checkpoint, CheckpointContents, CheckpointRestore, LatestReport, OpenReport,
+    RunDir,
 };
 pub use data::{DataOrder, RealFaces};
 pub use error::{Result, TrainError};

@@ -203,6 +203,7 @@ impl Trainer {
                     let restored = ck
                         .verify()
                         .and_then(|_| ck.meta::<TrainMeta>())
+                        .map_err(TrainError::from)
                         .and_then(|m| task.restore(ck).map(|_| m));
                     match restored {
                         Ok(m) => {

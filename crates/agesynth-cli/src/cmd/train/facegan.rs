@@ -141,6 +141,11 @@ pub struct FaceGanArgs {
     /// Weight of the total variation of the outputs [default: 0]
     #[arg(long)]
     pub tv_weight: Option<f64>,
+    /// Weight of the total variation of the change of colour from input to
+    /// output: coloured stripes and speckle cost, tone and brightness
+    /// changes do not [default: 0]
+    #[arg(long)]
+    pub chroma_weight: Option<f64>,
     /// A discriminator without the auxiliary age-classification head: the
     /// target age reaches G only through D's projection conditioning and
     /// the synthetic pairs (the age term is off).
@@ -184,6 +189,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(w) = a.tv_weight {
             c.weights.total_variation = w;
+        }
+        if let Some(w) = a.chroma_weight {
+            c.weights.chroma_change = w;
         }
         if a.no_aux_classifier {
             c.model.d_aux_classifier = false;
