@@ -49,8 +49,8 @@ impl Default for CStyleGanEvalOptions {
 /// One row: an age group (or `"overall"`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CStyleGanRow {
-    /// The conditioned group's label, or `"overall"`.
-    pub group: String,
+    /// The conditioned group, or all of them.
+    pub group: crate::RowGroup,
     /// Faces generated.
     pub n: usize,
     /// Fraction whose estimated age group is the conditioned one.
@@ -337,7 +337,7 @@ pub fn evaluate_cstylegan_filtered(
             all_female.push(f.female.clone());
         }
         rows.push(CStyleGanRow {
-            group: bins.label(t),
+            group: crate::RowGroup::Group(bins.label(t)),
             n: f.len(),
             age_accuracy: acc,
             age_mae: mae,
@@ -380,7 +380,7 @@ pub fn evaluate_cstylegan_filtered(
         .sum();
     let n_real_judge = real_judge.iter().map(Vec::len).sum::<usize>();
     rows.push(CStyleGanRow {
-        group: "overall".into(),
+        group: crate::RowGroup::Overall,
         n: n_all,
         age_accuracy: (n_all > 0).then(|| hits as f64 / n_all as f64),
         age_mae: (n_all > 0).then(|| abs_err / n_all as f64),
@@ -565,10 +565,10 @@ pub fn write_cstylegan_report_with_notes(
     let clusters: Vec<String> = rows
         .iter()
         .map(|r| {
-            if r.group == "overall" {
+            if r.group.is_overall() {
                 "all".into()
             } else {
-                r.group.clone()
+                r.group.label().to_string()
             }
         })
         .collect();

@@ -232,13 +232,71 @@ impl Default for EvalOptions {
     }
 }
 
+/// Which part of a results table a row covers: one age group, or all of
+/// them. It is written as the group's label or `"overall"` (in
+/// `metrics.json` and the report), and read back the same way.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum RowGroup {
+    /// One age group, by its label (`"30-39"`).
+    Group(String),
+    /// Every group together.
+    Overall,
+}
+
+impl RowGroup {
+    /// The label `"overall"` stands for [`RowGroup::Overall`].
+    pub const OVERALL: &'static str = "overall";
+
+    /// Whether this is the row over every group.
+    pub fn is_overall(&self) -> bool {
+        matches!(self, RowGroup::Overall)
+    }
+
+    /// The label: the group's, or `"overall"`.
+    pub fn label(&self) -> &str {
+        match self {
+            RowGroup::Group(l) => l,
+            RowGroup::Overall => Self::OVERALL,
+        }
+    }
+}
+
+impl From<String> for RowGroup {
+    fn from(s: String) -> Self {
+        if s == Self::OVERALL {
+            RowGroup::Overall
+        } else {
+            RowGroup::Group(s)
+        }
+    }
+}
+
+impl From<&str> for RowGroup {
+    fn from(s: &str) -> Self {
+        RowGroup::from(s.to_string())
+    }
+}
+
+impl From<RowGroup> for String {
+    fn from(g: RowGroup) -> Self {
+        g.label().to_string()
+    }
+}
+
+impl std::fmt::Display for RowGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 /// One row of the results table: a method at a target group (or overall).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// The method.
     pub method: String,
-    /// The target group's label, or `"overall"`.
-    pub group: String,
+    /// The target group, or all of them.
+    pub group: RowGroup,
     /// Outputs measured.
     pub n: usize,
     /// Fraction of outputs in which MTCNN finds a face.
@@ -277,7 +335,7 @@ pub struct EvalResult {
     pub methods: Vec<String>,
     /// The age groups' labels.
     pub groups: Vec<String>,
-    /// Per method: a row per target group, then `"overall"`.
+    /// Per method: a row per target group, then [`RowGroup::Overall`].
     pub rows: Vec<Row>,
     /// Per method that renders images (the generators; not the baselines),
     /// in method order: its name and a sheet showing, for the first inputs,
@@ -354,7 +412,7 @@ fn overall_age(bins: &AgeBins, per_group: &[(AgeGroup, &[f32])]) -> Option<(f64,
 
 fn make_row(
     method: &str,
-    group: String,
+    group: RowGroup,
     acc: &Acc,
     target: Option<AgeGroup>,
     bins: &AgeBins,
@@ -562,7 +620,7 @@ pub fn evaluate_with_progress(
         for (t, acc) in bins.groups().zip(&accs) {
             rows.push(make_row(
                 method.name(),
-                bins.label(t),
+                RowGroup::Group(bins.label(t)),
                 acc,
                 Some(t),
                 bins,
@@ -589,7 +647,7 @@ pub fn evaluate_with_progress(
         }
         let mut overall = make_row(
             method.name(),
-            "overall".into(),
+            RowGroup::Overall,
             &all,
             None,
             bins,
@@ -627,6 +685,21 @@ pub fn evaluate_with_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_groups_are_written_as_their_labels() {
+        assert_eq!(
+            serde_json::to_string(&RowGroup::Overall).unwrap(),
+            "\"overall\""
+        );
+        let g = RowGroup::Group("30-39".into());
+        assert_eq!(serde_json::to_string(&g).unwrap(), "\"30-39\"");
+        let back: RowGroup = serde_json::from_str("\"overall\"").unwrap();
+        assert!(back.is_overall());
+        let back: RowGroup = serde_json::from_str("\"50+\"").unwrap();
+        assert_eq!(back, RowGroup::Group("50+".into()));
+        assert_eq!(back.to_string(), "50+");
+    }
 
     fn face(age: f32, subject: Option<u32>, key: &str) -> EvalFace {
         EvalFace {

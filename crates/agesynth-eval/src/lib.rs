@@ -40,6 +40,6 @@ pub mod report;
 
 pub use evaluate::{
     evaluate, evaluate_with_progress, CopyInput, EvalData, EvalFace, EvalOptions, EvalResult,
-    GeneratorMethod, Method, RandomReal, Rendered, Row,
+    GeneratorMethod, Method, RandomReal, Rendered, Row, RowGroup,
 };
 pub use features::{AgeGenderJudge, Analyzer, FaceDetector, Features, MtcnnDetector, Timings};

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, path::Path};
 use agesynth_core::{io, Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{evaluate::EvalResult, evaluate::Row, plot};
+use crate::{evaluate::EvalResult, evaluate::Row, evaluate::RowGroup, plot};
 
 /// Label of the Fréchet distance wherever it is shown.
 pub const FRECHET_LABEL: &str = "identity-feature Fréchet distance (not Inception FID)";
@@ -200,8 +200,8 @@ pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
 
 /// Rows ordered by target group, then method (the order of the report).
 pub fn rows_by_group(result: &EvalResult) -> Vec<Row> {
-    let mut order: Vec<String> = result.groups.clone();
-    order.push("overall".into());
+    let mut order: Vec<RowGroup> = result.groups.iter().cloned().map(RowGroup::Group).collect();
+    order.push(RowGroup::Overall);
     let mut out = Vec::new();
     for g in &order {
         for m in &result.methods {
@@ -305,20 +305,22 @@ pub fn write_report(
     io::save_json(out.join("metrics.json"), &metrics)?;
     let mut clusters = result.groups.clone();
     clusters.push("all".into());
+    let mut cluster_rows: Vec<RowGroup> =
+        result.groups.iter().cloned().map(RowGroup::Group).collect();
+    cluster_rows.push(RowGroup::Overall);
     let mut charts = Vec::new();
     for (stem, name, get, y_max) in METRICS {
         let values: Vec<Vec<Option<f64>>> = result
             .methods
             .iter()
             .map(|m| {
-                clusters
+                cluster_rows
                     .iter()
-                    .map(|c| {
-                        let g = if c == "all" { "overall" } else { c.as_str() };
+                    .map(|g| {
                         result
                             .rows
                             .iter()
-                            .find(|r| &r.method == m && r.group == g)
+                            .find(|r| &r.method == m && &r.group == g)
                             .and_then(get)
                     })
                     .collect()

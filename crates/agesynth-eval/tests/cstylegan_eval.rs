@@ -45,11 +45,11 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
     let a = run();
     assert_eq!(a.rows.len(), bins.len() + 1);
     for (r, t) in a.rows.iter().zip(bins.groups()) {
-        assert_eq!(r.group, bins.label(t));
+        assert_eq!(r.group, agesynth_eval::RowGroup::Group(bins.label(t)));
         assert_eq!((r.n, r.n_real), (2, 2));
     }
     let all = a.rows.last().unwrap();
-    assert_eq!((all.group.as_str(), all.n, all.n_real), ("overall", 12, 12));
+    assert_eq!((all.group.label(), all.n, all.n_real), ("overall", 12, 12));
     for r in &a.rows {
         for v in [
             r.age_accuracy,

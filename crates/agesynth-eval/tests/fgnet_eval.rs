@@ -80,7 +80,7 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
             let r = m
                 .rows
                 .iter()
-                .find(|r| r.method == method && r.group == group)
+                .find(|r| r.method == method && r.group.label() == group)
                 .unwrap_or_else(|| panic!("no row {method} / {group}"));
             if method != "random real face" {
                 // Every input at every group.
@@ -107,7 +107,7 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
     let copy = |g: &str| {
         m.rows
             .iter()
-            .find(|r| r.method == "copy input" && r.group == g)
+            .find(|r| r.method == "copy input" && r.group.label() == g)
             .unwrap()
     };
     // Copying the input keeps the identity exactly.
@@ -124,7 +124,7 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
     let rnd = m
         .rows
         .iter()
-        .find(|r| r.method == "random real face" && r.group == "overall")
+        .find(|r| r.method == "random real face" && r.group.is_overall())
         .unwrap();
     assert!(
         rnd.n > 0 && rnd.identity_l2.unwrap() > near.nearest_real_l2.unwrap(),

@@ -284,7 +284,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         // report's wall time.
         let wall = (t1.elapsed() + if k == 0 { setup } else { Default::default() }).as_secs_f64();
         write_report(&out, "FaceGAN evaluation", &result, settings, &notes, wall)?;
-        for r in result.rows.iter().filter(|r| r.group == "overall") {
+        for r in result.rows.iter().filter(|r| r.group.is_overall()) {
             let judged = match (r.judge_age_accuracy, r.judge_age_mae) {
                 (Some(acc), Some(mae)) => format!(" (face-api: acc {acc:.3}, MAE {mae:.2})"),
                 _ => String::new(),
