@@ -48,8 +48,8 @@ pub struct AgeArgs {
     #[arg(long)]
     pub json: bool,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = super::device)]
+    pub device: DeviceSpec,
 }
 
 fn parse_paste(s: &str) -> Result<PasteMode, String> {
@@ -71,7 +71,7 @@ pub fn run(a: AgeArgs) -> anyhow::Result<ExitCode> {
     // Temporary files of an `age` that was killed while writing.
     agesynth_core::io::clean_stale_temporaries(&a.out, false)?;
     let photos = agesynth_pipeline::input::expand_inputs(&a.photos)?;
-    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let device = a.device.open()?;
     let dir = weights::resolve_weights_dir(a.weights.as_deref());
     let facegan = a
         .generator

@@ -35,14 +35,14 @@ pub struct DemoArgs {
     #[arg(long)]
     pub generator: Option<PathBuf>,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = super::device)]
+    pub device: DeviceSpec,
 }
 
 /// Runs `demo`.
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     super::check_out_file(&a.out)?;
-    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let device = a.device.open()?;
     let dir = weights::resolve_weights_dir(a.weights.as_deref());
     let style = load_cstylegan(&dir.join(weights::CSTYLEGAN_WEIGHTS), &device)?;
     let facegan = a

@@ -81,8 +81,8 @@ pub struct FaceGanEvalArgs {
     #[arg(long, default_value_t = 48, value_parser = super::positive)]
     pub batch: usize,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = super::device)]
+    pub device: DeviceSpec,
 }
 
 /// Options of `agesynth eval cstylegan`.
@@ -117,8 +117,8 @@ pub struct CStyleGanEvalArgs {
     #[arg(long, default_value_t = 48, value_parser = super::positive)]
     pub batch: usize,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = super::device)]
+    pub device: DeviceSpec,
     /// Also measure the latents that `synth-pairs` with this filter keeps.
     #[command(flatten)]
     pub filter: super::synth::PairFilterArgs,
@@ -142,7 +142,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         bail!("pass --fgnet DIR or --utkface DIR (the faces to evaluate)");
     }
     super::check_out_dir(&a.out)?;
-    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let device = a.device.open()?;
     let models = named_models(&a.model)?;
     let mut generators = Vec::with_capacity(models.len());
     for (name, path) in &models {
@@ -346,7 +346,7 @@ fn named_models(args: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
 fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     super::check_out_dir(&a.out)?;
-    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let device = a.device.open()?;
     let (g, _) = agesynth_train::cstylegan::load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;
     let bins = g.config().bins()?;

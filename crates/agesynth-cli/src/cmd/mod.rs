@@ -11,6 +11,57 @@ pub mod weights;
 
 use std::path::Path;
 
+use agesynth_core::DeviceSpec;
+
+/// A model preset of the generators (the same four for FaceGAN and the
+/// cStyleGAN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// A few channels, for tests.
+    Tiny,
+    /// 64 px, sized for CPU training.
+    Cpu64,
+    /// 128 px, the paper's resolution.
+    Paper128,
+    /// 256 px, for a GPU.
+    Gpu256,
+}
+
+impl Preset {
+    /// The preset's name as the model configs know it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Tiny => "tiny",
+            Preset::Cpu64 => "cpu64",
+            Preset::Paper128 => "paper128",
+            Preset::Gpu256 => "gpu256",
+        }
+    }
+}
+
+/// How FaceGAN's generator takes the target age at its bottleneck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Bottleneck {
+    /// FiLM modulation of the bottleneck features.
+    Modulation,
+    /// One-hot planes concatenated to the bottleneck features.
+    Concat,
+}
+
+impl From<Bottleneck> for agesynth_facegan::BottleneckAge {
+    fn from(b: Bottleneck) -> Self {
+        match b {
+            Bottleneck::Modulation => agesynth_facegan::BottleneckAge::Modulation,
+            Bottleneck::Concat => agesynth_facegan::BottleneckAge::Concat,
+        }
+    }
+}
+
+/// A device (clap parser for `--device`: cpu, cuda, cuda:N or auto).
+pub fn device(s: &str) -> Result<DeviceSpec, String> {
+    s.parse::<DeviceSpec>().map_err(|e| e.to_string())
+}
+
 /// A count of at least 1 (clap parser for `--rows`, `--batch`, ...).
 pub fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {

@@ -26,8 +26,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = super::device)]
+    pub device: DeviceSpec,
     /// Requests aged at once (each already uses every core).
     #[arg(long, default_value_t = ServeConfig::default().workers)]
     pub workers: usize,
@@ -50,7 +50,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if !(a.max_megapixels > 0.0 && a.timeout > 0.0 && a.max_upload_mib > 0) {
         anyhow::bail!("--max-upload-mib, --max-megapixels and --timeout must be above zero");
     }
-    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let device = a.device.open()?;
     let dir = weights::resolve_weights_dir(a.weights.as_deref());
     let t0 = std::time::Instant::now();
     let app = App::load(&dir, &device)

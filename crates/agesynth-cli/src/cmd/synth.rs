@@ -37,8 +37,8 @@ pub struct SynthPairsArgs {
     #[arg(long, default_value_t = 16, value_parser = super::positive)]
     pub batch: usize,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = super::device)]
+    pub device: DeviceSpec,
     /// Which identities to keep (renders until --count pass).
     #[command(flatten)]
     pub filter: PairFilterArgs,
@@ -129,14 +129,14 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = super::device)]
+    pub device: DeviceSpec,
 }
 
 /// Runs `synth-pairs`.
 pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
     super::check_out_dir(&a.out)?;
-    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let device = a.device.open()?;
     let (g, _) = load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;
     let opts = SynthPairsOptions {
@@ -192,7 +192,7 @@ pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
 /// Runs `sample`.
 pub fn run_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     super::check_out_file(&a.out)?;
-    let device = a.device.parse::<DeviceSpec>()?.open()?;
+    let device = a.device.open()?;
     let (g, _) = load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;
     let grid = sample_grid(&g, a.rows, a.truncation, a.seed)?;

@@ -65,8 +65,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = super::device)]
+    pub device: DeviceSpec,
     /// Log every N steps.
     #[arg(long, default_value_t = 20)]
     pub log_every: u64,
@@ -110,9 +110,9 @@ pub struct CStyleGanArgs {
     /// UTKFace folder (aligned chips), e.g. ../shared/data/utkface.
     #[arg(long)]
     pub data: PathBuf,
-    /// Model preset: tiny, cpu64, paper128 or gpu256.
-    #[arg(long, default_value = "cpu64")]
-    pub preset: String,
+    /// Model preset.
+    #[arg(long, value_enum, default_value_t = super::Preset::Cpu64)]
+    pub preset: super::Preset,
     /// Train until this step.
     #[arg(long, default_value_t = 100_000)]
     pub steps: u64,
@@ -163,11 +163,7 @@ fn default_cache(out: &Path, data: &Path, size: usize) -> PathBuf {
 /// checkpoint.
 fn open_run(a: &RunArgs) -> anyhow::Result<(Device, RunDir, bool)> {
     StopFlag::ctrlc()?;
-    let device = a
-        .device
-        .parse::<DeviceSpec>()?
-        .open()
-        .context("opening the device")?;
+    let device = a.device.open().context("opening the device")?;
     let run =
         RunDir::open(&a.out).with_context(|| format!("opening run folder {}", a.out.display()))?;
     let report = run.open_report();
@@ -354,7 +350,10 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
     let (device, run, has_checkpoint) = open_run(&a.run)?;
     let cfg: CStyleGanTrainConfig = if a.run.resume && run.config_path().is_file() {
         let saved: CStyleGanTrainConfig = run.load_config()?;
-        if saved.model.preset != a.preset || saved.batch != a.batch || saved.seed != a.run.seed {
+        if saved.model.preset != a.preset.name()
+            || saved.batch != a.batch
+            || saved.seed != a.run.seed
+        {
             eprintln!(
                 "resuming with the run's saved config (preset {}, batch {}, seed {}); --preset/--batch/--seed are ignored",
                 saved.model.preset, saved.batch, saved.seed
@@ -362,7 +361,7 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         }
         saved
     } else {
-        let model = CStyleGanConfig::preset(&a.preset)?;
+        let model = CStyleGanConfig::preset(a.preset.name())?;
         let mut c = CStyleGanTrainConfig::new(model, a.batch, a.run.seed);
         if let Some(lr) = a.lr {
             c.g_lr = lr;

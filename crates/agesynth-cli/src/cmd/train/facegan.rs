@@ -1,5 +1,6 @@
 //! `agesynth train facegan`: the semi-supervised FaceGAN trainer.
 
+use crate::cmd::{Bottleneck, Preset};
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use agesynth_core::{AgeClassifier, FaceEmbedder};
@@ -26,12 +27,12 @@ pub struct FaceGanArgs {
     /// 1: synthetic only).
     #[arg(long, default_value_t = 0.5)]
     pub synthetic_fraction: f64,
-    /// Model preset: tiny, cpu64, paper128 or gpu256.
-    #[arg(long, default_value = "cpu64")]
-    pub preset: String,
-    /// Age at the bottleneck: modulation or concat.
-    #[arg(long, default_value = "modulation")]
-    pub bottleneck: String,
+    /// Model preset.
+    #[arg(long, value_enum, default_value_t = Preset::Cpu64)]
+    pub preset: Preset,
+    /// How the generator takes the target age at its bottleneck.
+    #[arg(long, value_enum, default_value_t = Bottleneck::Modulation)]
+    pub bottleneck: Bottleneck,
     /// Train until this step.
     #[arg(long, default_value_t = 50_000)]
     pub steps: u64,
@@ -166,12 +167,8 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     let cfg: FaceGanTrainConfig = if a.run.resume && run.config_path().is_file() {
         run.load_config()?
     } else {
-        let mut model = FaceGanConfig::preset(&a.preset)?;
-        model.bottleneck_age = match a.bottleneck.as_str() {
-            "modulation" => agesynth_facegan::BottleneckAge::Modulation,
-            "concat" => agesynth_facegan::BottleneckAge::Concat,
-            other => bail!("--bottleneck must be modulation or concat, not `{other}`"),
-        };
+        let mut model = FaceGanConfig::preset(a.preset.name())?;
+        model.bottleneck_age = a.bottleneck.into();
         let mut c = FaceGanTrainConfig::new(model, a.batch, a.run.seed);
         c.synthetic_fraction = a.synthetic_fraction;
         if let Some(lr) = a.lr {
