@@ -24,6 +24,8 @@
 //!   split, a reference pool per group;
 //! - [`report`] and [`plot`]: `report.md`, `metrics.json`, bar charts and
 //!   the sample sheet;
+//! - [`run`]: a whole FaceGAN evaluation as `agesynth eval` runs it (sets,
+//!   generators, baselines, reference faces, a report per set);
 //! - [`cstylegan`]: the cStyleGAN's own measures (conditioned-age accuracy
 //!   by both judges, detection rate, Fréchet distance per group, and whether
 //!   a latent keeps its gender across groups).
@@ -37,9 +39,11 @@ pub mod linalg;
 pub mod metrics;
 pub mod plot;
 pub mod report;
+pub mod run;
 
 pub use evaluate::{
     evaluate, evaluate_with_progress, CopyInput, EvalData, EvalFace, EvalOptions, EvalResult,
     GeneratorMethod, Method, RandomReal, Rendered, Row, RowGroup,
 };
 pub use features::{AgeGenderJudge, Analyzer, FaceDetector, Features, MtcnnDetector, Timings};
+pub use run::{run_facegan_eval, EvalEvent, EvalSet, FaceGanEvalConfig, NamedGenerator, SetReport};

@@ -4,15 +4,14 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
-use agesynth_core::{AgeGenerator, DeviceSpec};
+use agesynth_core::DeviceSpec;
 use agesynth_eval::{
     cstylegan::{
         evaluate_cstylegan_filtered, write_cstylegan_report_with_notes, CStyleGanEvalOptions,
     },
-    data, evaluate_with_progress,
+    data,
     features::FaceNets,
-    report::{age_judge_note, facegan_notes, write_report},
-    CopyInput, EvalOptions, GeneratorMethod, Method, RandomReal,
+    run_facegan_eval, EvalEvent, EvalSet, FaceGanEvalConfig, NamedGenerator,
 };
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -134,157 +133,84 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
 
 fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let sets: Vec<(&str, &PathBuf)> = [("fgnet", &a.fgnet), ("utkface", &a.utkface)]
-        .into_iter()
-        .filter_map(|(k, d)| d.as_ref().map(|d| (k, d)))
-        .collect();
+    let mut sets = Vec::new();
+    if let Some(d) = &a.fgnet {
+        sets.push(EvalSet::FgNet(d.clone()));
+    }
+    if let Some(d) = &a.utkface {
+        sets.push(EvalSet::UtkFace(d.clone()));
+    }
     if sets.is_empty() {
         bail!("pass --fgnet DIR or --utkface DIR (the faces to evaluate)");
     }
     super::check_out_dir(&a.out)?;
     let device = a.device.open()?;
     let models = named_models(&a.model)?;
-    let mut generators = Vec::with_capacity(models.len());
-    for (name, path) in &models {
-        let (g, _) = agesynth_train::facegan::load_generator(path, &device)
+    let mut loaded = Vec::with_capacity(models.len());
+    for (_, path) in &models {
+        let (g, _) = agesynth_facegan::load_generator(path, &device)
             .with_context(|| format!("loading the generator {}", path.display()))?;
-        generators.push((name.clone(), g));
+        loaded.push(g);
     }
-    let g = &generators[0].1;
-    let bins = g.age_bins().clone();
-    let size = g.image_size() as u32;
-    for ((name, other), (_, path)) in generators.iter().zip(&models).skip(1) {
-        if other.age_bins() != &bins || other.image_size() as u32 != size {
-            bail!(
-                "generator `{name}` ({}) works at {} px with age bins {:?}, the first at {size} px with {:?}: they cannot share one evaluation",
-                path.display(),
-                other.image_size(),
-                other.age_bins().lower_bounds(),
-                bins.lower_bounds()
-            );
-        }
-    }
+    let generators: Vec<NamedGenerator> = models
+        .iter()
+        .zip(&loaded)
+        .map(|((name, path), g)| NamedGenerator {
+            name: name.clone(),
+            path: path.clone(),
+            generator: g,
+        })
+        .collect();
     let nets = FaceNets::load(&a.weights, &device)
         .with_context(|| format!("loading the face networks from {}", a.weights.display()))?;
     if let Some(why) = &nets.age_gender_missing {
         eprintln!("warning: {why}");
     }
-    let tl = Instant::now();
-    let ref_dir = a.reference.clone().or(a.utkface.clone());
-    // Twice the faces, split in two halves with the same groups: one for the
-    // Fréchet distance, one for the random-real baseline's picks.
-    let (reference, picks) = match &ref_dir {
-        Some(d) => {
-            let all = data::load_reference(d, size, &bins, 2 * a.ref_per_group, a.seed)
-                .with_context(|| format!("loading reference faces from {}", d.display()))?;
-            let (r, p) = data::split_alternate(all, &bins);
-            (Some(r), Some(p))
-        }
-        None => (None, None),
+    let cfg = FaceGanEvalConfig {
+        sets,
+        reference: a.reference.clone(),
+        ref_per_group: a.ref_per_group,
+        seed: a.seed,
+        limit: a.limit,
+        batch: a.batch,
+        out: a.out.clone(),
+        weights_dir: a.weights.clone(),
     };
-    let setup = t0.elapsed();
-    let ref_load = tl.elapsed();
-    for (k, (kind, dir)) in sets.iter().enumerate() {
-        let t1 = Instant::now();
-        let analyzer = nets.analyzer(&device, a.batch);
-        let out = if sets.len() > 1 {
-            a.out.join(kind)
-        } else {
-            a.out.clone()
-        };
-        let tl = Instant::now();
-        let data = if *kind == "fgnet" {
-            data::load_fgnet(dir, size, a.limit, a.seed)
-                .with_context(|| format!("loading FG-NET from {}", dir.display()))?
-        } else {
-            data::load_utkface_test(dir, size, a.limit, a.seed)
-                .with_context(|| format!("loading UTKFace from {}", dir.display()))?
-        };
-        if data.inputs.is_empty() {
-            bail!("{}: no face could be loaded", data.name);
-        }
-        for (file, why) in &data.skipped {
-            eprintln!("skipped {file}: {why}");
-        }
-        analyzer.add_time(|t| &mut t.load_s, tl.elapsed() + ref_load);
-        eprintln!(
-            "{}: {} inputs ({} faces loaded), {} age groups at {size}px",
-            data.name,
-            data.inputs.len(),
-            data.gallery.len(),
-            bins.len()
-        );
-        let ours: Vec<GeneratorMethod> = generators
-            .iter()
-            .map(|(name, g)| GeneratorMethod::new(name.clone(), g))
-            .collect();
-        let random = match &picks {
-            Some(p) => RandomReal::new(p.clone(), &bins, a.seed),
-            None => RandomReal::over_gallery(&data.gallery, &bins, a.seed),
-        };
-        let mut methods: Vec<&dyn Method> = ours.iter().map(|m| m as &dyn Method).collect();
-        methods.push(&CopyInput);
-        methods.push(&random);
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} faces [{elapsed} < {eta}]",
-            )
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} faces [{elapsed} < {eta}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        let result = evaluate_with_progress(
-            &data,
-            reference.as_deref(),
-            &methods,
-            &analyzer,
-            &bins,
-            &EvalOptions {
-                batch: a.batch,
-                ..EvalOptions::default()
-            },
-            &mut |done, total| {
+    );
+    let reports = run_facegan_eval(
+        &cfg,
+        &generators,
+        &nets,
+        &device,
+        t0.elapsed(),
+        &mut |event| match event {
+            EvalEvent::Loaded {
+                name,
+                inputs,
+                faces,
+                groups,
+                size,
+            } => {
+                bar.reset();
+                eprintln!("{name}: {inputs} inputs ({faces} faces loaded), {groups} age groups at {size}px");
+            }
+            EvalEvent::Skipped { file, why } => eprintln!("skipped {file}: {why}"),
+            EvalEvent::Progress { done, total } => {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
-            },
-        )?;
-        bar.finish_and_clear();
-        let pool = match &ref_dir {
-            Some(d) => format!(
-                "UTKFace test split of {} (at most {} per group, seeded; as many others for the random-real picks)",
-                d.display(),
-                a.ref_per_group
-            ),
-            None => "the evaluated photos themselves (other subjects for the random-real baseline)"
-                .into(),
-        };
-        let settings = serde_json::json!({
-            "data": data.name,
-            "model": models
-                .iter()
-                .map(|(n, p)| format!("{n}: {}", p.display()))
-                .collect::<Vec<_>>()
-                .join("; "),
-            "image size": size,
-            "seed": a.seed,
-            "limit": a.limit.map_or("all".to_string(), |l| l.to_string()),
-            "reference pool": pool,
-            "face networks": a.weights.display().to_string(),
-            "photos skipped": data.skipped.len(),
-        });
-        let mut notes = facegan_notes(size);
-        notes += "\n";
-        notes += &age_judge_note(nets.age_gender_missing.as_deref());
-        if !data.skipped.is_empty() {
-            notes += "\n\nSkipped photos:\n";
-            for (file, why) in &data.skipped {
-                notes += &format!("\n- `{file}`: {why}");
+                if done == total {
+                    bar.finish_and_clear();
+                }
             }
-        }
-        // Loading the networks and the reference faces counts in the first
-        // report's wall time.
-        let wall = (t1.elapsed() + if k == 0 { setup } else { Default::default() }).as_secs_f64();
-        write_report(&out, "FaceGAN evaluation", &result, settings, &notes, wall)?;
-        for r in result.rows.iter().filter(|r| r.group.is_overall()) {
+        },
+    )?;
+    bar.finish_and_clear();
+    for report in &reports {
+        for r in report.result.rows.iter().filter(|r| r.group.is_overall()) {
             let judged = match (r.judge_age_accuracy, r.judge_age_mae) {
                 (Some(acc), Some(mae)) => format!(" (face-api: acc {acc:.3}, MAE {mae:.2})"),
                 _ => String::new(),
@@ -301,10 +227,11 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
             );
         }
         eprintln!(
-            "{} inputs x {} groups in {wall:.1} s: {}",
-            result.n_inputs,
-            bins.len(),
-            out.join("report.md").display()
+            "{} inputs x {} groups in {:.1} s: {}",
+            report.result.n_inputs,
+            report.result.groups.len(),
+            report.wall_s,
+            report.out.join("report.md").display()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -347,7 +274,7 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     super::check_out_dir(&a.out)?;
     let device = a.device.open()?;
-    let (g, _) = agesynth_train::cstylegan::load_generator(&a.model, &device)
+    let (g, _) = agesynth_cstylegan::load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;
     let bins = g.config().bins()?;
     let size = g.config().image_size as u32;
