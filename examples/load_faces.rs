@@ -1,15 +1,16 @@
 //! Loads a face dataset the way a trainer does: decode once into the
-//! memory-mapped cache, then stream age-balanced, augmented batches through the
-//! prefetching loader, and report what came out and how fast.
+//! memory-mapped cache, hold the faces in memory at the training size, then
+//! draw shuffled, flipped batches in a resumable order, and report what came
+//! out and how fast.
 //!
 //! ```sh
 //! cargo run --release --example load_faces -- ../shared/data/utkface 64
 //! ```
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{path::PathBuf, time::Instant};
 
-use agesynth::core::AgeBins;
-use agesynth::data::{sampler::Order, stats::AnyDataset, BatchLoader, DecodedCache, LoaderConfig};
+use agesynth::core::{candle_core::Device, AgeBins};
+use agesynth::data::{stats::AnyDataset, DataOrder, DecodedCache, RealFaces};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -48,21 +49,20 @@ fn main() -> anyhow::Result<()> {
     );
 
     let bins = AgeBins::default();
-    let loader = BatchLoader::all(
-        Arc::new(cache),
-        LoaderConfig {
-            batch_size: 64,
-            image_size: size,
-            order: Order::Balanced,
-            bins: bins.clone(),
-            ..Default::default()
-        },
-    )?;
+    let t = Instant::now();
+    let faces = RealFaces::load(&cache, size, &bins, None)?;
+    println!(
+        "{} faces in memory ({} skipped) in {:.1} s",
+        faces.len(),
+        faces.skipped().len(),
+        t.elapsed().as_secs_f64()
+    );
+    let mut order = DataOrder::new(faces.len(), 0);
     let t = Instant::now();
     let mut per_group = vec![0usize; bins.len()];
     let mut images = 0;
-    for batch in loader.epoch(0).take(100) {
-        let batch = batch?;
+    for step in 0..100 {
+        let batch = faces.next_batch(&mut order, 64, true, step, &Device::Cpu)?;
         images += batch.len();
         for g in &batch.groups {
             per_group[g.index()] += 1;

@@ -19,13 +19,14 @@
 //! | [`eval`] | `agesynth-eval` | metrics of generators, baselines, reports and plots |
 //!
 //! ```no_run
-//! use std::sync::Arc;
-//! use agesynth::data::{BatchLoader, LoaderConfig, UtkFace};
+//! use agesynth::core::{candle_core::Device, AgeBins};
+//! use agesynth::data::{DataOrder, RealFaces, UtkFace};
 //!
 //! let faces = UtkFace::open("../shared/data/utkface")?;
-//! let loader = BatchLoader::all(Arc::new(faces), LoaderConfig { image_size: 64, ..Default::default() })?;
-//! for batch in loader.epoch(0).take(2) {
-//!     let batch = batch?;
+//! let faces = RealFaces::load(&faces, 64, &AgeBins::default(), None)?;
+//! let mut order = DataOrder::new(faces.len(), 0);
+//! for step in 0..2 {
+//!     let batch = faces.next_batch(&mut order, 16, true, step, &Device::Cpu)?;
 //!     println!("{:?} ages {:?}", batch.images.dims(), &batch.ages[..4]);
 //! }
 //! # Ok::<(), agesynth::core::Error>(())

@@ -5,21 +5,23 @@
 //!   data folder is present, else generated JPEGs of the same size);
 //! - `cache/64`: the same faces read from the memory-mapped decoded cache
 //!   and normalised;
-//! - `loader/cache64`: whole batches of 64 (shuffled, flipped, as tensors)
-//!   from the cache through the prefetching [`BatchLoader`].
+//! - `memory/batch64`: whole training batches of 64 (shuffled, flipped, as
+//!   tensors) from faces held in memory ([`RealFaces`], loaded once from the
+//!   cache), the trainers' data path.
 //!
 //! Targets: ≥ 1,000 faces/s decoded to 64×64, ≥ 20,000 faces/s from the
 //! cache. Results go in BENCHMARKS.md.
 
 use std::{path::Path, sync::Arc};
 
+use agesynth_core::AgeBins;
 use agesynth_core::{FaceDataset, FaceImage, FaceMeta, Result};
 use agesynth_data::{
-    sampler::Order,
     testing::{shared_data_dir, synthetic_face, write_jpeg},
     transform::normalise_into,
-    Augment, BatchLoader, DecodedCache, LoaderConfig, UtkFace,
+    DataOrder, DecodedCache, RealFaces, UtkFace,
 };
+use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rayon::prelude::*;
 
@@ -128,30 +130,25 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    let loader = BatchLoader::all(
-        cache.clone(),
-        LoaderConfig {
-            batch_size: 64,
-            image_size: 64,
-            order: Order::Shuffled,
-            augment: Augment::default(),
-            drop_last: true,
-            seed: 1,
-            prefetch: 2,
-            threads: THREADS,
-            ..LoaderConfig::default()
-        },
-    )
-    .unwrap();
-    let per_epoch = (loader.batches_per_epoch() * 64) as u64;
-    let mut g = c.benchmark_group("loader");
+    let bins = AgeBins::default();
+    let faces = RealFaces::load(cache.as_ref(), 64, &bins, None).unwrap();
+    let mut order = DataOrder::new(faces.len(), 1);
+    let batches = faces.len() / 64;
+    let mut g = c.benchmark_group("memory");
     g.sample_size(20);
-    g.throughput(Throughput::Elements(per_epoch));
-    let mut epoch = 0;
-    g.bench_function("cache64", |b| {
+    g.throughput(Throughput::Elements((batches * 64) as u64));
+    let mut step = 0u64;
+    g.bench_function("batch64", |b| {
         b.iter(|| {
-            epoch += 1;
-            loader.epoch(epoch).map(|b| b.unwrap().len()).sum::<usize>()
+            (0..batches)
+                .map(|_| {
+                    step += 1;
+                    let batch = faces
+                        .next_batch(&mut order, 64, true, step, &Device::Cpu)
+                        .unwrap();
+                    batch.len()
+                })
+                .sum::<usize>()
         })
     });
     g.finish();

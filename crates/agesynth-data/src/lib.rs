@@ -15,12 +15,13 @@
 //!     `file,age`.
 //! - Image operations ([`transform`]): decoding JPEG and PNG with a guard
 //!   against decompression bombs, area-filtered downscaling, centre crops,
-//!   flips and normalisation to `[-1, 1]`, and seeded augmentation.
-//! - Deterministic train/validation/test [`split`]s (FG-NET by subject) and
-//!   [`sampler`]s (shuffled or balanced over age groups).
-//! - A [`BatchLoader`] that decodes in parallel and prefetches batches on a
-//!   background thread with bounded memory.
+//!   flips and normalisation to `[-1, 1]`.
+//! - Deterministic train/validation/test [`split`]s (FG-NET by subject).
 //! - A memory-mapped [`DecodedCache`] of faces at a training resolution.
+//! - The trainers' one data path ([`memory`]): [`RealFaces`] held in memory
+//!   at the training size (decoded in parallel once) and a resumable
+//!   [`DataOrder`]; batches and flips derive from `(seed, step)` through
+//!   [`seeded`] streams, so a resumed run repeats them.
 //! - [`draw`]: the one bitmap font, sample grids, captioned strips and
 //!   atomic PNG output that every picture agesynth writes goes through.
 //! - [`stats`]: what a dataset folder holds, for `agesynth data stats`.
@@ -33,8 +34,8 @@ pub mod cache;
 pub mod csv_folder;
 pub mod draw;
 pub mod fgnet;
-pub mod loader;
-pub mod sampler;
+pub mod memory;
+pub mod seeded;
 pub mod split;
 pub mod stats;
 pub mod testing;
@@ -47,9 +48,9 @@ pub use agesynth_core::{Error, Result};
 pub use cache::DecodedCache;
 pub use csv_folder::CsvFolder;
 pub use fgnet::FgNet;
-pub use loader::{BatchLoader, LoaderConfig};
+pub use memory::{DataOrder, RealFaces};
 pub use scan::Skipped;
 pub use split::{Split, SplitFractions};
 pub use stats::{DatasetKind, DatasetStats};
-pub use transform::{Augment, DecodeLimits};
+pub use transform::DecodeLimits;
 pub use utkface::UtkFace;

@@ -8,8 +8,6 @@
 use std::{io::Cursor, path::Path};
 
 use agesynth_core::{Error, FaceImage, Result};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// Limits that guard decoding against decompression bombs and absurd files.
@@ -381,66 +379,6 @@ pub fn normalise_into(img: &FaceImage, out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-/// Random training augmentation, drawn per sample from a seed.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Augment {
-    /// Mirror the face with probability 1/2.
-    pub hflip: bool,
-    /// Shift the face by up to this fraction of the image size in each
-    /// direction (edge pixels repeated); 0 for none.
-    pub max_shift: f32,
-}
-
-impl Default for Augment {
-    /// Flips only: faces are already aligned, so shifts are off by default.
-    fn default() -> Self {
-        Augment {
-            hflip: true,
-            max_shift: 0.0,
-        }
-    }
-}
-
-impl Augment {
-    /// No augmentation at all (for evaluation).
-    pub fn none() -> Self {
-        Augment {
-            hflip: false,
-            max_shift: 0.0,
-        }
-    }
-
-    /// True when this augmentation never changes an image.
-    pub fn is_identity(&self) -> bool {
-        !self.hflip && self.max_shift <= 0.0
-    }
-
-    /// Applies the augmentation drawn for `seed` (the same seed always gives
-    /// the same result, whatever thread runs it).
-    pub fn apply(&self, img: &FaceImage, seed: u64) -> FaceImage {
-        if self.is_identity() {
-            return img.clone();
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let flip = self.hflip && rng.random_bool(0.5);
-        let max = (self.max_shift.clamp(0.0, 0.5) * img.width().min(img.height()) as f32) as i64;
-        let (dx, dy) = if max > 0 {
-            (rng.random_range(-max..=max), rng.random_range(-max..=max))
-        } else {
-            (0, 0)
-        };
-        let img = if flip {
-            flip_horizontal(img)
-        } else {
-            img.clone()
-        };
-        if dx == 0 && dy == 0 {
-            return img;
-        }
-        shift(&img, dx, dy)
-    }
-}
-
 /// The image moved by (`dx`, `dy`) pixels, edge pixels repeated into the gap.
 pub fn shift(img: &FaceImage, dx: i64, dy: i64) -> FaceImage {
     let (w, h) = (img.width() as i64, img.height() as i64);
@@ -541,30 +479,5 @@ mod tests {
         assert!(out.iter().zip(&core).all(|(a, b)| (a - b).abs() < 1e-6));
         assert!(out.iter().all(|v| (-1.0..=1.0).contains(v)));
         assert!(normalise_into(&img, &mut out[1..]).is_err());
-    }
-
-    #[test]
-    fn augmentation_is_a_function_of_the_seed() {
-        let img = synthetic_face(32, 32, 5);
-        let aug = Augment {
-            hflip: true,
-            max_shift: 0.1,
-        };
-        let outs: Vec<FaceImage> = (0..16)
-            .map(|s| aug.apply(&img, mix_seed(7, s, 0)))
-            .collect();
-        let again: Vec<FaceImage> = (0..16)
-            .map(|s| aug.apply(&img, mix_seed(7, s, 0)))
-            .collect();
-        assert_eq!(outs, again);
-        // Several distinct results across seeds: flips and shifts happen.
-        let distinct = outs
-            .iter()
-            .enumerate()
-            .filter(|(i, o)| outs[..*i].iter().all(|p| p != *o))
-            .count();
-        assert!(distinct > 4, "only {distinct} distinct augmentations");
-        assert_eq!(Augment::none().apply(&img, 3), img);
-        assert_ne!(mix_seed(1, 2, 3), mix_seed(1, 3, 2));
     }
 }

@@ -1,19 +1,19 @@
-//! Datasets, splits, the loader and the cache over folders generated on the
-//! fly.
+//! Datasets, splits, the cache and the in-memory training path over folders
+//! generated on the fly.
 
 use image::ImageEncoder;
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
 use agesynth_core::{
     geometry::{FaceTemplate, Similarity},
-    FaceDataset, Gender,
+    AgeBins, FaceDataset, Gender,
 };
 use agesynth_data::{
-    sampler::Order,
     testing::{synthetic_face, write_grey_jpeg, write_jpeg, write_png},
-    Augment, BatchLoader, CsvFolder, DatasetKind, DatasetStats, DecodedCache, FgNet, LoaderConfig,
-    Split, SplitFractions, UtkFace,
+    CsvFolder, DataOrder, DatasetKind, DatasetStats, DecodedCache, FgNet, RealFaces, Split,
+    SplitFractions, UtkFace,
 };
+use candle_core::Device;
 
 fn utk_folder(dir: &Path) {
     let names = [
@@ -262,106 +262,6 @@ fn csv_folder_reads_labels_and_reports_bad_rows() {
     assert_eq!(ds.len(), 2);
 }
 
-fn loader_over(ds: Arc<dyn FaceDataset>, threads: usize, order: Order) -> BatchLoader {
-    BatchLoader::all(
-        ds,
-        LoaderConfig {
-            batch_size: 4,
-            image_size: 32,
-            order,
-            augment: Augment {
-                hflip: true,
-                max_shift: 0.1,
-            },
-            drop_last: false,
-            seed: 11,
-            prefetch: 2,
-            threads,
-            ..LoaderConfig::default()
-        },
-    )
-    .unwrap()
-}
-
-fn epoch_bytes(l: &BatchLoader, epoch: u64) -> Vec<(Vec<f32>, Vec<f32>)> {
-    l.epoch(epoch)
-        .map(|b| {
-            let b = b.unwrap();
-            (
-                b.images.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-                b.ages,
-            )
-        })
-        .collect()
-}
-
-#[test]
-fn loader_is_deterministic_across_thread_counts() {
-    let dir = tempfile::tempdir().unwrap();
-    utk_folder(dir.path());
-    let ds: Arc<dyn FaceDataset> = Arc::new(UtkFace::open(dir.path()).unwrap());
-    let one = loader_over(ds.clone(), 1, Order::Shuffled);
-    let two = loader_over(ds.clone(), 2, Order::Shuffled);
-    assert_eq!(one.batches_per_epoch(), 3);
-    let a = epoch_bytes(&one, 0);
-    assert_eq!(a.len(), 3);
-    assert_eq!(a[2].1.len(), 1, "last partial batch kept");
-    assert_eq!(a, epoch_bytes(&two, 0));
-    assert_eq!(a, epoch_bytes(&one, 0));
-    assert_ne!(a, epoch_bytes(&one, 1));
-    // Without prefetching, batch by batch, the same.
-    assert_eq!(one.batch(0, 1).unwrap().ages, a[1].1);
-    // Values in [-1, 1].
-    assert!(a
-        .iter()
-        .flat_map(|b| &b.0)
-        .all(|v| (-1.0..=1.0).contains(v)));
-    // Balanced order: every non-empty group equally often.
-    let bal = loader_over(ds, 2, Order::Balanced);
-    let ages: Vec<f32> = epoch_bytes(&bal, 0).into_iter().flat_map(|b| b.1).collect();
-    assert_eq!(ages.len(), 9);
-    let bins = agesynth_core::AgeBins::default();
-    let mut per = [0usize; 6];
-    for a in ages {
-        per[bins.group(a).unwrap().0] += 1;
-    }
-    // Groups 0, 2, 3, 5 are present: 9 draws -> 2 or 3 each.
-    assert!(
-        [0, 2, 3, 5].iter().all(|&g| (2..=3).contains(&per[g])),
-        "{per:?}"
-    );
-}
-
-#[test]
-fn loader_stops_early_and_reports_bad_files() {
-    let dir = tempfile::tempdir().unwrap();
-    utk_folder(dir.path());
-    std::fs::write(
-        dir.path().join("40_0_0_20170109150557399.jpg.chip.jpg"),
-        b"",
-    )
-    .unwrap();
-    let ds: Arc<dyn FaceDataset> = Arc::new(UtkFace::open(dir.path()).unwrap());
-    let l = loader_over(ds, 2, Order::Sequential);
-    // Dropping an epoch after one batch stops its thread.
-    let mut it = l.epoch(0);
-    assert!(it.next().unwrap().is_ok());
-    drop(it);
-    let results: Vec<_> = l.epoch(0).collect();
-    let err = results
-        .iter()
-        .find_map(|r| r.as_ref().err())
-        .expect("an error");
-    assert!(
-        err.to_string().contains("40_0_0_20170109150557399"),
-        "{err}"
-    );
-    assert!(
-        results.last().unwrap().is_err(),
-        "the epoch ends at the error"
-    );
-}
-
 #[test]
 fn cache_round_trips_and_detects_staleness() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,9 +296,28 @@ fn cache_round_trips_and_detects_staleness() {
     let (cache, built) = DecodedCache::open_or_build(&ds, 32, &path, "other framing", 2).unwrap();
     assert!(built);
     assert_eq!(cache.load(2, 32).unwrap(), ds.load(2, 32).unwrap());
-    // The cache is a dataset for the loader.
-    let l = loader_over(Arc::new(cache), 2, Order::Shuffled);
-    assert_eq!(l.epoch(0).count(), 3);
+    // The cache is a dataset for the trainers' data path, and the faces it
+    // gives are the decoded ones; batches repeat after a save and restore of
+    // the order (a resumed run sees the same batches).
+    let bins = AgeBins::default();
+    let mem = RealFaces::load(&cache, 32, &bins, None).unwrap();
+    assert_eq!(mem.len() + mem.skipped().len(), ds.len());
+    let mut order = DataOrder::new(mem.len(), 5);
+    let first = mem
+        .next_batch(&mut order, 2, true, 1, &Device::Cpu)
+        .unwrap();
+    let saved = serde_json::to_string(&order).unwrap();
+    let a = mem
+        .next_batch(&mut order, 3, true, 2, &Device::Cpu)
+        .unwrap();
+    let mut resumed: DataOrder = serde_json::from_str(&saved).unwrap();
+    let b = mem
+        .next_batch(&mut resumed, 3, true, 2, &Device::Cpu)
+        .unwrap();
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(flat(&a.images), flat(&b.images));
+    assert_eq!(a.ages, b.ages);
+    assert_eq!(first.len(), 2);
     // No temporary files left behind.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
         .unwrap()

@@ -8,29 +8,11 @@
 //! went straight through or was resumed.
 
 use candle_core::{Device, Shape, Tensor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use crate::Result;
 
-/// A hash of a stream name (FNV-1a), to key independent streams.
-fn stream_id(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// The generator of stream `stream` at `step` for a run seeded with `seed`.
-pub fn step_rng(seed: u64, stream: &str, step: u64) -> ChaCha8Rng {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    key[8..16].copy_from_slice(&stream_id(stream).to_le_bytes());
-    key[16..24].copy_from_slice(&step.to_le_bytes());
-    ChaCha8Rng::from_seed(key)
-}
+pub use agesynth_data::seeded::step_rng;
 
 /// One standard normal draw (Box–Muller).
 pub fn normal(rng: &mut impl Rng) -> f32 {
