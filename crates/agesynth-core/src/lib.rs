@@ -46,7 +46,8 @@ pub use dataset::{FaceDataset, FaceImage, FaceMeta, Gender};
 pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use traits::{
-    AgeClassifier, AgeEstimator, AgeGenerator, ConditionalDiscriminator, FaceEmbedder,
+    AgeClassifier, AgeEstimator, AgeGenerator, ConditionalDiscriminator, DiscriminatorOutput,
+    FaceEmbedder,
 };
 
 /// Re-export of the tensor library every public signature of agesynth uses.

@@ -29,7 +29,20 @@ pub trait AgeGenerator: Send + Sync {
     fn image_size(&self) -> usize;
 }
 
-/// A discriminator conditioned on the age group the image claims to show.
+/// What a discriminator says of a batch: realness logits and, for one with
+/// an auxiliary age head, its age-group logits.
+#[derive(Clone, Debug)]
+pub struct DiscriminatorOutput {
+    /// Raw (pre-sigmoid) realness scores: `(N,)` for a global discriminator
+    /// or `(N, 1, h, w)` for a patch one.
+    pub logits: Tensor,
+    /// Age-group logits `(N, G)` of an auxiliary head, if there is one.
+    pub class_logits: Option<Tensor>,
+}
+
+/// A discriminator conditioned on the age group the image claims to show:
+/// what a GAN trainer needs of it, so that a trainer can hold any
+/// discriminator as `Box<dyn ConditionalDiscriminator>`.
 pub trait ConditionalDiscriminator: Send + Sync {
     /// Raw (pre-sigmoid) realness scores of `images` as faces of `groups`:
     /// `(N,)` for a global discriminator or `(N, 1, h, w)` for a patch one.
@@ -37,6 +50,34 @@ pub trait ConditionalDiscriminator: Send + Sync {
 
     /// The age groups it is conditioned on.
     fn age_bins(&self) -> &AgeBins;
+
+    /// The realness logits and the auxiliary age head's logits, in one
+    /// pass. The default has no age head.
+    fn judge(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<DiscriminatorOutput> {
+        Ok(DiscriminatorOutput {
+            logits: self.logits(images, groups)?,
+            class_logits: None,
+        })
+    }
+
+    /// The logits and their directional derivative along `tangent` (the
+    /// shape of `images`) by forward-mode differentiation, both
+    /// differentiable in the weights: what an exact R1 penalty needs (candle
+    /// has no double backward). The default says the discriminator has none,
+    /// so a trainer with R1 switched on refuses it with that message.
+    fn logits_jvp(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        groups: &[AgeGroup],
+    ) -> Result<(Tensor, Tensor)> {
+        let _ = (images, tangent, groups);
+        Err(crate::Error::InvalidInput(
+            "this discriminator has no forward-mode derivative (logits_jvp): R1 needs one; \
+             switch R1 off (r1_gamma 0) or implement it"
+                .into(),
+        ))
+    }
 }
 
 /// A face-recognition network: faces to identity embeddings.
@@ -98,6 +139,17 @@ forward_impls!(ConditionalDiscriminator {
     }
     fn age_bins(&self) -> &AgeBins {
         (**self).age_bins()
+    }
+    fn judge(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<DiscriminatorOutput> {
+        (**self).judge(images, groups)
+    }
+    fn logits_jvp(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        groups: &[AgeGroup],
+    ) -> Result<(Tensor, Tensor)> {
+        (**self).logits_jvp(images, tangent, groups)
     }
 });
 

@@ -272,4 +272,13 @@ impl ConditionalDiscriminator for Discriminator {
     fn age_bins(&self) -> &AgeBins {
         &self.bins
     }
+
+    fn logits_jvp(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        groups: &[AgeGroup],
+    ) -> Result<(Tensor, Tensor)> {
+        self.forward_jvp(images, tangent, groups)
+    }
 }

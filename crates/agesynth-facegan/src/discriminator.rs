@@ -32,14 +32,10 @@ pub struct Discriminator {
     classes: Option<Linear>,
 }
 
-/// What one pass of the [`Discriminator`] gives.
-#[derive(Clone, Debug)]
-pub struct DiscriminatorOutput {
-    /// Per-patch realness logits `(N, 1, p, p)`, conditioned on the groups.
-    pub logits: Tensor,
-    /// Age-group logits `(N, G)` of the auxiliary head, if the config has it.
-    pub class_logits: Option<Tensor>,
-}
+/// What one pass of the [`Discriminator`] gives: per-patch realness logits
+/// `(N, 1, p, p)` and the auxiliary head's age-group logits, if the config
+/// has it (the shared type of `agesynth-core`).
+pub use agesynth_core::DiscriminatorOutput;
 
 impl Discriminator {
     /// Builds the discriminator, reading or initialising its weights from
@@ -180,5 +176,18 @@ impl ConditionalDiscriminator for Discriminator {
 
     fn age_bins(&self) -> &AgeBins {
         &self.bins
+    }
+
+    fn judge(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<DiscriminatorOutput> {
+        self.forward(images, groups)
+    }
+
+    fn logits_jvp(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        groups: &[AgeGroup],
+    ) -> Result<(Tensor, Tensor)> {
+        self.forward_jvp(images, tangent, groups)
     }
 }

@@ -4,12 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use agesynth_core::geometry::{FivePoints, Similarity};
-use agesynth_core::{AgeBins, AgeEstimator, AgeGroup, FaceImage};
+use agesynth_core::{AgeBins, AgeEstimator, AgeGenerator, AgeGroup, FaceImage};
 use agesynth_data::transform::{resize, DecodeLimits};
 use agesynth_face::align::{self, ChipSpec};
 use agesynth_face::detect::{Face, Mtcnn, MtcnnConfig};
 use agesynth_face::{AgeConfig, DlibAgeEstimator};
-use agesynth_facegan::Generator;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
@@ -55,17 +54,29 @@ pub fn format_age(age: f32) -> String {
 }
 
 /// Ages UTKFace-framed face chips with a FaceGAN generator.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FaceAger {
-    generator: Generator,
+    generator: std::sync::Arc<dyn AgeGenerator>,
     bins: AgeBins,
     device: Device,
 }
 
+impl std::fmt::Debug for FaceAger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceAger")
+            .field("image_size", &self.generator.image_size())
+            .field("bins", &self.bins)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
 impl FaceAger {
-    /// Wraps a generator whose weights live on `device`.
-    pub fn new(generator: Generator, device: &Device) -> Result<Self> {
-        let bins = generator.config().bins()?;
+    /// Wraps a generator (any image-to-image [`AgeGenerator`]: FaceGAN's
+    /// U-Net or one of your own) whose weights live on `device`.
+    pub fn new(generator: impl AgeGenerator + 'static, device: &Device) -> Result<Self> {
+        let generator: std::sync::Arc<dyn AgeGenerator> = std::sync::Arc::new(generator);
+        let bins = generator.age_bins().clone();
         Ok(FaceAger {
             generator,
             bins,
@@ -99,8 +110,8 @@ impl FaceAger {
     }
 
     /// The generator.
-    pub fn generator(&self) -> &Generator {
-        &self.generator
+    pub fn generator(&self) -> &dyn AgeGenerator {
+        self.generator.as_ref()
     }
 
     /// The generator's age groups.
@@ -110,7 +121,7 @@ impl FaceAger {
 
     /// Side of the chips the generator takes and makes.
     pub fn chip_size(&self) -> u32 {
-        self.generator.config().image_size as u32
+        self.generator.image_size() as u32
     }
 
     /// How faces are framed for the generator: UTKFace's framing (dlib
@@ -190,7 +201,7 @@ impl FaceAger {
             .zip(groups.chunks(GENERATOR_CHUNK))
         {
             let x = Tensor::cat(xs, 0)?;
-            let y = self.generator.forward(&x, gs)?;
+            let y = self.generator.generate(&x, gs)?;
             // NaN or infinite values (damaged weights) are no picture.
             agesynth_core::io::ensure_finite_output(&y, "the FaceGAN generator")?;
             // (N, 3, S, S) in (-1, 1) -> (N, S, S, 3) in [0, 255].

@@ -28,7 +28,10 @@
 use crate::checkpoint::CheckpointRestore;
 use std::{path::Path, sync::Arc};
 
-use agesynth_core::{AgeBins, AgeClassifier, AgeGroup, FaceEmbedder, FaceImage};
+use agesynth_core::{
+    AgeBins, AgeClassifier, AgeGenerator, AgeGroup, ConditionalDiscriminator, FaceEmbedder,
+    FaceImage,
+};
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
@@ -38,7 +41,7 @@ use agesynth_losses::{
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarMap;
+use candle_nn::{VarBuilder, VarMap};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -391,9 +394,9 @@ pub struct FaceGanTask {
     g_vars: VarMap,
     d_vars: VarMap,
     ema_vars: VarMap,
-    g: Generator,
-    g_ema: Generator,
-    d: Discriminator,
+    g: Box<dyn AgeGenerator>,
+    g_ema: Box<dyn AgeGenerator>,
+    d: Box<dyn ConditionalDiscriminator>,
     opt_g: Adam,
     opt_d: Adam,
     real: Option<Arc<RealFaces>>,
@@ -521,6 +524,80 @@ pub fn facegan_objective(
     Objective::new(terms)
 }
 
+/// The networks a FaceGAN task trains, through the traits: a generator, its
+/// exponential moving average (same architecture, its own variables), and a
+/// conditional discriminator, each with the `VarMap` holding its weights.
+/// [`FaceGanModels::from_config`] builds the U-Net and PatchGAN of
+/// `agesynth-facegan`; [`FaceGanModels::build`] any other pair.
+pub struct FaceGanModels {
+    /// The generator (live weights).
+    pub generator: Box<dyn AgeGenerator>,
+    /// Its variables (what the optimiser updates).
+    pub generator_vars: VarMap,
+    /// The generator's EMA.
+    pub generator_ema: Box<dyn AgeGenerator>,
+    /// The EMA's variables.
+    pub ema_vars: VarMap,
+    /// The discriminator. Its [`judge`](ConditionalDiscriminator::judge)
+    /// gives the age head's logits when it has one; R1 needs its
+    /// [`logits_jvp`](ConditionalDiscriminator::logits_jvp).
+    pub discriminator: Box<dyn ConditionalDiscriminator>,
+    /// Its variables.
+    pub discriminator_vars: VarMap,
+}
+
+/// Builds a model into `vars` through a seeded `VarBuilder`.
+pub type ModelBuilder<'a, M> = dyn Fn(VarBuilder<'static>) -> agesynth_core::Result<M> + 'a;
+
+impl FaceGanModels {
+    /// Any generator and discriminator: `generator` is called twice (the
+    /// live generator and its EMA, which starts as a copy), `discriminator`
+    /// once, each with a `VarBuilder` seeded from `seed` on `device`.
+    pub fn build(
+        generator: &ModelBuilder<'_, Box<dyn AgeGenerator>>,
+        discriminator: &ModelBuilder<'_, Box<dyn ConditionalDiscriminator>>,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let (generator_vars, ema_vars, discriminator_vars) =
+            (VarMap::new(), VarMap::new(), VarMap::new());
+        let g = generator(seeded_var_builder(
+            &generator_vars,
+            seed,
+            DType::F32,
+            device,
+        ))?;
+        let g_ema = generator(seeded_var_builder(&ema_vars, seed, DType::F32, device))?;
+        copy_vars(&ema_vars, &generator_vars)?;
+        let d = discriminator(seeded_var_builder(
+            &discriminator_vars,
+            seed.wrapping_add(1),
+            DType::F32,
+            device,
+        ))?;
+        Ok(FaceGanModels {
+            generator: g,
+            generator_vars,
+            generator_ema: g_ema,
+            ema_vars,
+            discriminator: d,
+            discriminator_vars,
+        })
+    }
+
+    /// The U-Net generator and PatchGAN discriminator of `agesynth-facegan`
+    /// that `cfg.model` describes, initialised from `cfg.seed`.
+    pub fn from_config(cfg: &FaceGanTrainConfig, device: &Device) -> Result<Self> {
+        let model = &cfg.model;
+        Self::build(
+            &|vb| Ok(Box::new(Generator::new(model, vb)?) as Box<dyn AgeGenerator>),
+            &|vb| Ok(Box::new(Discriminator::new(model, vb)?) as Box<dyn ConditionalDiscriminator>),
+            cfg.seed,
+            device,
+        )
+    }
+}
+
 /// One step's inputs: images, their own groups, the targets, and the
 /// synthetic target images.
 struct StepBatch {
@@ -549,9 +626,48 @@ impl FaceGanTask {
         device: &Device,
     ) -> Result<Self> {
         cfg.validate()?;
+        let models = FaceGanModels::from_config(&cfg, device)?;
+        Self::with_models(cfg, models, real, pairs, embedder, device)
+    }
+
+    /// A task training `models` (any generator and discriminator behind the
+    /// traits) with the run `cfg`: the config's `model` gives the image size
+    /// and age groups the models must share, and is written as the
+    /// generator's sidecar. Otherwise as [`FaceGanTask::new`].
+    pub fn with_models(
+        cfg: FaceGanTrainConfig,
+        models: FaceGanModels,
+        real: Option<Arc<RealFaces>>,
+        pairs: Option<Arc<SynthPairs>>,
+        embedder: Option<Box<dyn FaceEmbedder>>,
+        device: &Device,
+    ) -> Result<Self> {
+        cfg.validate()?;
         let bins = cfg.model.bins()?;
         let s = cfg.model.image_size;
         let cfg_err = |m: String| -> TrainError { agesynth_core::Error::Config(m).into() };
+        let FaceGanModels {
+            generator: g,
+            generator_vars: g_vars,
+            generator_ema: g_ema,
+            ema_vars,
+            discriminator: d,
+            discriminator_vars: d_vars,
+        } = models;
+        for (what, b, size) in [
+            ("generator", g.age_bins(), Some(g.image_size())),
+            ("generator EMA", g_ema.age_bins(), Some(g_ema.image_size())),
+            ("discriminator", d.age_bins(), None),
+        ] {
+            if b != &bins || size.is_some_and(|z| z != s) {
+                return Err(cfg_err(format!(
+                    "the {what} works with age bins {:?}{}, the run's config with {:?} at {s}x{s}",
+                    b.lower_bounds(),
+                    size.map(|z| format!(" at {z}x{z}")).unwrap_or_default(),
+                    bins.lower_bounds()
+                )));
+            }
+        }
         if cfg.real_per_step() > 0 {
             let r = real.as_ref().ok_or_else(|| {
                 cfg_err("the batch has real rows but no real faces were given".into())
@@ -584,20 +700,6 @@ impl FaceGanTask {
                 return Err(cfg_err("the synthetic-pairs set is empty".into()));
             }
         }
-        let (g_vars, d_vars, ema_vars) = (VarMap::new(), VarMap::new(), VarMap::new());
-        let g = Generator::new(
-            &cfg.model,
-            seeded_var_builder(&g_vars, cfg.seed, DType::F32, device),
-        )?;
-        let g_ema = Generator::new(
-            &cfg.model,
-            seeded_var_builder(&ema_vars, cfg.seed, DType::F32, device),
-        )?;
-        copy_vars(&ema_vars, &g_vars)?;
-        let d = Discriminator::new(
-            &cfg.model,
-            seeded_var_builder(&d_vars, cfg.seed.wrapping_add(1), DType::F32, device),
-        )?;
         let adam = |lr: f64| AdamConfig {
             lr,
             beta1: cfg.betas.0,
@@ -689,19 +791,19 @@ impl FaceGanTask {
     }
 
     /// The generator (live weights).
-    pub fn generator(&self) -> &Generator {
-        &self.g
+    pub fn generator(&self) -> &dyn AgeGenerator {
+        self.g.as_ref()
     }
 
     /// The exponential moving average of the generator: smoother than the
     /// live weights, and what [`export_ema`](Self::export_ema) ships.
-    pub fn generator_ema(&self) -> &Generator {
-        &self.g_ema
+    pub fn generator_ema(&self) -> &dyn AgeGenerator {
+        self.g_ema.as_ref()
     }
 
     /// The discriminator.
-    pub fn discriminator(&self) -> &Discriminator {
-        &self.d
+    pub fn discriminator(&self) -> &dyn ConditionalDiscriminator {
+        self.d.as_ref()
     }
 
     /// The generator's variables.
@@ -833,7 +935,7 @@ impl TrainTask for FaceGanTask {
 
         // One generator pass serves both steps: D sees it detached, and G's
         // weights do not change before G's own update.
-        let fake = self.g.forward(&inputs, &targets)?;
+        let fake = self.g.generate(&inputs, &targets)?;
 
         // D step: real faces (and optionally the synthetic targets) as real.
         let mut reals = Vec::new();
@@ -849,8 +951,8 @@ impl TrainTask for FaceGanTask {
             }
         }
         let real_images = Tensor::cat(&reals, 0)?;
-        let d_real = self.d.forward(&real_images, &real_groups)?;
-        let d_fake = self.d.forward(&fake.detach(), &targets)?;
+        let d_real = self.d.judge(&real_images, &real_groups)?;
+        let d_fake = self.d.judge(&fake.detach(), &targets)?;
         let mut d_loss = adv.d_loss(&d_real.logits, &d_fake.logits)?;
         losses.push(("d_adv".to_string(), value(&d_loss)?));
         metrics.push(("d_real".to_string(), value(&d_real.logits.mean_all()?)?));
@@ -864,7 +966,7 @@ impl TrainTask for FaceGanTask {
                 .iter()
                 .map(|s| AgeGroup((s.0 + rng.random_range(1..g)) % g))
                 .collect();
-            let out = self.d.forward(&inputs.narrow(0, 0, n_real)?, &wrong)?;
+            let out = self.d.judge(&inputs.narrow(0, 0, n_real)?, &wrong)?;
             let l = (adv.d_fake_loss(&out.logits)? * self.cfg.d_wrong_age)?;
             losses.push(("d_wrong_age".to_string(), value(&l)?));
             metrics.push(("d_wrong".to_string(), value(&out.logits.mean_all()?)?));
@@ -881,8 +983,8 @@ impl TrainTask for FaceGanTask {
         {
             let d = &self.d;
             let r1 = r1_penalty(
-                &|x: &Tensor| Ok(d.forward(x, &real_groups)?.logits),
-                &|x: &Tensor, t: &Tensor| Ok(d.forward_jvp(x, t, &real_groups)?.1),
+                &|x: &Tensor| d.logits(x, &real_groups),
+                &|x: &Tensor, t: &Tensor| Ok(d.logits_jvp(x, t, &real_groups)?.1),
                 &real_images,
             )?;
             losses.push(("r1".to_string(), r1.value as f32));
@@ -894,11 +996,11 @@ impl TrainTask for FaceGanTask {
         // G step: the objective's terms.
         let (d, g) = (&self.d, &self.g);
         let discriminator = |x: &Tensor, groups: &[AgeGroup]| -> Result<(Tensor, Option<Tensor>)> {
-            let o = d.forward(x, groups)?;
+            let o = d.judge(x, groups)?;
             Ok((o.logits, o.class_logits))
         };
         let generator =
-            |x: &Tensor, groups: &[AgeGroup]| -> Result<Tensor> { Ok(g.forward(x, groups)?) };
+            |x: &Tensor, groups: &[AgeGroup]| -> Result<Tensor> { Ok(g.generate(x, groups)?) };
         let (total, terms) = self.objective.evaluate(&GeneratorStep {
             inputs: &inputs,
             outputs: &fake,
@@ -995,7 +1097,7 @@ impl TrainTask for FaceGanTask {
         } else {
             return Ok(None);
         };
-        sample_grid(&self.g_ema, &inputs).map(Some)
+        sample_grid(self.g_ema.as_ref(), &inputs).map(Some)
     }
 }
 
@@ -1027,9 +1129,14 @@ fn age_spread_rows(face_groups: &[AgeGroup], rows: usize, groups: usize) -> Vec<
 
 /// A grid with one row per input of `inputs (n, 3, S, S)`: the input, then
 /// the generator's output at every age group (labelled on top).
-pub fn sample_grid(generator: &Generator, inputs: &Tensor) -> Result<FaceImage> {
-    let bins = generator.config().bins()?;
-    let all = generator.all_groups(inputs)?; // (n, G, 3, S, S)
+pub fn sample_grid(generator: &dyn AgeGenerator, inputs: &Tensor) -> Result<FaceImage> {
+    let bins = generator.age_bins().clone();
+    let n = inputs.dim(0)?;
+    let mut outs = Vec::with_capacity(bins.len());
+    for t in bins.groups() {
+        outs.push(generator.generate(inputs, &vec![t; n])?.unsqueeze(1)?);
+    }
+    let all = Tensor::cat(&outs, 1)?; // (n, G, 3, S, S)
     let (n, g, c, h, w) = all.dims5()?;
     let rows = Tensor::cat(&[&inputs.unsqueeze(1)?, &all], 1)?.clamp(-1f32, 1f32)?;
     let tiles = agesynth_core::batch::tensor_to_images(&rows.reshape((n * (g + 1), c, h, w))?)?;

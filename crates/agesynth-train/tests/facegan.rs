@@ -9,7 +9,7 @@
 
 use std::{path::Path, sync::Arc, time::Instant};
 
-use agesynth_core::{AgeBins, AgeGroup, FaceEmbedder, FaceImage};
+use agesynth_core::{AgeBins, AgeGenerator, AgeGroup, FaceEmbedder, FaceImage};
 use agesynth_facegan::{testing::RandomEmbedder, BottleneckAge, FaceGanConfig, Generator};
 use agesynth_losses::{IdentityLoss, Loss, LossInput};
 use agesynth_train::{
@@ -272,8 +272,8 @@ fn checkpoint_round_trip_and_exact_resume() {
     }
     let x = Tensor::from_vec(base_image(77), (1, 3, S, S), &dev).unwrap();
     let t = [AgeGroup(5)];
-    let ya = a.generator().forward(&x, &t).unwrap();
-    let yb = b2.generator().forward(&x, &t).unwrap();
+    let ya = a.generator().generate(&x, &t).unwrap();
+    let yb = b2.generator().generate(&x, &t).unwrap();
     let diff = |p: &Tensor, q: &Tensor| {
         (p - q)
             .unwrap()
@@ -288,8 +288,8 @@ fn checkpoint_round_trip_and_exact_resume() {
     assert!(d < 1e-6, "resumed weights differ by {d}");
 
     // The EMA resumes exactly too, and differs from the live weights.
-    let ea = a.generator_ema().forward(&x, &t).unwrap();
-    let eb = b2.generator_ema().forward(&x, &t).unwrap();
+    let ea = a.generator_ema().generate(&x, &t).unwrap();
+    let eb = b2.generator_ema().generate(&x, &t).unwrap();
     assert!(diff(&ea, &eb) < 1e-6, "resumed EMA differs");
     assert!(diff(&ea, &ya) > 0.0, "the EMA equals the live generator");
 
@@ -358,7 +358,7 @@ fn tiny_model_learns_a_synthetic_ageing_rule() {
 
 /// Mean absolute error of `g` on the rule over every (source ≠ target) of
 /// `test`'s identities, and that of copying the input.
-fn rule_error(g: &Generator, test: &SynthPairs) -> (f32, f32) {
+fn rule_error(g: &dyn AgeGenerator, test: &SynthPairs) -> (f32, f32) {
     let bins = AgeBins::default();
     let (mut err, mut copy, mut n) = (0f32, 0f32, 0f32);
     let mae = |u: &Tensor, v: &Tensor| {
@@ -380,7 +380,7 @@ fn rule_error(g: &Generator, test: &SynthPairs) -> (f32, f32) {
             let (a, b) = test
                 .pair_batch(&ids, &vec![s; ids.len()], &vec![t; ids.len()], &Device::Cpu)
                 .unwrap();
-            let out = g.forward(&a.images, &vec![t; ids.len()]).unwrap();
+            let out = g.generate(&a.images, &vec![t; ids.len()]).unwrap();
             err += mae(&out, &b.images);
             copy += mae(&a.images, &b.images);
             n += 1.0;
@@ -502,7 +502,7 @@ fn a_warm_start_takes_the_given_generator() {
     cfg.seed = 3;
     let mut dst = FaceGanTask::new(cfg, None, Some(pairs), None, &Device::Cpu).unwrap();
     let x = Tensor::from_vec(base_image(5), (1, 3, S, S), &Device::Cpu).unwrap();
-    let want = src.generator().forward(&x, &[AgeGroup(3)]).unwrap();
+    let want = src.generator().generate(&x, &[AgeGroup(3)]).unwrap();
     let diff = |a: &Tensor, b: &Tensor| {
         (a - b)
             .unwrap()
@@ -513,15 +513,23 @@ fn a_warm_start_takes_the_given_generator() {
             .to_scalar::<f32>()
             .unwrap()
     };
-    assert!(diff(&dst.generator().forward(&x, &[AgeGroup(3)]).unwrap(), &want) > 1e-4);
+    assert!(
+        diff(
+            &dst.generator().generate(&x, &[AgeGroup(3)]).unwrap(),
+            &want
+        ) > 1e-4
+    );
     dst.init_generator_from(src.generator_vars()).unwrap();
     assert_eq!(
-        diff(&dst.generator().forward(&x, &[AgeGroup(3)]).unwrap(), &want),
+        diff(
+            &dst.generator().generate(&x, &[AgeGroup(3)]).unwrap(),
+            &want
+        ),
         0.0
     );
     assert_eq!(
         diff(
-            &dst.generator_ema().forward(&x, &[AgeGroup(3)]).unwrap(),
+            &dst.generator_ema().generate(&x, &[AgeGroup(3)]).unwrap(),
             &want
         ),
         0.0
