@@ -25,7 +25,7 @@ use agesynth_cstylegan::{
     copy_vars, ema_decay, ema_update, seeded_var_builder, trainable_vars, CStyleGanConfig,
     Discriminator, GenerateOptions, Generator, Noise, StyleMix,
 };
-use agesynth_losses::{r1_penalty, AdversarialLoss};
+use agesynth_losses::AdversarialLoss;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rand::Rng;
@@ -36,6 +36,7 @@ use crate::{
     data::{DataOrder, RealFaces},
     optim::{Adam, AdamConfig, ParamGroup},
     params,
+    phase::LazyR1,
     rng::{randn, step_rng},
     trainer::{StepReport, TrainTask},
     Result, TrainError,
@@ -178,11 +179,11 @@ impl CStyleGanTask {
         )?;
         // Lazy regularisation (StyleGAN2): with R1 every k steps, D's
         // updates are scaled by c = k/(k+1) in lr and as an exponent of β.
-        let c = if cfg.r1_every > 0 {
-            cfg.r1_every as f64 / (cfg.r1_every as f64 + 1.0)
-        } else {
-            1.0
-        };
+        let c = LazyR1 {
+            gamma: cfg.r1_gamma,
+            every: cfg.r1_every,
+        }
+        .adam_ratio();
         let opt_d = Adam::new(
             vec![ParamGroup {
                 name: "discriminator".into(),
@@ -296,20 +297,13 @@ impl TrainTask for CStyleGanTask {
             ),
         ];
         let mut total = d_loss;
-        if self.cfg.r1_every > 0
-            && self.cfg.r1_gamma > 0.0
-            && step.is_multiple_of(self.cfg.r1_every)
-        {
-            let d = &self.d;
-            let groups_real = real.groups.clone();
-            let r1 = r1_penalty(
-                &|x: &Tensor| d.forward(x, &groups_real),
-                &|x: &Tensor, t: &Tensor| Ok(d.forward_jvp(x, t, &groups_real)?.1),
-                &real.images,
-            )?;
-            losses.push(("r1".to_string(), r1.value as f32));
-            let w = self.cfg.r1_gamma / 2.0 * self.cfg.r1_every as f64;
-            total = (total + (r1.loss * w)?)?;
+        let r1 = LazyR1 {
+            gamma: self.cfg.r1_gamma,
+            every: self.cfg.r1_every,
+        };
+        if let Some((penalty, v)) = r1.run(step, &self.d, &real.images, &real.groups)? {
+            losses.push(("r1".to_string(), v));
+            total = (total + penalty)?;
         }
         self.opt_d.backward_step(&total)?;
 

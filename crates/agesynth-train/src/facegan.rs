@@ -35,7 +35,7 @@ use agesynth_core::{
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
-    age::cross_entropy, r1_penalty, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
+    age::cross_entropy, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
     EmbeddingDistance, GeneratorAdversarial, Reconstruction, ReconstructionLoss,
     SharedIdentityLoss, TotalVariationLoss,
 };
@@ -51,6 +51,7 @@ use crate::{
     objective::{GeneratorStep, Objective, Operand, Rows, Term},
     optim::{Adam, AdamConfig, ParamGroup},
     pairs::SynthPairs,
+    phase::LazyR1,
     rng::step_rng,
     trainer::{StepReport, TrainTask},
     Result, TrainError,
@@ -917,43 +918,35 @@ fn value(t: &Tensor) -> Result<f32> {
     Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?)
 }
 
-impl TrainTask for FaceGanTask {
-    fn step(&mut self, step: u64) -> Result<StepReport> {
-        let batch = self.draw_batch(step)?;
-        let StepBatch {
-            inputs,
-            sources,
-            targets,
-            n_real,
-            synthetic_targets,
-        } = batch;
-        let n = inputs.dim(0)?;
-        let w = self.cfg.weights.clone();
-        let adv = self.cfg.adversarial;
-        let mut losses = Vec::new();
-        let mut metrics = Vec::new();
-
-        // One generator pass serves both steps: D sees it detached, and G's
-        // weights do not change before G's own update.
-        let fake = self.g.generate(&inputs, &targets)?;
-
-        // D step: real faces (and optionally the synthetic targets) as real.
+impl FaceGanTask {
+    /// D's update: real faces (and optionally the synthetic targets) as
+    /// real, the detached fakes as fake, real faces at a wrong group as fake,
+    /// the age head on the reals, and the lazy R1 phase.
+    fn discriminator_step(
+        &mut self,
+        step: u64,
+        b: &StepBatch,
+        fake: &Tensor,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let (adv, n_real) = (self.cfg.adversarial, b.n_real);
         let mut reals = Vec::new();
         let mut real_groups = Vec::new();
         if n_real > 0 {
-            reals.push(inputs.narrow(0, 0, n_real)?);
-            real_groups.extend_from_slice(&sources[..n_real]);
+            reals.push(b.inputs.narrow(0, 0, n_real)?);
+            real_groups.extend_from_slice(&b.sources[..n_real]);
         }
-        if let Some(y) = &synthetic_targets {
+        if let Some(y) = &b.synthetic_targets {
             if self.cfg.d_on_synthetic || n_real == 0 {
                 reals.push(y.clone());
-                real_groups.extend_from_slice(&targets[n_real..]);
+                real_groups.extend_from_slice(&b.targets[n_real..]);
             }
         }
         let real_images = Tensor::cat(&reals, 0)?;
         let d_real = self.d.judge(&real_images, &real_groups)?;
-        let d_fake = self.d.judge(&fake.detach(), &targets)?;
+        let d_fake = self.d.judge(&fake.detach(), &b.targets)?;
         let mut d_loss = adv.d_loss(&d_real.logits, &d_fake.logits)?;
+        let (losses, metrics) = (&mut report.losses, &mut report.metrics);
         losses.push(("d_adv".to_string(), value(&d_loss)?));
         metrics.push(("d_real".to_string(), value(&d_real.logits.mean_all()?)?));
         metrics.push(("d_fake".to_string(), value(&d_fake.logits.mean_all()?)?));
@@ -962,38 +955,41 @@ impl TrainTask for FaceGanTask {
             // the input at another target cannot pass as real.
             let mut rng = step_rng(self.cfg.seed, "facegan-wrong-age", step);
             let g = self.bins.len();
-            let wrong: Vec<AgeGroup> = sources[..n_real]
+            let wrong: Vec<AgeGroup> = b.sources[..n_real]
                 .iter()
                 .map(|s| AgeGroup((s.0 + rng.random_range(1..g)) % g))
                 .collect();
-            let out = self.d.judge(&inputs.narrow(0, 0, n_real)?, &wrong)?;
+            let out = self.d.judge(&b.inputs.narrow(0, 0, n_real)?, &wrong)?;
             let l = (adv.d_fake_loss(&out.logits)? * self.cfg.d_wrong_age)?;
             losses.push(("d_wrong_age".to_string(), value(&l)?));
             metrics.push(("d_wrong".to_string(), value(&out.logits.mean_all()?)?));
             d_loss = (d_loss + l)?;
         }
-        if let (Some(cl), true) = (&d_real.class_logits, w.age > 0.0) {
+        let w_age = self.cfg.weights.age;
+        if let (Some(cl), true) = (&d_real.class_logits, w_age > 0.0) {
             let ce = cross_entropy(cl, &real_groups)?;
             losses.push(("d_age".to_string(), value(&ce)?));
-            d_loss = (d_loss + (ce * w.age)?)?;
+            d_loss = (d_loss + (ce * w_age)?)?;
         }
-        if self.cfg.r1_every > 0
-            && self.cfg.r1_gamma > 0.0
-            && step.is_multiple_of(self.cfg.r1_every)
-        {
-            let d = &self.d;
-            let r1 = r1_penalty(
-                &|x: &Tensor| d.logits(x, &real_groups),
-                &|x: &Tensor, t: &Tensor| Ok(d.logits_jvp(x, t, &real_groups)?.1),
-                &real_images,
-            )?;
-            losses.push(("r1".to_string(), r1.value as f32));
-            let weight = self.cfg.r1_gamma / 2.0 * self.cfg.r1_every as f64;
-            d_loss = (d_loss + (r1.loss * weight)?)?;
+        let r1 = LazyR1 {
+            gamma: self.cfg.r1_gamma,
+            every: self.cfg.r1_every,
+        };
+        if let Some((penalty, v)) = r1.run(step, self.d.as_ref(), &real_images, &real_groups)? {
+            losses.push(("r1".to_string(), v));
+            d_loss = (d_loss + penalty)?;
         }
         self.opt_d.backward_step(&d_loss)?;
+        Ok(())
+    }
 
-        // G step: the objective's terms.
+    /// G's update: the objective's terms on the fakes of this step.
+    fn generator_step(
+        &mut self,
+        b: &StepBatch,
+        fake: &Tensor,
+        report: &mut StepReport,
+    ) -> Result<()> {
         let (d, g) = (&self.d, &self.g);
         let discriminator = |x: &Tensor, groups: &[AgeGroup]| -> Result<(Tensor, Option<Tensor>)> {
             let o = d.judge(x, groups)?;
@@ -1002,25 +998,38 @@ impl TrainTask for FaceGanTask {
         let generator =
             |x: &Tensor, groups: &[AgeGroup]| -> Result<Tensor> { Ok(g.generate(x, groups)?) };
         let (total, terms) = self.objective.evaluate(&GeneratorStep {
-            inputs: &inputs,
-            outputs: &fake,
-            sources: &sources,
-            targets: &targets,
-            n_real,
-            synthetic_targets: synthetic_targets.as_ref(),
+            inputs: &b.inputs,
+            outputs: fake,
+            sources: &b.sources,
+            targets: &b.targets,
+            n_real: b.n_real,
+            synthetic_targets: b.synthetic_targets.as_ref(),
             discriminator: &discriminator,
             generator: &generator,
         })?;
-        losses.extend(terms);
-        losses.push(("g".to_string(), value(&total)?));
+        report.losses.extend(terms);
+        report.losses.push(("g".to_string(), value(&total)?));
         self.opt_g.backward_step(&total)?;
+        Ok(())
+    }
+}
+
+impl TrainTask for FaceGanTask {
+    fn step(&mut self, step: u64) -> Result<StepReport> {
+        let batch = self.draw_batch(step)?;
+        let n = batch.inputs.dim(0)?;
+        let mut report = StepReport {
+            images: n,
+            ..StepReport::default()
+        };
+        // One generator pass serves both updates: D sees it detached, and
+        // G's weights do not change before G's own update.
+        let fake = self.g.generate(&batch.inputs, &batch.targets)?;
+        self.discriminator_step(step, &batch, &fake, &mut report)?;
+        self.generator_step(&batch, &fake, &mut report)?;
         let decay = ema_decay(n, self.cfg.ema_half_life_images);
         ema_update(&self.ema_vars, &self.g_vars, decay, |_| false)?;
-        Ok(StepReport {
-            images: n,
-            losses,
-            metrics,
-        })
+        Ok(report)
     }
 
     fn checkpoint(&self) -> Result<CheckpointContents> {

@@ -19,6 +19,7 @@
 //! - [`data`]: a resumable data order and in-memory faces at the training
 //!   resolution.
 //! - [`params`]: weight snapshots, restore and the EMA update.
+//! - [`phase`]: regularisation phases with an interval (lazy R1).
 //! - [`facegan`]: the semi-supervised FaceGAN task (synthetic pairs and real
 //!   faces), on the same [`trainer::Trainer`].
 #![deny(missing_docs)]
@@ -31,6 +32,7 @@ pub mod log;
 pub mod objective;
 pub mod optim;
 pub mod params;
+pub mod phase;
 pub mod rng;
 pub mod stop;
 pub mod trainer;
