@@ -82,6 +82,49 @@ impl Loss for ChromaChangeLoss {
     }
 }
 
+/// The sharp part of the change from `reference` to `output`:
+/// `mean |Δ − blur_σ(Δ)|` with `Δ = output − reference`. A critic that sees
+/// images blurred by σ (as the age critic does) rewards only the smooth part
+/// of a change; this term makes the rest cost, so that a generator draws a
+/// fold as shading rather than as a thin stroke the critic cannot see
+/// anyway. Edges the input already has are free (they are not a change).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharpChangeLoss {
+    /// Its weight.
+    pub weight: f64,
+    /// The blur's standard deviation in pixels: what counts as smooth.
+    pub sigma: f64,
+}
+
+impl Loss for SharpChangeLoss {
+    fn name(&self) -> &str {
+        "sharp_change"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `output` and `reference` (the images before the change).
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        let reference = input.need_reference("sharp_change")?;
+        if reference.dims() != input.output.dims() {
+            return Err(Error::InvalidInput(format!(
+                "sharp change: output {:?} and reference {:?} differ in shape",
+                input.output.dims(),
+                reference.dims()
+            )));
+        }
+        if !(self.sigma > 0.0 && self.sigma.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "sharp change: sigma {} must be a positive number of pixels",
+                self.sigma
+            )));
+        }
+        let change = (input.output - reference)?;
+        let smooth = crate::age::gaussian_blur(&change, self.sigma)?;
+        Ok((change - smooth)?.abs()?.mean_all()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +236,96 @@ mod tests {
             m[i] -= eps;
             let at = |v: Vec<f64>| {
                 f(&Tensor::from_vec(v, (1, 3, 4, 4), &dev).unwrap())
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            let fd = (at(p) - at(m)) / (2.0 * eps);
+            assert!((fd - g[i]).abs() < 1e-6, "element {i}: {fd} vs {}", g[i]);
+        }
+    }
+
+    fn sharp_change(out: &Tensor, reference: &Tensor) -> f32 {
+        SharpChangeLoss {
+            weight: 1.0,
+            sigma: 2.0,
+        }
+        .compute(&LossInput::new(out).reference(reference))
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+    }
+
+    #[test]
+    fn sharp_change_charges_strokes_not_shading() {
+        let dev = Device::Cpu;
+        let base = Tensor::randn(0f32, 0.3, (1, 3, 16, 16), &dev).unwrap();
+        // A uniform change (a darker face) is smooth: free.
+        let darker = (&base - 0.2).unwrap();
+        assert!(sharp_change(&darker, &base) < 1e-6);
+        // A broad, soft fold (a Gaussian bump of σ = 4 px) costs little; a
+        // one-pixel stroke of the same height costs far more.
+        let bump: Vec<f32> = (0..256)
+            .map(|i| {
+                let (y, x) = ((i / 16) as f32 - 8.0, (i % 16) as f32 - 8.0);
+                -0.4 * (-(x * x + y * y) / (2.0 * 16.0)).exp()
+            })
+            .collect();
+        let bump = Tensor::from_vec(bump, (1, 1, 16, 16), &dev).unwrap();
+        let stroke: Vec<f32> = (0..256)
+            .map(|i| if i % 16 == i / 16 { -0.4 } else { 0.0 })
+            .collect();
+        let stroke = Tensor::from_vec(stroke, (1, 1, 16, 16), &dev).unwrap();
+        let soft = sharp_change(&base.broadcast_add(&bump).unwrap(), &base);
+        let sharp = sharp_change(&base.broadcast_add(&stroke).unwrap(), &base);
+        assert!(sharp > 1.5 * soft, "stroke {sharp} vs fold {soft}");
+        // Edges the input already has are not a change.
+        assert!(sharp_change(&base, &base) < 1e-7);
+        // A bad sigma is an error.
+        assert!(SharpChangeLoss {
+            weight: 1.0,
+            sigma: 0.0
+        }
+        .compute(&LossInput::new(&base).reference(&base))
+        .is_err());
+    }
+
+    #[test]
+    fn sharp_change_gradient_matches_finite_differences() {
+        let dev = Device::Cpu;
+        let x =
+            candle_core::Var::from_tensor(&Tensor::randn(0f64, 0.5, (1, 3, 6, 6), &dev).unwrap())
+                .unwrap();
+        let r = Tensor::randn(0f64, 0.5, (1, 3, 6, 6), &dev).unwrap();
+        let f = |t: &Tensor| {
+            SharpChangeLoss {
+                weight: 1.0,
+                sigma: 1.0,
+            }
+            .compute(&LossInput::new(t).reference(&r))
+            .unwrap()
+        };
+        let g = f(x.as_tensor()).backward().unwrap();
+        let g = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let x0 = x
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let eps = 1e-6;
+        for i in [0usize, 7, 20, 51, 107] {
+            let mut p = x0.clone();
+            p[i] += eps;
+            let mut m = x0.clone();
+            m[i] -= eps;
+            let at = |v: Vec<f64>| {
+                f(&Tensor::from_vec(v, (1, 3, 6, 6), &dev).unwrap())
                     .to_scalar::<f64>()
                     .unwrap()
             };

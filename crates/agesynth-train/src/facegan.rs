@@ -37,7 +37,7 @@ use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
     age::cross_entropy, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
     EmbeddingDistance, GeneratorAdversarial, Reconstruction, ReconstructionLoss,
-    SharedIdentityLoss, TotalVariationLoss,
+    SharedIdentityLoss, SharpChangeLoss, TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
@@ -86,6 +86,13 @@ pub struct FaceGanLossWeights {
     /// before it existed read as 0.
     #[serde(default)]
     pub chroma_change: f64,
+    /// The sharp part of the change from input to output
+    /// ([`agesynth_losses::SharpChangeLoss`], at
+    /// [`FaceGanTrainConfig::sharp_change_sigma`]): a change the blurred
+    /// age critic cannot see costs. Configs written before it existed read
+    /// as 0.
+    #[serde(default)]
+    pub sharp_change: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -100,6 +107,7 @@ impl Default for FaceGanLossWeights {
             total_variation: 0.0,
             age_critic: 0.0,
             chroma_change: 0.0,
+            sharp_change: 0.0,
         }
     }
 }
@@ -171,6 +179,10 @@ pub struct FaceGanTrainConfig {
     /// (configs written before it existed read as 0: no blur).
     #[serde(default)]
     pub age_critic_blur: f64,
+    /// What counts as smooth for the sharp-change term: the standard
+    /// deviation (pixels) of its blur (configs written before it read as 2).
+    #[serde(default = "default_sharp_change_sigma")]
+    pub sharp_change_sigma: f64,
     /// Whether the age critic sees the outputs' luminance only, so that its
     /// gradient cannot paint colour (configs written before it read as
     /// false).
@@ -258,6 +270,10 @@ fn default_identity_rows() -> Rows {
     Rows::All
 }
 
+fn default_sharp_change_sigma() -> f64 {
+    2.0
+}
+
 fn default_r1_every() -> u64 {
     16
 }
@@ -298,6 +314,7 @@ impl FaceGanTrainConfig {
             identity_rows: default_identity_rows(),
             d_wrong_age: 0.0,
             age_critic_blur: 1.0,
+            sharp_change_sigma: default_sharp_change_sigma(),
             age_critic_luma: false,
             age_critic_satisfied: 1.0,
             identity_blur: 0.0,
@@ -340,6 +357,7 @@ impl FaceGanTrainConfig {
             w.total_variation,
             w.age_critic,
             w.chroma_change,
+            w.sharp_change,
             self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -363,6 +381,12 @@ impl FaceGanTrainConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} {v} must be finite and ≥ 0"));
             }
+        }
+        if !(self.sharp_change_sigma.is_finite() && self.sharp_change_sigma > 0.0) {
+            return bad(format!(
+                "sharp_change_sigma {} must be finite and > 0",
+                self.sharp_change_sigma
+            ));
         }
         if !(0.0..=1.0).contains(&self.grey_prob) {
             return bad(format!("grey_prob {} must be in [0, 1]", self.grey_prob));
@@ -490,6 +514,18 @@ pub fn facegan_objective(
             weight: w.total_variation,
         };
         terms.push(Term::new("tv", Box::new(l), Rows::All, Operand::Output));
+    }
+    if w.sharp_change > 0.0 {
+        let l = SharpChangeLoss {
+            weight: w.sharp_change,
+            sigma: cfg.sharp_change_sigma,
+        };
+        terms.push(Term::new(
+            "sharp_change",
+            Box::new(l),
+            Rows::All,
+            Operand::OutputVsInput,
+        ));
     }
     if w.chroma_change > 0.0 {
         let l = ChromaChangeLoss {

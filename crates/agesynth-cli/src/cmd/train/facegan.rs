@@ -147,6 +147,14 @@ pub struct FaceGanArgs {
     /// changes do not [default: 0]
     #[arg(long)]
     pub chroma_weight: Option<f64>,
+    /// Weight of the sharp part of the change from input to output (what a
+    /// blur of --sharp-change-sigma removes): a change the blurred age
+    /// critic cannot see costs [default: 0]
+    #[arg(long)]
+    pub sharp_change_weight: Option<f64>,
+    /// Standard deviation (pixels) of that blur [default: 2]
+    #[arg(long)]
+    pub sharp_change_sigma: Option<f64>,
     /// A discriminator without the auxiliary age-classification head: the
     /// target age reaches G only through D's projection conditioning and
     /// the synthetic pairs (the age term is off).
@@ -189,6 +197,12 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(w) = a.chroma_weight {
             c.weights.chroma_change = w;
+        }
+        if let Some(w) = a.sharp_change_weight {
+            c.weights.sharp_change = w;
+        }
+        if let Some(s) = a.sharp_change_sigma {
+            c.sharp_change_sigma = s;
         }
         if a.no_aux_classifier {
             c.model.d_aux_classifier = false;
