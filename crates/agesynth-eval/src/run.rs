@@ -112,6 +112,8 @@ pub enum EvalEvent {
         /// Of.
         total: usize,
     },
+    /// A set's report is written (the same value is also returned).
+    Written(Box<SetReport>),
 }
 
 /// One set's outcome.
@@ -284,12 +286,14 @@ pub fn run_facegan_eval(
         };
         let wall = (t1.elapsed() + first).as_secs_f64();
         write_report(&out, "FaceGAN evaluation", &result, settings, &notes, wall)?;
-        reports.push(SetReport {
+        let report = SetReport {
             set: set.clone(),
             out,
             result,
             wall_s: wall,
-        });
+        };
+        on(EvalEvent::Written(Box::new(report.clone())));
+        reports.push(report);
     }
     Ok(reports)
 }

@@ -11,7 +11,7 @@ use agesynth_eval::{
     },
     data,
     features::FaceNets,
-    run_facegan_eval, EvalEvent, EvalSet, FaceGanEvalConfig, NamedGenerator,
+    run_facegan_eval, EvalEvent, EvalSet, FaceGanEvalConfig, NamedGenerator, SetReport,
 };
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -181,7 +181,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} faces [{elapsed} < {eta}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let reports = run_facegan_eval(
+    run_facegan_eval(
         &cfg,
         &generators,
         &nets,
@@ -206,35 +206,40 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
                     bar.finish_and_clear();
                 }
             }
+            EvalEvent::Written(report) => {
+                bar.finish_and_clear();
+                print_summary(&report);
+            }
         },
     )?;
-    bar.finish_and_clear();
-    for report in &reports {
-        for r in report.result.rows.iter().filter(|r| r.group.is_overall()) {
-            let judged = match (r.judge_age_accuracy, r.judge_age_mae) {
-                (Some(acc), Some(mae)) => format!(" (face-api: acc {acc:.3}, MAE {mae:.2})"),
-                _ => String::new(),
-            };
-            eprintln!(
-                "{:>20}: detection {:.3}, identity L2 {:.3}, verification {:.3}, age acc {:.3}, MAE {:.2}{judged}, Fréchet {}",
-                r.method,
-                r.detection_rate.unwrap_or(f64::NAN),
-                r.identity_l2.unwrap_or(f64::NAN),
-                r.verification_rate.unwrap_or(f64::NAN),
-                r.age_accuracy.unwrap_or(f64::NAN),
-                r.age_mae.unwrap_or(f64::NAN),
-                r.frechet.map(|f| format!("{f:.3}")).unwrap_or("-".into()),
-            );
-        }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The overall row of every method, and where the report went.
+fn print_summary(report: &SetReport) {
+    for r in report.result.rows.iter().filter(|r| r.group.is_overall()) {
+        let judged = match (r.judge_age_accuracy, r.judge_age_mae) {
+            (Some(acc), Some(mae)) => format!(" (face-api: acc {acc:.3}, MAE {mae:.2})"),
+            _ => String::new(),
+        };
         eprintln!(
-            "{} inputs x {} groups in {:.1} s: {}",
-            report.result.n_inputs,
-            report.result.groups.len(),
-            report.wall_s,
-            report.out.join("report.md").display()
+            "{:>20}: detection {:.3}, identity L2 {:.3}, verification {:.3}, age acc {:.3}, MAE {:.2}{judged}, Fréchet {}",
+            r.method,
+            r.detection_rate.unwrap_or(f64::NAN),
+            r.identity_l2.unwrap_or(f64::NAN),
+            r.verification_rate.unwrap_or(f64::NAN),
+            r.age_accuracy.unwrap_or(f64::NAN),
+            r.age_mae.unwrap_or(f64::NAN),
+            r.frechet.map(|f| format!("{f:.3}")).unwrap_or("-".into()),
         );
     }
-    Ok(ExitCode::SUCCESS)
+    eprintln!(
+        "{} inputs x {} groups in {:.1} s: {}",
+        report.result.n_inputs,
+        report.result.groups.len(),
+        report.wall_s,
+        report.out.join("report.md").display()
+    );
 }
 
 /// The `--model` arguments as (name, path): `NAME=PATH` where the part
