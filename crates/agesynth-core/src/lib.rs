@@ -16,6 +16,7 @@
 //!   [`ConditionalDiscriminator`], [`FaceEmbedder`], [`AgeEstimator`] and
 //!   [`FaceDataset`];
 //! - the error type [`Error`];
+//! - differentiable image [`filters`] (luma, Gaussian blur);
 //! - device selection ([`DeviceSpec`]), with CUDA behind the `cuda` feature;
 //! - safetensors save and load with atomic writes and a JSON sidecar
 //!   ([`io`]): loaded weights are always finite and of a float type, every
@@ -35,6 +36,7 @@ pub mod console;
 pub mod dataset;
 pub mod device;
 pub mod error;
+pub mod filters;
 pub mod geometry;
 pub mod io;
 pub mod process;

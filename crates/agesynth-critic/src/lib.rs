@@ -36,6 +36,7 @@ pub mod pair_filter;
 
 pub use load::{load_age_critic, load_gender_critic, load_identity_critic};
 
+use agesynth_core::filters::{gaussian_blur, luma};
 use agesynth_core::{AgeBins, AgeClassifier, AgeEstimator, AgeGroup, Error, FaceEmbedder, Result};
 use agesynth_nn::{Activation, Conv2d, Conv2dConfig};
 use candle_core::{DType, Module, Tensor, D};
@@ -74,6 +75,16 @@ pub struct CriticConfig {
     pub channels: Vec<usize>,
     /// The head.
     pub head: CriticHead,
+    /// A Gaussian blur (standard deviation in pixels) applied to every input
+    /// before the trunk: the critic learns from, and judges, what is left at
+    /// that scale, so that a generator cannot reach it with strokes a blur
+    /// leaves standing (0: none; configs written before it read as 0).
+    #[serde(default)]
+    pub input_blur: f64,
+    /// Whether the critic sees luminance only (configs written before it
+    /// read as false).
+    #[serde(default)]
+    pub input_luma: bool,
 }
 
 impl CriticConfig {
@@ -87,6 +98,8 @@ impl CriticConfig {
             head: CriticHead::AgeGroups {
                 lower_bounds: AgeBins::paper().lower_bounds().to_vec(),
             },
+            input_blur: 0.0,
+            input_luma: false,
         }
     }
 
@@ -101,6 +114,8 @@ impl CriticConfig {
                 dim: 128,
                 threshold: 0.6,
             },
+            input_blur: 0.0,
+            input_luma: false,
         }
     }
 
@@ -111,6 +126,8 @@ impl CriticConfig {
             image_size: 64,
             channels: vec![32, 64, 128, 256],
             head: CriticHead::Gender,
+            input_blur: 0.0,
+            input_luma: false,
         }
     }
 
@@ -121,6 +138,8 @@ impl CriticConfig {
             image_size: 16,
             channels: vec![8, 16],
             head: CriticHead::Gender,
+            input_blur: 0.0,
+            input_luma: false,
         }
     }
 
@@ -133,6 +152,8 @@ impl CriticConfig {
             head: CriticHead::AgeGroups {
                 lower_bounds: AgeBins::paper().lower_bounds().to_vec(),
             },
+            input_blur: 0.0,
+            input_luma: false,
         }
     }
 
@@ -146,6 +167,8 @@ impl CriticConfig {
                 dim: 8,
                 threshold: 0.6,
             },
+            input_blur: 0.0,
+            input_luma: false,
         }
     }
 
@@ -174,6 +197,12 @@ impl CriticConfig {
             return bad(format!(
                 "channels {:?} must be non-empty and > 0",
                 self.channels
+            ));
+        }
+        if !(self.input_blur.is_finite() && self.input_blur >= 0.0) {
+            return bad(format!(
+                "input blur {} must be finite and ≥ 0",
+                self.input_blur
             ));
         }
         let div = 1usize << self.channels.len();
@@ -210,6 +239,8 @@ impl CriticConfig {
 pub struct Trunk {
     blocks: Vec<(Conv2d, Conv2d)>,
     image_size: usize,
+    input_blur: f64,
+    input_luma: bool,
 }
 
 impl Trunk {
@@ -240,6 +271,8 @@ impl Trunk {
         Ok(Trunk {
             blocks,
             image_size: cfg.image_size,
+            input_blur: cfg.input_blur,
+            input_luma: cfg.input_luma,
         })
     }
 
@@ -264,14 +297,16 @@ impl Trunk {
             }
         };
         let h = x.dim(2)?;
-        if h == s {
-            Ok(x)
+        let x = if h == s {
+            x
         } else if h > s && h.is_multiple_of(s) {
             // Area downsampling: exact for integer factors.
-            Ok(x.avg_pool2d(h / s)?)
+            x.avg_pool2d(h / s)?
         } else {
-            Ok(x.upsample_nearest2d(s, s)?)
-        }
+            x.upsample_nearest2d(s, s)?
+        };
+        let x = if self.input_luma { luma(&x)? } else { x };
+        gaussian_blur(&x, self.input_blur)
     }
 }
 
@@ -526,5 +561,67 @@ mod tests {
             let s = serde_json::to_string(&c).unwrap();
             assert_eq!(serde_json::from_str::<CriticConfig>(&s).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn input_luma_and_blur_shape_what_the_critic_sees() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 0.4, (2, 3, 16, 16), &dev).unwrap();
+        // A change of colour only (each channel's deviation from the luma).
+        let c = Tensor::randn(0f32, 0.3, (2, 3, 16, 16), &dev).unwrap();
+        let chroma = (&c - agesynth_core::filters::luma(&c).unwrap()).unwrap();
+        let y = (&x + &chroma).unwrap();
+        let logits = |cfg: &CriticConfig, t: &Tensor| {
+            let map = VarMap::new();
+            AgeCritic::new(cfg, vb(&map))
+                .unwrap()
+                .logits(t)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let mut luma_cfg = CriticConfig::tiny_age();
+        luma_cfg.input_luma = true;
+        let (a, b) = (logits(&luma_cfg, &x), logits(&luma_cfg, &y));
+        let max = a
+            .iter()
+            .zip(&b)
+            .map(|(u, v)| (u - v).abs())
+            .fold(0f32, f32::max);
+        assert!(max < 1e-5, "a luma critic saw a colour change: {max}");
+        // Without it the same change moves the logits.
+        let plain = CriticConfig::tiny_age();
+        let (a, b) = (logits(&plain, &x), logits(&plain, &y));
+        assert!(a.iter().zip(&b).any(|(u, v)| (u - v).abs() > 1e-4));
+        // A blurring critic is moved far less by a one-pixel checkerboard.
+        let checker: Vec<f32> = (0..3 * 256)
+            .map(|i| {
+                if ((i % 256) / 16 + i % 16) % 2 == 0 {
+                    0.3
+                } else {
+                    -0.3
+                }
+            })
+            .collect();
+        let checker = Tensor::from_vec(checker, (1, 3, 16, 16), &dev).unwrap();
+        let z = x.broadcast_add(&checker).unwrap();
+        let mut blur_cfg = CriticConfig::tiny_age();
+        blur_cfg.input_blur = 1.5;
+        let moved = |cfg: &CriticConfig| {
+            let (a, b) = (logits(cfg, &x), logits(cfg, &z));
+            a.iter().zip(&b).map(|(u, v)| (u - v).abs()).sum::<f32>()
+        };
+        assert!(moved(&blur_cfg) < 0.5 * moved(&plain));
+        // Configs written before these fields read as no blur, colour.
+        let mut old = serde_json::to_value(CriticConfig::age64()).unwrap();
+        old.as_object_mut().unwrap().remove("input_blur");
+        old.as_object_mut().unwrap().remove("input_luma");
+        let back: CriticConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(back, CriticConfig::age64());
+        let mut bad = CriticConfig::age64();
+        bad.input_blur = f64::NAN;
+        assert!(bad.validate().is_err());
     }
 }

@@ -57,6 +57,15 @@ pub struct CriticArgs {
     /// (rare groups learned as well as common ones).
     #[arg(long)]
     pub balanced: bool,
+    /// Blur every input (training and judging alike) by this standard
+    /// deviation in pixels before the trunk: the critic learns only what is
+    /// left at that scale, so a generator cannot reach it with fine strokes
+    /// [default: 0].
+    #[arg(long)]
+    pub input_blur: Option<f64>,
+    /// The critic sees luminance only (training and judging alike).
+    #[arg(long)]
+    pub input_luma: bool,
     /// The teacher of the identity critic: dlib's face-recognition weights
     /// [default: the weights folder's]. Used only to distil the critic; the
     /// generators never see it.
@@ -85,7 +94,10 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
             }
             .to_string()
         });
-        let model = CriticConfig::preset(&preset)?;
+        let mut model = CriticConfig::preset(&preset)?;
+        model.input_blur = a.input_blur.unwrap_or(0.0);
+        model.input_luma = a.input_luma;
+        model.validate()?;
         let mut c = CriticTrainConfig::new(model, a.steps, a.run.seed);
         c.batch = a.batch;
         c.balanced = a.balanced;
