@@ -17,7 +17,7 @@
 //! All randomness (latents, noise, groups, mixing, flips, data order) comes
 //! from the seed and the step, so a resumed run repeats the straight one.
 
-use crate::checkpoint::CheckpointRestore;
+use crate::gan::GanState;
 use std::{collections::HashMap, path::Path, sync::Arc};
 
 use agesynth_core::{AgeGroup, FaceImage};
@@ -122,14 +122,10 @@ impl CStyleGanTrainConfig {
 pub struct CStyleGanTask {
     cfg: CStyleGanTrainConfig,
     device: Device,
-    g_vars: VarMap,
-    d_vars: VarMap,
-    ema_vars: VarMap,
+    state: GanState,
     g: Generator,
     d: Discriminator,
     g_ema: Generator,
-    opt_g: Adam,
-    opt_d: Adam,
     data: Arc<RealFaces>,
     order: DataOrder,
     loss: AdversarialLoss,
@@ -201,14 +197,16 @@ impl CStyleGanTask {
         Ok(CStyleGanTask {
             cfg,
             device: device.clone(),
-            g_vars,
-            d_vars,
-            ema_vars,
+            state: GanState {
+                g_vars,
+                ema_vars,
+                d_vars,
+                opt_g,
+                opt_d,
+            },
             g,
             d,
             g_ema,
-            opt_g,
-            opt_d,
             data,
             order,
             loss: AdversarialLoss::Logistic,
@@ -243,7 +241,7 @@ impl CStyleGanTask {
     /// Saves the EMA generator at `path` with its config as the sidecar
     /// (`PATH.json`), atomically: the file `synth-pairs` and `sample` read.
     pub fn export_ema(&self, path: &Path) -> Result<()> {
-        agesynth_core::io::save_varmap(&self.ema_vars, path, &self.cfg.model)?;
+        agesynth_core::io::save_varmap(&self.state.ema_vars, path, &self.cfg.model)?;
         Ok(())
     }
 
@@ -305,7 +303,7 @@ impl TrainTask for CStyleGanTask {
             losses.push(("r1".to_string(), v));
             total = (total + penalty)?;
         }
-        self.opt_d.backward_step(&total)?;
+        self.state.opt_d.backward_step(&total)?;
 
         // G step.
         let mut rng = step_rng(seed, "g-step", step);
@@ -330,12 +328,12 @@ impl TrainTask for CStyleGanTask {
         let (fake, w) = self.g.forward_with_w(&z, &groups, &opts)?;
         let g_loss = self.loss.g_loss(&self.d.forward(&fake, &groups)?)?;
         losses.push(("g".to_string(), g_loss.to_scalar::<f32>()?));
-        self.opt_g.backward_step(&g_loss)?;
+        self.state.opt_g.backward_step(&g_loss)?;
         self.g.update_w_avg(&w, &groups)?;
 
         // EMA.
         let beta = ema_decay(b, self.cfg.ema_half_life_images);
-        ema_update(&self.ema_vars, &self.g_vars, beta)?;
+        ema_update(&self.state.ema_vars, &self.state.g_vars, beta)?;
         Ok(StepReport {
             images: b,
             losses,
@@ -344,12 +342,8 @@ impl TrainTask for CStyleGanTask {
     }
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
-        CheckpointContents::new()
-            .vars("generator", &self.g_vars)
-            .vars("discriminator", &self.d_vars)
-            .vars("generator_ema", &self.ema_vars)
-            .optimizer("optim_g", &self.opt_g)
-            .optimizer("optim_d", &self.opt_d)
+        self.state
+            .contents()
             // The sidecar of generator_ema.safetensors: the checkpoint's EMA
             // weights load like a shipped weights file.
             .json("generator_ema", &self.cfg.model)?
@@ -381,11 +375,7 @@ impl TrainTask for CStyleGanTask {
                 ),
             ));
         }
-        ck.restore_vars("generator", &self.g_vars)?;
-        ck.restore_vars("discriminator", &self.d_vars)?;
-        ck.restore_vars("generator_ema", &self.ema_vars)?;
-        ck.restore_optimizer("optim_g", &mut self.opt_g)?;
-        ck.restore_optimizer("optim_d", &mut self.opt_d)?;
+        self.state.restore(ck)?;
         self.order = order;
         Ok(())
     }

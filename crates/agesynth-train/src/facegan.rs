@@ -25,7 +25,6 @@
 //! All randomness (data order, flips, identities, groups) comes from the
 //! seed and the step, so a resumed run repeats the straight one.
 
-use crate::checkpoint::CheckpointRestore;
 use std::{path::Path, sync::Arc};
 
 use agesynth_core::{
@@ -48,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     checkpoint::{Checkpoint, CheckpointContents},
     data::{DataOrder, RealFaces},
+    gan::GanState,
     objective::{GeneratorStep, Objective, Operand, Rows, Term},
     optim::{Adam, AdamConfig, ParamGroup},
     pairs::SynthPairs,
@@ -416,14 +416,10 @@ pub struct FaceGanTask {
     cfg: FaceGanTrainConfig,
     bins: AgeBins,
     device: Device,
-    g_vars: VarMap,
-    d_vars: VarMap,
-    ema_vars: VarMap,
+    state: GanState,
     g: Box<dyn AgeGenerator>,
     g_ema: Box<dyn AgeGenerator>,
     d: Box<dyn ConditionalDiscriminator>,
-    opt_g: Adam,
-    opt_d: Adam,
     real: Option<Arc<RealFaces>>,
     order: Option<DataOrder>,
     pairs: Option<Arc<SynthPairs>>,
@@ -766,14 +762,16 @@ impl FaceGanTask {
             cfg,
             bins,
             device: device.clone(),
-            g_vars,
-            d_vars,
-            ema_vars,
+            state: GanState {
+                g_vars,
+                ema_vars,
+                d_vars,
+                opt_g,
+                opt_d,
+            },
             g,
             g_ema,
             d,
-            opt_g,
-            opt_d,
             real,
             order,
             pairs,
@@ -817,8 +815,8 @@ impl FaceGanTask {
     /// same config, e.g. shipped weights): a warm start. The discriminator
     /// and the optimisers stay as they are.
     pub fn init_generator_from(&mut self, vars: &VarMap) -> Result<()> {
-        copy_vars(&self.g_vars, vars)?;
-        copy_vars(&self.ema_vars, vars)?;
+        copy_vars(&self.state.g_vars, vars)?;
+        copy_vars(&self.state.ema_vars, vars)?;
         Ok(())
     }
 
@@ -845,20 +843,20 @@ impl FaceGanTask {
 
     /// The generator's variables.
     pub fn generator_vars(&self) -> &VarMap {
-        &self.g_vars
+        &self.state.g_vars
     }
 
     /// Saves the live generator at `path` with its config as the sidecar
     /// (`PATH.json`), atomically.
     pub fn export_generator(&self, path: &Path) -> Result<()> {
-        agesynth_core::io::save_varmap(&self.g_vars, path, &self.cfg.model)?;
+        agesynth_core::io::save_varmap(&self.state.g_vars, path, &self.cfg.model)?;
         Ok(())
     }
 
     /// Saves the generator's EMA at `path` with its config as the sidecar
     /// (`PATH.json`), atomically: the shipped weights file.
     pub fn export_ema(&self, path: &Path) -> Result<()> {
-        agesynth_core::io::save_varmap(&self.ema_vars, path, &self.cfg.model)?;
+        agesynth_core::io::save_varmap(&self.state.ema_vars, path, &self.cfg.model)?;
         Ok(())
     }
 
@@ -1015,7 +1013,7 @@ impl FaceGanTask {
             losses.push(("r1".to_string(), v));
             d_loss = (d_loss + penalty)?;
         }
-        self.opt_d.backward_step(&d_loss)?;
+        self.state.opt_d.backward_step(&d_loss)?;
         Ok(())
     }
 
@@ -1045,7 +1043,7 @@ impl FaceGanTask {
         })?;
         report.losses.extend(terms);
         report.losses.push(("g".to_string(), value(&total)?));
-        self.opt_g.backward_step(&total)?;
+        self.state.opt_g.backward_step(&total)?;
         Ok(())
     }
 }
@@ -1064,17 +1062,13 @@ impl TrainTask for FaceGanTask {
         self.discriminator_step(step, &batch, &fake, &mut report)?;
         self.generator_step(&batch, &fake, &mut report)?;
         let decay = ema_decay(n, self.cfg.ema_half_life_images);
-        ema_update(&self.ema_vars, &self.g_vars, decay, |_| false)?;
+        ema_update(&self.state.ema_vars, &self.state.g_vars, decay, |_| false)?;
         Ok(report)
     }
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
-        CheckpointContents::new()
-            .vars("generator", &self.g_vars)
-            .vars("generator_ema", &self.ema_vars)
-            .vars("discriminator", &self.d_vars)
-            .optimizer("optim_g", &self.opt_g)
-            .optimizer("optim_d", &self.opt_d)
+        self.state
+            .contents()
             // The sidecar of generator.safetensors: a checkpoint's generator
             // loads like a shipped weights file.
             .json("generator", &self.cfg.model)?
@@ -1110,16 +1104,8 @@ impl TrainTask for FaceGanTask {
             }
             _ => {}
         }
-        ck.restore_vars("generator", &self.g_vars)?;
-        ck.restore_vars("discriminator", &self.d_vars)?;
         // Checkpoints written before the EMA existed start it from G.
-        if ck.tensors_path("generator_ema").is_file() {
-            ck.restore_vars("generator_ema", &self.ema_vars)?;
-        } else {
-            copy_vars(&self.ema_vars, &self.g_vars)?;
-        }
-        ck.restore_optimizer("optim_g", &mut self.opt_g)?;
-        ck.restore_optimizer("optim_d", &mut self.opt_d)?;
+        self.state.restore(ck)?;
         if order.is_some() {
             self.order = order;
         }

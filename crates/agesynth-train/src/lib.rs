@@ -19,6 +19,8 @@
 //! - [`data`]: a resumable data order and in-memory faces at the training
 //!   resolution.
 //! - [`params`]: weight snapshots, restore and the EMA update.
+//! - [`gan`]: the state both GAN tasks share (variables, optimisers, their
+//!   checkpoint and restore).
 //! - [`phase`]: regularisation phases with an interval (lazy R1).
 //! - [`facegan`]: the semi-supervised FaceGAN task (synthetic pairs and real
 //!   faces), on the same [`trainer::Trainer`].
@@ -28,6 +30,7 @@ pub mod budget;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod gan;
 pub mod log;
 pub mod objective;
 pub mod optim;
