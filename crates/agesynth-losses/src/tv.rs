@@ -48,6 +48,20 @@ pub fn chroma(x: &Tensor) -> Result<Tensor> {
     Ok((x - crate::age::luma(x)?)?)
 }
 
+/// `output − reference` of a loss that reads both, the two checked to
+/// share a shape; `name` is the loss named in errors.
+fn change(input: &LossInput, name: &str) -> Result<Tensor> {
+    let reference = input.need_reference(name)?;
+    if reference.dims() != input.output.dims() {
+        return Err(Error::InvalidInput(format!(
+            "{name}: output {:?} and reference {:?} differ in shape",
+            input.output.dims(),
+            reference.dims()
+        )));
+    }
+    Ok((input.output - reference)?)
+}
+
 /// Total variation of the change of colour from `reference` to `output`:
 /// `TV(chroma(output) − chroma(reference))`. A change of tone over a region
 /// (greying hair, a warmer skin) costs little; a change of colour from pixel
@@ -69,16 +83,8 @@ impl Loss for ChromaChangeLoss {
     }
     /// Reads `output` and `reference` (the images before the change).
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
-        let reference = input.need_reference("chroma_change")?;
-        if reference.dims() != input.output.dims() {
-            return Err(Error::InvalidInput(format!(
-                "chroma change: output {:?} and reference {:?} differ in shape",
-                input.output.dims(),
-                reference.dims()
-            )));
-        }
-        let change = (chroma(input.output)? - chroma(reference)?)?;
-        total_variation(&change)
+        // chroma is linear: the change of colour is the colour of the change.
+        total_variation(&chroma(&change(input, "chroma_change")?)?)
     }
 }
 
@@ -105,21 +111,13 @@ impl Loss for SharpChangeLoss {
     }
     /// Reads `output` and `reference` (the images before the change).
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
-        let reference = input.need_reference("sharp_change")?;
-        if reference.dims() != input.output.dims() {
-            return Err(Error::InvalidInput(format!(
-                "sharp change: output {:?} and reference {:?} differ in shape",
-                input.output.dims(),
-                reference.dims()
-            )));
-        }
         if !(self.sigma > 0.0 && self.sigma.is_finite()) {
             return Err(Error::InvalidInput(format!(
                 "sharp change: sigma {} must be a positive number of pixels",
                 self.sigma
             )));
         }
-        let change = (input.output - reference)?;
+        let change = change(input, "sharp_change")?;
         let smooth = crate::age::gaussian_blur(&change, self.sigma)?;
         Ok((change - smooth)?.abs()?.mean_all()?)
     }
@@ -202,46 +200,41 @@ mod tests {
             .is_err());
     }
 
-    #[test]
-    fn chroma_change_gradient_matches_finite_differences() {
+    /// Checks `loss`'s gradient in its output at a few elements against
+    /// central finite differences, at a random point of shape `shape`.
+    fn gradient_matches_finite_differences(loss: &dyn Loss, shape: (usize, usize, usize, usize)) {
         let dev = Device::Cpu;
         let x =
-            candle_core::Var::from_tensor(&Tensor::randn(0f64, 0.5, (1, 3, 4, 4), &dev).unwrap())
-                .unwrap();
-        let r = Tensor::randn(0f64, 0.5, (1, 3, 4, 4), &dev).unwrap();
-        let f = |t: &Tensor| {
-            ChromaChangeLoss { weight: 1.0 }
-                .compute(&LossInput::new(t).reference(&r))
+            candle_core::Var::from_tensor(&Tensor::randn(0f64, 0.5, shape, &dev).unwrap()).unwrap();
+        let r = Tensor::randn(0f64, 0.5, shape, &dev).unwrap();
+        let f = |t: &Tensor| loss.compute(&LossInput::new(t).reference(&r)).unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let g = flat(
+            f(x.as_tensor())
+                .backward()
+                .unwrap()
+                .get(x.as_tensor())
+                .unwrap(),
+        );
+        let x0 = flat(x.as_tensor());
+        let at = |v: Vec<f64>| {
+            f(&Tensor::from_vec(v, shape, &dev).unwrap())
+                .to_scalar::<f64>()
                 .unwrap()
         };
-        let g = f(x.as_tensor()).backward().unwrap();
-        let g = g
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let x0 = x
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
         let eps = 1e-6;
-        for i in [0usize, 5, 17, 30, 47] {
-            let mut p = x0.clone();
+        for i in [0, x0.len() / 7, x0.len() / 3, x0.len() / 2, x0.len() - 1] {
+            let (mut p, mut m) = (x0.clone(), x0.clone());
             p[i] += eps;
-            let mut m = x0.clone();
             m[i] -= eps;
-            let at = |v: Vec<f64>| {
-                f(&Tensor::from_vec(v, (1, 3, 4, 4), &dev).unwrap())
-                    .to_scalar::<f64>()
-                    .unwrap()
-            };
             let fd = (at(p) - at(m)) / (2.0 * eps);
             assert!((fd - g[i]).abs() < 1e-6, "element {i}: {fd} vs {}", g[i]);
         }
+    }
+
+    #[test]
+    fn chroma_change_gradient_matches_finite_differences() {
+        gradient_matches_finite_differences(&ChromaChangeLoss { weight: 1.0 }, (1, 3, 4, 4));
     }
 
     fn sharp_change(out: &Tensor, reference: &Tensor) -> f32 {
@@ -291,46 +284,12 @@ mod tests {
 
     #[test]
     fn sharp_change_gradient_matches_finite_differences() {
-        let dev = Device::Cpu;
-        let x =
-            candle_core::Var::from_tensor(&Tensor::randn(0f64, 0.5, (1, 3, 6, 6), &dev).unwrap())
-                .unwrap();
-        let r = Tensor::randn(0f64, 0.5, (1, 3, 6, 6), &dev).unwrap();
-        let f = |t: &Tensor| {
-            SharpChangeLoss {
+        gradient_matches_finite_differences(
+            &SharpChangeLoss {
                 weight: 1.0,
                 sigma: 1.0,
-            }
-            .compute(&LossInput::new(t).reference(&r))
-            .unwrap()
-        };
-        let g = f(x.as_tensor()).backward().unwrap();
-        let g = g
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let x0 = x
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
-        let eps = 1e-6;
-        for i in [0usize, 7, 20, 51, 107] {
-            let mut p = x0.clone();
-            p[i] += eps;
-            let mut m = x0.clone();
-            m[i] -= eps;
-            let at = |v: Vec<f64>| {
-                f(&Tensor::from_vec(v, (1, 3, 6, 6), &dev).unwrap())
-                    .to_scalar::<f64>()
-                    .unwrap()
-            };
-            let fd = (at(p) - at(m)) / (2.0 * eps);
-            assert!((fd - g[i]).abs() < 1e-6, "element {i}: {fd} vs {}", g[i]);
-        }
+            },
+            (1, 3, 6, 6),
+        );
     }
 }
