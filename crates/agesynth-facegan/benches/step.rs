@@ -88,6 +88,58 @@ fn bench(c: &mut Criterion) {
         b.iter(|| g.forward(&x, &t).expect("forward"))
     });
     group.finish();
+
+    // The optimiser and the EMA over the generator's parameters: the fused
+    // one-pass updates against the same arithmetic as chains of candle ops.
+    let params = agesynth_train::ParamGroup::from_varmap("g", &vm, 1.0);
+    let n_params = params.numel();
+    // Gradients of Σ 5e-4·θ²: 1e-3·θ, contiguous like a real step's.
+    let mut loss = Tensor::zeros((), DType::F32, &dev).expect("zero");
+    for (_, v) in &params.params {
+        let sq = v.as_tensor().sqr().expect("sqr").sum_all().expect("sum");
+        loss = (loss + (sq * 5e-4).expect("scale")).expect("add");
+    }
+    let grads = loss.backward().expect("backward");
+    let mut group = c.benchmark_group(format!("optim/facegan_{name}_generator"));
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(n_params as u64));
+    for fused in [true, false] {
+        let mut opt = agesynth_train::Adam::new(
+            vec![params.clone()],
+            agesynth_train::AdamConfig {
+                lr: 1e-4,
+                beta1: 0.5,
+                ..Default::default()
+            },
+        )
+        .expect("adam");
+        opt.set_fused(fused).expect("fused");
+        let label = if fused { "fused" } else { "candle_ops" };
+        group.bench_function(format!("adam_step/{label}"), |b| {
+            b.iter(|| opt.step(&grads).expect("step"))
+        });
+    }
+    let ema = VarMap::new();
+    Generator::new(&model, seeded_var_builder(&ema, 2, DType::F32, &dev)).expect("G");
+    group.bench_function("ema/fused", |b| {
+        b.iter(|| agesynth_nn::vars::ema_update(&ema, &vm, 0.999, |_| false).expect("ema"))
+    });
+    let pairs: Vec<_> = agesynth_nn::vars::sorted_vars(&ema)
+        .expect("ema vars")
+        .into_iter()
+        .zip(agesynth_nn::vars::sorted_vars(&vm).expect("vars"))
+        .collect();
+    group.bench_function("ema/candle_ops", |b| {
+        b.iter(|| {
+            for ((_, e), (_, l)) in &pairs {
+                let next = ((e.as_tensor().detach() * 0.999).expect("mul")
+                    + (l.as_tensor().detach() * 0.001).expect("mul"))
+                .expect("add");
+                e.set(&next).expect("set");
+            }
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);

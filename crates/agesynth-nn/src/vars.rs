@@ -73,12 +73,11 @@ pub fn ema_update(
     }
     for (name, e, l) in paired(ema, live)? {
         let lt = l.as_tensor().detach();
-        let new = if is_buffer(&name) {
-            lt.copy()?
+        if is_buffer(&name) {
+            e.set(&lt.copy()?)?;
         } else {
-            ((e.as_tensor().detach() * decay)? + (lt * (1.0 - decay))?)?
-        };
-        e.set(&new)?;
+            crate::ops::ema_update(&e, &lt, decay)?;
+        }
     }
     Ok(())
 }

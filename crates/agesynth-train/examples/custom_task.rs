@@ -112,7 +112,7 @@ impl TrainTask for LinearFit {
     fn checkpoint(&self) -> agesynth_train::Result<CheckpointContents> {
         CheckpointContents::new()
             .vars("model", &self.vars)
-            .optimizer("optim", &self.opt)
+            .optimizer("optim", &self.opt)?
             .json("data", &self.order)
     }
 

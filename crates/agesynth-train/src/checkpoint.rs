@@ -82,8 +82,8 @@ impl CheckpointContents {
 
     /// Adds an optimiser's state (with its step in the header) as the tensor
     /// file `NAME.safetensors`.
-    pub fn optimizer(self, name: impl Into<String>, opt: &crate::Adam) -> Self {
-        self.tensors(name, opt.state_tensors(), Some(opt.metadata()))
+    pub fn optimizer(self, name: impl Into<String>, opt: &crate::Adam) -> Result<Self> {
+        Ok(self.tensors(name, opt.state_tensors()?, Some(opt.metadata())))
     }
 
     /// Adds the JSON file `NAME.json`.

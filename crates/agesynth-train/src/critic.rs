@@ -350,7 +350,7 @@ impl TrainTask for CriticTask {
     fn checkpoint(&self) -> Result<CheckpointContents> {
         CheckpointContents::new()
             .vars("critic", &self.vars)
-            .optimizer("optim", &self.opt)
+            .optimizer("optim", &self.opt)?
             .json("critic", &self.cfg.model)?
             .json("data", &self.order)
     }

@@ -343,7 +343,7 @@ impl TrainTask for CStyleGanTask {
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
         self.state
-            .contents()
+            .contents()?
             // The sidecar of generator_ema.safetensors: the checkpoint's EMA
             // weights load like a shipped weights file.
             .json("generator_ema", &self.cfg.model)?

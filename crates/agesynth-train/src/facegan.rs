@@ -1068,7 +1068,7 @@ impl TrainTask for FaceGanTask {
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
         self.state
-            .contents()
+            .contents()?
             // The sidecar of generator.safetensors: a checkpoint's generator
             // loads like a shipped weights file.
             .json("generator", &self.cfg.model)?

@@ -28,12 +28,12 @@ pub struct GanState {
 impl GanState {
     /// The checkpoint parts of the state; a task adds its sidecars and data
     /// order.
-    pub fn contents(&self) -> CheckpointContents {
+    pub fn contents(&self) -> Result<CheckpointContents> {
         CheckpointContents::new()
             .vars("generator", &self.g_vars)
             .vars("generator_ema", &self.ema_vars)
             .vars("discriminator", &self.d_vars)
-            .optimizer("optim_g", &self.opt_g)
+            .optimizer("optim_g", &self.opt_g)?
             .optimizer("optim_d", &self.opt_d)
     }
 

@@ -139,11 +139,57 @@ impl ParamGroup {
     }
 }
 
+/// A parameter's moments: host buffers updated by the fused kernel for
+/// `f32` CPU parameters, tensors on the parameter's device otherwise.
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Device { m: Tensor, v: Tensor },
+}
+
+impl Moments {
+    fn zeros(var: &Var) -> Result<Self> {
+        if agesynth_nn::ops::fused_update_supported(var.as_tensor()) {
+            let n = var.elem_count();
+            return Ok(Moments::Host {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            });
+        }
+        let m = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
+        Ok(Moments::Device { v: m.clone(), m })
+    }
+
+    /// From checkpointed tensors `m`, `v` (already of the parameter's shape).
+    fn from_tensors(var: &Var, m: Tensor, v: Tensor) -> Result<Self> {
+        let (m, v) = (m.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
+        if agesynth_nn::ops::fused_update_supported(var.as_tensor()) {
+            return Ok(Moments::Host {
+                m: m.flatten_all()?.to_vec1()?,
+                v: v.flatten_all()?.to_vec1()?,
+            });
+        }
+        Ok(Moments::Device {
+            m: m.to_device(var.device())?,
+            v: v.to_device(var.device())?,
+        })
+    }
+
+    /// The moments as tensors of the parameter's shape.
+    fn tensors(&self, var: &Var) -> Result<(Tensor, Tensor)> {
+        Ok(match self {
+            Moments::Host { m, v } => (
+                Tensor::from_slice(m, var.shape(), &candle_core::Device::Cpu)?,
+                Tensor::from_slice(v, var.shape(), &candle_core::Device::Cpu)?,
+            ),
+            Moments::Device { m, v } => (m.clone(), v.clone()),
+        })
+    }
+}
+
 struct Slot {
     key: String,
     var: Var,
-    m: Tensor,
-    v: Tensor,
+    moments: Moments,
 }
 
 struct Group {
@@ -193,13 +239,11 @@ impl Adam {
                     ))
                     .into());
                 }
-                let m = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
-                let v = m.clone();
+                let moments = Moments::zeros(&var)?;
                 slots.push(Slot {
                     key: format!("{}/{}", g.name, name),
                     var,
-                    m,
-                    v,
+                    moments,
                 });
             }
             out.push(Group {
@@ -213,6 +257,27 @@ impl Adam {
             groups: out,
             step: 0,
         })
+    }
+
+    /// Chooses how updates run: `true` (the default) runs the fused one-pass
+    /// update on every parameter that supports it (`f32` on the CPU), `false`
+    /// composes every update from candle's tensor ops, as on other devices.
+    /// The two take the same steps (to rounding); the choice is for
+    /// comparisons and benchmarks. The moments are kept.
+    pub fn set_fused(&mut self, fused: bool) -> Result<()> {
+        for g in &mut self.groups {
+            for s in &mut g.slots {
+                let host = matches!(s.moments, Moments::Host { .. });
+                if fused && !host && agesynth_nn::ops::fused_update_supported(s.var.as_tensor()) {
+                    let (m, v) = s.moments.tensors(&s.var)?;
+                    s.moments = Moments::from_tensors(&s.var, m, v)?;
+                } else if !fused && host {
+                    let (m, v) = s.moments.tensors(&s.var)?;
+                    s.moments = Moments::Device { m, v };
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The hyper-parameters.
@@ -265,6 +330,23 @@ impl Adam {
                 let Some(grad) = grads.get(s.var.as_tensor()) else {
                     continue;
                 };
+                let (m, v) = match &mut s.moments {
+                    Moments::Host { m, v } => {
+                        let step = agesynth_nn::kernels::optim::AdamStep {
+                            lr,
+                            beta1: b1,
+                            beta2: b2,
+                            bc1,
+                            bc2,
+                            eps: self.cfg.eps,
+                            weight_decay: self.cfg.weight_decay,
+                            decoupled: self.cfg.decoupled,
+                        };
+                        agesynth_nn::ops::adam_update(&s.var, grad, m, v, &step)?;
+                        continue;
+                    }
+                    Moments::Device { m, v } => (m, v),
+                };
                 let dtype = s.var.dtype();
                 let theta = s.var.as_tensor().detach().to_dtype(DType::F32)?;
                 let mut grad = grad.detach().to_dtype(DType::F32)?;
@@ -276,10 +358,10 @@ impl Adam {
                 } else {
                     theta
                 };
-                s.m = ((&s.m * b1)? + (&grad * (1.0 - b1))?)?;
-                s.v = ((&s.v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
-                let denom = ((&s.v / bc2)?.sqrt()? + self.cfg.eps)?;
-                let update = ((&s.m / bc1)? / denom)?;
+                *m = ((&*m * b1)? + (&grad * (1.0 - b1))?)?;
+                *v = ((&*v * b2)? + (grad.sqr()? * (1.0 - b2))?)?;
+                let denom = ((&*v / bc2)?.sqrt()? + self.cfg.eps)?;
+                let update = ((&*m / bc1)? / denom)?;
                 let next = (theta - (update * lr)?)?;
                 s.var.set(&next.to_dtype(dtype)?)?;
             }
@@ -289,15 +371,16 @@ impl Adam {
 
     /// The state as named tensors: `GROUP/PARAM.m` and `GROUP/PARAM.v`, plus
     /// the step count as string metadata (see [`Adam::metadata`]).
-    pub fn state_tensors(&self) -> HashMap<String, Tensor> {
+    pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for g in &self.groups {
             for s in &g.slots {
-                out.insert(format!("{}.m", s.key), s.m.clone());
-                out.insert(format!("{}.v", s.key), s.v.clone());
+                let (m, v) = s.moments.tensors(&s.var)?;
+                out.insert(format!("{}.m", s.key), m);
+                out.insert(format!("{}.v", s.key), v);
             }
         }
-        out
+        Ok(out)
     }
 
     /// The metadata saved in the state file's header: the step count.
@@ -326,11 +409,14 @@ impl Adam {
             for s in &g.slots {
                 let mut take = |suffix: &str| -> Result<Tensor> {
                     let name = format!("{}.{suffix}", s.key);
-                    let t =
-                        agesynth_core::io::take_tensor(&mut tensors, source, &name, s.var.dims())?;
-                    Ok(t.to_device(s.var.device())?.to_dtype(DType::F32)?)
+                    Ok(agesynth_core::io::take_tensor(
+                        &mut tensors,
+                        source,
+                        &name,
+                        s.var.dims(),
+                    )?)
                 };
-                new.push((take("m")?, take("v")?));
+                new.push(Moments::from_tensors(&s.var, take("m")?, take("v")?)?);
             }
         }
         if let Some(extra) = tensors.keys().min() {
@@ -344,9 +430,8 @@ impl Adam {
         let mut it = new.into_iter();
         for g in &mut self.groups {
             for s in &mut g.slots {
-                if let Some((m, v)) = it.next() {
-                    s.m = m;
-                    s.v = v;
+                if let Some(moments) = it.next() {
+                    s.moments = moments;
                 }
             }
         }
@@ -476,6 +561,70 @@ mod tests {
         assert!((value(&w) - 1.9).abs() < 1e-6, "{}", value(&w));
     }
 
+    /// The fused one-pass update (f32 parameters on the CPU) and the chain of
+    /// tensor ops (any other parameter, here f64, or on request) take the
+    /// same steps, with each kind of weight decay.
+    #[test]
+    fn fused_update_matches_tensor_ops() {
+        for cfg in [
+            AdamConfig::stylegan2(0.01),
+            AdamConfig::adamw(0.01, 0.1),
+            AdamConfig {
+                lr: 0.01,
+                beta1: 0.5,
+                weight_decay: 0.05,
+                ..AdamConfig::default()
+            },
+        ] {
+            let init: Vec<f64> = (0..300).map(|i| ((i as f64) * 0.37).sin()).collect();
+            let run = |dtype: DType, fused: bool| -> Vec<f64> {
+                let t = Tensor::new(init.as_slice(), &Device::Cpu)
+                    .unwrap()
+                    .reshape((3, 100))
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let w = Var::from_tensor(&t).unwrap();
+                let mut opt = Adam::new(
+                    vec![ParamGroup {
+                        name: "g".into(),
+                        lr_scale: 1.0,
+                        params: vec![("w".into(), w.clone())],
+                    }],
+                    cfg.clone(),
+                )
+                .unwrap();
+                opt.set_fused(fused).unwrap();
+                for _ in 0..5 {
+                    let loss = (w.as_tensor().powf(3.0).unwrap() - w.as_tensor())
+                        .unwrap()
+                        .sqr()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap();
+                    opt.backward_step(&loss).unwrap();
+                }
+                w.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            let (fused, chain) = (run(DType::F32, true), run(DType::F64, true));
+            let chain32 = run(DType::F32, false);
+            for (a, b) in fused.iter().zip(&chain32) {
+                assert!((a - b).abs() < 2e-5, "{cfg:?}: {a} vs {b}");
+            }
+            for (a, b) in fused.iter().zip(&chain) {
+                assert!((a - b).abs() < 2e-5, "{cfg:?}: {a} vs {b}");
+            }
+            // Both moved away from the start.
+            assert!(fused.iter().zip(&init).any(|(a, b)| (a - b).abs() > 1e-3));
+        }
+    }
+
     /// Saving after 3 steps and loading into a fresh optimizer gives the same
     /// fourth step as continuing without the round trip.
     #[test]
@@ -513,8 +662,12 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("optim.safetensors");
-        agesynth_core::io::save_tensors(&path, &opt_a.state_tensors(), Some(opt_a.metadata()))
-            .unwrap();
+        agesynth_core::io::save_tensors(
+            &path,
+            &opt_a.state_tensors().unwrap(),
+            Some(opt_a.metadata()),
+        )
+        .unwrap();
 
         let (b, mut opt_b) = make(0.0);
         b.set(a.as_tensor()).unwrap();

@@ -107,7 +107,11 @@ impl TrainTask for Regression {
     fn checkpoint(&self) -> agesynth_train::Result<CheckpointContents> {
         CheckpointContents::new()
             .tensors("model", params::snapshot(&self.vars), None)
-            .tensors("optim", self.opt.state_tensors(), Some(self.opt.metadata()))
+            .tensors(
+                "optim",
+                self.opt.state_tensors()?,
+                Some(self.opt.metadata()),
+            )
             .json("data", &self.order)
     }
 

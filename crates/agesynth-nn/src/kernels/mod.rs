@@ -5,7 +5,8 @@
 //! - [`winograd`]: Winograd F(2×2, 3×3) for 3×3 stride-1 layers, with
 //!   per-sample channel scales for the fused modulated convolution;
 //! - [`eltwise`]: vectorised, parallel activations and per-channel affine
-//!   maps with their gradients.
+//!   maps with their gradients;
+//! - [`optim`]: the Adam update and the weights' EMA, one fused pass each.
 
 /// Defines a function whose body is compiled three times (AVX-512, AVX2+FMA
 /// and baseline) and picks the best at run time, so that plain loops are
@@ -65,6 +66,7 @@ macro_rules! multiversion_generic {
 
 pub mod conv;
 pub mod eltwise;
+pub mod optim;
 pub mod winograd;
 
 use std::cell::RefCell;
