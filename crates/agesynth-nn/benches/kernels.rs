@@ -13,6 +13,7 @@
 //! and back-propagates to every input (candle's autograd, identical for both).
 #![allow(missing_docs)]
 
+use agesynth_nn::kernels;
 use agesynth_nn::ops::{self, ConvParams, ConvTransposeParams};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use criterion::{criterion_group, Criterion};
@@ -43,6 +44,16 @@ fn group<'a>(
     g
 }
 
+/// The row `ours_bf16`: `f` with the convolutions' matrix products in bf16
+/// (skipped on CPUs without AVX-512 BF16).
+fn bf16_row(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, f: impl Fn()) {
+    if kernels::set_matmul_precision(kernels::MatmulPrecision::Bf16).is_err() {
+        return;
+    }
+    g.bench_function("ours_bf16", |b| b.iter(&f));
+    kernels::set_matmul_precision(kernels::MatmulPrecision::F32).expect("f32");
+}
+
 /// The three convolution rows and the transposed convolution row.
 fn convs(c: &mut Criterion) {
     // (name, cin, cout, hw, k, stride, pad)
@@ -65,6 +76,7 @@ fn convs(c: &mut Criterion) {
         g.bench_function("ours", |b| {
             b.iter(|| fwd_bwd(ops::conv2d(&x, &w, None, &p)))
         });
+        bf16_row(&mut g, || fwd_bwd(ops::conv2d(&x, &w, None, &p)));
         g.finish();
     }
     let x = var(&[8, 128, 32, 32], 1.0);
@@ -81,6 +93,7 @@ fn convs(c: &mut Criterion) {
     g.bench_function("ours", |b| {
         b.iter(|| fwd_bwd(ops::conv_transpose2d(&x, &w, None, &p)))
     });
+    bf16_row(&mut g, || fwd_bwd(ops::conv_transpose2d(&x, &w, None, &p)));
     g.finish();
 }
 
@@ -178,6 +191,7 @@ fn unet(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(8));
     g.bench_function("candle", |b| b.iter(|| step(false)));
     g.bench_function("ours", |b| b.iter(|| step(true)));
+    bf16_row(&mut g, || step(true));
     g.finish();
 }
 
@@ -214,6 +228,9 @@ fn modconv(c: &mut Criterion) {
     });
     g.bench_function("ours_input_scaling", |b| {
         b.iter(|| fwd_bwd(ops::modulated_conv2d(&x, &w, &s, true, &p)))
+    });
+    bf16_row(&mut g, || {
+        fwd_bwd(ops::modulated_conv2d(&x, &w, &s, true, &p))
     });
     g.finish();
 }
@@ -286,6 +303,32 @@ fn sgemm(c: &mut Criterion) {
             black_box(&dst);
         })
     });
+    if kernels::bf16::available() {
+        g.bench_function("ours_bf16", |b| {
+            b.iter(|| {
+                // SAFETY: available() checked; all three buffers are n×n row-major.
+                unsafe {
+                    kernels::bf16::gemm_bf16(
+                        n,
+                        n,
+                        n,
+                        kernels::bf16::StridedA {
+                            ptr: av.as_ptr(),
+                            rs: n as isize,
+                            cs: 1,
+                        },
+                        bv.as_ptr(),
+                        n,
+                        dst.as_mut_ptr(),
+                        n,
+                        false,
+                        threads,
+                    )
+                };
+                black_box(&dst);
+            })
+        });
+    }
     g.finish();
     let _ = DType::F32;
 }

@@ -43,6 +43,15 @@ pub enum SplitChoice {
     All,
 }
 
+/// Precision of the convolutions' matrix products (`--precision`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Precision {
+    /// f32 throughout.
+    F32,
+    /// bf16 inputs, f32 sums (AVX-512 BF16 CPUs).
+    Bf16,
+}
+
 /// Run-folder and loop options shared by every trainer.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -67,6 +76,13 @@ pub struct RunArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu", value_parser = super::device)]
     pub device: DeviceSpec,
+    /// Precision of the convolutions' matrix products on the CPU: f32, or
+    /// bf16 (inputs rounded to bf16, sums, weights and optimiser state in
+    /// f32) on CPUs with AVX-512 BF16. On the project's Zen 5 machine bf16
+    /// is slower (its `vdpbf16ps` runs at a quarter of the FMA rate; see
+    /// BENCHMARKS.md), so f32 stays the default.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
     /// Log every N steps.
     #[arg(long, default_value_t = 20)]
     pub log_every: u64,
@@ -164,6 +180,11 @@ fn default_cache(out: &Path, data: &Path, size: usize) -> PathBuf {
 fn open_run(a: &RunArgs) -> anyhow::Result<(Device, RunDir, bool)> {
     StopFlag::ctrlc()?;
     let device = a.device.open().context("opening the device")?;
+    if a.precision == Precision::Bf16 {
+        agesynth_nn::kernels::set_matmul_precision(agesynth_nn::kernels::MatmulPrecision::Bf16)
+            .map_err(|e| anyhow::anyhow!("--precision bf16: {e}"))?;
+        eprintln!("convolution matrix products in bf16 (f32 sums, weights and optimiser state)");
+    }
     let run =
         RunDir::open(&a.out).with_context(|| format!("opening run folder {}", a.out.display()))?;
     let report = run.open_report();

@@ -352,6 +352,36 @@ pub(super) unsafe fn matmul<T: Float>(
     b: Mat<T>,
     par: Parallelism,
 ) {
+    if b.cs == 1
+        && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && super::matmul_precision() == super::MatmulPrecision::Bf16
+    {
+        let threads = match par {
+            Parallelism::Rayon(t) => t.max(1),
+            _ => 1,
+        };
+        // SAFETY: T is f32 (checked above), bf16 was only enabled where the
+        // CPU has it, and the pointers are the caller's.
+        unsafe {
+            super::bf16::gemm_bf16(
+                m,
+                n,
+                k,
+                super::bf16::StridedA {
+                    ptr: a.ptr as *const f32,
+                    rs: a.rs,
+                    cs: a.cs,
+                },
+                b.ptr as *const f32,
+                b.rs as usize,
+                dst as *mut f32,
+                ld,
+                accumulate,
+                threads,
+            )
+        };
+        return;
+    }
     // SAFETY: forwarded from the caller.
     unsafe {
         gemm::gemm(

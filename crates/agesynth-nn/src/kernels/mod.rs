@@ -6,7 +6,9 @@
 //!   per-sample channel scales for the fused modulated convolution;
 //! - [`eltwise`]: vectorised, parallel activations and per-channel affine
 //!   maps with their gradients;
-//! - [`optim`]: the Adam update and the weights' EMA, one fused pass each.
+//! - [`optim`]: the Adam update and the weights' EMA, one fused pass each;
+//! - [`bf16`]: a bf16 GEMM with f32 sums for CPUs with AVX-512 BF16, which
+//!   the convolutions use when the matmul precision is set to bf16.
 
 /// Defines a function whose body is compiled three times (AVX-512, AVX2+FMA
 /// and baseline) and picks the best at run time, so that plain loops are
@@ -64,6 +66,7 @@ macro_rules! multiversion_generic {
     };
 }
 
+pub mod bf16;
 pub mod conv;
 pub mod eltwise;
 pub mod optim;
@@ -535,6 +538,47 @@ pub(crate) fn has_avx2() -> bool {
     *F.get_or_init(|| {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     })
+}
+
+/// The precision of the convolutions' matrix products (every GEMM of
+/// [`conv`] and [`winograd`] on `f32` data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MatmulPrecision {
+    /// f32 throughout (the default).
+    #[default]
+    F32,
+    /// Inputs rounded to bf16, products summed in f32 ([`bf16::gemm_bf16`]);
+    /// only where [`bf16::available`].
+    Bf16,
+}
+
+static MATMUL_BF16: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets the precision of the convolutions' matrix products for the whole
+/// process (weights, optimiser state and everything outside the GEMMs stay
+/// f32). Asking for bf16 on a CPU without AVX-512 BF16 is refused with the
+/// reason, and the setting stays f32.
+pub fn set_matmul_precision(p: MatmulPrecision) -> Result<(), String> {
+    if p == MatmulPrecision::Bf16 && !bf16::available() {
+        return Err(
+            "bf16 matrix products need a CPU with AVX-512 BF16 (avx512bf16), which this one lacks"
+                .into(),
+        );
+    }
+    MATMUL_BF16.store(
+        p == MatmulPrecision::Bf16,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(())
+}
+
+/// The precision set by [`set_matmul_precision`].
+pub fn matmul_precision() -> MatmulPrecision {
+    if MATMUL_BF16.load(std::sync::atomic::Ordering::Relaxed) {
+        MatmulPrecision::Bf16
+    } else {
+        MatmulPrecision::F32
+    }
 }
 
 /// Number of worker threads the kernels split work over.

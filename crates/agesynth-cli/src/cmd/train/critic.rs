@@ -66,6 +66,12 @@ pub struct CriticArgs {
     /// The critic sees luminance only (training and judging alike).
     #[arg(long)]
     pub input_luma: bool,
+    /// Add Gaussian noise of this standard deviation (pixel values in
+    /// [-1, 1]) to every training input: the critic then leans on features
+    /// that survive noise, and its gradient asks a generator for visible
+    /// change [default: 0].
+    #[arg(long)]
+    pub input_noise: Option<f64>,
     /// The teacher of the identity critic: dlib's face-recognition weights
     /// [default: the weights folder's]. Used only to distil the critic; the
     /// generators never see it.
@@ -101,6 +107,13 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
         let mut c = CriticTrainConfig::new(model, a.steps, a.run.seed);
         c.batch = a.batch;
         c.balanced = a.balanced;
+        c.input_noise = a.input_noise.unwrap_or(0.0);
+        if !(c.input_noise.is_finite() && c.input_noise >= 0.0) {
+            bail!(
+                "--input-noise must be a finite number ≥ 0, got {}",
+                c.input_noise
+            );
+        }
         if let Some(lr) = a.lr {
             c.lr = lr;
         }
