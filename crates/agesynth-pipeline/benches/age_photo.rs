@@ -1,6 +1,11 @@
 //! Ageing a photo end to end on the CPU: decode, detect, align, estimate the
 //! age, FaceGAN at four target ages, paste back; and the steps alone.
 //!
+//! `photo_640x480/age_and_save_4_targets` is the whole `agesynth age` job
+//! on a 640×480 JPEG (FG-NET dev's `001A28.JPG` scaled to 480 rows and
+//! centred on a grey 640×480 canvas, encoded once at quality 90): decode to
+//! written PNGs (four aged photos and the strip).
+//!
 //! The photo is FG-NET dev's `001A28.JPG` (408×498, one face) when the
 //! shared data folder is present (see
 //! `agesynth_data::testing::shared_data_dir`); without it the bench prints
@@ -69,6 +74,40 @@ fn bench(c: &mut Criterion) {
         b.iter(|| aged.save(out.path(), "bench").unwrap())
     });
     g.finish();
+
+    let vga = dir.path().join("photo-640x480.jpg");
+    write_vga_photo(&path, &vga);
+    let mut g = c.benchmark_group("photo_640x480");
+    g.sample_size(10);
+    let out = tempfile::tempdir().unwrap();
+    g.bench_function("age_and_save_4_targets", |b| {
+        b.iter(|| {
+            ager.age_file(&vga, &AGES)
+                .unwrap()
+                .save(out.path(), "bench")
+                .unwrap()
+        })
+    });
+    g.bench_function("detect", |b| {
+        let photo = agesynth_pipeline::input::load_photo(&vga, &Default::default()).unwrap();
+        b.iter(|| ager.detect(&photo).unwrap())
+    });
+    g.finish();
+}
+
+/// `src` scaled to 480 rows, centred on a mid-grey 640×480 canvas, saved as
+/// a quality-90 JPEG at `dst`.
+fn write_vga_photo(src: &std::path::Path, dst: &std::path::Path) {
+    let img = image::open(src).expect("photo").to_rgb8();
+    let w = (img.width() as f64 * 480.0 / img.height() as f64).round() as u32;
+    let scaled =
+        image::imageops::resize(&img, w.min(640), 480, image::imageops::FilterType::Triangle);
+    let mut canvas = image::RgbImage::from_pixel(640, 480, image::Rgb([128, 128, 128]));
+    image::imageops::overlay(&mut canvas, &scaled, ((640 - scaled.width()) / 2) as i64, 0);
+    let file = std::fs::File::create(dst).expect("create");
+    let mut enc =
+        image::codecs::jpeg::JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 90);
+    enc.encode_image(&canvas).expect("encode");
 }
 
 criterion_group!(benches, bench);

@@ -124,22 +124,30 @@ impl AgedPhoto {
             path: dir.to_path_buf(),
             source: agesynth_core::Error::io("creating", dir, e),
         })?;
-        let write = |path: PathBuf, img: &FaceImage| -> Result<PathBuf> {
-            agesynth_data::draw::save_png(&path, img).map_err(|source| PipelineError::Write {
+        let write = |path: &PathBuf, img: &FaceImage| -> Result<()> {
+            agesynth_data::draw::save_png(path, img).map_err(|source| PipelineError::Write {
                 path: path.clone(),
                 source,
-            })?;
-            Ok(path)
+            })
         };
-        let mut images = Vec::with_capacity(self.images.len());
-        for (img, t) in self.images.iter().zip(&self.targets) {
-            let name = format!("{stem}_age{}.png", format_age(t.age));
-            images.push(write(dir.join(name), img)?);
-        }
-        let strip = write(
-            dir.join(format!("{stem}_strip.png")),
-            &self.strip(STRIP_TILE_HEIGHT)?,
-        )?;
+        let strip_img = self.strip(STRIP_TILE_HEIGHT)?;
+        let images: Vec<PathBuf> = self
+            .targets
+            .iter()
+            .map(|t| dir.join(format!("{stem}_age{}.png", format_age(t.age))))
+            .collect();
+        let strip = dir.join(format!("{stem}_strip.png"));
+        // The PNGs are encoded in parallel (each is one thread's work).
+        let jobs: Vec<(&PathBuf, &FaceImage)> = images
+            .iter()
+            .zip(&self.images)
+            .chain(std::iter::once((&strip, &strip_img)))
+            .collect();
+        use rayon::prelude::*;
+        jobs.par_iter()
+            .with_max_len(1)
+            .map(|(path, img)| write(path, img))
+            .collect::<Result<Vec<()>>>()?;
         Ok(SavedFiles { images, strip })
     }
 
