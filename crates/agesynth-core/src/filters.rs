@@ -1,6 +1,7 @@
 //! Image filters on tensors that several crates apply to what a network
-//! sees: Rec. 601 luminance and a separable Gaussian blur, both
-//! differentiable (the generators' critics backpropagate through them).
+//! sees: Rec. 601 luminance (with its own gradient, or with a grey one) and
+//! a separable Gaussian blur, all differentiable (the generators' critics
+//! backpropagate through them).
 
 use candle_core::Tensor;
 
@@ -18,6 +19,20 @@ pub fn luma(x: &Tensor) -> Result<Tensor> {
         .to_dtype(x.dtype())?;
     let y = x.broadcast_mul(&k)?.sum_keepdim(1)?;
     Ok(y.broadcast_as((n, 3, h, w))?.contiguous()?)
+}
+
+/// Rec. 601 luma of `(N, 3, H, W)` images like [`luma`], with a gradient
+/// that reaches the three channels equally (the channel mean's gradient,
+/// passed straight through). Through [`luma`] a loss's gradient moves red,
+/// green and blue in the ratio 0.299 : 0.587 : 0.114, so a network that sees
+/// luminance darkens green most and paints magenta, blue or red where it
+/// asks for a darker line; through this one it can only ask for a grey
+/// change. The forward values are [`luma`]'s (to rounding), so a network
+/// trained on [`luma`] judges the same.
+pub fn luma_grey_gradient(x: &Tensor) -> Result<Tensor> {
+    let y = luma(x)?;
+    let m = x.mean_keepdim(1)?.broadcast_as(y.shape())?;
+    Ok((&m + (y - &m)?.detach())?)
 }
 
 /// A separable Gaussian blur of `(N, C, H, W)` images with standard
@@ -51,4 +66,46 @@ pub fn gaussian_blur(x: &Tensor, sigma: f64) -> Result<Tensor> {
         out = acc.ok_or_else(|| Error::InvalidInput("empty blur kernel".into()))?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grey_gradient_luma_keeps_values_and_spreads_gradients_evenly() {
+        let x = candle_core::Var::from_tensor(
+            &Tensor::from_vec(
+                vec![0.9f32, -0.2, 0.4, 0.1, -0.7, 0.3],
+                (1, 3, 1, 2),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let a = luma(x.as_tensor()).unwrap();
+        let b = luma_grey_gradient(x.as_tensor()).unwrap();
+        let d = (&a - &b).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+        // d/dx of Σ w·y with w = (1, 2) per pixel: each channel gets 3·w/3 = w.
+        let w = Tensor::from_vec(vec![1f32, 2.0], (1, 1, 1, 2), &candle_core::Device::Cpu).unwrap();
+        let g = b
+            .broadcast_mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for c in 0..3 {
+            assert!((g[2 * c] - 1.0).abs() < 1e-6, "{g:?}");
+            assert!((g[2 * c + 1] - 2.0).abs() < 1e-6, "{g:?}");
+        }
+    }
 }

@@ -36,7 +36,7 @@ pub mod pair_filter;
 
 pub use load::{load_age_critic, load_gender_critic, load_identity_critic};
 
-use agesynth_core::filters::{gaussian_blur, luma};
+use agesynth_core::filters::{gaussian_blur, luma_grey_gradient};
 use agesynth_core::{AgeBins, AgeClassifier, AgeEstimator, AgeGroup, Error, FaceEmbedder, Result};
 use agesynth_nn::{Activation, Conv2d, Conv2dConfig};
 use candle_core::{DType, Module, Tensor, D};
@@ -305,7 +305,11 @@ impl Trunk {
         } else {
             x.upsample_nearest2d(s, s)?
         };
-        let x = if self.input_luma { luma(&x)? } else { x };
+        let x = if self.input_luma {
+            luma_grey_gradient(&x)?
+        } else {
+            x
+        };
         gaussian_blur(&x, self.input_blur)
     }
 }

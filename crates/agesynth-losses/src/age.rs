@@ -93,9 +93,9 @@ pub struct ClassifierAgeLoss {
     /// classifier (0: none).
     pub blur_sigma: f64,
     /// Whether the classifier sees the output's luminance only (Rec. 601
-    /// luma in all three channels): its gradient then moves the three
-    /// channels alike, so it cannot paint the coloured patterns that fool a
-    /// colour classifier.
+    /// luma in all three channels, with the gradient spread evenly:
+    /// [`agesynth_core::filters::luma_grey_gradient`]): its gradient then
+    /// moves the three channels alike, so it cannot paint colour.
     pub luma: bool,
     /// Target-group probability at which a row stops paying (1: never, the
     /// plain cross-entropy). A row pays `max(0, −log p − (−log
@@ -152,7 +152,11 @@ impl Loss for ClassifierAgeLoss {
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
         let groups = input.need_groups("age critic")?;
         let x = gaussian_blur(input.output, self.blur_sigma)?;
-        let x = &if self.luma { luma(&x)? } else { x };
+        let x = &if self.luma {
+            agesynth_core::filters::luma_grey_gradient(&x)?
+        } else {
+            x
+        };
         let mirrored = x.flip(&[3])?;
         let a = row_cross_entropy(&self.classifier.group_logits(x)?, groups)?;
         let b = row_cross_entropy(&self.classifier.group_logits(&mirrored)?, groups)?;
@@ -318,14 +322,14 @@ mod tests {
             sums[0] > 0.0 && sums[1] == 0.0 && sums[2] == 0.0,
             "{sums:?}"
         );
-        // Luma: every channel moves, in the ratio of the luma weights.
+        // Luma: every channel moves, and equally (a grey change).
         let l = critic_loss(true, 1.0)
             .compute(&LossInput::new(x.as_tensor()).groups(&t))
             .unwrap();
         let g = l.backward().unwrap();
         let g = g.get(x.as_tensor()).unwrap().to_dtype(DType::F64).unwrap();
         let r = g.narrow(1, 0, 1).unwrap();
-        for (c, w) in [(1usize, 0.587 / 0.299), (2, 0.114 / 0.299)] {
+        for (c, w) in [(1usize, 1.0), (2, 1.0)] {
             let d = (g.narrow(1, c, 1).unwrap() - (&r * w).unwrap())
                 .unwrap()
                 .abs()

@@ -90,9 +90,10 @@ pub struct SharedIdentityLoss {
     /// face's structure, not pixel-scale patterns a generator could tune to
     /// it.
     pub blur_sigma: f64,
-    /// Whether the embedder sees both images' luminance only
-    /// ([`crate::age::luma`]): its gradient then moves the output's channels
-    /// alike and cannot paint colour patterns.
+    /// Whether the embedder sees both images' luminance only (with the
+    /// output's gradient spread evenly over its channels:
+    /// [`agesynth_core::filters::luma_grey_gradient`]): its gradient then
+    /// moves the output's channels alike and cannot paint colour.
     pub luma: bool,
 }
 
@@ -121,7 +122,7 @@ impl Loss for SharedIdentityLoss {
         let mut out = crate::age::gaussian_blur(input.output, self.blur_sigma)?;
         let mut r = crate::age::gaussian_blur(&r.detach(), self.blur_sigma)?;
         if self.luma {
-            out = crate::age::luma(&out)?;
+            out = agesynth_core::filters::luma_grey_gradient(&out)?;
             r = crate::age::luma(&r)?;
         }
         IdentityLoss {
@@ -223,10 +224,10 @@ mod tests {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        // Red, green and blue pixels get gradients in the ratio of the luma
-        // weights (the blue channel, at 0 in the image, moves too).
-        assert!((g[4] / g[0] - 0.587 / 0.299).abs() < 1e-4, "{g:?}");
-        assert!((g[8] / g[0] - 0.114 / 0.299).abs() < 1e-4, "{g:?}");
+        // Red, green and blue pixels get the same gradient (the blue
+        // channel, at 0 in the image, moves too): a grey change only.
+        assert!((g[4] / g[0] - 1.0).abs() < 1e-4, "{g:?}");
+        assert!((g[8] / g[0] - 1.0).abs() < 1e-4, "{g:?}");
     }
 
     #[test]
