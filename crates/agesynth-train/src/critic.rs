@@ -62,6 +62,12 @@ pub struct CriticTrainConfig {
     /// (configs written before it read as 0).
     #[serde(default)]
     pub input_noise: f64,
+    /// Learn from faces labelled with this gender only (`None`: every
+    /// face). An age critic that has seen only women cannot reward a
+    /// moustache as a sign of age (configs written before it read as
+    /// `None`).
+    #[serde(default)]
+    pub only_gender: Option<Gender>,
 }
 
 impl CriticTrainConfig {
@@ -85,6 +91,7 @@ impl CriticTrainConfig {
             seed,
             balanced: false,
             input_noise: 0.0,
+            only_gender: None,
         }
     }
 
@@ -122,6 +129,8 @@ pub struct CriticTask {
     net: Net,
     opt: Adam,
     faces: Arc<RealFaces>,
+    /// The faces it learns from (indices into `faces`).
+    pool: Vec<usize>,
     order: DataOrder,
     /// Per-group weights of the cross-entropy (all 1 unless balanced).
     group_weights: Vec<f32>,
@@ -184,14 +193,27 @@ impl CriticTask {
             vec![ParamGroup::from_varmap("critic", &vars, 1.0)],
             AdamConfig::adamw(cfg.lr, cfg.weight_decay),
         )?;
-        let order = DataOrder::new(faces.len(), cfg.seed);
+        let pool: Vec<usize> = match cfg.only_gender {
+            None => (0..faces.len()).collect(),
+            Some(want) => (0..faces.len())
+                .filter(|&i| faces.genders().get(i).copied().flatten() == Some(want))
+                .collect(),
+        };
+        if pool.is_empty() {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "no training face is labelled {:?}",
+                cfg.only_gender
+            ))
+            .into());
+        }
+        let order = DataOrder::new(pool.len(), cfg.seed);
         let groups = match &cfg.model.head {
             CriticHead::AgeGroups { lower_bounds } => lower_bounds.len(),
             CriticHead::Embedding { .. } | CriticHead::Gender => 0,
         };
         let mut counts = vec![0usize; groups];
-        for g in faces.groups() {
-            if let Some(c) = counts.get_mut(g.0) {
+        for &i in &pool {
+            if let Some(c) = counts.get_mut(faces.groups()[i].0) {
                 *c += 1;
             }
         }
@@ -199,7 +221,7 @@ impl CriticTask {
             .iter()
             .map(|&c| {
                 if cfg.balanced && c > 0 {
-                    faces.len() as f32 / (groups * c) as f32
+                    pool.len() as f32 / (groups * c) as f32
                 } else {
                     1.0
                 }
@@ -212,6 +234,7 @@ impl CriticTask {
             net,
             opt,
             faces,
+            pool,
             order,
             group_weights,
         })
@@ -259,7 +282,12 @@ impl CriticTask {
 
     /// The batch of `step`: face indices, augmented images.
     fn draw(&mut self, step: u64) -> Result<(Vec<usize>, Tensor)> {
-        let idx = self.order.next_indices(self.cfg.batch);
+        let idx: Vec<usize> = self
+            .order
+            .next_indices(self.cfg.batch)
+            .into_iter()
+            .map(|i| self.pool[i])
+            .collect();
         let mut rng = step_rng(self.cfg.seed, "critic-augment", step);
         let flips: Vec<bool> = (0..idx.len())
             .map(|_| self.cfg.xflip && rng.random::<bool>())
@@ -398,13 +426,13 @@ impl TrainTask for CriticTask {
             ));
         }
         let order: DataOrder = ck.load_json("data")?;
-        if order.len != self.faces.len() {
+        if order.len != self.pool.len() {
             return Err(TrainError::checkpoint(
                 ck.dir(),
                 format!(
                     "was trained on {} faces, the data now holds {}",
                     order.len,
-                    self.faces.len()
+                    self.pool.len()
                 ),
             ));
         }
@@ -693,6 +721,35 @@ mod tests {
         let r = evaluate_gender(task.gender_critic().unwrap(), &f, &bins, &Device::Cpu).unwrap();
         assert_eq!(r.faces, 24, "only labelled faces count: {r:?}");
         assert_eq!(r.gender_accuracy, Some(1.0), "{r:?}");
+    }
+
+    #[test]
+    fn an_age_critic_for_one_gender_draws_only_that_gender() {
+        let mut raw = faces(32, 16);
+        // Faces 0, 4, 8, … female; the rest male or unlabelled.
+        let genders: Vec<Option<Gender>> = (0..32)
+            .map(|i| match i % 4 {
+                0 => Some(Gender::Female),
+                1 => None,
+                _ => Some(Gender::Male),
+            })
+            .collect();
+        raw.set_genders(genders).unwrap();
+        let f = Arc::new(raw);
+        let mut cfg = CriticTrainConfig::new(CriticConfig::tiny_age(), 10, 3);
+        cfg.batch = 8;
+        cfg.only_gender = Some(Gender::Female);
+        let mut task = CriticTask::new(cfg.clone(), f.clone(), None, &Device::Cpu).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for step in 1..=4 {
+            let (idx, _) = task.draw(step).unwrap();
+            assert!(idx.iter().all(|i| i % 4 == 0), "{idx:?}");
+            seen.extend(idx);
+        }
+        assert_eq!(seen.len(), 8, "every female face is drawn: {seen:?}");
+        // No face of the asked gender: a clear error.
+        let unlabelled = Arc::new(faces(8, 16));
+        assert!(CriticTask::new(cfg, unlabelled, None, &Device::Cpu).is_err());
     }
 
     #[test]

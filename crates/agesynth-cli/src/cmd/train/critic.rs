@@ -72,6 +72,11 @@ pub struct CriticArgs {
     /// change [default: 0].
     #[arg(long)]
     pub input_noise: Option<f64>,
+    /// Learn from faces labelled with this gender only (UTKFace's labels):
+    /// an age critic that has seen only women cannot reward a moustache as
+    /// a sign of age.
+    #[arg(long, value_enum)]
+    pub only_gender: Option<GenderArg>,
     /// The teacher of the identity critic: dlib's face-recognition weights
     /// [default: the weights folder's]. Used only to distil the critic; the
     /// generators never see it.
@@ -81,6 +86,15 @@ pub struct CriticArgs {
     pub real: RealFaceArgs,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// A gender as UTKFace labels it (`--only-gender`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenderArg {
+    /// Faces labelled female.
+    Female,
+    /// Faces labelled male.
+    Male,
 }
 
 /// Runs `agesynth train critic`.
@@ -108,6 +122,10 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
         c.batch = a.batch;
         c.balanced = a.balanced;
         c.input_noise = a.input_noise.unwrap_or(0.0);
+        c.only_gender = a.only_gender.map(|g| match g {
+            GenderArg::Female => agesynth_core::Gender::Female,
+            GenderArg::Male => agesynth_core::Gender::Male,
+        });
         if !(c.input_noise.is_finite() && c.input_noise >= 0.0) {
             bail!(
                 "--input-noise must be a finite number ≥ 0, got {}",
