@@ -310,25 +310,9 @@ impl CriticTask {
         if self.cfg.input_noise <= 0.0 {
             return Ok((idx, images));
         }
-        let noise = gaussian_noise(&mut rng, images.elem_count(), self.cfg.input_noise);
-        let noise = Tensor::from_vec(noise, images.shape(), images.device())?;
-        Ok((idx, (images + noise)?))
+        let noise = crate::rng::randn(&mut rng, images.shape(), images.device())?;
+        Ok((idx, (images + (noise * self.cfg.input_noise)?)?))
     }
-}
-
-/// `n` draws of N(0, σ²) from `rng` (Box–Muller, two per pair of uniforms).
-fn gaussian_noise(rng: &mut impl Rng, n: usize, sigma: f64) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n + 1);
-    while out.len() < n {
-        let u1: f64 = 1.0 - rng.random::<f64>(); // (0, 1]
-        let u2: f64 = rng.random::<f64>();
-        let r = (-2.0 * u1.ln()).sqrt() * sigma;
-        let a = std::f64::consts::TAU * u2;
-        out.push((r * a.cos()) as f32);
-        out.push((r * a.sin()) as f32);
-    }
-    out.truncate(n);
-    out
 }
 
 impl TrainTask for CriticTask {
@@ -636,24 +620,6 @@ pub fn evaluate_identity(
 pub use agesynth_critic::load::{load_age_critic, load_gender_critic, load_identity_critic};
 
 #[cfg(test)]
-mod noise_tests {
-    use super::*;
-
-    #[test]
-    fn gaussian_noise_has_the_asked_spread_and_repeats_from_the_seed() {
-        let draw = || gaussian_noise(&mut step_rng(3, "critic-augment", 7), 20_001, 0.1);
-        let a = draw();
-        assert_eq!(a.len(), 20_001);
-        assert_eq!(a, draw());
-        let n = a.len() as f64;
-        let mean = a.iter().map(|&x| x as f64).sum::<f64>() / n;
-        let var = a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
-        assert!(mean.abs() < 0.005, "{mean}");
-        assert!((var.sqrt() - 0.1).abs() < 0.003, "{}", var.sqrt());
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use agesynth_core::{AgeBins, FaceImage};
@@ -721,6 +687,34 @@ mod tests {
         let r = evaluate_gender(task.gender_critic().unwrap(), &f, &bins, &Device::Cpu).unwrap();
         assert_eq!(r.faces, 24, "only labelled faces count: {r:?}");
         assert_eq!(r.gender_accuracy, Some(1.0), "{r:?}");
+    }
+
+    #[test]
+    fn input_noise_has_the_asked_spread_and_repeats_from_the_seed() {
+        let f = Arc::new(faces(32, 16));
+        let mut cfg = CriticTrainConfig::new(CriticConfig::tiny_age(), 10, 3);
+        cfg.batch = 16;
+        let mut clean = CriticTask::new(cfg.clone(), f.clone(), None, &Device::Cpu).unwrap();
+        cfg.input_noise = 0.1;
+        let mut noisy = CriticTask::new(cfg.clone(), f.clone(), None, &Device::Cpu).unwrap();
+        let mut again = CriticTask::new(cfg, f, None, &Device::Cpu).unwrap();
+        let (i0, x0) = clean.draw(7).unwrap();
+        let (i1, x1) = noisy.draw(7).unwrap();
+        let (_, x2) = again.draw(7).unwrap();
+        assert_eq!(i0, i1);
+        let d: Vec<f32> = (&x1 - &x0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let n = d.len() as f64;
+        let mean = d.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = d.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        assert!(mean.abs() < 0.005, "{mean}");
+        assert!((var.sqrt() - 0.1).abs() < 0.003, "{}", var.sqrt());
+        let same = (&x1 - &x2).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(same.to_scalar::<f32>().unwrap(), 0.0);
     }
 
     #[test]

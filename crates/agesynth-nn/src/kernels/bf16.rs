@@ -269,19 +269,16 @@ unsafe fn pack_b(dst: &mut [u32], b: *const f32, ldb: usize, kc: usize, nc: usiz
                 (1u16 << cols) - 1
             };
             for p in 0..pairs {
-                // SAFETY: masked loads read only columns < nc of rows < kc.
-                let (even, odd) = unsafe {
-                    let r0 = b.add(2 * p * ldb + jj);
-                    let even = _mm512_maskz_loadu_ps(mask, r0);
-                    let odd = if 2 * p + 1 < kc {
-                        _mm512_maskz_loadu_ps(mask, r0.add(ldb))
-                    } else {
-                        _mm512_setzero_ps()
-                    };
-                    (even, odd)
+                // SAFETY: the masked loads read only columns < nc of rows < kc.
+                let words = unsafe {
+                    pair_words(
+                        b.add(2 * p * ldb + jj),
+                        ldb as isize,
+                        mask,
+                        2 * p + 1 < kc,
+                        idx,
+                    )
                 };
-                let bh = bh_bits(_mm512_cvtne2ps_pbh(odd, even));
-                let words = _mm512_permutexvar_epi16(idx, bh);
                 // SAFETY: 16 words at p·NR + 16·half inside the panel.
                 unsafe {
                     _mm512_storeu_si512(panel.as_mut_ptr().add(p * NR + 16 * half) as *mut _, words)
@@ -289,6 +286,36 @@ unsafe fn pack_b(dst: &mut [u32], b: *const f32, ldb: usize, kc: usize, nc: usiz
             }
         }
     }
+}
+
+/// Up to 16 words pairing `even[j]` (low half) with `odd[j]` (high half) as
+/// bf16, where `even` is the 16 values at `even` (lanes outside `mask` read
+/// as 0) and `odd` the 16 values `stride` further on (all 0 without
+/// `has_odd`).
+///
+/// # Safety
+/// The masked lanes at `even` (and at `even + stride` with `has_odd`) must be
+/// readable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pair_words(
+    even: *const f32,
+    stride: isize,
+    mask: __mmask16,
+    has_odd: bool,
+    idx: __m512i,
+) -> __m512i {
+    // SAFETY: the caller's.
+    let (e, o) = unsafe {
+        let e = _mm512_maskz_loadu_ps(mask, even);
+        let o = if has_odd {
+            _mm512_maskz_loadu_ps(mask, even.offset(stride))
+        } else {
+            _mm512_setzero_ps()
+        };
+        (e, o)
+    };
+    _mm512_permutexvar_epi16(idx, bh_bits(_mm512_cvtne2ps_pbh(o, e)))
 }
 
 /// Packs `mc × kc` of `A` into panels of `MR` rows: panel `r` holds, for each
@@ -306,19 +333,16 @@ unsafe fn pack_a(dst: &mut [u32], a: *const f32, rs: isize, cs: isize, mc: usize
             let idx = interleave_index();
             let mask: __mmask16 = (1u16 << rows) - 1;
             for p in 0..pairs {
-                // SAFETY: masked loads read rows < mc of columns < kc.
-                let (even, odd) = unsafe {
-                    let c0 = a.offset(i0 as isize + 2 * p as isize * cs);
-                    let even = _mm512_maskz_loadu_ps(mask, c0);
-                    let odd = if 2 * p + 1 < kc {
-                        _mm512_maskz_loadu_ps(mask, c0.offset(cs))
-                    } else {
-                        _mm512_setzero_ps()
-                    };
-                    (even, odd)
+                // SAFETY: the masked loads read only rows < mc of columns < kc.
+                let words = unsafe {
+                    pair_words(
+                        a.offset(i0 as isize + 2 * p as isize * cs),
+                        cs,
+                        mask,
+                        2 * p + 1 < kc,
+                        idx,
+                    )
                 };
-                let bh = bh_bits(_mm512_cvtne2ps_pbh(odd, even));
-                let words = _mm512_permutexvar_epi16(idx, bh);
                 // SAFETY: MR (< 16) words at p·MR inside the panel.
                 unsafe {
                     _mm512_mask_storeu_epi32(

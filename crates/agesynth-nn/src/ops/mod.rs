@@ -2,10 +2,10 @@
 //! their backward passes written through the same ops, and a fallback to
 //! candle's own ops on other devices and dtypes.
 //!
-//! Every function here takes NCHW tensors (channel dimension 1). On a CPU
-//! device with `f32` or `f64` data it runs the kernels of [`crate::kernels`];
-//! anywhere else (CUDA, half precision) it composes candle's built-in ops,
-//! so the same model code runs everywhere.
+//! Every function here but the optimiser updates takes NCHW tensors (channel
+//! dimension 1). On a CPU device with `f32` or `f64` data it runs the kernels
+//! of [`crate::kernels`]; anywhere else (CUDA, half precision) it composes
+//! candle's built-in ops, so the same model code runs everywhere.
 //!
 //! The ops are grouped by family, one private module each, and everything
 //! public is re-exported here: convolutions, elementwise activations,
