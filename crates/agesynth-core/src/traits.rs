@@ -109,6 +109,19 @@ pub trait AgeClassifier: Send + Sync {
     /// Group logits `(N, G)` of a batch of face images.
     fn group_logits(&self, images: &Tensor) -> Result<Tensor>;
 
+    /// Group logits `(N, G)` of faces whose gender is known: a classifier
+    /// that models age given gender reads each row's age among faces of its
+    /// gender (`None`: unknown, read among all faces). The default ignores
+    /// the genders.
+    fn group_logits_given_gender(
+        &self,
+        images: &Tensor,
+        genders: &[Option<crate::Gender>],
+    ) -> Result<Tensor> {
+        let _ = genders;
+        self.group_logits(images)
+    }
+
     /// The groups it classifies.
     fn age_bins(&self) -> &AgeBins;
 }
@@ -208,6 +221,13 @@ mod tests {
 forward_impls!(AgeClassifier {
     fn group_logits(&self, images: &Tensor) -> Result<Tensor> {
         (**self).group_logits(images)
+    }
+    fn group_logits_given_gender(
+        &self,
+        images: &Tensor,
+        genders: &[Option<crate::Gender>],
+    ) -> Result<Tensor> {
+        (**self).group_logits_given_gender(images, genders)
     }
     fn age_bins(&self) -> &AgeBins {
         (**self).age_bins()

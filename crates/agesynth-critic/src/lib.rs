@@ -8,7 +8,10 @@
 //!
 //! - [`AgeCritic`]: an age-group classifier (`(N, G)` logits). Its
 //!   cross-entropy at the target group is a loss that copying the input
-//!   cannot satisfy.
+//!   cannot satisfy. With the [`CriticHead::AgeGroupsByGender`] head it
+//!   classifies age and gender jointly (`(N, 2G)`), and reads a face's age
+//!   among faces of its gender: a loss that cannot be met by painting the
+//!   other gender's signs of age (a moustache on a girl aged to 40).
 //! - [`IdentityCritic`]: a small identity embedder (`(N, D)` descriptors),
 //!   cheap enough to backpropagate through on every output of every step.
 //! - [`GenderCritic`]: a male/female classifier, which checks that a
@@ -20,7 +23,8 @@
 //! x (N,3,S,S) in [-1, 1]
 //!   blocks[i]: 4×4 stride-2 conv, leaky ReLU 0.2; 3×3 conv, leaky ReLU 0.2
 //!   mean over space                                   → f (N, C)
-//! age critic:      classes(f)                          → (N, G)
+//! age critic:      classes(f)                          → (N, G), or (N, 2G)
+//!                                                        male groups, then female
 //! identity critic: proj(f)                             → (N, D)
 //! gender critic:   classes(f)                          → (N, 2) male, female
 //! ```
@@ -62,6 +66,24 @@ pub enum CriticHead {
     },
     /// Logits of male (0) and female (1), as UTKFace labels them.
     Gender,
+    /// Joint logits of gender and age group: the male groups, then the
+    /// female groups (`2 G` logits, groups starting at these ages). The
+    /// softmax over one gender's half is the age given that gender.
+    AgeGroupsByGender {
+        /// Lower bounds of the groups, in years.
+        lower_bounds: Vec<f32>,
+    },
+}
+
+impl CriticHead {
+    /// The age groups' lower bounds of an age head (`None` for the others).
+    pub fn age_lower_bounds(&self) -> Option<&[f32]> {
+        match self {
+            CriticHead::AgeGroups { lower_bounds }
+            | CriticHead::AgeGroupsByGender { lower_bounds } => Some(lower_bounds),
+            CriticHead::Embedding { .. } | CriticHead::Gender => None,
+        }
+    }
 }
 
 /// The configuration of a critic (saved as the weights' JSON sidecar).
@@ -100,6 +122,29 @@ impl CriticConfig {
             },
             input_blur: 0.0,
             input_luma: false,
+        }
+    }
+
+    /// The 64-px age-given-gender critic: the age critic's trunk, twelve
+    /// joint logits (the paper's six groups × male, female).
+    pub fn age_gender64() -> Self {
+        CriticConfig {
+            preset: "age-gender64".into(),
+            head: CriticHead::AgeGroupsByGender {
+                lower_bounds: AgeBins::paper().lower_bounds().to_vec(),
+            },
+            ..Self::age64()
+        }
+    }
+
+    /// A tiny age-given-gender critic for tests (16 px, 2 blocks).
+    pub fn tiny_age_gender() -> Self {
+        CriticConfig {
+            preset: "tiny-age-gender".into(),
+            head: CriticHead::AgeGroupsByGender {
+                lower_bounds: AgeBins::paper().lower_bounds().to_vec(),
+            },
+            ..Self::tiny_age()
         }
     }
 
@@ -172,19 +217,22 @@ impl CriticConfig {
         }
     }
 
-    /// The preset called `name`: `age64`, `identity64`, `gender64`,
-    /// `tiny-age`, `tiny-identity`, `tiny-gender`.
+    /// The preset called `name`: `age64`, `age-gender64`, `identity64`,
+    /// `gender64`, `tiny-age`, `tiny-age-gender`, `tiny-identity`,
+    /// `tiny-gender`.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "age64" => Ok(Self::age64()),
+            "age-gender64" => Ok(Self::age_gender64()),
+            "tiny-age-gender" => Ok(Self::tiny_age_gender()),
             "identity64" => Ok(Self::identity64()),
             "gender64" => Ok(Self::gender64()),
             "tiny-age" => Ok(Self::tiny_age()),
             "tiny-identity" => Ok(Self::tiny_identity()),
             "tiny-gender" => Ok(Self::tiny_gender()),
             other => Err(Error::Config(format!(
-                "unknown critic preset `{other}` (age64, identity64, gender64, tiny-age, \
-                 tiny-identity, tiny-gender)"
+                "unknown critic preset `{other}` (age64, age-gender64, identity64, gender64, \
+                 tiny-age, tiny-age-gender, tiny-identity, tiny-gender)"
             ))),
         }
     }
@@ -213,7 +261,8 @@ impl CriticConfig {
             ));
         }
         match &self.head {
-            CriticHead::AgeGroups { lower_bounds } => {
+            CriticHead::AgeGroups { lower_bounds }
+            | CriticHead::AgeGroupsByGender { lower_bounds } => {
                 AgeBins::new(lower_bounds.clone())?;
             }
             CriticHead::Embedding { dim, threshold } => {
@@ -320,18 +369,20 @@ impl Trunk {
 pub struct AgeCritic {
     cfg: CriticConfig,
     bins: AgeBins,
+    by_gender: bool,
     trunk: Trunk,
     classes: Linear,
 }
 
 impl AgeCritic {
     /// Builds the critic (names `trunk.*`, `classes`). The config's head
-    /// must be [`CriticHead::AgeGroups`].
+    /// must be [`CriticHead::AgeGroups`] or [`CriticHead::AgeGroupsByGender`].
     pub fn new(cfg: &CriticConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let bins = match &cfg.head {
-            CriticHead::AgeGroups { lower_bounds } => AgeBins::new(lower_bounds.clone())?,
-            CriticHead::Embedding { .. } | CriticHead::Gender => {
+        let by_gender = matches!(cfg.head, CriticHead::AgeGroupsByGender { .. });
+        let bins = match cfg.head.age_lower_bounds() {
+            Some(lower_bounds) => AgeBins::new(lower_bounds.to_vec())?,
+            None => {
                 return Err(Error::Config(format!(
                     "critic `{}` has another head than age groups",
                     cfg.preset
@@ -339,13 +390,64 @@ impl AgeCritic {
             }
         };
         let trunk = Trunk::new(cfg, vb.pp("trunk"))?;
-        let classes = candle_nn::linear(cfg.feature_dim(), bins.len(), vb.pp("classes"))?;
+        let outputs = bins.len() * if by_gender { 2 } else { 1 };
+        let classes = candle_nn::linear(cfg.feature_dim(), outputs, vb.pp("classes"))?;
         Ok(AgeCritic {
             cfg: cfg.clone(),
             bins,
+            by_gender,
             trunk,
             classes,
         })
+    }
+
+    /// Whether it models age given gender (the [`CriticHead::AgeGroupsByGender`]
+    /// head).
+    pub fn by_gender(&self) -> bool {
+        self.by_gender
+    }
+
+    /// The head's raw logits: `(N, G)`, or `(N, 2G)` (male groups, then
+    /// female) for an age-given-gender critic.
+    pub fn head_logits(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.classes.forward(&self.trunk.forward(images)?)?)
+    }
+
+    /// Group logits `(N, G)` of faces of known gender: each row's age read
+    /// among faces of its gender (the half of the joint logits for that
+    /// gender), or among all faces where the gender is `None` (the
+    /// marginal). A critic without genders returns [`Self::logits`].
+    pub fn logits_given_gender(
+        &self,
+        images: &Tensor,
+        genders: &[Option<agesynth_core::Gender>],
+    ) -> Result<Tensor> {
+        let joint = self.head_logits(images)?;
+        let n = joint.dim(0)?;
+        if genders.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "age critic: {n} images but {} genders",
+                genders.len()
+            )));
+        }
+        if !self.by_gender {
+            return Ok(joint);
+        }
+        let g = self.bins.len();
+        let (male, female) = (joint.narrow(1, 0, g)?, joint.narrow(1, g, g)?);
+        let pick = |want: Option<agesynth_core::Gender>| -> Result<Tensor> {
+            let m: Vec<f32> = genders
+                .iter()
+                .map(|&x| if x == want { 1.0 } else { 0.0 })
+                .collect();
+            Ok(Tensor::from_vec(m, (n, 1), joint.device())?)
+        };
+        let mut out = male.broadcast_mul(&pick(Some(agesynth_core::Gender::Male))?)?;
+        out = (out + female.broadcast_mul(&pick(Some(agesynth_core::Gender::Female))?)?)?;
+        if genders.iter().any(Option::is_none) {
+            out = (out + marginal(&male, &female)?.broadcast_mul(&pick(None)?)?)?;
+        }
+        Ok(out)
     }
 
     /// The configuration.
@@ -358,9 +460,15 @@ impl AgeCritic {
         &self.bins
     }
 
-    /// Group logits `(N, G)`.
+    /// Group logits `(N, G)`, whatever the gender: for an age-given-gender
+    /// critic, the log of the two genders' summed probabilities.
     pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
-        Ok(self.classes.forward(&self.trunk.forward(images)?)?)
+        let head = self.head_logits(images)?;
+        if !self.by_gender {
+            return Ok(head);
+        }
+        let g = self.bins.len();
+        marginal(&head.narrow(1, 0, g)?, &head.narrow(1, g, g)?)
     }
 
     /// The most likely group of each image.
@@ -380,9 +488,24 @@ impl AgeEstimator for AgeCritic {
     }
 }
 
+/// `log(exp a + exp b)`, elementwise and stable: the logits of a group
+/// whatever the gender, from the two genders' joint logits.
+fn marginal(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let m = a.maximum(b)?.detach();
+    let s = (a.broadcast_sub(&m)?.exp()? + b.broadcast_sub(&m)?.exp()?)?;
+    Ok((s.log()? + m)?)
+}
+
 impl AgeClassifier for AgeCritic {
     fn group_logits(&self, images: &Tensor) -> Result<Tensor> {
         self.logits(images)
+    }
+    fn group_logits_given_gender(
+        &self,
+        images: &Tensor,
+        genders: &[Option<agesynth_core::Gender>],
+    ) -> Result<Tensor> {
+        self.logits_given_gender(images, genders)
     }
     fn age_bins(&self) -> &AgeBins {
         &self.bins
@@ -454,7 +577,9 @@ impl IdentityCritic {
         cfg.validate()?;
         let (dim, threshold) = match &cfg.head {
             CriticHead::Embedding { dim, threshold } => (*dim, *threshold),
-            CriticHead::AgeGroups { .. } | CriticHead::Gender => {
+            CriticHead::AgeGroups { .. }
+            | CriticHead::AgeGroupsByGender { .. }
+            | CriticHead::Gender => {
                 return Err(Error::Config(format!(
                     "critic `{}` has a classifier head, not an embedding",
                     cfg.preset
@@ -560,8 +685,70 @@ mod tests {
     }
 
     #[test]
+    fn the_gender_head_reads_age_given_gender_and_its_marginal() {
+        use agesynth_core::Gender;
+        let dev = Device::Cpu;
+        let c = AgeCritic::new(&CriticConfig::tiny_age_gender(), vb(&VarMap::new())).unwrap();
+        assert!(c.by_gender());
+        let x = Tensor::randn(0f32, 0.5, (3, 3, 16, 16), &dev).unwrap();
+        let joint = c.head_logits(&x).unwrap();
+        assert_eq!(joint.dims(), &[3, 12]);
+        let softmax = |t: &Tensor| {
+            candle_nn::ops::softmax_last_dim(t)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        };
+        let pj = softmax(&joint);
+        let genders = [Some(Gender::Male), Some(Gender::Female), None];
+        let given = c.logits_given_gender(&x, &genders).unwrap();
+        assert_eq!(given.dims(), &[3, 6]);
+        let pg = softmax(&given);
+        for k in 0..6 {
+            // Row 0: the male half renormalised; row 1: the female half.
+            let m: f32 = pj[0][..6].iter().sum();
+            assert!((pg[0][k] - pj[0][k] / m).abs() < 1e-5);
+            let f: f32 = pj[1][6..].iter().sum();
+            assert!((pg[1][k] - pj[1][6 + k] / f).abs() < 1e-5);
+            // Row 2 (unknown): both genders summed, as `logits` gives.
+            assert!((pg[2][k] - (pj[2][k] + pj[2][6 + k])).abs() < 1e-5);
+        }
+        let pm = softmax(&c.logits(&x).unwrap());
+        for k in 0..6 {
+            assert!((pm[2][k] - pg[2][k]).abs() < 1e-5);
+        }
+        // The AgeClassifier view passes the genders through.
+        let via: &dyn AgeClassifier = &c;
+        let v = via.group_logits_given_gender(&x, &genders).unwrap();
+        let d = (v - &given).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+        // A wrong number of genders is an error; a plain age critic ignores them.
+        assert!(c.logits_given_gender(&x, &genders[..2]).is_err());
+        let plain = AgeCritic::new(&CriticConfig::tiny_age(), vb(&VarMap::new())).unwrap();
+        assert_eq!(
+            plain.logits_given_gender(&x, &genders).unwrap().dims(),
+            &[3, 6]
+        );
+        // Gradients reach the images through the selected halves.
+        let xv = Var::from_tensor(&x).unwrap();
+        let l = c
+            .logits_given_gender(xv.as_tensor(), &genders)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let g = l.backward().unwrap();
+        assert!(g.get(xv.as_tensor()).is_some());
+    }
+
+    #[test]
     fn config_round_trips_through_json() {
-        for c in [CriticConfig::age64(), CriticConfig::identity64()] {
+        for c in [
+            CriticConfig::age64(),
+            CriticConfig::age_gender64(),
+            CriticConfig::identity64(),
+        ] {
             let s = serde_json::to_string(&c).unwrap();
             assert_eq!(serde_json::from_str::<CriticConfig>(&s).unwrap(), c);
         }

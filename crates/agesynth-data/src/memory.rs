@@ -304,6 +304,19 @@ impl RealFaces {
         step: u64,
         device: &Device,
     ) -> Result<FaceBatch> {
+        Ok(self.next_batch_indexed(order, n, flip, step, device)?.1)
+    }
+
+    /// [`Self::next_batch`], with the indices of the faces it drew (for
+    /// their labels: [`Self::genders`]).
+    pub fn next_batch_indexed(
+        &self,
+        order: &mut DataOrder,
+        n: usize,
+        flip: bool,
+        step: u64,
+        device: &Device,
+    ) -> Result<(Vec<usize>, FaceBatch)> {
         let idx = order.next_indices(n);
         let flips: Vec<bool> = if flip {
             let mut r = step_rng(order.seed, "flip", step);
@@ -311,7 +324,8 @@ impl RealFaces {
         } else {
             Vec::new()
         };
-        self.batch(&idx, &flips, device)
+        let batch = self.batch(&idx, &flips, device)?;
+        Ok((idx, batch))
     }
 }
 

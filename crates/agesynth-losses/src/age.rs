@@ -148,9 +148,15 @@ impl Loss for ClassifierAgeLoss {
     fn weight(&self) -> f64 {
         self.weight
     }
-    /// Reads `output` and `groups`.
+    /// Reads `output`, `groups` and, where given, `genders` (then each row's
+    /// age is read given its gender:
+    /// [`AgeClassifier::group_logits_given_gender`]).
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
         let groups = input.need_groups("age critic")?;
+        let logits = |x: &Tensor| match input.genders {
+            Some(g) => self.classifier.group_logits_given_gender(x, g),
+            None => self.classifier.group_logits(x),
+        };
         let x = gaussian_blur(input.output, self.blur_sigma)?;
         let x = &if self.luma {
             agesynth_core::filters::luma_grey_gradient(&x)?
@@ -158,8 +164,8 @@ impl Loss for ClassifierAgeLoss {
             x
         };
         let mirrored = x.flip(&[3])?;
-        let a = row_cross_entropy(&self.classifier.group_logits(x)?, groups)?;
-        let b = row_cross_entropy(&self.classifier.group_logits(&mirrored)?, groups)?;
+        let a = row_cross_entropy(&logits(x)?, groups)?;
+        let b = row_cross_entropy(&logits(&mirrored)?, groups)?;
         let nll = ((a + b)? * 0.5)?;
         if self.satisfied >= 1.0 {
             return Ok(nll.mean_all()?);
@@ -340,6 +346,62 @@ mod tests {
                 .unwrap();
             assert!(d < 1e-6, "channel {c} differs by {d}");
         }
+    }
+
+    /// Two groups; whatever the gender it reads nothing (logits 0, 0), a
+    /// woman as group 1 and a man as group 0 (logits ±4).
+    struct ByGender(AgeBins);
+
+    impl AgeClassifier for ByGender {
+        fn group_logits(&self, images: &Tensor) -> Result<Tensor> {
+            Ok(Tensor::zeros(
+                (images.dim(0)?, 2),
+                DType::F32,
+                images.device(),
+            )?)
+        }
+        fn group_logits_given_gender(
+            &self,
+            images: &Tensor,
+            genders: &[Option<agesynth_core::Gender>],
+        ) -> Result<Tensor> {
+            let v: Vec<f32> = genders
+                .iter()
+                .flat_map(|g| match g {
+                    Some(agesynth_core::Gender::Female) => [0.0, 4.0],
+                    Some(agesynth_core::Gender::Male) => [4.0, 0.0],
+                    None => [0.0, 0.0],
+                })
+                .collect();
+            Ok(Tensor::from_vec(v, (images.dim(0)?, 2), images.device())?)
+        }
+        fn age_bins(&self) -> &AgeBins {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn the_critic_term_reads_age_given_each_rows_gender() {
+        use agesynth_core::Gender;
+        let x = Tensor::zeros((3, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        let loss = ClassifierAgeLoss {
+            classifier: Arc::new(ByGender(AgeBins::new(vec![0.0, 30.0]).unwrap())),
+            weight: 1.0,
+            blur_sigma: 0.0,
+            luma: false,
+            satisfied: 1.0,
+        };
+        let t = [AgeGroup(1), AgeGroup(1), AgeGroup(1)];
+        let g = [Some(Gender::Female), Some(Gender::Male), None];
+        let v = |input: LossInput| loss.compute(&input).unwrap().to_scalar::<f32>().unwrap() as f64;
+        // Without genders: ln 2 per row.
+        let plain = v(LossInput::new(&x).groups(&t));
+        assert!((plain - std::f64::consts::LN_2).abs() < 1e-5, "{plain}");
+        // With them: ln(1 + e⁻⁴), ln(1 + e⁴) and ln 2.
+        let want =
+            ((1.0 + (-4f64).exp()).ln() + (1.0 + 4f64.exp()).ln() + std::f64::consts::LN_2) / 3.0;
+        let given = v(LossInput::new(&x).groups(&t).genders(&g));
+        assert!((given - want).abs() < 1e-5, "{given} vs {want}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! each by name. A term reads what it needs from a [`LossInput`] and says so
 //! with a typed error when something it needs is missing.
 
-use agesynth_core::{AgeGroup, Error, Result};
+use agesynth_core::{AgeGroup, Error, Gender, Result};
 use candle_core::Tensor;
 
 /// What a loss term may look at. Every field but `output` is optional;
@@ -22,6 +22,9 @@ pub struct LossInput<'a> {
     /// Age-group logits `(N, G)` of the output (from a discriminator's
     /// auxiliary head or [`crate::age::logits_from_ages`]).
     pub class_logits: Option<&'a Tensor>,
+    /// The gender of each row's person, where known: an age term with an
+    /// age-given-gender critic reads each row's age among its gender.
+    pub genders: Option<&'a [Option<Gender>]>,
 }
 
 impl<'a> LossInput<'a> {
@@ -32,7 +35,14 @@ impl<'a> LossInput<'a> {
             reference: None,
             groups: None,
             class_logits: None,
+            genders: None,
         }
+    }
+
+    /// With each row's gender (`None` where unknown).
+    pub fn genders(mut self, genders: &'a [Option<Gender>]) -> Self {
+        self.genders = Some(genders);
+        self
     }
 
     /// With reference images.

@@ -78,7 +78,9 @@ impl CriticTrainConfig {
         // Age and gender survive a mirror; an identity descriptor does not.
         let age = matches!(
             model.head,
-            CriticHead::AgeGroups { .. } | CriticHead::Gender
+            CriticHead::AgeGroups { .. }
+                | CriticHead::AgeGroupsByGender { .. }
+                | CriticHead::Gender
         );
         CriticTrainConfig {
             model,
@@ -161,6 +163,16 @@ impl CriticTask {
         let vb = agesynth_nn::init::seeded_var_builder(&vars, cfg.seed, DType::F32, device);
         let net = match (&cfg.model.head, teacher) {
             (CriticHead::AgeGroups { .. }, _) => Net::Age(AgeCritic::new(&cfg.model, vb)?),
+            (CriticHead::AgeGroupsByGender { .. }, _) => {
+                if !faces.genders().iter().any(Option::is_some) {
+                    return Err(cfg_err(
+                        "an age-given-gender critic needs faces labelled with their gender; \
+                         none are"
+                            .into(),
+                    ));
+                }
+                Net::Age(AgeCritic::new(&cfg.model, vb)?)
+            }
             (CriticHead::Gender, _) => {
                 if !faces.genders().iter().any(Option::is_some) {
                     return Err(cfg_err(
@@ -193,7 +205,12 @@ impl CriticTask {
             vec![ParamGroup::from_varmap("critic", &vars, 1.0)],
             AdamConfig::adamw(cfg.lr, cfg.weight_decay),
         )?;
+        let by_gender = matches!(cfg.model.head, CriticHead::AgeGroupsByGender { .. });
         let pool: Vec<usize> = match cfg.only_gender {
+            // A joint head learns from the labelled faces only.
+            None if by_gender => (0..faces.len())
+                .filter(|&i| faces.genders().get(i).copied().flatten().is_some())
+                .collect(),
             None => (0..faces.len()).collect(),
             Some(want) => (0..faces.len())
                 .filter(|&i| faces.genders().get(i).copied().flatten() == Some(want))
@@ -207,10 +224,7 @@ impl CriticTask {
             .into());
         }
         let order = DataOrder::new(pool.len(), cfg.seed);
-        let groups = match &cfg.model.head {
-            CriticHead::AgeGroups { lower_bounds } => lower_bounds.len(),
-            CriticHead::Embedding { .. } | CriticHead::Gender => 0,
-        };
+        let groups = cfg.model.head.age_lower_bounds().map_or(0, <[f32]>::len);
         let mut counts = vec![0usize; groups];
         for &i in &pool {
             if let Some(c) = counts.get_mut(faces.groups()[i].0) {
@@ -322,6 +336,45 @@ impl TrainTask for CriticTask {
         let mut losses = Vec::new();
         let mut metrics = Vec::new();
         let loss = match &self.net {
+            Net::Age(c) if c.by_gender() => {
+                // One cross-entropy over the joint (gender, group) classes:
+                // the half of each gender then reads age given gender.
+                let g = c.bins().len();
+                let groups: Vec<AgeGroup> = idx.iter().map(|&i| self.faces.groups()[i]).collect();
+                let classes: Vec<AgeGroup> = idx
+                    .iter()
+                    .zip(&groups)
+                    .map(
+                        |(&i, a)| match self.faces.genders().get(i).copied().flatten() {
+                            Some(Gender::Female) => AgeGroup(g + a.0),
+                            _ => *a,
+                        },
+                    )
+                    .collect();
+                let w: Vec<f32> = idx
+                    .iter()
+                    .zip(&groups)
+                    .map(|(&i, a)| {
+                        let labelled = self.faces.genders().get(i).copied().flatten().is_some();
+                        if labelled {
+                            self.group_weights[a.0]
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let logits = c.head_logits(&x)?;
+                let loss = weighted_cross_entropy(&logits, &classes, &w)?;
+                let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+                let hits = pred
+                    .iter()
+                    .zip(&groups)
+                    .filter(|(p, a)| **p as usize % g == a.0)
+                    .count();
+                losses.push(("ce".to_string(), loss.to_scalar::<f32>()?));
+                metrics.push(("train_accuracy".to_string(), hits as f32 / idx.len() as f32));
+                loss
+            }
             Net::Age(c) => {
                 let groups: Vec<AgeGroup> = idx.iter().map(|&i| self.faces.groups()[i]).collect();
                 let logits = c.logits(&x)?;
@@ -472,16 +525,24 @@ pub struct CriticReport {
     pub mirror_distance: Option<f64>,
     /// Identity critic: mean critic distance between different faces.
     pub other_distance: Option<f64>,
-    /// Gender critic: share of the labelled faces classified as labelled.
+    /// Gender critic (or age-given-gender critic): share of the labelled
+    /// faces classified as labelled.
     #[serde(default)]
     pub gender_accuracy: Option<f64>,
+    /// Age-given-gender critic: age-group accuracy whatever the gender (the
+    /// marginal over both genders), to compare with a plain age critic.
+    #[serde(default)]
+    pub age_accuracy_any_gender: Option<f64>,
     /// Gender critic: accuracy per age group (group label, labelled faces,
     /// accuracy).
     #[serde(default)]
     pub gender_per_group: Vec<(String, usize, f64)>,
 }
 
-/// Measures the age critic on `faces` (their own groups as the truth).
+/// Measures the age critic on `faces` (their own groups as the truth). An
+/// age-given-gender critic reads each face's age given its labelled gender
+/// (`age_accuracy`), and is also measured whatever the gender
+/// (`age_accuracy_any_gender`) and on gender (`gender_accuracy`).
 pub fn evaluate_age(
     critic: &AgeCritic,
     faces: &RealFaces,
@@ -491,11 +552,40 @@ pub fn evaluate_age(
     let mut hits = vec![0usize; bins.len()];
     let mut counts = vec![0usize; bins.len()];
     let mut near = 0usize;
+    let (mut any_hits, mut gender_hits, mut gender_labelled) = (0usize, 0usize, 0usize);
     let n = faces.len();
+    let g_count = bins.len();
     for start in (0..n).step_by(128) {
         let idx: Vec<usize> = (start..(start + 128).min(n)).collect();
         let x = faces.batch(&idx, &[], device)?.images;
-        let pred = critic.classify(&x)?;
+        let genders: Vec<Option<Gender>> = idx
+            .iter()
+            .map(|&i| faces.genders().get(i).copied().flatten())
+            .collect();
+        let pred: Vec<AgeGroup> = critic
+            .logits_given_gender(&x, &genders)?
+            .argmax(1)?
+            .to_vec1::<u32>()?
+            .into_iter()
+            .map(|p| AgeGroup(p as usize))
+            .collect();
+        if critic.by_gender() {
+            let any = critic.classify(&x)?;
+            let joint = critic.head_logits(&x)?;
+            let p = candle_nn::ops::softmax_last_dim(&joint)?;
+            let female = p.narrow(1, g_count, g_count)?.sum(1)?.to_vec1::<f32>()?;
+            for (k, &i) in idx.iter().enumerate() {
+                if any[k] == faces.groups()[i] {
+                    any_hits += 1;
+                }
+                if let Some(truth) = genders[k] {
+                    gender_labelled += 1;
+                    if (female[k] >= 0.5) == (truth == Gender::Female) {
+                        gender_hits += 1;
+                    }
+                }
+            }
+        }
         for (&i, p) in idx.iter().zip(pred) {
             let g = faces.groups()[i];
             counts[g.0] += 1;
@@ -512,6 +602,12 @@ pub fn evaluate_age(
         faces: n,
         age_accuracy: Some(total as f64 / n.max(1) as f64),
         age_within_one: Some(near as f64 / n.max(1) as f64),
+        age_accuracy_any_gender: critic
+            .by_gender()
+            .then(|| any_hits as f64 / n.max(1) as f64),
+        gender_accuracy: critic
+            .by_gender()
+            .then(|| gender_hits as f64 / gender_labelled.max(1) as f64),
         per_group: bins
             .groups()
             .map(|g| {
@@ -687,6 +783,48 @@ mod tests {
         let r = evaluate_gender(task.gender_critic().unwrap(), &f, &bins, &Device::Cpu).unwrap();
         assert_eq!(r.faces, 24, "only labelled faces count: {r:?}");
         assert_eq!(r.gender_accuracy, Some(1.0), "{r:?}");
+    }
+
+    #[test]
+    fn the_age_given_gender_critic_reads_what_only_gender_decides() {
+        // Brightness 120 is an old man or a young woman: only a critic told
+        // the gender can get every face right.
+        let bins = AgeBins::paper();
+        let (mut imgs, mut ages, mut genders) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..32 {
+            let (v, age, g) = match i % 4 {
+                0 => (40u8, 5.0, Gender::Male),
+                1 => (120, 60.0, Gender::Male),
+                2 => (120, 5.0, Gender::Female),
+                _ => (210, 60.0, Gender::Female),
+            };
+            let px: Vec<u8> = (0..16 * 16 * 3)
+                .map(|k| v.wrapping_add((k % 7) as u8))
+                .collect();
+            imgs.push(FaceImage::new(16, 16, px).unwrap());
+            ages.push(age);
+            genders.push(Some(g));
+        }
+        let mut raw = RealFaces::from_images(&imgs, &ages, &bins).unwrap();
+        let cfg = CriticTrainConfig::new(CriticConfig::tiny_age_gender(), 120, 5);
+        // Without gender labels it cannot train.
+        assert!(CriticTask::new(cfg.clone(), Arc::new(faces(8, 16)), None, &Device::Cpu).is_err());
+        raw.set_genders(genders).unwrap();
+        let f = Arc::new(raw);
+        let mut cfg = cfg;
+        cfg.batch = 16;
+        cfg.max_shift = 0;
+        let mut task = CriticTask::new(cfg, f.clone(), None, &Device::Cpu).unwrap();
+        let first = task.step(1).unwrap().losses[0].1;
+        let mut last = first;
+        for s in 2..=120 {
+            last = task.step(s).unwrap().losses[0].1;
+        }
+        assert!(last < first * 0.5, "cross-entropy {first} -> {last}");
+        let r = evaluate_age(task.age_critic().unwrap(), &f, &Device::Cpu).unwrap();
+        assert_eq!(r.age_accuracy, Some(1.0), "{r:?}");
+        assert_eq!(r.gender_accuracy.map(|a| a >= 0.75), Some(true), "{r:?}");
+        assert!(r.age_accuracy_any_gender.unwrap() <= 0.75 + 1e-9, "{r:?}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::{path::Path, sync::Arc};
 
 use agesynth_core::{
     AgeBins, AgeClassifier, AgeGenerator, AgeGroup, ConditionalDiscriminator, FaceEmbedder,
-    FaceImage,
+    FaceImage, Gender,
 };
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
@@ -226,6 +226,10 @@ pub struct FaceGanSources {
     /// A generator the run's weights were initialised from.
     #[serde(default)]
     pub init_generator: Option<std::path::PathBuf>,
+    /// The gender critic that labelled the synthetic identities' genders
+    /// (for an age-given-gender critic).
+    #[serde(default)]
+    pub pair_gender_critic: Option<std::path::PathBuf>,
 }
 
 /// How a step draws the real rows' target groups.
@@ -425,6 +429,8 @@ pub struct FaceGanTask {
     pairs: Option<Arc<SynthPairs>>,
     embedder: Option<Arc<dyn FaceEmbedder>>,
     age_critic: Option<Arc<dyn AgeClassifier>>,
+    /// The gender of each synthetic identity, where known.
+    synthetic_genders: Option<Vec<Option<Gender>>>,
     objective: Objective,
 }
 
@@ -639,6 +645,8 @@ struct StepBatch {
     targets: Vec<AgeGroup>,
     n_real: usize,
     synthetic_targets: Option<Tensor>,
+    /// Each row's gender where known (empty when none is).
+    genders: Vec<Option<Gender>>,
 }
 
 impl FaceGanTask {
@@ -777,8 +785,26 @@ impl FaceGanTask {
             pairs,
             embedder,
             age_critic,
+            synthetic_genders: None,
             objective,
         })
+    }
+
+    /// Tells the task the gender of each synthetic identity (one per
+    /// identity of the pairs; `None` where unknown), so that the age critic
+    /// reads a synthetic row's age given its person's gender, as it does for
+    /// a real face from its label.
+    pub fn with_synthetic_genders(mut self, genders: Vec<Option<Gender>>) -> Result<Self> {
+        let n = self.pairs.as_ref().map_or(0, |p| p.identities());
+        if genders.len() != n {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "{} synthetic genders for {n} synthetic identities",
+                genders.len()
+            ))
+            .into());
+        }
+        self.synthetic_genders = Some(genders);
+        Ok(self)
     }
 
     /// Gives the task its frozen age critic (a classifier trained apart on
@@ -866,6 +892,7 @@ impl FaceGanTask {
         let mut rng = step_rng(self.cfg.seed, "facegan-targets", step);
         let mut parts = Vec::new();
         let mut sources = Vec::with_capacity(self.cfg.batch);
+        let mut genders: Vec<Option<Gender>> = Vec::with_capacity(self.cfg.batch);
         if n_real > 0 {
             let (real, order) = match (&self.real, &mut self.order) {
                 (Some(r), Some(o)) => (r, o),
@@ -876,9 +903,14 @@ impl FaceGanTask {
                     .into())
                 }
             };
-            let b = real.next_batch(order, n_real, self.cfg.xflip, step, &self.device)?;
+            let (idx, b) =
+                real.next_batch_indexed(order, n_real, self.cfg.xflip, step, &self.device)?;
             parts.push(b.images);
             sources.extend(b.groups);
+            genders.extend(
+                idx.iter()
+                    .map(|&i| real.genders().get(i).copied().flatten()),
+            );
         }
         let mut synthetic_targets = None;
         let policy = &self.cfg.targets;
@@ -901,6 +933,11 @@ impl FaceGanTask {
             let tgt: Vec<AgeGroup> = (0..n_syn)
                 .map(|_| AgeGroup(srng.random_range(0..g)))
                 .collect();
+            genders.extend(ids.iter().map(|&i| {
+                self.synthetic_genders
+                    .as_ref()
+                    .and_then(|g| g.get(i).copied().flatten())
+            }));
             let (a, b) = pairs.pair_batch(&ids, &src, &tgt, &self.device)?;
             parts.push(a.images);
             sources.extend(src);
@@ -918,12 +955,16 @@ impl FaceGanTask {
                 synthetic_targets = Some(grey_rows(&y, &grey[n_real..])?);
             }
         }
+        if genders.iter().all(Option::is_none) {
+            genders.clear();
+        }
         Ok(StepBatch {
             inputs,
             sources,
             targets,
             n_real,
             synthetic_targets,
+            genders,
         })
     }
 }
@@ -1037,6 +1078,7 @@ impl FaceGanTask {
             sources: &b.sources,
             targets: &b.targets,
             n_real: b.n_real,
+            genders: &b.genders,
             synthetic_targets: b.synthetic_targets.as_ref(),
             discriminator: &discriminator,
             generator: &generator,

@@ -8,7 +8,7 @@
 //! generator as functions); the objective evaluates the discriminator on the
 //! outputs and the cycle pass only when a term needs them.
 
-use agesynth_core::AgeGroup;
+use agesynth_core::{AgeGroup, Gender};
 use agesynth_losses::{Loss, LossInput};
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,9 @@ pub struct GeneratorStep<'a> {
     pub targets: &'a [AgeGroup],
     /// How many rows are real.
     pub n_real: usize,
+    /// Each row's gender where known (empty: none known). Terms on the
+    /// generated images get them (an age-given-gender critic reads them).
+    pub genders: &'a [Option<Gender>],
     /// The synthetic rows' target images `(N − n_real, 3, S, S)`.
     pub synthetic_targets: Option<&'a Tensor>,
     /// The discriminator.
@@ -212,10 +215,23 @@ impl Objective {
                 Ok(t.index_select(&idx, 0)?)
             };
             let groups: Vec<AgeGroup> = rows.iter().map(|&r| step.targets[r]).collect();
+            let genders: Vec<Option<Gender>> = if step.genders.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter()
+                    .map(|&r| step.genders.get(r).copied().flatten())
+                    .collect()
+            };
             let value = match term.operand {
                 Operand::Output => {
                     let out = pick(step.outputs, 0)?;
-                    term.loss.weighted(&LossInput::new(&out).groups(&groups))?
+                    let input = LossInput::new(&out).groups(&groups);
+                    let input = if genders.is_empty() {
+                        input
+                    } else {
+                        input.genders(&genders)
+                    };
+                    term.loss.weighted(&input)?
                 }
                 Operand::OutputVsInput => {
                     let (out, x) = (pick(step.outputs, 0)?, pick(step.inputs, 0)?);
@@ -336,6 +352,7 @@ mod tests {
                 sources: &s,
                 targets: &t,
                 n_real: 2,
+                genders: &[],
                 synthetic_targets: Some(&syn_targets),
                 discriminator: &d,
                 generator: &g,
@@ -350,6 +367,80 @@ mod tests {
         assert!((get("cycle") - 2.0).abs() < 1e-6);
         let total = total.to_scalar::<f32>().unwrap();
         assert!((total - 12.25).abs() < 1e-5, "{total}");
+    }
+
+    /// A term that counts its rows by gender: 1 per woman, 10 per man,
+    /// 100 per unknown; it fails when given no genders at all.
+    struct CountGenders;
+
+    impl Loss for CountGenders {
+        fn name(&self) -> &str {
+            "count"
+        }
+        fn weight(&self) -> f64 {
+            1.0
+        }
+        fn compute(&self, input: &LossInput) -> agesynth_core::Result<Tensor> {
+            let g = input.genders.ok_or_else(|| {
+                agesynth_core::Error::InvalidInput("no genders were given".into())
+            })?;
+            assert_eq!(g.len(), input.output.dim(0)?);
+            let v: f32 = g
+                .iter()
+                .map(|x| match x {
+                    Some(Gender::Female) => 1.0,
+                    Some(Gender::Male) => 10.0,
+                    None => 100.0,
+                })
+                .sum();
+            Ok(Tensor::new(v, input.output.device())?)
+        }
+    }
+
+    #[test]
+    fn output_terms_get_their_rows_genders() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((4, 3, 2, 2), DType::F32, &dev).unwrap();
+        let s = [AgeGroup(1), AgeGroup(2), AgeGroup(0), AgeGroup(0)];
+        let t = [AgeGroup(1), AgeGroup(5), AgeGroup(3), AgeGroup(4)];
+        let d = |x: &Tensor, _: &[AgeGroup]| -> Result<(Tensor, Option<Tensor>)> {
+            Ok((x.clone(), None))
+        };
+        let g = |x: &Tensor, _: &[AgeGroup]| -> Result<Tensor> { Ok(x.clone()) };
+        let genders = [
+            Some(Gender::Female),
+            None,
+            Some(Gender::Male),
+            Some(Gender::Female),
+        ];
+        let objective = Objective::new(vec![
+            Term::new("all", Box::new(CountGenders), Rows::All, Operand::Output),
+            Term::new(
+                "syn",
+                Box::new(CountGenders),
+                Rows::Synthetic,
+                Operand::Output,
+            ),
+        ])
+        .unwrap();
+        let mut results = Vec::new();
+        for genders in [&genders[..], &[]] {
+            results.push(objective.evaluate(&GeneratorStep {
+                inputs: &x,
+                outputs: &x,
+                sources: &s,
+                targets: &t,
+                n_real: 2,
+                genders,
+                synthetic_targets: None,
+                discriminator: &d,
+                generator: &g,
+            }));
+        }
+        let (_, named) = results.remove(0).unwrap();
+        assert_eq!(named, vec![("all".into(), 112.0), ("syn".into(), 11.0)]);
+        // With no genders known the term gets none.
+        assert!(results.remove(0).is_err());
     }
 
     #[test]

@@ -205,6 +205,49 @@ impl PairsWriter {
 
 pub use agesynth_critic::pair_filter::{GenderCheck, PairFilter, PairVerdict};
 
+/// The gender of each identity of `pairs` as a gender critic reads it: the
+/// mean female probability over its renders from group `from_group` up (a
+/// child's gender is hard to read), `None` where that mean lies within
+/// `margin` of ½. These label the synthetic rows for an age-given-gender
+/// critic (the pairs carry no gender of their own).
+pub fn identity_genders(
+    pairs: &SynthPairs,
+    critic: &agesynth_critic::GenderCritic,
+    from_group: usize,
+    margin: f32,
+    device: &Device,
+) -> Result<Vec<Option<agesynth_core::Gender>>> {
+    let g = pairs.bins().len();
+    let from = from_group.min(g - 1);
+    let groups: Vec<AgeGroup> = (from..g).map(AgeGroup).collect();
+    let k = groups.len();
+    let n = pairs.identities();
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(64) {
+        let ids: Vec<usize> = (start..(start + 64).min(n)).collect();
+        let (id_rows, group_rows): (Vec<usize>, Vec<AgeGroup>) = ids
+            .iter()
+            .flat_map(|&i| groups.iter().map(move |&gr| (i, gr)))
+            .unzip();
+        let x = pairs.batch(&id_rows, &group_rows, device)?.images;
+        let p = critic
+            .female_probability(&x)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        out.extend(p.chunks(k).map(|row| {
+            let mean = row.iter().sum::<f32>() / k as f32;
+            if (mean - 0.5).abs() <= margin {
+                None
+            } else if mean > 0.5 {
+                Some(agesynth_core::Gender::Female)
+            } else {
+                Some(agesynth_core::Gender::Male)
+            }
+        }));
+    }
+    Ok(out)
+}
+
 struct Shard {
     path: PathBuf,
     map: Mmap,
@@ -597,6 +640,77 @@ mod tests {
             .collect();
         assert_eq!(kept, [true, false, true]);
         assert!(f.judge(&renders).unwrap().iter().all(|v| v.one_gender));
+    }
+
+    #[test]
+    fn identity_genders_read_the_renders_from_the_first_group_asked() {
+        use agesynth_core::Gender;
+        use agesynth_critic::{CriticConfig, GenderCritic};
+        let dev = Device::Cpu;
+        // A gender critic that reads brightness: positive trunk weights keep
+        // the sign of the input, the head says female for bright faces.
+        let map = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&map, candle_core::DType::F32, &dev);
+        let critic = GenderCritic::new(&CriticConfig::tiny_gender(), vb).unwrap();
+        for (name, var) in map.data().lock().unwrap().iter() {
+            let t = var.as_tensor();
+            let v = if name == "classes.weight" {
+                let c = t.dim(1).unwrap();
+                let row: Vec<f32> = (0..2 * c)
+                    .map(|k| if k < c { -100.0 } else { 100.0 })
+                    .collect();
+                Tensor::from_vec(row, t.shape(), &dev).unwrap()
+            } else if name.ends_with("weight") {
+                t.ones_like().unwrap().affine(0.05, 0.0).unwrap()
+            } else {
+                t.zeros_like().unwrap()
+            };
+            var.set(&v).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bins = AgeBins::default();
+        let (sz, g) = (16usize, bins.len());
+        // Identity 0 bright throughout, 1 dark, 2 dark only as a child, 3
+        // bright twice and dark three times from group 1 up.
+        let level = |id: usize, grp: usize| -> f32 {
+            match (id, grp) {
+                (0, _) => 0.8,
+                (1, _) => -0.8,
+                (2, 0) => -0.8,
+                (2, _) => 0.8,
+                (3, 1 | 2) => 0.8,
+                _ => -0.8,
+            }
+        };
+        let vals: Vec<f32> = (0..4)
+            .flat_map(|i| (0..g).flat_map(move |k| std::iter::repeat_n(level(i, k), 3 * sz * sz)))
+            .collect();
+        let images = Tensor::from_vec(vals, (4, g, 3, sz, sz), &dev).unwrap();
+        let mut w =
+            PairsWriter::create(dir.path(), sz, &bins, 2, 8, serde_json::json!({})).unwrap();
+        w.push(
+            &images,
+            &Tensor::zeros((4, 2), candle_core::DType::F32, &dev).unwrap(),
+        )
+        .unwrap();
+        w.finish().unwrap();
+        let pairs = SynthPairs::open(dir.path()).unwrap();
+        let got = identity_genders(&pairs, &critic, 1, 0.1, &dev).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Some(Gender::Female),
+                Some(Gender::Male),
+                Some(Gender::Female),
+                None
+            ]
+        );
+        // Identity 3's mean, 0.4, is unsure within 0.1 of ½ but male within
+        // 0.05; from group 0 the child's render counts (identity 2 at 5 : 1).
+        let narrow = identity_genders(&pairs, &critic, 1, 0.05, &dev).unwrap();
+        assert_eq!(narrow[3], Some(Gender::Male));
+        let all = identity_genders(&pairs, &critic, 0, 0.4, &dev).unwrap();
+        assert_eq!(all[2], None);
     }
 
     #[test]

@@ -535,3 +535,73 @@ fn a_warm_start_takes_the_given_generator() {
         0.0
     );
 }
+
+/// An age classifier that records the genders each call is given.
+struct GenderRecorder {
+    bins: AgeBins,
+    seen: std::sync::Mutex<Vec<Vec<Option<agesynth_core::Gender>>>>,
+}
+
+impl agesynth_core::AgeClassifier for GenderRecorder {
+    fn group_logits(&self, images: &Tensor) -> agesynth_core::Result<Tensor> {
+        Ok(images.flatten_from(1)?.narrow(1, 0, self.bins.len())?)
+    }
+    fn group_logits_given_gender(
+        &self,
+        images: &Tensor,
+        genders: &[Option<agesynth_core::Gender>],
+    ) -> agesynth_core::Result<Tensor> {
+        self.seen.lock().unwrap().push(genders.to_vec());
+        self.group_logits(images)
+    }
+    fn age_bins(&self) -> &AgeBins {
+        &self.bins
+    }
+}
+
+/// Real rows carry their label's gender, synthetic rows the gender given
+/// for their identity, to the age-critic term.
+#[test]
+fn the_age_critic_is_told_each_rows_gender() {
+    use agesynth_core::Gender;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(5);
+    cfg.weights.age_critic = 1.0;
+    let mut real = Arc::try_unwrap(real_faces(12)).ok().unwrap();
+    real.set_genders(vec![Some(Gender::Male); 12]).unwrap();
+    let real = Arc::new(real);
+    let recorder = Arc::new(GenderRecorder {
+        bins: AgeBins::default(),
+        seen: Default::default(),
+    });
+    let task = FaceGanTask::new(
+        cfg.clone(),
+        Some(real.clone()),
+        Some(pairs.clone()),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap()
+    .with_age_critic(recorder.clone())
+    .unwrap();
+    // One gender per synthetic identity, no more, no fewer.
+    assert!(task
+        .with_synthetic_genders(vec![Some(Gender::Female); 3])
+        .is_err());
+    let mut task = FaceGanTask::new(cfg.clone(), Some(real), Some(pairs), None, &Device::Cpu)
+        .unwrap()
+        .with_age_critic(recorder.clone())
+        .unwrap()
+        .with_synthetic_genders(vec![Some(Gender::Female); 8])
+        .unwrap();
+    task.step(1).unwrap();
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the critic was never asked given gender");
+    let (n_real, n) = (cfg.real_per_step(), cfg.batch);
+    for call in &seen {
+        assert_eq!(call.len(), n);
+        assert!(call[..n_real].iter().all(|g| *g == Some(Gender::Male)));
+        assert!(call[n_real..].iter().all(|g| *g == Some(Gender::Female)));
+    }
+}

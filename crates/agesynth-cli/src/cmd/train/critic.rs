@@ -24,6 +24,10 @@ use super::{
 pub enum CriticKind {
     /// The age-group classifier (learns the faces' own age groups).
     Age,
+    /// The age-given-gender classifier (learns age group and gender
+    /// jointly, from UTKFace's labels; a generator is then asked for the
+    /// target age of its row's gender).
+    AgeGender,
     /// The identity embedder (distilled from dlib's descriptors of the
     /// same faces).
     Identity,
@@ -41,7 +45,7 @@ pub struct CriticArgs {
     /// Which critic.
     #[arg(long, value_enum)]
     pub kind: CriticKind,
-    /// Network preset [default: age64, identity64 or gender64].
+    /// Network preset [default: age64, age-gender64, identity64 or gender64].
     #[arg(long)]
     pub preset: Option<String>,
     /// Train until this step (also where the learning-rate schedule ends).
@@ -109,6 +113,7 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
         let preset = a.preset.clone().unwrap_or_else(|| {
             match a.kind {
                 CriticKind::Age => "age64",
+                CriticKind::AgeGender => "age-gender64",
                 CriticKind::Identity => "identity64",
                 CriticKind::Gender => "gender64",
             }
@@ -147,7 +152,7 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
     let teacher_file = run.root().join("teacher.safetensors");
     let mut teacher_net = None;
     let (teacher, val_teacher) = match a.kind {
-        CriticKind::Age | CriticKind::Gender => (None, None),
+        CriticKind::Age | CriticKind::AgeGender | CriticKind::Gender => (None, None),
         CriticKind::Identity => {
             let path = a.teacher_weights.clone().unwrap_or_else(|| {
                 agesynth_pipeline::weights::default_weights_dir()

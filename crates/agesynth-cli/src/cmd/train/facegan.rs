@@ -79,6 +79,12 @@ pub struct FaceGanArgs {
     /// output, in (0, 1] (1: plain cross-entropy) [default: 1]
     #[arg(long)]
     pub age_critic_satisfied: Option<f64>,
+    /// A gender critic (`agesynth train critic --kind gender`) that reads the
+    /// gender of each synthetic identity, so that an age-given-gender critic
+    /// (`--kind age-gender`) asks a synthetic row for the target age of its
+    /// person's gender, as it does a real face from UTKFace's label
+    #[arg(long)]
+    pub pair_gender_critic: Option<PathBuf>,
     /// Standard deviation (pixels) of the blur through which the identity
     /// network sees outputs and inputs (0: none) [default: 0]
     #[arg(long)]
@@ -276,6 +282,7 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             };
         }
         c.sources.init_generator = a.init_generator.clone();
+        c.sources.pair_gender_critic = a.pair_gender_critic.clone();
         c
     };
     let size = cfg.model.image_size;
@@ -305,6 +312,24 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         Some(Arc::new(sp))
     } else {
         None
+    };
+    let synthetic_genders = match (&cfg.sources.pair_gender_critic, &pairs) {
+        (Some(p), Some(sp)) => {
+            let (critic, _) = agesynth_train::critic::load_gender_critic(p, &device)
+                .with_context(|| format!("loading the gender critic {}", p.display()))?;
+            let g = agesynth_train::pairs::identity_genders(sp, &critic, 1, 0.1, &device)
+                .with_context(|| format!("reading the genders of {}", sp.dir().display()))?;
+            let count = |want| g.iter().filter(|&&x| x == want).count();
+            eprintln!(
+                "synthetic genders by {}: {} female, {} male, {} unsure",
+                p.display(),
+                count(Some(agesynth_core::Gender::Female)),
+                count(Some(agesynth_core::Gender::Male)),
+                count(None)
+            );
+            Some(g)
+        }
+        _ => None,
     };
     let embedder: Option<Box<dyn FaceEmbedder>> = match &cfg.sources.identity {
         None => {
@@ -344,6 +369,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     let mut task = FaceGanTask::new(cfg, real, pairs, embedder, &device)?;
     if let Some(c) = age_critic {
         task = task.with_age_critic(c)?;
+    }
+    if let Some(g) = synthetic_genders {
+        task = task.with_synthetic_genders(g)?;
     }
     if let (Some(p), false) = (&init, has_checkpoint) {
         let (_, vars) = agesynth_train::facegan::load_generator(p, &device)
