@@ -559,6 +559,7 @@ fn targets(root: &Path) -> Vec<Target> {
             seed: 0,
             batch: 3,
             shard_size: 2,
+            age_free_layers: 0,
         };
         agesynth_train::cstylegan::synth_pairs(&g, &pairs, &opts, serde_json::json!({}), |_| {})
             .unwrap();

@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         truncation: PSI,
         mixing: None,
         noise: Noise::Seeded(seed),
+        age_free_layers: 0,
     };
     for (col, group) in bins.groups().enumerate() {
         // Every latent at this group: (ROWS, 3, S, S), roughly in [-1, 1].

@@ -47,6 +47,13 @@ pub struct GenerateOptions {
     pub mixing: Option<StyleMix>,
     /// Noise inputs.
     pub noise: Noise,
+    /// Layers `0..age_free_layers` of the synthesis network read the
+    /// latent's *age-free* `w` (the mean of its `w` over every age group,
+    /// truncated towards the mean of the groups' `w̄`), so that the age
+    /// condition reaches only the finer styles: in StyleGAN the coarse
+    /// styles carry pose, face shape and sex, which a person keeps across
+    /// ages. 0 (the default): every layer reads the age-conditioned `w`.
+    pub age_free_layers: usize,
 }
 
 impl Default for GenerateOptions {
@@ -55,6 +62,7 @@ impl Default for GenerateOptions {
             truncation: 1.0,
             mixing: None,
             noise: Noise::Random,
+            age_free_layers: 0,
         }
     }
 }
@@ -407,7 +415,43 @@ impl Generator {
                 self.mix_ws(&wt, &w2, mix.crossover)?
             }
         };
+        let ws = match opts.age_free_layers {
+            0 => ws,
+            k => {
+                let n_ws = self.num_ws();
+                if k >= n_ws {
+                    return Err(Error::InvalidInput(format!(
+                        "age-free layers must be fewer than the {n_ws} synthesis layers, got {k}"
+                    )));
+                }
+                let free = self.broadcast_ws(&self.age_free_w(z, opts.truncation)?)?;
+                Tensor::cat(&[free.narrow(1, 0, k)?, ws.narrow(1, k, n_ws - k)?], 1)?
+            }
+        };
         Ok((self.synthesis(&ws, opts.noise)?, w))
+    }
+
+    /// The age-free `w` of latents `z (N, z_dim)`: the mean of their `w`
+    /// over every age group, truncated by `psi` towards the mean of the
+    /// groups' running means.
+    pub fn age_free_w(&self, z: &Tensor, psi: f64) -> Result<Tensor> {
+        let n = self.check_z(z)?;
+        let g = self.cfg.num_groups();
+        let mut sum: Option<Tensor> = None;
+        for grp in self.bins.groups() {
+            let w = self.mapping(z, &vec![grp; n])?;
+            sum = Some(match sum {
+                None => w,
+                Some(s) => (s + w)?,
+            });
+        }
+        let w =
+            (sum.ok_or_else(|| Error::Config("a model without age groups".into()))? / g as f64)?;
+        if psi == 1.0 {
+            return Ok(w);
+        }
+        let avg = self.w_avg.mean_keepdim(0)?.to_dtype(w.dtype())?;
+        Ok(avg.broadcast_add(&w.broadcast_sub(&avg)?.affine(psi, 0.0)?)?)
     }
 
     /// Full forward pass: latents `(N, z_dim)` at age `groups` -> raw images

@@ -33,6 +33,20 @@ pub fn render_all_groups(
     psi: f64,
     noise_seed: u64,
 ) -> Result<Tensor> {
+    render_all_groups_split(generator, z, psi, noise_seed, 0)
+}
+
+/// [`render_all_groups`] with the first `age_free_layers` synthesis layers
+/// reading each latent's age-free `w` (see
+/// [`GenerateOptions::age_free_layers`]): the coarse styles, and what they
+/// carry, stay the same at every age.
+pub fn render_all_groups_split(
+    generator: &Generator,
+    z: &Tensor,
+    psi: f64,
+    noise_seed: u64,
+    age_free_layers: usize,
+) -> Result<Tensor> {
     let bins = generator.config().bins()?;
     let n = z.dim(0)?;
     let mut per_group = Vec::with_capacity(bins.len());
@@ -41,6 +55,7 @@ pub fn render_all_groups(
             truncation: psi,
             mixing: None,
             noise: Noise::Seeded(noise_seed),
+            age_free_layers,
         };
         let img = generator.forward(z, &vec![g; n], &opts)?;
         agesynth_core::io::ensure_finite_output(&img, "the cStyleGAN generator")?;

@@ -255,6 +255,7 @@ fn checkpoint_round_trip_gives_identical_outputs() {
     let opts = GenerateOptions {
         truncation: 0.7,
         noise: Noise::Seeded(11),
+        age_free_layers: 0,
         mixing: None,
     };
     let before = g2.forward(&z, &gr, &opts).unwrap();
@@ -421,4 +422,57 @@ fn bad_inputs_are_typed_errors() {
     assert!(d.forward(&bad_img, &groups(&[0, 1])).is_err());
     let ws = Tensor::zeros((2, 3, cfg.w_dim), DType::F32, &dev).unwrap();
     assert!(g.synthesis(&ws, Noise::Off).is_err());
+}
+
+/// With `age_free_layers = k` the first `k` synthesis layers read the mean
+/// of the latent's `w` over all groups, the rest the group's own `w`.
+#[test]
+fn age_free_layers_share_the_coarse_styles_across_groups() {
+    let cfg = CStyleGanConfig::tiny();
+    let (_gm, g, _dm, _d) = build(&cfg, 11);
+    let dev = Device::Cpu;
+    let z = seeded_latents(2, cfg.z_dim, 5, &dev).unwrap();
+    let n_ws = g.num_ws();
+    let k = 2;
+    // The age-free w is the mean over the groups' w.
+    let ws: Vec<Tensor> = (0..cfg.num_groups())
+        .map(|t| g.mapping(&z, &groups(&[t, t])).unwrap())
+        .collect();
+    let mean = (Tensor::stack(&ws, 0).unwrap().sum(0).unwrap() / cfg.num_groups() as f64).unwrap();
+    assert!(max_abs_diff(&g.age_free_w(&z, 1.0).unwrap(), &mean) < 1e-5);
+    // The forward pass is the synthesis of [free × k, own × (n − k)].
+    let opts = GenerateOptions {
+        age_free_layers: k,
+        ..quiet()
+    };
+    let t = groups(&[5, 5]);
+    let got = g.forward(&z, &t, &opts).unwrap();
+    let free = g.broadcast_ws(&mean).unwrap().narrow(1, 0, k).unwrap();
+    let own = g
+        .broadcast_ws(&ws[5])
+        .unwrap()
+        .narrow(1, k, n_ws - k)
+        .unwrap();
+    let want = g
+        .synthesis(&Tensor::cat(&[free, own], 1).unwrap(), Noise::Off)
+        .unwrap();
+    assert!(max_abs_diff(&got, &want) < 1e-5);
+    // It changes the picture, and 0 is the plain forward pass.
+    let plain = g.forward(&z, &t, &quiet()).unwrap();
+    assert!(max_abs_diff(&got, &plain) > 1e-4);
+    // Truncation pulls the free w towards the mean of the groups' w̄.
+    g.compute_w_avg(64, 1).unwrap();
+    let avg = g.w_avg().mean_keepdim(0).unwrap();
+    let half = g.age_free_w(&z, 0.5).unwrap();
+    let want_half = (avg.broadcast_add(
+        &((&mean - avg.broadcast_as(mean.shape()).unwrap()).unwrap() * 0.5).unwrap(),
+    ))
+    .unwrap();
+    assert!(max_abs_diff(&half, &want_half) < 1e-5);
+    // All layers age-free is refused (the age would reach nothing).
+    let all = GenerateOptions {
+        age_free_layers: n_ws,
+        ..quiet()
+    };
+    assert!(g.forward(&z, &t, &all).is_err());
 }

@@ -32,6 +32,10 @@ pub struct CStyleGanEvalOptions {
     pub batch: usize,
     /// Latents shown in the sample sheet.
     pub sheet_rows: usize,
+    /// Synthesis layers that read the latent's age-free `w`
+    /// ([`agesynth_cstylegan::GenerateOptions::age_free_layers`]; 0: none).
+    #[serde(default)]
+    pub age_free_layers: usize,
 }
 
 impl Default for CStyleGanEvalOptions {
@@ -42,6 +46,7 @@ impl Default for CStyleGanEvalOptions {
             seed: 0,
             batch: 32,
             sheet_rows: 8,
+            age_free_layers: 0,
         }
     }
 }
@@ -284,6 +289,7 @@ pub fn evaluate_cstylegan_filtered(
                 truncation: opts.truncation,
                 mixing: None,
                 noise: Noise::Seeded(opts.seed.wrapping_mul(1000).wrapping_add(b as u64)),
+                age_free_layers: opts.age_free_layers,
             };
             let clock = Instant::now();
             let out = generator

@@ -277,6 +277,7 @@ impl TrainTask for CStyleGanTask {
             truncation: 1.0,
             mixing: None,
             noise: Noise::Seeded(self.noise_seed("d-noise", step)),
+            age_free_layers: 0,
         };
         let fake = self.g.forward(&z, &groups, &opts)?.detach();
         let real_logits = self.d.forward(&real.images, &real.groups)?;
@@ -324,6 +325,7 @@ impl TrainTask for CStyleGanTask {
             truncation: 1.0,
             mixing: mix,
             noise: Noise::Seeded(self.noise_seed("g-noise", step)),
+            age_free_layers: 0,
         };
         let (fake, w) = self.g.forward_with_w(&z, &groups, &opts)?;
         let g_loss = self.loss.g_loss(&self.d.forward(&fake, &groups)?)?;
@@ -429,7 +431,7 @@ pub fn check_render_budget(generator: &Generator, images: u64, hint: &str) -> Re
     Ok(())
 }
 
-pub use agesynth_cstylegan::{load_generator, render_all_groups};
+pub use agesynth_cstylegan::{load_generator, render_all_groups, render_all_groups_split};
 
 /// Options of [`synth_pairs`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -444,6 +446,9 @@ pub struct SynthPairsOptions {
     pub batch: usize,
     /// Identities per shard file.
     pub shard_size: usize,
+    /// Synthesis layers that read each latent's age-free `w` (0: none): the
+    /// coarse styles stay the same at every age.
+    pub age_free_layers: usize,
 }
 
 impl Default for SynthPairsOptions {
@@ -454,6 +459,7 @@ impl Default for SynthPairsOptions {
             seed: 0,
             batch: 16,
             shard_size: 512,
+            age_free_layers: 0,
         }
     }
 }
@@ -518,6 +524,7 @@ pub fn synth_pairs_filtered(
         seed,
         batch,
         shard_size,
+        age_free_layers,
     } = opts.clone();
     let cfg = generator.config();
     let bins = cfg.bins()?;
@@ -565,7 +572,7 @@ pub fn synth_pairs_filtered(
         };
         let z = randn(&mut step_rng(seed, "synth-pairs", k), (n, cfg.z_dim), &dev)?;
         let noise_seed = step_rng(seed, "synth-pairs-noise", k).random();
-        let images = render_all_groups(generator, &z, psi, noise_seed)?;
+        let images = render_all_groups_split(generator, &z, psi, noise_seed, age_free_layers)?;
         k += 1;
         stats.rendered += n;
         let (images, z) = match filter {

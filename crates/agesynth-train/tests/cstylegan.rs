@@ -152,6 +152,7 @@ fn tiny_cstylegan_learns_a_handful_of_faces() {
             truncation: 1.0,
             mixing: None,
             noise: agesynth_cstylegan::Noise::Seeded(1),
+            age_free_layers: 0,
         };
         let s = t
             .generator_ema()
@@ -242,6 +243,7 @@ fn export_sample_and_synth_pairs_round_trip() {
         seed: 3,
         batch: 3,
         shard_size: 4,
+        age_free_layers: 0,
     };
     let mut seen = Vec::new();
     let index = synth_pairs(&g, &out, &opts, serde_json::json!({"model": "g"}), |n| {

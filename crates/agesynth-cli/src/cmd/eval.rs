@@ -100,6 +100,12 @@ pub struct CStyleGanEvalArgs {
     /// Truncation ψ (1: none).
     #[arg(long, default_value_t = 1.0)]
     pub psi: f64,
+    /// Synthesis layers (from the coarsest) that read each latent's age-free
+    /// `w`, the mean of its `w` over all age groups: the age condition then
+    /// reaches only the finer styles, and pose, face shape and sex stay the
+    /// same at every age (0: every layer reads the age-conditioned `w`)
+    #[arg(long, default_value_t = 0)]
+    pub age_free_layers: usize,
     /// Real reference faces per age group (seeded subset).
     #[arg(long, default_value_t = 200, value_parser = super::positive)]
     pub ref_per_group: usize,
@@ -297,6 +303,7 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         count: a.count,
         truncation: a.psi,
         seed: a.seed,
+        age_free_layers: a.age_free_layers,
         ..CStyleGanEvalOptions::default()
     };
     let filter = a.filter.build(&device)?;
@@ -307,6 +314,7 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         "image size": size,
         "faces per group": a.count,
         "truncation psi": a.psi,
+        "age-free layers": a.age_free_layers,
         "seed": a.seed,
         "reference": format!("UTKFace test split of {} (at most {} per group, seeded)", a.utkface.display(), a.ref_per_group),
     });

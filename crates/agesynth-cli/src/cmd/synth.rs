@@ -27,6 +27,12 @@ pub struct SynthPairsArgs {
     /// Truncation ψ (1: none).
     #[arg(long, default_value_t = 0.7)]
     pub truncation: f64,
+    /// Synthesis layers (from the coarsest) that read each latent's age-free
+    /// `w`, the mean of its `w` over all age groups: the age condition then
+    /// reaches only the finer styles, and pose, face shape and sex stay the
+    /// same at every age (0: every layer reads the age-conditioned `w`)
+    #[arg(long, default_value_t = 0)]
+    pub age_free_layers: usize,
     /// Seed of the latents and noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -145,6 +151,7 @@ pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
         seed: a.seed,
         batch: a.batch,
         shard_size: a.shard_size,
+        age_free_layers: a.age_free_layers,
     };
     let bar = indicatif::ProgressBar::new(a.count as u64);
     let t0 = std::time::Instant::now();
@@ -154,6 +161,7 @@ pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
         "preset": g.config().preset,
         "truncation": a.truncation,
         "seed": a.seed,
+        "age_free_layers": a.age_free_layers,
     });
     if filter.is_some() {
         source["pair_filter"] = a.filter.describe();
