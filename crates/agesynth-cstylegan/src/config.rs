@@ -66,6 +66,22 @@ pub struct CStyleGanConfig {
     pub mbstd_features: usize,
     /// Decay of the running mean of `w` per age group (truncation trick).
     pub w_avg_beta: f64,
+    /// Condition on gender as well as age (UTKFace's labels). A latent's
+    /// gender is the sign of its first coordinate (≥ 0: female; see
+    /// [`crate::Generator::latent_genders`]), so the same latent keeps one
+    /// gender at every age group by construction. The mapping network reads
+    /// a gender embedding beside the age embedding, the discriminator's
+    /// projection and the running means of `w` are per (gender, age group).
+    /// Configs written before it read as false.
+    #[serde(default)]
+    pub gender_conditioned: bool,
+    /// The coarsest synthesis layers that read the latent's age-free `w`
+    /// (the mean of its `w` over every age group) in training and by
+    /// default when rendering, so that age reaches only the finer styles
+    /// and pose, face shape and sex stay put (0: every layer reads the
+    /// age-conditioned `w`; configs written before it read as 0).
+    #[serde(default)]
+    pub age_free_layers: usize,
 }
 
 impl CStyleGanConfig {
@@ -95,6 +111,8 @@ impl CStyleGanConfig {
             mbstd_group: 4,
             mbstd_features: 1,
             w_avg_beta: 0.995,
+            gender_conditioned: false,
+            age_free_layers: 0,
         }
     }
 
@@ -184,6 +202,23 @@ impl CStyleGanConfig {
         self.age_bins.len()
     }
 
+    /// Number of genders conditioned on: 2 for a gender-conditioned model,
+    /// else 1.
+    pub fn num_genders(&self) -> usize {
+        if self.gender_conditioned {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Number of conditions (gender × age group): the rows of the running
+    /// means of `w` and of the discriminator's projection. Condition
+    /// `gender · groups + group`, with male 0 and female 1.
+    pub fn num_conditions(&self) -> usize {
+        self.num_groups() * self.num_genders()
+    }
+
     /// Checks the config for consistency, naming the first problem.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| {
@@ -248,6 +283,13 @@ impl CStyleGanConfig {
         }
         if self.mapping_layers == 0 {
             return bad("mapping_layers must be at least 1".into());
+        }
+        if self.age_free_layers >= self.num_ws() {
+            return bad(format!(
+                "age_free_layers {} must be below the {} synthesis layers (or the age would reach none)",
+                self.age_free_layers,
+                self.num_ws()
+            ));
         }
         if !(self.mapping_lr_mul > 0.0 && self.mapping_lr_mul.is_finite()) {
             return bad(format!(

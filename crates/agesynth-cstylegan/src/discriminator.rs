@@ -3,7 +3,7 @@
 
 use std::f64::consts::FRAC_1_SQRT_2;
 
-use agesynth_core::{AgeBins, AgeGroup, ConditionalDiscriminator, Error, Result};
+use agesynth_core::{AgeBins, AgeGroup, ConditionalDiscriminator, Error, Gender, Result};
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
@@ -52,12 +52,14 @@ impl DBlock {
 /// The cStyleGAN discriminator. From RGB (1×1 conv) at full resolution,
 /// residual blocks down to 4×4, minibatch standard deviation, a 3×3 conv, a
 /// fully connected layer to features `φ(x)` of width `C₄`, and the logit
-/// `ψ(φ(x)) + ⟨e_g, φ(x)⟩/√C₄` with a learned embedding `e_g` of the claimed
-/// age group (projection discriminator, Miyato & Koyama 2018).
+/// `ψ(φ(x)) + ⟨e_c, φ(x)⟩/√C₄` with a learned embedding `e_c` of the claimed
+/// condition (projection discriminator, Miyato & Koyama 2018): the age
+/// group, or for a gender-conditioned model the gender and age group (row
+/// `gender · groups + group`, male 0, female 1).
 ///
 /// Weights `from_rgb.*`, `blocks.{i}.{conv0,conv1,skip}.*` (block `i` takes
 /// level `levels-1-i` to the one below), `final_conv.*`, `final_fc.*`,
-/// `out.*`, `age_embed (groups, C₄)`.
+/// `out.*`, `age_embed (conditions, C₄)`.
 #[derive(Debug, Clone)]
 pub struct Discriminator {
     cfg: CStyleGanConfig,
@@ -96,7 +98,7 @@ impl Discriminator {
         let final_fc = EqualLinear::new(c4 * 16, c4, Some(0.0), 1.0, true, vb.pp("final_fc"))?;
         let out = EqualLinear::new(c4, 1, Some(0.0), 1.0, false, vb.pp("out"))?;
         let age_embed = vb.get_with_hints(
-            (cfg.num_groups(), c4),
+            (cfg.num_conditions(), c4),
             "age_embed",
             Init::Randn {
                 mean: 0.0,
@@ -187,6 +189,54 @@ impl Discriminator {
         tangent: &Tensor,
         groups: &[AgeGroup],
     ) -> Result<(Tensor, Tensor)> {
+        self.forward_jvp_given(images, tangent, groups, None)
+    }
+
+    /// The condition rows of `groups` (and, for a gender-conditioned model,
+    /// `genders`, which it needs) as a `(N,)` u32 tensor.
+    fn condition_idx(
+        &self,
+        groups: &[AgeGroup],
+        genders: Option<&[Gender]>,
+        device: &candle_core::Device,
+    ) -> Result<Tensor> {
+        let idx = self.bins.index_tensor(groups, device)?;
+        match (self.cfg.gender_conditioned, genders) {
+            (false, None) => Ok(idx),
+            (false, Some(_)) => Err(Error::InvalidInput(
+                "this discriminator is not conditioned on gender".into(),
+            )),
+            (true, None) => Err(Error::InvalidInput(
+                "a gender-conditioned discriminator needs each image's gender".into(),
+            )),
+            (true, Some(s)) => {
+                if s.len() != groups.len() {
+                    return Err(Error::InvalidInput(format!(
+                        "{} age groups but {} genders",
+                        groups.len(),
+                        s.len()
+                    )));
+                }
+                let g = self.bins.len();
+                let rows: Vec<u32> = s
+                    .iter()
+                    .zip(groups)
+                    .map(|(&x, a)| (crate::generator::gender_index(x) * g + a.0) as u32)
+                    .collect();
+                Ok(Tensor::from_vec(rows, groups.len(), device)?)
+            }
+        }
+    }
+
+    /// [`Self::forward_jvp`] of images claimed to show `groups` and, for a
+    /// gender-conditioned model, `genders`.
+    pub fn forward_jvp_given(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        groups: &[AgeGroup],
+        genders: Option<&[Gender]>,
+    ) -> Result<(Tensor, Tensor)> {
         let n = self.check_images(images, groups)?;
         if tangent.dims() != images.dims() {
             return Err(Error::InvalidInput(format!(
@@ -195,7 +245,7 @@ impl Discriminator {
                 images.dims()
             )));
         }
-        let idx = self.bins.index_tensor(groups, images.device())?;
+        let idx = self.condition_idx(groups, genders, images.device())?;
         let (mut x, mut t) = self.from_rgb.forward_jvp(images, tangent)?;
         for b in &self.blocks {
             (x, t) = b.forward_jvp(&x, &t)?;
@@ -232,8 +282,9 @@ impl Discriminator {
         Ok(n)
     }
 
-    /// Logits `(N,)` of `images (N, 3, S, S)` claimed to show group indices
-    /// `group_idx (N,)` (u32).
+    /// Logits `(N,)` of `images (N, 3, S, S)` claimed to show condition rows
+    /// `group_idx (N,)` (u32): the age groups, or `gender · groups + group`
+    /// for a gender-conditioned model.
     pub fn forward_idx(&self, images: &Tensor, group_idx: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = images.dims4()?;
         let s = self.cfg.image_size;
@@ -256,11 +307,58 @@ impl Discriminator {
         Ok((logit + proj)?)
     }
 
-    /// Logits `(N,)` of `images (N, 3, S, S)` claimed to show `groups`.
+    /// Logits `(N,)` of `images (N, 3, S, S)` claimed to show `groups` (a
+    /// model without gender).
     pub fn forward(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
+        self.forward_given(images, groups, None)
+    }
+
+    /// Logits `(N,)` of `images` claimed to show `groups` and, for a
+    /// gender-conditioned model, `genders`.
+    pub fn forward_given(
+        &self,
+        images: &Tensor,
+        groups: &[AgeGroup],
+        genders: Option<&[Gender]>,
+    ) -> Result<Tensor> {
         self.check_images(images, groups)?;
-        let idx = self.bins.index_tensor(groups, images.device())?;
+        let idx = self.condition_idx(groups, genders, images.device())?;
         self.forward_idx(images, &idx)
+    }
+
+    /// This discriminator with the images' genders fixed: a
+    /// [`ConditionalDiscriminator`] over age groups (what the R1 penalty
+    /// takes) for a gender-conditioned model.
+    pub fn given_genders<'a>(&'a self, genders: &'a [Gender]) -> GivenGenders<'a> {
+        GivenGenders { d: self, genders }
+    }
+}
+
+/// A gender-conditioned [`Discriminator`] with the genders of the images it
+/// will judge fixed ([`Discriminator::given_genders`]).
+#[derive(Debug, Clone, Copy)]
+pub struct GivenGenders<'a> {
+    d: &'a Discriminator,
+    genders: &'a [Gender],
+}
+
+impl ConditionalDiscriminator for GivenGenders<'_> {
+    fn logits(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
+        self.d.forward_given(images, groups, Some(self.genders))
+    }
+
+    fn age_bins(&self) -> &AgeBins {
+        &self.d.bins
+    }
+
+    fn logits_jvp(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        groups: &[AgeGroup],
+    ) -> Result<(Tensor, Tensor)> {
+        self.d
+            .forward_jvp_given(images, tangent, groups, Some(self.genders))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The generator: mapping network (z ++ age embedding -> w) and synthesis
 //! network (w's -> image), with the truncation trick and style mixing.
 
-use agesynth_core::{AgeBins, AgeGenerator, AgeGroup, Error, Result};
+use agesynth_core::{AgeBins, AgeGenerator, AgeGroup, Error, Gender, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 use rand::{Rng, SeedableRng};
@@ -11,7 +11,8 @@ use crate::config::CStyleGanConfig;
 use crate::layers::{pixel_norm, upsample2x, EqualLinear, StyledConv, ToRgb};
 
 /// Names (relative to the generator's prefix) of variables that are buffers,
-/// not trained parameters: the running mean of `w` per age group.
+/// not trained parameters: the running mean of `w` per condition (age group,
+/// or gender and age group).
 pub const GENERATOR_BUFFERS: [&str; 1] = ["w_avg"];
 
 /// Where the synthesis network's per-pixel noise comes from.
@@ -52,7 +53,8 @@ pub struct GenerateOptions {
     /// truncated towards the mean of the groups' `w̄`), so that the age
     /// condition reaches only the finer styles: in StyleGAN the coarse
     /// styles carry pose, face shape and sex, which a person keeps across
-    /// ages. 0 (the default): every layer reads the age-conditioned `w`.
+    /// ages. 0 (the default): the model's own
+    /// [`CStyleGanConfig::age_free_layers`] (0 for a model trained without).
     pub age_free_layers: usize,
 }
 
@@ -68,12 +70,14 @@ impl Default for GenerateOptions {
 }
 
 /// The mapping network: `z` (pixel-normalised) concatenated with a learned,
-/// pixel-normalised embedding of the age group, through an MLP with leaky
-/// ReLUs and equalised learning rate (multiplier `mapping_lr_mul`).
-/// Weights `age_embed (groups, age_embed_dim)`, `layers.{i}.*`.
+/// pixel-normalised embedding of the age group (and, for a gender-conditioned
+/// model, one of the gender), through an MLP with leaky ReLUs and equalised
+/// learning rate (multiplier `mapping_lr_mul`). Weights `age_embed (groups,
+/// age_embed_dim)`, `gender_embed (2, age_embed_dim)`, `layers.{i}.*`.
 #[derive(Debug, Clone)]
 pub struct MappingNetwork {
     age_embed: Tensor,
+    gender_embed: Option<Tensor>,
     layers: Vec<EqualLinear>,
 }
 
@@ -88,11 +92,23 @@ impl MappingNetwork {
                 stdev: 1.0,
             },
         )?;
+        let gender_embed = if cfg.gender_conditioned {
+            Some(vb.get_with_hints(
+                (2, cfg.age_embed_dim),
+                "gender_embed",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 1.0,
+                },
+            )?)
+        } else {
+            None
+        };
         let mut layers = Vec::with_capacity(cfg.mapping_layers);
         let vbl = vb.pp("layers");
         for i in 0..cfg.mapping_layers {
             let in_dim = if i == 0 {
-                cfg.z_dim + cfg.age_embed_dim
+                cfg.z_dim + cfg.age_embed_dim * (1 + usize::from(cfg.gender_conditioned))
             } else {
                 cfg.w_dim
             };
@@ -105,13 +121,38 @@ impl MappingNetwork {
                 vbl.pp(i),
             )?);
         }
-        Ok(Self { age_embed, layers })
+        Ok(Self {
+            age_embed,
+            gender_embed,
+            layers,
+        })
     }
 
-    /// `z (N, z_dim)` and group indices `(N,)` u32 -> `w (N, w_dim)`.
-    pub fn forward(&self, z: &Tensor, group_idx: &Tensor) -> Result<Tensor> {
+    /// `z (N, z_dim)`, group indices `(N,)` u32 and, for a gender-conditioned
+    /// model, gender indices `(N,)` u32 (0 male, 1 female) -> `w (N, w_dim)`.
+    pub fn forward(
+        &self,
+        z: &Tensor,
+        group_idx: &Tensor,
+        gender_idx: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let e = pixel_norm(&self.age_embed.index_select(group_idx, 0)?)?;
-        let mut x = Tensor::cat(&[&pixel_norm(z)?, &e], 1)?;
+        let mut parts = vec![pixel_norm(z)?, e];
+        match (&self.gender_embed, gender_idx) {
+            (Some(table), Some(idx)) => parts.push(pixel_norm(&table.index_select(idx, 0)?)?),
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(Error::InvalidInput(
+                    "a gender-conditioned mapping network needs the latents' genders".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Error::InvalidInput(
+                    "this mapping network is not conditioned on gender".into(),
+                ))
+            }
+        }
+        let mut x = Tensor::cat(&parts, 1)?;
         for l in &self.layers {
             x = l.forward(&x)?;
         }
@@ -307,7 +348,8 @@ impl Generator {
         cfg.validate()?;
         let mapping = MappingNetwork::new(cfg, vb.pp("mapping"))?;
         let synthesis = SynthesisNetwork::new(cfg, vb.pp("synthesis"))?;
-        let w_avg = vb.get_with_hints((cfg.num_groups(), cfg.w_dim), "w_avg", Init::Const(0.0))?;
+        let w_avg =
+            vb.get_with_hints((cfg.num_conditions(), cfg.w_dim), "w_avg", Init::Const(0.0))?;
         Ok(Self {
             cfg: cfg.clone(),
             bins: cfg.bins()?,
@@ -327,7 +369,9 @@ impl Generator {
         self.cfg.num_ws()
     }
 
-    /// The running mean of `w` per age group, `(groups, w_dim)`.
+    /// The running mean of `w` per condition, `(conditions, w_dim)`: per age
+    /// group, or per gender and age group (row `gender · groups + group`,
+    /// male 0, female 1) for a gender-conditioned model.
     pub fn w_avg(&self) -> &Tensor {
         &self.w_avg
     }
@@ -353,21 +397,91 @@ impl Generator {
         }
     }
 
-    /// The mapping network: `z (N, z_dim)` at `groups` -> `w (N, w_dim)`.
+    /// The gender of each latent of `z (N, z_dim)` for a gender-conditioned
+    /// model: female where its first coordinate is ≥ 0, male below (`None`
+    /// for a model without gender). A latent keeps its gender at every age
+    /// group; [`set_latent_gender`] chooses it.
+    pub fn latent_genders(&self, z: &Tensor) -> Result<Option<Vec<Gender>>> {
+        self.check_z(z)?;
+        if !self.cfg.gender_conditioned {
+            return Ok(None);
+        }
+        let first = z
+            .narrow(1, 0, 1)?
+            .squeeze(1)?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        Ok(Some(
+            first
+                .into_iter()
+                .map(|v| {
+                    if v >= 0.0 {
+                        Gender::Female
+                    } else {
+                        Gender::Male
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    /// The gender indices `(N,)` of `z` (0 male, 1 female), for a
+    /// gender-conditioned model.
+    fn gender_idx(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        Ok(match self.latent_genders(z)? {
+            None => None,
+            Some(g) => {
+                let v: Vec<u32> = g.iter().map(|&x| gender_index(x) as u32).collect();
+                Some(Tensor::from_vec(v, g.len(), self.w_avg.device())?)
+            }
+        })
+    }
+
+    /// The condition row (see [`Generator::w_avg`]) of each latent of `z` at
+    /// `groups`.
+    pub fn conditions(&self, z: &Tensor, groups: &[AgeGroup]) -> Result<Vec<usize>> {
+        let n = self.check_z(z)?;
+        self.group_idx(groups, n)?;
+        let g = self.cfg.num_groups();
+        Ok(match self.latent_genders(z)? {
+            None => groups.iter().map(|x| x.0).collect(),
+            Some(genders) => genders
+                .iter()
+                .zip(groups)
+                .map(|(&s, x)| gender_index(s) * g + x.0)
+                .collect(),
+        })
+    }
+
+    /// The mapping network: `z (N, z_dim)` at `groups` -> `w (N, w_dim)`
+    /// (a gender-conditioned model reads each latent's gender from it:
+    /// [`Generator::latent_genders`]).
     pub fn mapping(&self, z: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
         let n = self.check_z(z)?;
         let idx = self.group_idx(groups, n)?;
-        self.mapping.forward(z, &idx)
+        let gender = self.gender_idx(z)?;
+        self.mapping.forward(z, &idx, gender.as_ref())
     }
 
-    /// Truncation towards each target group's mean `w`:
-    /// `w̄_g + ψ (w − w̄_g)`. `ψ = 1` returns `w` unchanged.
-    pub fn truncate(&self, w: &Tensor, groups: &[AgeGroup], psi: f64) -> Result<Tensor> {
+    /// Truncation towards the mean `w` of each latent's condition:
+    /// `w̄_c + ψ (w − w̄_c)`. `ψ = 1` returns `w` unchanged.
+    pub fn truncate(
+        &self,
+        w: &Tensor,
+        z: &Tensor,
+        groups: &[AgeGroup],
+        psi: f64,
+    ) -> Result<Tensor> {
         if psi == 1.0 {
             return Ok(w.clone());
         }
-        let idx = self.group_idx(groups, w.dim(0)?)?;
-        let avg = self.w_avg.index_select(&idx, 0)?;
+        let rows: Vec<u32> = self
+            .conditions(z, groups)?
+            .into_iter()
+            .map(|r| r as u32)
+            .collect();
+        let idx = Tensor::from_vec(rows, w.dim(0)?, w.device())?;
+        let avg = self.w_avg.index_select(&idx, 0)?.to_dtype(w.dtype())?;
         Ok((&avg + ((w - &avg)? * psi)?)?)
     }
 
@@ -398,6 +512,16 @@ impl Generator {
         self.synthesis.forward(ws, noise)
     }
 
+    /// The age-free layers a render with `opts` uses: the options' when set,
+    /// else the model's own.
+    pub fn effective_age_free_layers(&self, opts: &GenerateOptions) -> usize {
+        if opts.age_free_layers > 0 {
+            opts.age_free_layers
+        } else {
+            self.cfg.age_free_layers
+        }
+    }
+
     /// Full forward pass returning the raw images and the *untruncated* `w`
     /// of the first latent (to feed [`Generator::update_w_avg`] in training).
     pub fn forward_with_w(
@@ -407,15 +531,20 @@ impl Generator {
         opts: &GenerateOptions,
     ) -> Result<(Tensor, Tensor)> {
         let w = self.mapping(z, groups)?;
-        let wt = self.truncate(&w, groups, opts.truncation)?;
+        let wt = self.truncate(&w, z, groups, opts.truncation)?;
         let ws = match &opts.mixing {
             None => self.broadcast_ws(&wt)?,
             Some(mix) => {
-                let w2 = self.truncate(&self.mapping(&mix.z, groups)?, groups, opts.truncation)?;
+                let w2 = self.truncate(
+                    &self.mapping(&mix.z, groups)?,
+                    &mix.z,
+                    groups,
+                    opts.truncation,
+                )?;
                 self.mix_ws(&wt, &w2, mix.crossover)?
             }
         };
-        let ws = match opts.age_free_layers {
+        let ws = match self.effective_age_free_layers(opts) {
             0 => ws,
             k => {
                 let n_ws = self.num_ws();
@@ -433,7 +562,8 @@ impl Generator {
 
     /// The age-free `w` of latents `z (N, z_dim)`: the mean of their `w`
     /// over every age group, truncated by `psi` towards the mean of the
-    /// groups' running means.
+    /// running means of their gender's groups (of all groups for a model
+    /// without gender).
     pub fn age_free_w(&self, z: &Tensor, psi: f64) -> Result<Tensor> {
         let n = self.check_z(z)?;
         let g = self.cfg.num_groups();
@@ -450,8 +580,17 @@ impl Generator {
         if psi == 1.0 {
             return Ok(w);
         }
-        let avg = self.w_avg.mean_keepdim(0)?.to_dtype(w.dtype())?;
-        Ok(avg.broadcast_add(&w.broadcast_sub(&avg)?.affine(psi, 0.0)?)?)
+        let d = self.cfg.w_dim;
+        let per_gender = self
+            .w_avg
+            .reshape((self.cfg.num_genders(), g, d))?
+            .mean(1)?
+            .to_dtype(w.dtype())?;
+        let avg = match self.gender_idx(z)? {
+            Some(idx) => per_gender.index_select(&idx, 0)?,
+            None => per_gender.broadcast_as((n, d))?.contiguous()?,
+        };
+        Ok((&avg + ((&w - &avg)? * psi)?)?)
     }
 
     /// Full forward pass: latents `(N, z_dim)` at age `groups` -> raw images
@@ -465,18 +604,33 @@ impl Generator {
         Ok(self.forward_with_w(z, groups, opts)?.0)
     }
 
-    /// Moves the running mean of `w` of every group present in the batch
-    /// towards the batch mean of that group's `w`:
-    /// `w̄_g ← β w̄_g + (1−β) mean(w | g)` with `β = w_avg_beta`.
-    pub fn update_w_avg(&self, w: &Tensor, groups: &[AgeGroup]) -> Result<()> {
-        self.update_w_avg_with(w, groups, self.cfg.w_avg_beta)
+    /// Moves the running mean of `w` of every condition present in the
+    /// batch towards the batch mean of that condition's `w`:
+    /// `w̄_c ← β w̄_c + (1−β) mean(w | c)` with `β = w_avg_beta`; `z` are the
+    /// latents the `w` came from (their genders pick the rows of a
+    /// gender-conditioned model).
+    pub fn update_w_avg(&self, w: &Tensor, z: &Tensor, groups: &[AgeGroup]) -> Result<()> {
+        let rows = self.conditions(z, groups)?;
+        self.update_w_avg_rows(w, &rows, self.cfg.w_avg_beta)
     }
 
     /// [`Generator::update_w_avg`] with an explicit decay `beta` (0 replaces
-    /// the means). The generator must have been built over a `VarMap` (its
-    /// `w_avg` a variable): over read-only tensors the update could not
-    /// reach the model, and is an error rather than silently lost.
+    /// the means), for a model without gender (whose rows are the groups).
+    /// The generator must have been built over a `VarMap` (its `w_avg` a
+    /// variable): over read-only tensors the update could not reach the
+    /// model, and is an error rather than silently lost.
     pub fn update_w_avg_with(&self, w: &Tensor, groups: &[AgeGroup], beta: f64) -> Result<()> {
+        if self.cfg.gender_conditioned {
+            return Err(Error::InvalidInput(
+                "a gender-conditioned model's running means need the latents: use update_w_avg"
+                    .into(),
+            ));
+        }
+        let rows: Vec<usize> = groups.iter().map(|g| g.0).collect();
+        self.update_w_avg_rows(w, &rows, beta)
+    }
+
+    fn update_w_avg_rows(&self, w: &Tensor, rows: &[usize], beta: f64) -> Result<()> {
         if !self.w_avg.is_variable() {
             return Err(Error::InvalidInput(
                 "this generator's w_avg is not a variable (built without a VarMap): its running \
@@ -485,58 +639,82 @@ impl Generator {
             ));
         }
         let (n, d) = w.dims2()?;
-        if groups.len() != n {
+        if rows.len() != n {
             return Err(Error::InvalidInput(format!(
                 "{n} w's but {} age groups",
-                groups.len()
+                rows.len()
             )));
         }
-        let g = self.cfg.num_groups();
-        let rows = w.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let c = self.cfg.num_conditions();
+        let data = w.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
         let mut avg = self.w_avg.to_dtype(DType::F64)?.to_vec2::<f64>()?;
-        let mut sums = vec![vec![0f64; d]; g];
-        let mut counts = vec![0usize; g];
-        for (row, grp) in rows.iter().zip(groups) {
-            let gi = grp.index();
-            if gi >= g {
+        let mut sums = vec![vec![0f64; d]; c];
+        let mut counts = vec![0usize; c];
+        for (row, &ci) in data.iter().zip(rows) {
+            if ci >= c {
                 return Err(Error::InvalidInput(format!(
-                    "age group {gi} out of range (0..{g})"
+                    "age group {ci} out of range (0..{c})"
                 )));
             }
-            counts[gi] += 1;
-            for (s, v) in sums[gi].iter_mut().zip(row) {
+            counts[ci] += 1;
+            for (s, v) in sums[ci].iter_mut().zip(row) {
                 *s += v;
             }
         }
-        for gi in 0..g {
-            if counts[gi] > 0 {
-                for (a, s) in avg[gi].iter_mut().zip(&sums[gi]) {
-                    *a = beta * *a + (1.0 - beta) * s / counts[gi] as f64;
+        for ci in 0..c {
+            if counts[ci] > 0 {
+                for (a, s) in avg[ci].iter_mut().zip(&sums[ci]) {
+                    *a = beta * *a + (1.0 - beta) * s / counts[ci] as f64;
                 }
             }
         }
         let flat: Vec<f64> = avg.into_iter().flatten().collect();
         let t =
-            Tensor::from_vec(flat, (g, d), self.w_avg.device())?.to_dtype(self.w_avg.dtype())?;
+            Tensor::from_vec(flat, (c, d), self.w_avg.device())?.to_dtype(self.w_avg.dtype())?;
         Var::from_tensor(&self.w_avg)?.set(&t)?;
         Ok(())
     }
 
-    /// Sets each group's mean `w` to the mean over `samples` latents drawn
-    /// from `seed` (for a model whose running mean was never tracked).
+    /// Sets each condition's mean `w` to the mean over `samples` latents
+    /// drawn from `seed` (for a model whose running mean was never tracked).
     pub fn compute_w_avg(&self, samples: usize, seed: u64) -> Result<()> {
         let dev = self.w_avg.device().clone();
         let z =
             seeded_latents(samples, self.cfg.z_dim, seed, &dev)?.to_dtype(self.w_avg.dtype())?;
         let mut all_w = Vec::new();
-        let mut all_g = Vec::new();
+        let mut rows = Vec::new();
         for g in self.bins.groups() {
             let groups = vec![g; samples];
             all_w.push(self.mapping(&z, &groups)?);
-            all_g.extend(groups);
+            rows.extend(self.conditions(&z, &groups)?);
         }
-        self.update_w_avg_with(&Tensor::cat(&all_w, 0)?, &all_g, 0.0)
+        self.update_w_avg_rows(&Tensor::cat(&all_w, 0)?, &rows, 0.0)
     }
+}
+
+/// The index of a gender in a gender-conditioned model's tables: male 0,
+/// female 1 (UTKFace's labels).
+pub fn gender_index(g: Gender) -> usize {
+    match g {
+        Gender::Male => 0,
+        Gender::Female => 1,
+    }
+}
+
+/// `z` with each latent's gender set to `gender` for a gender-conditioned
+/// model (the sign of its first coordinate: ≥ 0 female), the rest of the
+/// latent unchanged.
+pub fn set_latent_gender(z: &Tensor, gender: Gender) -> Result<Tensor> {
+    let first = z.narrow(1, 0, 1)?.abs()?;
+    let first = match gender {
+        Gender::Female => first,
+        Gender::Male => (first.neg()? - 1e-6)?,
+    };
+    let d = z.dim(1)?;
+    if d == 1 {
+        return Ok(first);
+    }
+    Ok(Tensor::cat(&[first, z.narrow(1, 1, d - 1)?], 1)?)
 }
 
 impl AgeGenerator for Generator {

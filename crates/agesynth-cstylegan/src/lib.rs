@@ -52,10 +52,10 @@ pub mod load;
 pub mod vars;
 
 pub use config::{BlockKind, CStyleGanConfig, Upsample};
-pub use discriminator::Discriminator;
+pub use discriminator::{Discriminator, GivenGenders};
 pub use generator::{
-    seeded_latents, GenerateOptions, Generator, MappingNetwork, Noise, StyleMix, SynthesisNetwork,
-    GENERATOR_BUFFERS,
+    gender_index, seeded_latents, set_latent_gender, GenerateOptions, Generator, MappingNetwork,
+    Noise, StyleMix, SynthesisNetwork, GENERATOR_BUFFERS,
 };
 pub use load::{load_generator, render_all_groups, render_all_groups_split};
 pub use vars::{

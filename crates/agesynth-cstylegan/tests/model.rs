@@ -476,3 +476,116 @@ fn age_free_layers_share_the_coarse_styles_across_groups() {
     };
     assert!(g.forward(&z, &t, &all).is_err());
 }
+
+fn gendered_tiny() -> CStyleGanConfig {
+    CStyleGanConfig {
+        gender_conditioned: true,
+        ..CStyleGanConfig::tiny()
+    }
+}
+
+/// A gender-conditioned model reads each latent's gender from the sign of
+/// its first coordinate, keeps running means per (gender, group) and has a
+/// discriminator that needs the genders.
+#[test]
+fn a_gender_conditioned_model_reads_the_latents_gender() {
+    use agesynth_core::Gender;
+    let cfg = gendered_tiny();
+    assert_eq!(cfg.num_conditions(), 12);
+    let (_gm, g, _dm, d) = build(&cfg, 21);
+    let dev = Device::Cpu;
+    let z = seeded_latents(3, cfg.z_dim, 2, &dev).unwrap();
+    let female = set_latent_gender(&z, Gender::Female).unwrap();
+    let male = set_latent_gender(&z, Gender::Male).unwrap();
+    assert_eq!(
+        g.latent_genders(&female).unwrap(),
+        Some(vec![Gender::Female; 3])
+    );
+    assert_eq!(
+        g.latent_genders(&male).unwrap(),
+        Some(vec![Gender::Male; 3])
+    );
+    // Only the first coordinate's sign changes.
+    let rest = |t: &Tensor| t.narrow(1, 1, cfg.z_dim - 1).unwrap();
+    assert_eq!(max_abs_diff(&rest(&female), &rest(&male)), 0.0);
+    // Rows of the running means: gender · groups + group.
+    let t = groups(&[0, 5, 3]);
+    assert_eq!(g.conditions(&female, &t).unwrap(), vec![6, 11, 9]);
+    assert_eq!(g.conditions(&male, &t).unwrap(), vec![0, 5, 3]);
+    assert_eq!(g.w_avg().dims(), &[12, cfg.w_dim]);
+    g.compute_w_avg(32, 4).unwrap();
+    // The renders differ by gender, and the discriminator needs genders.
+    let a = g.forward(&female, &t, &quiet()).unwrap();
+    let b = g.forward(&male, &t, &quiet()).unwrap();
+    assert!(max_abs_diff(&a, &b) > 1e-4);
+    assert!(d.forward(&a, &t).is_err());
+    let fs = vec![Gender::Female; 3];
+    let ms = vec![Gender::Male; 3];
+    let lf = d.forward_given(&a, &t, Some(&fs)).unwrap();
+    let lm = d.forward_given(&a, &t, Some(&ms)).unwrap();
+    assert_eq!(lf.dims(), &[3]);
+    assert!(max_abs_diff(&lf, &lm) > 1e-6);
+    assert!(d.forward_given(&a, &t, Some(&fs[..2])).is_err());
+    // Its forward-mode derivative (what R1 uses) matches central
+    // differences, in f64.
+    let d64 = Discriminator::new(
+        &cfg,
+        seeded_var_builder(&VarMap::new(), 5, DType::F64, &dev),
+    )
+    .unwrap();
+    let t4 = groups(&[0, 5, 3, 1]);
+    let g4 = [Gender::Female, Gender::Male, Gender::Female, Gender::Male];
+    let view = d64.given_genders(&g4);
+    let z4 = seeded_latents(4, cfg.z_dim, 8, &dev).unwrap();
+    let x = g
+        .forward(&z4, &t4, &quiet())
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
+    let tangent = (x.flip(&[0]).unwrap() * 0.5).unwrap();
+    let (l, jvp) = view.logits_jvp(&x, &tangent, &t4).unwrap();
+    let direct = d64.forward_given(&x, &t4, Some(&g4)).unwrap();
+    let diff64 = |p: &Tensor, q: &Tensor| {
+        (p - q)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    assert!(diff64(&l, &direct) < 1e-12);
+    let h = 1e-6;
+    let plus = view
+        .logits(&(&x + (&tangent * h).unwrap()).unwrap(), &t4)
+        .unwrap();
+    let minus = view
+        .logits(&(&x - (&tangent * h).unwrap()).unwrap(), &t4)
+        .unwrap();
+    let fd = ((plus - minus).unwrap() / (2.0 * h)).unwrap();
+    let scale = fd
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let err = diff64(&fd, &jvp);
+    assert!(
+        scale > 1e-4 && err < 1e-6 * scale,
+        "jvp {err} off (scale {scale})"
+    );
+    // A model without gender refuses genders.
+    let (_gm, _g, _dm, plain) = build(&CStyleGanConfig::tiny(), 3);
+    assert!(plain.forward_given(&a, &t, Some(&fs)).is_err());
+    // Configs written before these fields read as no gender, no split.
+    let mut old = serde_json::to_value(CStyleGanConfig::cpu64()).unwrap();
+    old.as_object_mut().unwrap().remove("gender_conditioned");
+    old.as_object_mut().unwrap().remove("age_free_layers");
+    let back: CStyleGanConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(back, CStyleGanConfig::cpu64());
+    let mut bad = CStyleGanConfig::tiny();
+    bad.age_free_layers = bad.num_ws();
+    assert!(bad.validate().is_err());
+}

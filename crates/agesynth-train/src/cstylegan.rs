@@ -14,13 +14,23 @@
 //!    `style_mixing`; the running mean of `w` per group is updated.
 //! 3. **EMA** of the generator's weights.
 //!
+//! A gender-conditioned model (`CStyleGanConfig::gender_conditioned`) shows
+//! D each real face with its labelled gender and each fake with its latent's
+//! gender, so G learns to keep the latent's gender at every age. With
+//! `cross_age_identity` above 0 and an identity critic
+//! ([`CStyleGanTask::with_identity_critic`]), the G step also renders its
+//! latents at a second age group and pays the mean squared distance between
+//! the critic's descriptors of the two renders: one person at every age. With
+//! `d_warmup_steps` the first steps train D alone (a fresh D beside a
+//! warm-started G: [`CStyleGanTask::init_generator_from`]).
+//!
 //! All randomness (latents, noise, groups, mixing, flips, data order) comes
 //! from the seed and the step, so a resumed run repeats the straight one.
 
 use crate::gan::GanState;
 use std::{collections::HashMap, path::Path, sync::Arc};
 
-use agesynth_core::{AgeGroup, FaceImage};
+use agesynth_core::{AgeGroup, FaceImage, Gender};
 use agesynth_cstylegan::{
     copy_vars, ema_decay, ema_update, seeded_var_builder, trainable_vars, CStyleGanConfig,
     Discriminator, GenerateOptions, Generator, Noise, StyleMix,
@@ -72,6 +82,23 @@ pub struct CStyleGanTrainConfig {
     pub sample_rows: usize,
     /// Truncation ψ of the sample grids.
     pub sample_truncation: f64,
+    /// Train D alone (no G update, no EMA) up to this step: a fresh D beside
+    /// a warm-started G learns what real faces look like before G follows
+    /// its gradient (configs written before it read as 0).
+    #[serde(default)]
+    pub d_warmup_steps: u64,
+    /// Weight of the cross-age identity term: the mean squared distance
+    /// between an identity critic's descriptors of each G-step latent at its
+    /// group and at a second group (0: off; configs written before it read
+    /// as 0).
+    #[serde(default)]
+    pub cross_age_identity: f64,
+    /// The identity critic of the cross-age term (provenance).
+    #[serde(default)]
+    pub identity_critic: Option<std::path::PathBuf>,
+    /// The generator the run's G started from, if warm-started (provenance).
+    #[serde(default)]
+    pub init_generator: Option<std::path::PathBuf>,
 }
 
 impl CStyleGanTrainConfig {
@@ -96,6 +123,10 @@ impl CStyleGanTrainConfig {
             seed,
             sample_rows: 6,
             sample_truncation: 0.7,
+            d_warmup_steps: 0,
+            cross_age_identity: 0.0,
+            identity_critic: None,
+            init_generator: None,
         }
     }
 
@@ -129,6 +160,7 @@ pub struct CStyleGanTask {
     data: Arc<RealFaces>,
     order: DataOrder,
     loss: AdversarialLoss,
+    identity: Option<Arc<dyn agesynth_core::FaceEmbedder>>,
 }
 
 impl CStyleGanTask {
@@ -143,6 +175,17 @@ impl CStyleGanTask {
                 cfg.model.image_size
             ))
             .into());
+        }
+        if cfg.model.gender_conditioned {
+            let unlabelled = data.genders().iter().filter(|g| g.is_none()).count();
+            if unlabelled > 0 || data.genders().len() != data.len() {
+                return Err(agesynth_core::Error::Config(format!(
+                    "a gender-conditioned model learns from faces labelled with their gender; \
+                     {unlabelled} of {} are not",
+                    data.len()
+                ))
+                .into());
+            }
         }
         let (g_vars, d_vars, ema_vars) = (VarMap::new(), VarMap::new(), VarMap::new());
         let g = Generator::new(
@@ -210,7 +253,15 @@ impl CStyleGanTask {
             data,
             order,
             loss: AdversarialLoss::Logistic,
+            identity: None,
         })
+    }
+
+    /// Gives the task the frozen identity critic of the cross-age identity
+    /// term (a network trained apart, never an evaluation network).
+    pub fn with_identity_critic(mut self, critic: Arc<dyn agesynth_core::FaceEmbedder>) -> Self {
+        self.identity = Some(critic);
+        self
     }
 
     /// The configuration.
@@ -231,6 +282,21 @@ impl CStyleGanTask {
     /// The discriminator.
     pub fn discriminator(&self) -> &Discriminator {
         &self.d
+    }
+
+    /// Warm start: copies a trained generator's weights (`vars`, e.g. a
+    /// shipped file) into G and its EMA. Weights a new config adds stay as
+    /// initialised: a gender-conditioned model's `mapping.gender_embed`, and
+    /// the columns of `mapping.layers.0.weight` that read it, which start at
+    /// zero (the copied columns rescaled for the layer's wider input) so
+    /// that the warm-started mapping first computes what the source did; a
+    /// source's running means `w_avg (groups, w_dim)` fill every
+    /// gender's rows. Any other difference in names or shapes is an error.
+    pub fn init_generator_from(&mut self, vars: &VarMap) -> Result<()> {
+        for target in [&self.state.g_vars, &self.state.ema_vars] {
+            adapt_copy(target, vars)?;
+        }
+        Ok(())
     }
 
     /// The data order (where the run is in its data).
@@ -267,9 +333,30 @@ impl TrainTask for CStyleGanTask {
         let b = self.cfg.batch;
         let seed = self.cfg.seed;
         // D step.
-        let real = self
-            .data
-            .next_batch(&mut self.order, b, self.cfg.xflip, step, &self.device)?;
+        let (real_idx, real) =
+            self.data
+                .next_batch_indexed(&mut self.order, b, self.cfg.xflip, step, &self.device)?;
+        let real_genders: Option<Vec<Gender>> = if self.cfg.model.gender_conditioned {
+            Some(
+                real_idx
+                    .iter()
+                    .map(|&i| {
+                        self.data
+                            .genders()
+                            .get(i)
+                            .copied()
+                            .flatten()
+                            .ok_or_else(|| {
+                                TrainError::from(agesynth_core::Error::InvalidInput(format!(
+                                    "face {i} has no gender label"
+                                )))
+                            })
+                    })
+                    .collect::<Result<_>>()?,
+            )
+        } else {
+            None
+        };
         let mut rng = step_rng(seed, "d-step", step);
         let groups = self.sample_groups(&mut rng, b);
         let z = self.latents(&mut rng, b)?;
@@ -280,8 +367,13 @@ impl TrainTask for CStyleGanTask {
             age_free_layers: 0,
         };
         let fake = self.g.forward(&z, &groups, &opts)?.detach();
-        let real_logits = self.d.forward(&real.images, &real.groups)?;
-        let fake_logits = self.d.forward(&fake, &groups)?;
+        let fake_genders = self.g.latent_genders(&z)?;
+        let real_logits =
+            self.d
+                .forward_given(&real.images, &real.groups, real_genders.as_deref())?;
+        let fake_logits = self
+            .d
+            .forward_given(&fake, &groups, fake_genders.as_deref())?;
         let d_loss = self.loss.d_loss(&real_logits, &fake_logits)?;
         let mut losses = vec![("d".to_string(), d_loss.to_scalar::<f32>()?)];
         // Mean logits are metrics, not losses: the divergence guard skips them.
@@ -300,11 +392,22 @@ impl TrainTask for CStyleGanTask {
             gamma: self.cfg.r1_gamma,
             every: self.cfg.r1_every,
         };
-        if let Some((penalty, v)) = r1.run(step, &self.d, &real.images, &real.groups)? {
+        let r1_out = match &real_genders {
+            None => r1.run(step, &self.d, &real.images, &real.groups)?,
+            Some(s) => r1.run(step, &self.d.given_genders(s), &real.images, &real.groups)?,
+        };
+        if let Some((penalty, v)) = r1_out {
             losses.push(("r1".to_string(), v));
             total = (total + penalty)?;
         }
         self.state.opt_d.backward_step(&total)?;
+        if step <= self.cfg.d_warmup_steps {
+            return Ok(StepReport {
+                images: b,
+                losses,
+                metrics,
+            });
+        }
 
         // G step.
         let mut rng = step_rng(seed, "g-step", step);
@@ -328,10 +431,33 @@ impl TrainTask for CStyleGanTask {
             age_free_layers: 0,
         };
         let (fake, w) = self.g.forward_with_w(&z, &groups, &opts)?;
-        let g_loss = self.loss.g_loss(&self.d.forward(&fake, &groups)?)?;
+        let fake_genders = self.g.latent_genders(&z)?;
+        let mut g_loss = self.loss.g_loss(&self.d.forward_given(
+            &fake,
+            &groups,
+            fake_genders.as_deref(),
+        )?)?;
         losses.push(("g".to_string(), g_loss.to_scalar::<f32>()?));
+        if self.cfg.cross_age_identity > 0.0 {
+            let critic = self.identity.as_ref().ok_or_else(|| {
+                TrainError::from(agesynth_core::Error::Config(
+                    "the cross-age identity term needs an identity critic".into(),
+                ))
+            })?;
+            // The same latents, noise and mixing at another group each.
+            let g_count = self.cfg.model.num_groups();
+            let other: Vec<AgeGroup> = groups
+                .iter()
+                .map(|a| AgeGroup((a.0 + rng.random_range(1..g_count.max(2))) % g_count))
+                .collect();
+            let second = self.g.forward(&z, &other, &opts)?;
+            let (ea, eb) = (critic.embed(&fake)?, critic.embed(&second)?);
+            let id = (ea - eb)?.sqr()?.sum(1)?.mean_all()?;
+            losses.push(("cross_age_id".to_string(), id.to_scalar::<f32>()?));
+            g_loss = (g_loss + (id * self.cfg.cross_age_identity)?)?;
+        }
         self.state.opt_g.backward_step(&g_loss)?;
-        self.g.update_w_avg(&w, &groups)?;
+        self.g.update_w_avg(&w, &z, &groups)?;
 
         // EMA.
         let beta = ema_decay(b, self.cfg.ema_half_life_images);
@@ -391,6 +517,76 @@ impl TrainTask for CStyleGanTask {
         )
         .map(Some)
     }
+}
+
+/// Copies every variable of `source` into `target` by name, adapting the
+/// shapes a gender-conditioned config changes (see
+/// [`CStyleGanTask::init_generator_from`]).
+fn adapt_copy(target: &VarMap, source: &VarMap) -> Result<()> {
+    let src = source.data().lock().map_err(|_| {
+        TrainError::from(agesynth_core::Error::Config(
+            "a poisoned variable map".into(),
+        ))
+    })?;
+    let dst = target.data().lock().map_err(|_| {
+        TrainError::from(agesynth_core::Error::Config(
+            "a poisoned variable map".into(),
+        ))
+    })?;
+    let bad = |m: String| -> TrainError { agesynth_core::Error::Config(m).into() };
+    for name in src.keys() {
+        if !dst.contains_key(name) {
+            return Err(bad(format!(
+                "the initial generator has `{name}`, which this model does not"
+            )));
+        }
+    }
+    // Every value is worked out before any is set: a mismatch leaves the
+    // target as it was.
+    let mut updates = Vec::with_capacity(dst.len());
+    for (name, var) in dst.iter() {
+        let Some(s) = src.get(name) else {
+            if name.ends_with("gender_embed") {
+                continue;
+            }
+            return Err(bad(format!("the initial generator lacks `{name}`")));
+        };
+        let s = s
+            .as_tensor()
+            .to_dtype(var.dtype())?
+            .to_device(var.device())?;
+        let (sd, dd) = (s.dims().to_vec(), var.dims().to_vec());
+        let value = if sd == dd {
+            s
+        } else if name == "mapping.layers.0.weight"
+            && sd.len() == 2
+            && sd[0] == dd[0]
+            && sd[1] < dd[1]
+        {
+            // The equalised learning rate scales a weight by 1/√in: rescale
+            // the copied columns so that they compute what they did.
+            let keep = (s * (dd[1] as f64 / sd[1] as f64).sqrt())?;
+            let zeros = Tensor::zeros((dd[0], dd[1] - sd[1]), var.dtype(), var.device())?;
+            Tensor::cat(&[&keep, &zeros], 1)?
+        } else if name == "w_avg"
+            && sd.len() == 2
+            && sd[1] == dd[1]
+            && sd[0] > 0
+            && dd[0] % sd[0] == 0
+        {
+            let reps = vec![&s; dd[0] / sd[0]];
+            Tensor::cat(&reps, 0)?
+        } else {
+            return Err(bad(format!(
+                "`{name}` is {sd:?} in the initial generator but {dd:?} in this model"
+            )));
+        };
+        updates.push((var, value));
+    }
+    for (var, value) in updates {
+        var.set(&value)?;
+    }
+    Ok(())
 }
 
 /// A grid of `rows` fixed latents (drawn from `seed`) × every age group,

@@ -321,3 +321,137 @@ fn damaged_sidecars_and_overflowing_outputs_are_errors() {
         "{err}"
     );
 }
+
+/// A gender-conditioned run warm-started from a model without gender: the
+/// mapping first computes what the source's did, the D warm-up leaves G and
+/// its EMA alone, then both train; faces without a gender label are refused.
+#[test]
+fn a_gender_conditioned_run_warm_starts_from_a_model_without_gender() {
+    let dev = Device::Cpu;
+    let data = faces(12);
+    // The source: a plain tiny model, trained a few steps.
+    let mut src = CStyleGanTask::new(config(7), data.clone(), &dev).unwrap();
+    for s in 1..=3 {
+        agesynth_train::TrainTask::step(&mut src, s).unwrap();
+    }
+    let src_vars = candle_nn::VarMap::new();
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.safetensors");
+        src.export_ema(&p).unwrap();
+        let (_, vars) = load_generator(&p, &dev).unwrap();
+        for (k, v) in vars.data().lock().unwrap().iter() {
+            src_vars.data().lock().unwrap().insert(k.clone(), v.clone());
+        }
+    }
+    let mut cfg = config(8);
+    cfg.model.gender_conditioned = true;
+    cfg.d_warmup_steps = 2;
+    // Unlabelled faces are refused.
+    assert!(CStyleGanTask::new(cfg.clone(), data.clone(), &dev).is_err());
+    let mut labelled = Arc::try_unwrap(faces(12)).ok().unwrap();
+    labelled
+        .set_genders(
+            (0..12)
+                .map(|i| {
+                    Some(if i % 2 == 0 {
+                        agesynth_core::Gender::Female
+                    } else {
+                        agesynth_core::Gender::Male
+                    })
+                })
+                .collect(),
+        )
+        .unwrap();
+    let mut task = CStyleGanTask::new(cfg, Arc::new(labelled), &dev).unwrap();
+    task.init_generator_from(&src_vars).unwrap();
+    // The warm-started mapping equals the source's, whatever the gender.
+    let z = randn(&mut step_rng(1, "z", 0), (3, 16), &dev).unwrap();
+    let t = vec![AgeGroup(0), AgeGroup(3), AgeGroup(5)];
+    let want = src.generator_ema().mapping(&z, &t).unwrap();
+    let got = task.generator_ema().mapping(&z, &t).unwrap();
+    let d = (want - got)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d < 1e-5, "mapping differs by {d}");
+    assert_eq!(task.generator_ema().w_avg().dims(), &[12, 16]);
+    // D warm-up: G unchanged for two steps, then it trains.
+    let snapshot = |t: &CStyleGanTask| t.generator().mapping(&z, &t_groups()).unwrap();
+    fn t_groups() -> Vec<AgeGroup> {
+        vec![AgeGroup(1), AgeGroup(2), AgeGroup(4)]
+    }
+    let before = snapshot(&task);
+    for s in 1..=2 {
+        let r = agesynth_train::TrainTask::step(&mut task, s).unwrap();
+        assert!(r.losses.iter().all(|(_, v)| v.is_finite()));
+        assert!(
+            r.losses.iter().all(|(n, _)| n != "g"),
+            "G trained in warm-up"
+        );
+    }
+    let moved = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(moved(&before, &snapshot(&task)), 0.0);
+    for s in 3..=8 {
+        let r = agesynth_train::TrainTask::step(&mut task, s).unwrap();
+        assert!(r.losses.iter().any(|(n, _)| n == "g"));
+        assert!(r.losses.iter().all(|(_, v)| v.is_finite()));
+    }
+    assert!(moved(&before, &snapshot(&task)) > 0.0);
+    // A source of another architecture is refused, not half-copied.
+    let other = candle_nn::VarMap::new();
+    other
+        .get(
+            (3, 3),
+            "mapping.age_embed",
+            candle_nn::Init::Const(0.0),
+            DType::F32,
+            &dev,
+        )
+        .unwrap();
+    assert!(task.init_generator_from(&other).is_err());
+}
+
+/// The cross-age identity term: logged and finite with an identity critic,
+/// a clear error without one.
+#[test]
+fn the_cross_age_identity_term_needs_and_uses_its_critic() {
+    use agesynth_critic::{CriticConfig, IdentityCritic};
+    let dev = Device::Cpu;
+    let mut cfg = config(9);
+    cfg.cross_age_identity = 1.0;
+    cfg.r1_every = 0;
+    let mut bare = CStyleGanTask::new(cfg.clone(), faces(8), &dev).unwrap();
+    assert!(agesynth_train::TrainTask::step(&mut bare, 1).is_err());
+    let critic = IdentityCritic::new(
+        &CriticConfig::tiny_identity(),
+        agesynth_cstylegan::seeded_var_builder(&candle_nn::VarMap::new(), 3, DType::F32, &dev),
+    )
+    .unwrap();
+    let mut task = CStyleGanTask::new(cfg, faces(8), &dev)
+        .unwrap()
+        .with_identity_critic(Arc::new(critic));
+    for s in 1..=3 {
+        let r = agesynth_train::TrainTask::step(&mut task, s).unwrap();
+        let id = r
+            .losses
+            .iter()
+            .find(|(n, _)| n == "cross_age_id")
+            .map(|(_, v)| *v)
+            .expect("the term is logged");
+        assert!(id.is_finite() && id >= 0.0, "{id}");
+    }
+}

@@ -144,6 +144,33 @@ pub struct CStyleGanArgs {
     /// Lazy R1 interval in steps (0 disables R1).
     #[arg(long, default_value_t = 16)]
     pub r1_every: u64,
+    /// Condition on gender as well as age (UTKFace's labels): a latent keeps
+    /// its gender (the sign of its first coordinate) at every age group.
+    #[arg(long)]
+    pub gender_conditioned: bool,
+    /// The coarsest synthesis layers that read each latent's age-free `w`,
+    /// in training and when rendering: age then reaches only the finer
+    /// styles [default: 0]
+    #[arg(long)]
+    pub age_free_layers: Option<usize>,
+    /// Warm start: a trained generator (weights file with its sidecar, or a
+    /// run or checkpoint folder) whose weights G and its EMA start from;
+    /// weights the new config adds (gender) start neutral. D starts fresh.
+    #[arg(long)]
+    pub init_generator: Option<PathBuf>,
+    /// Train D alone for this many steps first (a fresh D beside a
+    /// warm-started G) [default: 0]
+    #[arg(long)]
+    pub d_warmup_steps: Option<u64>,
+    /// Weight of the cross-age identity term: each G-step latent is also
+    /// rendered at a second age group, and the identity critic's descriptors
+    /// of the two renders are pulled together [default: 0]
+    #[arg(long)]
+    pub cross_age_identity: Option<f64>,
+    /// The identity critic of the cross-age term (`train critic --kind
+    /// identity`) [default: the weights folder's critic-identity64.safetensors]
+    #[arg(long)]
+    pub identity_critic: Option<PathBuf>,
     #[command(flatten)]
     pub real: RealFaceArgs,
     #[command(flatten)]
@@ -382,8 +409,26 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         }
         saved
     } else {
-        let model = CStyleGanConfig::preset(a.preset.name())?;
+        let mut model = CStyleGanConfig::preset(a.preset.name())?;
+        model.gender_conditioned = a.gender_conditioned;
+        model.age_free_layers = a.age_free_layers.unwrap_or(0);
+        model.validate()?;
         let mut c = CStyleGanTrainConfig::new(model, a.batch, a.run.seed);
+        c.d_warmup_steps = a.d_warmup_steps.unwrap_or(0);
+        c.init_generator = a.init_generator.clone();
+        c.cross_age_identity = a.cross_age_identity.unwrap_or(0.0);
+        if !(c.cross_age_identity.is_finite() && c.cross_age_identity >= 0.0) {
+            bail!(
+                "--cross-age-identity must be a finite number ≥ 0, got {}",
+                c.cross_age_identity
+            );
+        }
+        if c.cross_age_identity > 0.0 {
+            c.identity_critic = Some(a.identity_critic.clone().unwrap_or_else(|| {
+                agesynth_pipeline::weights::default_weights_dir()
+                    .join("critic-identity64.safetensors")
+            }));
+        }
         if let Some(lr) = a.lr {
             c.g_lr = lr;
             c.d_lr = lr;
@@ -404,7 +449,27 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
     if !has_checkpoint {
         run.save_config(&cfg)?;
     }
+    let critic = match &cfg.identity_critic {
+        Some(p) if cfg.cross_age_identity > 0.0 => {
+            let (c, _) = agesynth_train::critic::load_identity_critic(p, &device)
+                .with_context(|| format!("loading the identity critic {}", p.display()))?;
+            eprintln!("cross-age identity term: {}", p.display());
+            Some(Arc::new(c))
+        }
+        _ => None,
+    };
     let mut task = CStyleGanTask::new(cfg, Arc::new(faces), &device)?;
+    if let Some(c) = critic {
+        task = task.with_identity_critic(c);
+    }
+    let init = task.config().init_generator.clone();
+    if let (Some(p), false) = (&init, has_checkpoint) {
+        let (_, vars) = agesynth_cstylegan::load_generator(p, &device)
+            .with_context(|| format!("loading the initial generator {}", p.display()))?;
+        task.init_generator_from(&vars)
+            .with_context(|| format!("initialising the generator from {}", p.display()))?;
+        eprintln!("generator initialised from {}", p.display());
+    }
     run_task(
         &run,
         &a.run,
