@@ -593,7 +593,25 @@ fn adapt_copy(target: &VarMap, source: &VarMap) -> Result<()> {
 /// with the group labels on top, from `generator` with truncation `psi` and
 /// seeded noise.
 pub fn sample_grid(generator: &Generator, rows: usize, psi: f64, seed: u64) -> Result<FaceImage> {
+    sample_grid_of(generator, rows, psi, seed, None)
+}
+
+/// [`sample_grid`] with every latent of one gender (a gender-conditioned
+/// model only; `None`: as drawn).
+pub fn sample_grid_of(
+    generator: &Generator,
+    rows: usize,
+    psi: f64,
+    seed: u64,
+    gender: Option<Gender>,
+) -> Result<FaceImage> {
     let cfg = generator.config();
+    if gender.is_some() && !cfg.gender_conditioned {
+        return Err(agesynth_core::Error::Config(
+            "this cStyleGAN is not conditioned on gender: it cannot be asked for one".into(),
+        )
+        .into());
+    }
     let bins = cfg.bins()?;
     check_render_budget(
         generator,
@@ -606,6 +624,10 @@ pub fn sample_grid(generator: &Generator, rows: usize, psi: f64, seed: u64) -> R
         (rows.max(1), cfg.z_dim),
         &dev,
     )?;
+    let z = match gender {
+        Some(g) => agesynth_cstylegan::set_latent_gender(&z, g)?,
+        None => z,
+    };
     let images = render_all_groups(generator, &z, psi, seed)?; // (rows, G, 3, S, S)
     let (r, g, c, h, w) = images.dims5()?;
     let tiles = agesynth_core::batch::tensor_to_images(&images.reshape((r * g, c, h, w))?)?;

@@ -411,6 +411,14 @@ fn a_gender_conditioned_run_warm_starts_from_a_model_without_gender() {
         assert!(r.losses.iter().all(|(_, v)| v.is_finite()));
     }
     assert!(moved(&before, &snapshot(&task)) > 0.0);
+    // Sample grids of one gender: only a gender-conditioned model takes one.
+    let female = Some(agesynth_core::Gender::Female);
+    assert!(
+        agesynth_train::cstylegan::sample_grid_of(task.generator_ema(), 2, 0.7, 1, female).is_ok()
+    );
+    assert!(
+        agesynth_train::cstylegan::sample_grid_of(src.generator_ema(), 2, 0.7, 1, female).is_err()
+    );
     // A source of another architecture is refused, not half-copied.
     let other = candle_nn::VarMap::new();
     other

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use agesynth_core::candle_core::Device;
 use agesynth_core::DeviceSpec;
 use agesynth_train::{
-    cstylegan::{load_generator, sample_grid, synth_pairs_filtered, SynthPairsOptions},
+    cstylegan::{load_generator, sample_grid_of, synth_pairs_filtered, SynthPairsOptions},
     pairs::{GenderCheck, PairFilter},
 };
 use anyhow::Context;
@@ -125,6 +125,10 @@ pub struct SampleArgs {
     /// Output PNG.
     #[arg(long)]
     pub out: PathBuf,
+    /// Every row of one gender (a gender-conditioned model: `train cstylegan
+    /// --gender-conditioned`).
+    #[arg(long, value_enum)]
+    pub gender: Option<super::train::critic::GenderArg>,
     /// Rows (latents); the columns are the age groups.
     #[arg(long, default_value_t = 8, value_parser = super::positive)]
     pub rows: usize,
@@ -203,7 +207,11 @@ pub fn run_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let device = a.device.open()?;
     let (g, _) = load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;
-    let grid = sample_grid(&g, a.rows, a.truncation, a.seed)?;
+    let gender = a.gender.map(|g| match g {
+        super::train::critic::GenderArg::Female => agesynth_core::Gender::Female,
+        super::train::critic::GenderArg::Male => agesynth_core::Gender::Male,
+    });
+    let grid = sample_grid_of(&g, a.rows, a.truncation, a.seed, gender)?;
     agesynth_data::draw::save_png(&a.out, &grid)?;
     eprintln!(
         "{} rows x {} age groups: {}",
