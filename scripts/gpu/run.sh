@@ -24,8 +24,9 @@ RESUME=()
 timeout -s INT "$SECS" "$BIN" train facegan --device cuda \
   --data "$ROOT/.gpu/utkface" --split all --synthetic-fraction 0 \
   --preset paper128 --no-aux-classifier \
-  --age-critic weights/critic-age64.safetensors --age-critic-weight 1 \
-  --identity-critic weights/critic-identity64.safetensors --identity-weight 2 \
+  --age-critic weights/critic-age-gender64.safetensors --age-critic-weight 3 --age-critic-satisfied 0.8 \
+  --identity-critic weights/critic-identity64.safetensors --identity-weight 2 --identity-blur 1.5 --identity-luma \
+  --chroma-weight 10 \
   --d-wrong-age 1 --own-group-prob 0.25 --min-target-distance 2 --cycle-away-only --cycle-weight 1 \
   --out "$RUN" --steps 1000000 --batch 32 --log-every 20 --sample-every 500 \
   --checkpoint-every 500 --keep 1 --quiet "${RESUME[@]}" > "$OUT/train.txt" 2>&1
