@@ -126,6 +126,10 @@ pub struct CStyleGanResult {
     pub kept: Option<KeptSubset>,
     /// The first latents at every group.
     pub sheet: FaceImage,
+    /// The contact sheet: the sheet's latents × groups at 160 px, each
+    /// render under what the judges read (`F 31 d27`: face-api's gender and
+    /// age, dlib's age; `? 31` where face-api's net is absent).
+    pub contact: FaceImage,
     /// Time spent per network.
     pub timings: Timings,
 }
@@ -274,6 +278,7 @@ pub fn evaluate_cstylegan_filtered(
     }
     let mut rows = Vec::new();
     let mut sheet_tiles: Vec<Vec<FaceImage>> = vec![Vec::new(); opts.sheet_rows.min(opts.count)];
+    let mut sheet_captions: Vec<Vec<String>> = vec![Vec::new(); opts.sheet_rows.min(opts.count)];
     let (mut all_embs, mut all_det) = (Vec::new(), Vec::new());
     let (mut hits, mut abs_err, mut n_all) = (0usize, 0f64, 0usize);
     let (mut judge_hits, mut judge_err, mut judge_n) = (0usize, 0f64, 0usize);
@@ -305,6 +310,16 @@ pub fn evaluate_cstylegan_filtered(
             tiles.push(images[row].clone());
         }
         let f = analyzer.analyze(&images)?;
+        for (row, caps) in sheet_captions.iter_mut().enumerate() {
+            let dlib = f.ages.get(row).copied().unwrap_or(f32::NAN);
+            caps.push(if f.has_judge() {
+                let female = f.female.get(row).copied().unwrap_or(0.5) >= 0.5;
+                let age = f.judge_ages.get(row).copied().unwrap_or(f32::NAN);
+                format!("{} {:.0} d{:.0}", if female { "F" } else { "M" }, age, dlib)
+            } else {
+                format!("? d{dlib:.0}")
+            });
+        }
         let (acc, mae) = metrics::age_accuracy_and_mae(&bins, &f.ages, t).unzip();
         hits += f
             .ages
@@ -449,6 +464,20 @@ pub fn evaluate_cstylegan_filtered(
     let tiles: Vec<FaceImage> = sheet_tiles.into_iter().flatten().collect();
     let labels: Vec<String> = bins.groups().map(|t: AgeGroup| bins.label(t)).collect();
     let sheet = agesynth_data::draw::grid(&tiles, g, Some(&labels))?;
+    let big = tiles
+        .iter()
+        .map(|t| agesynth_data::transform::resize(t, 160, 160))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let captions: Vec<String> = sheet_captions
+        .into_iter()
+        .flat_map(|row| {
+            row.into_iter()
+                .zip(&labels)
+                .map(|(c, l)| format!("{l}: {c}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let contact = agesynth_data::draw::strip(&big, g, &captions)?;
     Ok(CStyleGanResult {
         rows,
         judge: analyzer.judge_name().map(str::to_string),
@@ -456,6 +485,7 @@ pub fn evaluate_cstylegan_filtered(
         consistency: consistency(&bins, &dlib_by_group, None),
         kept,
         sheet,
+        contact,
         timings: analyzer.timings(),
     })
 }
@@ -568,6 +598,7 @@ pub fn write_cstylegan_report_with_notes(
         },
     )?;
     agesynth_data::draw::save_png(out.join("samples.png"), &result.sheet)?;
+    agesynth_data::draw::save_png(out.join("contact.png"), &result.contact)?;
     let clusters: Vec<String> = rows
         .iter()
         .map(|r| {

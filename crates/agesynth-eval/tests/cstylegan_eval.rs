@@ -82,12 +82,16 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
         assert!(g.consistent <= 2);
     }
     assert_eq!(a.rows, run().rows);
+    // The contact sheet: 2 latents × 6 groups of 160-px tiles under captions.
+    assert_eq!(a.contact.width() as usize, 6 * 160 + 7 * 4);
+    assert!(a.contact.height() as usize > 2 * 160 + 3 * 4);
     let out = tempfile::tempdir().unwrap();
     write_cstylegan_report(out.path(), &a, serde_json::json!({"seed": 0}), 1.0).unwrap();
     for f in [
         "report.md",
         "metrics.json",
         "samples.png",
+        "contact.png",
         "plot_frechet.png",
     ] {
         assert!(out.path().join(f).is_file(), "{f} missing");
