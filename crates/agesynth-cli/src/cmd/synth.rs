@@ -207,10 +207,7 @@ pub fn run_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
     let device = a.device.open()?;
     let (g, _) = load_generator(&a.model, &device)
         .with_context(|| format!("loading the generator {}", a.model.display()))?;
-    let gender = a.gender.map(|g| match g {
-        super::train::critic::GenderArg::Female => agesynth_core::Gender::Female,
-        super::train::critic::GenderArg::Male => agesynth_core::Gender::Male,
-    });
+    let gender = a.gender.map(Into::into);
     let grid = sample_grid_of(&g, a.rows, a.truncation, a.seed, gender)?;
     agesynth_data::draw::save_png(&a.out, &grid)?;
     eprintln!(

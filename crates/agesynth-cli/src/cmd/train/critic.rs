@@ -101,6 +101,15 @@ pub enum GenderArg {
     Male,
 }
 
+impl From<GenderArg> for agesynth_core::Gender {
+    fn from(g: GenderArg) -> Self {
+        match g {
+            GenderArg::Female => agesynth_core::Gender::Female,
+            GenderArg::Male => agesynth_core::Gender::Male,
+        }
+    }
+}
+
 /// Runs `agesynth train critic`.
 pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
     if a.real.split != SplitChoice::Train {
@@ -127,10 +136,7 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
         c.batch = a.batch;
         c.balanced = a.balanced;
         c.input_noise = a.input_noise.unwrap_or(0.0);
-        c.only_gender = a.only_gender.map(|g| match g {
-            GenderArg::Female => agesynth_core::Gender::Female,
-            GenderArg::Male => agesynth_core::Gender::Male,
-        });
+        c.only_gender = a.only_gender.map(Into::into);
         if !(c.input_noise.is_finite() && c.input_noise >= 0.0) {
             bail!(
                 "--input-noise must be a finite number ≥ 0, got {}",
