@@ -422,8 +422,26 @@ impl AgeCritic {
         images: &Tensor,
         genders: &[Option<agesynth_core::Gender>],
     ) -> Result<Tensor> {
-        let joint = self.head_logits(images)?;
+        self.group_logits_from_head(&self.head_logits(images)?, Some(genders))
+    }
+
+    /// Group logits `(N, G)` from the head's raw logits ([`Self::head_logits`]):
+    /// given each row's gender ([`Self::logits_given_gender`]), or whatever
+    /// the gender when `genders` is `None` ([`Self::logits`]). One head pass
+    /// then serves both readings.
+    pub fn group_logits_from_head(
+        &self,
+        joint: &Tensor,
+        genders: Option<&[Option<agesynth_core::Gender>]>,
+    ) -> Result<Tensor> {
         let n = joint.dim(0)?;
+        let g = self.bins.len();
+        let Some(genders) = genders else {
+            if !self.by_gender {
+                return Ok(joint.clone());
+            }
+            return marginal(&joint.narrow(1, 0, g)?, &joint.narrow(1, g, g)?);
+        };
         if genders.len() != n {
             return Err(Error::InvalidInput(format!(
                 "age critic: {n} images but {} genders",
@@ -431,9 +449,8 @@ impl AgeCritic {
             )));
         }
         if !self.by_gender {
-            return Ok(joint);
+            return Ok(joint.clone());
         }
-        let g = self.bins.len();
         let (male, female) = (joint.narrow(1, 0, g)?, joint.narrow(1, g, g)?);
         let pick = |want: Option<agesynth_core::Gender>| -> Result<Tensor> {
             let m: Vec<f32> = genders
@@ -463,12 +480,7 @@ impl AgeCritic {
     /// Group logits `(N, G)`, whatever the gender: for an age-given-gender
     /// critic, the log of the two genders' summed probabilities.
     pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
-        let head = self.head_logits(images)?;
-        if !self.by_gender {
-            return Ok(head);
-        }
-        let g = self.bins.len();
-        marginal(&head.narrow(1, 0, g)?, &head.narrow(1, g, g)?)
+        self.group_logits_from_head(&self.head_logits(images)?, None)
     }
 
     /// The most likely group of each image.

@@ -566,21 +566,18 @@ impl Generator {
     /// without gender).
     pub fn age_free_w(&self, z: &Tensor, psi: f64) -> Result<Tensor> {
         let n = self.check_z(z)?;
-        let g = self.cfg.num_groups();
-        let mut sum: Option<Tensor> = None;
-        for grp in self.bins.groups() {
-            let w = self.mapping(z, &vec![grp; n])?;
-            sum = Some(match sum {
-                None => w,
-                Some(s) => (s + w)?,
-            });
-        }
-        let w =
-            (sum.ok_or_else(|| Error::Config("a model without age groups".into()))? / g as f64)?;
+        let (g, d) = (self.cfg.num_groups(), self.cfg.w_dim);
+        // One mapping pass over the latents repeated at every group.
+        let groups: Vec<AgeGroup> = self
+            .bins
+            .groups()
+            .flat_map(|grp| std::iter::repeat_n(grp, n))
+            .collect();
+        let zs = Tensor::cat(&vec![z; g], 0)?;
+        let w = self.mapping(&zs, &groups)?.reshape((g, n, d))?.mean(0)?;
         if psi == 1.0 {
             return Ok(w);
         }
-        let d = self.cfg.w_dim;
         let per_gender = self
             .w_avg
             .reshape((self.cfg.num_genders(), g, d))?
@@ -641,7 +638,7 @@ impl Generator {
         let (n, d) = w.dims2()?;
         if rows.len() != n {
             return Err(Error::InvalidInput(format!(
-                "{n} w's but {} age groups",
+                "{n} w's but {} conditions",
                 rows.len()
             )));
         }
@@ -653,7 +650,7 @@ impl Generator {
         for (row, &ci) in data.iter().zip(rows) {
             if ci >= c {
                 return Err(Error::InvalidInput(format!(
-                    "age group {ci} out of range (0..{c})"
+                    "condition {ci} out of range (0..{c})"
                 )));
             }
             counts[ci] += 1;

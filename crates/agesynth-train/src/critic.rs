@@ -562,16 +562,18 @@ pub fn evaluate_age(
             .iter()
             .map(|&i| faces.genders().get(i).copied().flatten())
             .collect();
-        let pred: Vec<AgeGroup> = critic
-            .logits_given_gender(&x, &genders)?
-            .argmax(1)?
-            .to_vec1::<u32>()?
-            .into_iter()
-            .map(|p| AgeGroup(p as usize))
-            .collect();
+        // One pass through the critic serves every reading below.
+        let joint = critic.head_logits(&x)?;
+        let argmax = |t: Tensor| -> Result<Vec<AgeGroup>> {
+            Ok(t.argmax(1)?
+                .to_vec1::<u32>()?
+                .into_iter()
+                .map(|p| AgeGroup(p as usize))
+                .collect())
+        };
+        let pred = argmax(critic.group_logits_from_head(&joint, Some(&genders))?)?;
         if critic.by_gender() {
-            let any = critic.classify(&x)?;
-            let joint = critic.head_logits(&x)?;
+            let any = argmax(critic.group_logits_from_head(&joint, None)?)?;
             let p = candle_nn::ops::softmax_last_dim(&joint)?;
             let female = p.narrow(1, g_count, g_count)?.sum(1)?.to_vec1::<f32>()?;
             for (k, &i) in idx.iter().enumerate() {

@@ -13,6 +13,24 @@ use std::path::Path;
 
 use agesynth_core::DeviceSpec;
 
+/// A gender as UTKFace labels it (`train critic --only-gender`, `sample --gender`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenderArg {
+    /// Faces labelled female.
+    Female,
+    /// Faces labelled male.
+    Male,
+}
+
+impl From<GenderArg> for agesynth_core::Gender {
+    fn from(g: GenderArg) -> Self {
+        match g {
+            GenderArg::Female => agesynth_core::Gender::Female,
+            GenderArg::Male => agesynth_core::Gender::Male,
+        }
+    }
+}
+
 /// A model preset of the generators (the same four for FaceGAN and the
 /// cStyleGAN).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -128,7 +128,7 @@ pub struct SampleArgs {
     /// Every row of one gender (a gender-conditioned model: `train cstylegan
     /// --gender-conditioned`).
     #[arg(long, value_enum)]
-    pub gender: Option<super::train::critic::GenderArg>,
+    pub gender: Option<super::GenderArg>,
     /// Rows (latents); the columns are the age groups.
     #[arg(long, default_value_t = 8, value_parser = super::positive)]
     pub rows: usize,

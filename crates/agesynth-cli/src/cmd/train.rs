@@ -31,7 +31,7 @@ pub enum TrainCommand {
     Critic(critic::CriticArgs),
 }
 
-pub(crate) mod critic;
+mod critic;
 mod facegan;
 
 /// Which faces of the dataset to train on.

@@ -18,6 +18,7 @@ use super::{
     load_real_faces, load_real_faces_split, open_run, run_task, RealFaceArgs, RunArgs, SplitChoice,
     SplitPart,
 };
+use crate::cmd::GenderArg;
 
 /// Which critic to train.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -90,24 +91,6 @@ pub struct CriticArgs {
     pub real: RealFaceArgs,
     #[command(flatten)]
     pub run: RunArgs,
-}
-
-/// A gender as UTKFace labels it (`--only-gender`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum GenderArg {
-    /// Faces labelled female.
-    Female,
-    /// Faces labelled male.
-    Male,
-}
-
-impl From<GenderArg> for agesynth_core::Gender {
-    fn from(g: GenderArg) -> Self {
-        match g {
-            GenderArg::Female => agesynth_core::Gender::Female,
-            GenderArg::Male => agesynth_core::Gender::Male,
-        }
-    }
 }
 
 /// Runs `agesynth train critic`.
