@@ -171,6 +171,21 @@ pub struct CStyleGanArgs {
     /// identity`) [default: the weights folder's critic-identity64.safetensors]
     #[arg(long)]
     pub identity_critic: Option<PathBuf>,
+    /// Weight of the age-critic term: each G-step render's condition (its
+    /// gender and age group, for an age-given-gender critic and a
+    /// gender-conditioned model) is asked of a frozen age critic
+    /// [default: 0]
+    #[arg(long)]
+    pub age_critic_weight: Option<f64>,
+    /// The age critic of that term (`train critic --kind age-gender` or
+    /// `--kind age`) [default: the weights folder's
+    /// critic-age-gender64.safetensors]
+    #[arg(long)]
+    pub age_critic: Option<PathBuf>,
+    /// Standard deviation (pixels) of the blur through which the age critic
+    /// sees the renders (0: none) [default: 1]
+    #[arg(long)]
+    pub age_critic_blur: Option<f64>,
     #[command(flatten)]
     pub real: RealFaceArgs,
     #[command(flatten)]
@@ -394,8 +409,64 @@ fn run_task<T: TrainTask>(
     })
 }
 
+/// The loss weights a resumed cStyleGAN run may change (the schedule of a
+/// run in stages): `--cross-age-identity`, `--age-critic-weight`,
+/// `--age-critic` and `--age-critic-blur` given with `--resume` replace the
+/// saved values, say so, and are saved for the next resume. Returns whether
+/// any changed.
+fn resume_overrides(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow::Result<bool> {
+    let before = cfg.clone();
+    if let Some(w) = a.cross_age_identity {
+        cfg.cross_age_identity = w;
+        if w > 0.0 && cfg.identity_critic.is_none() || a.identity_critic.is_some() {
+            cfg.identity_critic = Some(a.identity_critic.clone().unwrap_or_else(|| {
+                agesynth_pipeline::weights::default_weights_dir()
+                    .join("critic-identity64.safetensors")
+            }));
+        }
+    }
+    if let Some(w) = a.age_critic_weight {
+        cfg.age_critic = w;
+    }
+    if let Some(b) = a.age_critic_blur {
+        cfg.age_critic_blur = b;
+    }
+    if a.age_critic.is_some() || (cfg.age_critic > 0.0 && cfg.age_critic_file.is_none()) {
+        cfg.age_critic_file = Some(a.age_critic.clone().unwrap_or_else(|| {
+            agesynth_pipeline::weights::default_weights_dir()
+                .join("critic-age-gender64.safetensors")
+        }));
+    }
+    for (name, v) in [
+        ("--cross-age-identity", cfg.cross_age_identity),
+        ("--age-critic-weight", cfg.age_critic),
+        ("--age-critic-blur", cfg.age_critic_blur),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{name} must be a finite number ≥ 0, got {v}");
+        }
+    }
+    let changed = *cfg != before;
+    if changed {
+        eprintln!(
+            "resuming with changed loss weights: cross-age identity {} → {}, age critic {} → {} ({}), blur {} → {}",
+            before.cross_age_identity,
+            cfg.cross_age_identity,
+            before.age_critic,
+            cfg.age_critic,
+            cfg.age_critic_file
+                .as_deref()
+                .map_or("none".to_string(), |p| p.display().to_string()),
+            before.age_critic_blur,
+            cfg.age_critic_blur
+        );
+    }
+    Ok(changed)
+}
+
 fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
     let (device, run, has_checkpoint) = open_run(&a.run)?;
+    let mut overridden = false;
     let cfg: CStyleGanTrainConfig = if a.run.resume && run.config_path().is_file() {
         let saved: CStyleGanTrainConfig = run.load_config()?;
         if saved.model.preset != a.preset.name()
@@ -407,6 +478,8 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
                 saved.model.preset, saved.batch, saved.seed
             );
         }
+        let mut saved = saved;
+        overridden = resume_overrides(&mut saved, &a)?;
         saved
     } else {
         let mut model = CStyleGanConfig::preset(a.preset.name())?;
@@ -429,6 +502,16 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
                     .join("critic-identity64.safetensors")
             }));
         }
+        c.age_critic = a.age_critic_weight.unwrap_or(0.0);
+        if let Some(b) = a.age_critic_blur {
+            c.age_critic_blur = b;
+        }
+        if c.age_critic > 0.0 {
+            c.age_critic_file = Some(a.age_critic.clone().unwrap_or_else(|| {
+                agesynth_pipeline::weights::default_weights_dir()
+                    .join("critic-age-gender64.safetensors")
+            }));
+        }
         if let Some(lr) = a.lr {
             c.g_lr = lr;
             c.d_lr = lr;
@@ -446,7 +529,7 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         &a.real,
         &a.run.out,
     )?;
-    if !has_checkpoint {
+    if !has_checkpoint || overridden {
         run.save_config(&cfg)?;
     }
     let critic = match &cfg.identity_critic {
@@ -458,9 +541,32 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    let age_critic = match &cfg.age_critic_file {
+        Some(p) if cfg.age_critic > 0.0 => {
+            let (c, _) = agesynth_train::critic::load_age_critic(p, &device)
+                .with_context(|| format!("loading the age critic {}", p.display()))?;
+            eprintln!(
+                "age-critic term: {} (weight {}, {})",
+                p.display(),
+                cfg.age_critic,
+                if c.by_gender() {
+                    "gender and age"
+                } else {
+                    "age"
+                }
+            );
+            Some(Arc::new(c))
+        }
+        _ => None,
+    };
     let mut task = CStyleGanTask::new(cfg, Arc::new(faces), &device)?;
     if let Some(c) = critic {
         task = task.with_identity_critic(c);
+    }
+    if let Some(c) = age_critic {
+        task = task
+            .with_age_critic(c)
+            .context("the age critic does not fit the model")?;
     }
     let init = task.config().init_generator.clone();
     if let (Some(p), false) = (&init, has_checkpoint) {
