@@ -70,14 +70,18 @@ impl Default for GenerateOptions {
 }
 
 /// The mapping network: `z` (pixel-normalised) concatenated with a learned,
-/// pixel-normalised embedding of the age group (and, for a gender-conditioned
-/// model, one of the gender), through an MLP with leaky ReLUs and equalised
-/// learning rate (multiplier `mapping_lr_mul`). Weights `age_embed (groups,
-/// age_embed_dim)`, `gender_embed (2, age_embed_dim)`, `layers.{i}.*`.
+/// pixel-normalised embedding of the age group, through an MLP with leaky
+/// ReLUs and equalised learning rate (multiplier `mapping_lr_mul`). A
+/// gender-conditioned model adds a learned offset of `w` per gender: zero at
+/// initialisation (a warm-started model first computes what its source did)
+/// and a plain tensor, so it learns at the optimiser's full rate rather than
+/// the mapping's hundredfold slower one (in StyleGAN, sex is close to a
+/// linear direction of `w`). Weights `age_embed (groups, age_embed_dim)`,
+/// `gender_offset (2, w_dim)`, `layers.{i}.*`.
 #[derive(Debug, Clone)]
 pub struct MappingNetwork {
     age_embed: Tensor,
-    gender_embed: Option<Tensor>,
+    gender_offset: Option<Tensor>,
     layers: Vec<EqualLinear>,
 }
 
@@ -92,15 +96,8 @@ impl MappingNetwork {
                 stdev: 1.0,
             },
         )?;
-        let gender_embed = if cfg.gender_conditioned {
-            Some(vb.get_with_hints(
-                (2, cfg.age_embed_dim),
-                "gender_embed",
-                Init::Randn {
-                    mean: 0.0,
-                    stdev: 1.0,
-                },
-            )?)
+        let gender_offset = if cfg.gender_conditioned {
+            Some(vb.get_with_hints((2, cfg.w_dim), "gender_offset", Init::Const(0.0))?)
         } else {
             None
         };
@@ -108,7 +105,7 @@ impl MappingNetwork {
         let vbl = vb.pp("layers");
         for i in 0..cfg.mapping_layers {
             let in_dim = if i == 0 {
-                cfg.z_dim + cfg.age_embed_dim * (1 + usize::from(cfg.gender_conditioned))
+                cfg.z_dim + cfg.age_embed_dim
             } else {
                 cfg.w_dim
             };
@@ -123,7 +120,7 @@ impl MappingNetwork {
         }
         Ok(Self {
             age_embed,
-            gender_embed,
+            gender_offset,
             layers,
         })
     }
@@ -137,10 +134,13 @@ impl MappingNetwork {
         gender_idx: Option<&Tensor>,
     ) -> Result<Tensor> {
         let e = pixel_norm(&self.age_embed.index_select(group_idx, 0)?)?;
-        let mut parts = vec![pixel_norm(z)?, e];
-        match (&self.gender_embed, gender_idx) {
-            (Some(table), Some(idx)) => parts.push(pixel_norm(&table.index_select(idx, 0)?)?),
-            (None, None) => {}
+        let mut x = Tensor::cat(&[pixel_norm(z)?, e], 1)?;
+        for l in &self.layers {
+            x = l.forward(&x)?;
+        }
+        match (&self.gender_offset, gender_idx) {
+            (Some(table), Some(idx)) => Ok(x.add(&table.index_select(idx, 0)?)?),
+            (None, None) => Ok(x),
             (Some(_), None) => {
                 return Err(Error::InvalidInput(
                     "a gender-conditioned mapping network needs the latents' genders".into(),
@@ -152,11 +152,6 @@ impl MappingNetwork {
                 ))
             }
         }
-        let mut x = Tensor::cat(&parts, 1)?;
-        for l in &self.layers {
-            x = l.forward(&x)?;
-        }
-        Ok(x)
     }
 }
 

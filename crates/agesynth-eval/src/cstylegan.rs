@@ -7,7 +7,9 @@
 
 use std::{fmt::Write as _, path::Path, time::Instant};
 
-use agesynth_core::{batch::tensor_to_images, io, AgeBins, AgeGroup, Error, FaceImage, Result};
+use agesynth_core::{
+    batch::tensor_to_images, io, AgeBins, AgeGroup, Error, FaceImage, Gender, Result,
+};
 use agesynth_cstylegan::{seeded_latents, GenerateOptions, Generator, Noise};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -100,12 +102,45 @@ pub struct GenderAgreement {
     pub identities: usize,
     /// Identities read as the same gender at every one of those groups.
     pub consistent: usize,
+    /// For a gender-conditioned model: identities read as the gender they
+    /// were asked for at every one of those groups (`None` for a model
+    /// without a gender condition).
+    #[serde(default)]
+    pub as_asked: Option<usize>,
 }
 
 impl GenderAgreement {
     /// Share of identities read as one gender at every compared group.
     pub fn share(&self) -> f64 {
         self.consistent as f64 / self.identities.max(1) as f64
+    }
+
+    /// Share of identities read as their asked gender at every compared
+    /// group (a gender-conditioned model).
+    pub fn as_asked_share(&self) -> Option<f64> {
+        self.as_asked
+            .map(|k| k as f64 / self.identities.max(1) as f64)
+    }
+
+    /// Counts, among the compared identities, those read as their asked
+    /// gender (`asked[latent]`) at every compared group, into
+    /// [`Self::as_asked`]. `female[group][latent]` as for
+    /// [`gender_agreement`].
+    pub fn with_asked(mut self, bins: &AgeBins, female: &[Vec<f32>], asked: &[Gender]) -> Self {
+        let groups: Vec<AgeGroup> = bins
+            .groups()
+            .filter(|t| bins.range(*t).0 >= 10.0 && t.0 < female.len())
+            .collect();
+        let n = self.identities.min(asked.len());
+        self.as_asked = Some(
+            (0..n)
+                .filter(|&k| {
+                    let want = asked[k] == Gender::Female;
+                    groups.iter().all(|t| (female[t.0][k] >= 0.5) == want)
+                })
+                .count(),
+        );
+        self
     }
 }
 
@@ -416,9 +451,14 @@ pub fn evaluate_cstylegan_filtered(
         real_judge_age_accuracy: (n_real_judge > 0)
             .then(|| real_judge_hits as f64 / n_real_judge as f64),
     });
+    let asked = generator.latent_genders(&z_all)?;
     let gender_agreement = (all_female.len() == g)
         .then(|| gender_agreement(&bins, &all_female))
-        .flatten();
+        .flatten()
+        .map(|a| match &asked {
+            Some(asked) => a.with_asked(&bins, &all_female, asked),
+            None => a,
+        });
     let kept = match filter {
         None => None,
         Some(f) => {
@@ -514,6 +554,7 @@ pub fn gender_agreement(bins: &AgeBins, female: &[Vec<f32>]) -> Option<GenderAgr
         groups: groups.iter().map(|&t| bins.label(t)).collect(),
         identities,
         consistent,
+        as_asked: None,
     })
 }
 
@@ -755,6 +796,16 @@ pub fn write_cstylegan_report_with_notes(
             a.groups.first().map(String::as_str).unwrap_or("–"),
             a.groups.last().map(String::as_str).unwrap_or("–"),
         );
+        if let (Some(k), Some(share)) = (a.as_asked, a.as_asked_share()) {
+            let _ = writeln!(
+                s,
+                "Gender as asked (the model is gender-conditioned): {}/{} identities ({:.1}%) are \
+                 read as the gender they were asked for at every one of those groups.",
+                k,
+                a.identities,
+                100.0 * share,
+            );
+        }
     }
     if let Some(c) = &result.consistency {
         write_consistency(&mut s, c, "all latents");
@@ -849,6 +900,20 @@ mod tests {
         assert!((a.share() - 2.0 / 3.0).abs() < 1e-12);
         // Fewer than two groups from ten up: nothing to compare.
         assert!(gender_agreement(&bins, &female[..2]).is_none());
+        // Asked female, male, female: latent 0 is read as asked throughout,
+        // latent 1 (female until 40-49, asked male) is not, and latent 2 is
+        // consistent but the wrong gender.
+        assert_eq!(a.as_asked, None);
+        let asked = [Gender::Female, Gender::Male, Gender::Female];
+        let b = a.with_asked(&bins, &female, &asked);
+        assert_eq!(b.as_asked, Some(1));
+        assert!((b.as_asked_share().unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        let b = b.with_asked(
+            &bins,
+            &female,
+            &[Gender::Female, Gender::Male, Gender::Male],
+        );
+        assert_eq!(b.as_asked, Some(2));
     }
 
     #[test]

@@ -343,11 +343,9 @@ impl CStyleGanTask {
 
     /// Warm start: copies a trained generator's weights (`vars`, e.g. a
     /// shipped file) into G and its EMA. Weights a new config adds stay as
-    /// initialised: a gender-conditioned model's `mapping.gender_embed`, and
-    /// the columns of `mapping.layers.0.weight` that read it, which start at
-    /// zero (the copied columns rescaled for the layer's wider input) so
-    /// that the warm-started mapping first computes what the source did; a
-    /// source's running means `w_avg (groups, w_dim)` fill every
+    /// initialised: a gender-conditioned model's `mapping.gender_offset`,
+    /// zero, so that the warm-started mapping first computes what the source
+    /// did; a source's running means `w_avg (groups, w_dim)` fill every
     /// gender's rows. Any other difference in names or shapes is an error.
     pub fn init_generator_from(&mut self, vars: &VarMap) -> Result<()> {
         for target in [&self.state.g_vars, &self.state.ema_vars] {
@@ -614,7 +612,7 @@ fn adapt_copy(target: &VarMap, source: &VarMap) -> Result<()> {
     let mut updates = Vec::with_capacity(dst.len());
     for (name, var) in dst.iter() {
         let Some(s) = src.get(name) else {
-            if name.ends_with("gender_embed") {
+            if name.ends_with("gender_offset") {
                 continue;
             }
             return Err(bad(format!("the initial generator lacks `{name}`")));
@@ -626,16 +624,6 @@ fn adapt_copy(target: &VarMap, source: &VarMap) -> Result<()> {
         let (sd, dd) = (s.dims().to_vec(), var.dims().to_vec());
         let value = if sd == dd {
             s
-        } else if name == "mapping.layers.0.weight"
-            && sd.len() == 2
-            && sd[0] == dd[0]
-            && sd[1] < dd[1]
-        {
-            // The equalised learning rate scales a weight by 1/√in: rescale
-            // the copied columns so that they compute what they did.
-            let keep = (s * (dd[1] as f64 / sd[1] as f64).sqrt())?;
-            let zeros = Tensor::zeros((dd[0], dd[1] - sd[1]), var.dtype(), var.device())?;
-            Tensor::cat(&[&keep, &zeros], 1)?
         } else if name == "w_avg"
             && sd.len() == 2
             && sd[1] == dd[1]

@@ -361,6 +361,22 @@ fn a_gender_conditioned_run_warm_starts_from_a_model_without_gender() {
         .unwrap();
     let mut task = CStyleGanTask::new(cfg, Arc::new(labelled), &dev).unwrap();
     task.init_generator_from(&src_vars).unwrap();
+    let zero = {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.safetensors");
+        task.export_ema(&p).unwrap();
+        let vars = load_generator(&p, &dev).unwrap().1;
+        let data = vars.data().lock().unwrap();
+        data["mapping.gender_offset"]
+            .as_tensor()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(zero, 0.0);
     // The warm-started mapping equals the source's, whatever the gender.
     let z = randn(&mut step_rng(1, "z", 0), (3, 16), &dev).unwrap();
     let t = vec![AgeGroup(0), AgeGroup(3), AgeGroup(5)];
@@ -398,6 +414,25 @@ fn a_gender_conditioned_run_warm_starts_from_a_model_without_gender() {
         assert!(r.losses.iter().all(|(_, v)| v.is_finite()));
     }
     assert!(max_diff(&before, &snapshot(&task)) > 0.0);
+    // The gender offsets of w start at zero and learn (at the optimiser's
+    // full rate, not the mapping's multiplier).
+    let offset = |t: &CStyleGanTask| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.safetensors");
+        t.export_ema(&p).unwrap();
+        let vars = load_generator(&p, &dev).unwrap().1;
+        let data = vars.data().lock().unwrap();
+        let v = data.get("mapping.gender_offset").expect("a gender offset");
+        assert_eq!(v.dims(), &[2, 16]);
+        v.as_tensor()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert!(offset(&task) > 0.0, "the gender offsets did not learn");
     // Sample grids of one gender: only a gender-conditioned model takes one.
     let female = Some(agesynth_core::Gender::Female);
     assert!(
