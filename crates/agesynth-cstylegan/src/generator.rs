@@ -141,16 +141,12 @@ impl MappingNetwork {
         match (&self.gender_offset, gender_idx) {
             (Some(table), Some(idx)) => Ok(x.add(&table.index_select(idx, 0)?)?),
             (None, None) => Ok(x),
-            (Some(_), None) => {
-                return Err(Error::InvalidInput(
-                    "a gender-conditioned mapping network needs the latents' genders".into(),
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(Error::InvalidInput(
-                    "this mapping network is not conditioned on gender".into(),
-                ))
-            }
+            (Some(_), None) => Err(Error::InvalidInput(
+                "a gender-conditioned mapping network needs the latents' genders".into(),
+            )),
+            (None, Some(_)) => Err(Error::InvalidInput(
+                "this mapping network is not conditioned on gender".into(),
+            )),
         }
     }
 }
