@@ -468,24 +468,25 @@ impl AgeCritic {
     }
 
     /// Mean cross-entropy of the condition each image was made for: for an
-    /// age-given-gender critic with `genders` given, over its joint (gender,
-    /// group) logits, so that the loss asks for the gender and the age
-    /// together; otherwise over the group logits whatever the gender. A
-    /// conditional generator trained against it is pushed to draw the age
-    /// (and gender) it was asked for.
+    /// age-given-gender critic, a row with a gender is read over the joint
+    /// (gender, group) logits, so that the loss asks for the gender and the
+    /// age together; a row without one (or any row of a plain age critic)
+    /// over the group logits whatever the gender. A conditional generator
+    /// trained against it is pushed to draw the age (and gender) it was
+    /// asked for. `genders` has one entry per image.
     pub fn condition_cross_entropy(
         &self,
         images: &Tensor,
         groups: &[AgeGroup],
-        genders: Option<&[agesynth_core::Gender]>,
+        genders: &[Option<agesynth_core::Gender>],
     ) -> Result<Tensor> {
         let n = images.dim(0)?;
         let g = self.bins.len();
-        if groups.len() != n || genders.is_some_and(|s| s.len() != n) {
+        if groups.len() != n || genders.len() != n {
             return Err(Error::InvalidInput(format!(
                 "age critic: {n} images, {} groups, {} genders",
                 groups.len(),
-                genders.map_or(n, <[_]>::len)
+                genders.len()
             )));
         }
         if let Some(bad) = groups.iter().find(|a| a.0 >= g) {
@@ -495,25 +496,27 @@ impl AgeCritic {
             )));
         }
         let head = self.head_logits(images)?;
-        let (logits, idx): (Tensor, Vec<u32>) = match genders {
-            Some(s) if self.by_gender => {
-                let idx = groups
-                    .iter()
-                    .zip(s)
-                    .map(|(a, x)| {
-                        let half = usize::from(*x == agesynth_core::Gender::Female);
-                        (half * g + a.0) as u32
-                    })
-                    .collect();
-                (head, idx)
-            }
-            _ => (
-                self.group_logits_from_head(&head, None)?,
-                groups.iter().map(|a| a.0 as u32).collect(),
-            ),
+        let marginal = candle_nn::ops::log_softmax(&self.group_logits_from_head(&head, None)?, 1)?;
+        let joint = self.by_gender && genders.iter().any(Option::is_some);
+        // Columns: the joint log-probabilities (male groups, then female),
+        // then the marginal ones; each row picks its condition's column.
+        let logp = if joint {
+            Tensor::cat(&[&candle_nn::ops::log_softmax(&head, 1)?, &marginal], 1)?
+        } else {
+            marginal
         };
-        let idx = Tensor::from_vec(idx, (n, 1), logits.device())?;
-        let logp = candle_nn::ops::log_softmax(&logits, 1)?;
+        let idx: Vec<u32> = groups
+            .iter()
+            .zip(genders)
+            .map(|(a, x)| match x {
+                Some(x) if joint => {
+                    (usize::from(*x == agesynth_core::Gender::Female) * g + a.0) as u32
+                }
+                _ if joint => (2 * g + a.0) as u32,
+                _ => a.0 as u32,
+            })
+            .collect();
+        let idx = Tensor::from_vec(idx, (n, 1), logp.device())?;
         Ok(logp.gather(&idx, 1)?.neg()?.mean_all()?)
     }
 
@@ -811,7 +814,12 @@ mod tests {
         let c = AgeCritic::new(&CriticConfig::tiny_age_gender(), vb(&VarMap::new())).unwrap();
         let x = Tensor::randn(0f32, 0.5, (3, 3, 16, 16), &dev).unwrap();
         let groups = [AgeGroup(0), AgeGroup(5), AgeGroup(2)];
-        let genders = [Gender::Female, Gender::Male, Gender::Female];
+        let genders = [
+            Some(Gender::Female),
+            Some(Gender::Male),
+            Some(Gender::Female),
+        ];
+        let none = [None; 3];
         let logp = candle_nn::ops::log_softmax(&c.head_logits(&x).unwrap(), 1)
             .unwrap()
             .to_vec2::<f32>()
@@ -819,7 +827,7 @@ mod tests {
         // Joint: female rows read from the second half.
         let want = -(logp[0][6] + logp[1][5] + logp[2][8]) / 3.0;
         let got = c
-            .condition_cross_entropy(&x, &groups, Some(&genders))
+            .condition_cross_entropy(&x, &groups, &genders)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
@@ -831,7 +839,7 @@ mod tests {
             .unwrap();
         let want = -(lm[0][0] + lm[1][5] + lm[2][2]) / 3.0;
         let got = c
-            .condition_cross_entropy(&x, &groups, None)
+            .condition_cross_entropy(&x, &groups, &none)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
@@ -839,25 +847,36 @@ mod tests {
         // The joint loss is larger than the age-only one (it also asks the
         // gender), so the two readings differ.
         let joint = c
-            .condition_cross_entropy(&x, &groups, Some(&genders))
+            .condition_cross_entropy(&x, &groups, &genders)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
         assert!(joint > got);
+        // Rows mix: one without a gender is read whatever the gender.
+        let mixed = [Some(Gender::Female), None, Some(Gender::Female)];
+        let want = -(logp[0][6] + lm[1][5] + logp[2][8]) / 3.0;
+        let got = c
+            .condition_cross_entropy(&x, &groups, &mixed)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
         // A plain age critic ignores the genders.
         let plain = AgeCritic::new(&CriticConfig::tiny_age(), vb(&VarMap::new())).unwrap();
         let a = plain
-            .condition_cross_entropy(&x, &groups, Some(&genders))
+            .condition_cross_entropy(&x, &groups, &genders)
             .unwrap();
-        let b = plain.condition_cross_entropy(&x, &groups, None).unwrap();
+        let b = plain.condition_cross_entropy(&x, &groups, &none).unwrap();
         assert_eq!(a.to_scalar::<f32>().unwrap(), b.to_scalar::<f32>().unwrap());
         // Bad input is an error, not a panic.
-        assert!(c.condition_cross_entropy(&x, &groups[..2], None).is_err());
         assert!(c
-            .condition_cross_entropy(&x, &groups, Some(&genders[..1]))
+            .condition_cross_entropy(&x, &groups[..2], &none[..2])
             .is_err());
         assert!(c
-            .condition_cross_entropy(&x, &[AgeGroup(0), AgeGroup(6), AgeGroup(1)], None)
+            .condition_cross_entropy(&x, &groups, &genders[..1])
+            .is_err());
+        assert!(c
+            .condition_cross_entropy(&x, &[AgeGroup(0), AgeGroup(6), AgeGroup(1)], &none)
             .is_err());
     }
 

@@ -186,6 +186,11 @@ pub struct CStyleGanArgs {
     /// sees the renders (0: none) [default: 1]
     #[arg(long)]
     pub age_critic_blur: Option<f64>,
+    /// The age-critic term asks renders of this group index and older for
+    /// their gender as well as their age; younger ones for their age only
+    /// (1: not 0–9, where asking for a boy draws moustaches) [default: 0]
+    #[arg(long)]
+    pub age_critic_gender_from_group: Option<usize>,
     #[command(flatten)]
     pub real: RealFaceArgs,
     #[command(flatten)]
@@ -431,6 +436,9 @@ fn resume_overrides(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow
     if let Some(b) = a.age_critic_blur {
         cfg.age_critic_blur = b;
     }
+    if let Some(k) = a.age_critic_gender_from_group {
+        cfg.age_critic_gender_from_group = k;
+    }
     if a.age_critic.is_some() || (cfg.age_critic > 0.0 && cfg.age_critic_file.is_none()) {
         cfg.age_critic_file = Some(a.age_critic.clone().unwrap_or_else(|| {
             agesynth_pipeline::weights::default_weights_dir()
@@ -449,7 +457,7 @@ fn resume_overrides(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow
     let changed = *cfg != before;
     if changed {
         eprintln!(
-            "resuming with changed loss weights: cross-age identity {} → {}, age critic {} → {} ({}), blur {} → {}",
+            "resuming with changed loss weights: cross-age identity {} → {}, age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
             before.cross_age_identity,
             cfg.cross_age_identity,
             before.age_critic,
@@ -458,7 +466,9 @@ fn resume_overrides(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow
                 .as_deref()
                 .map_or("none".to_string(), |p| p.display().to_string()),
             before.age_critic_blur,
-            cfg.age_critic_blur
+            cfg.age_critic_blur,
+            before.age_critic_gender_from_group,
+            cfg.age_critic_gender_from_group
         );
     }
     Ok(changed)
@@ -503,6 +513,7 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
             }));
         }
         c.age_critic = a.age_critic_weight.unwrap_or(0.0);
+        c.age_critic_gender_from_group = a.age_critic_gender_from_group.unwrap_or(0);
         if let Some(b) = a.age_critic_blur {
             c.age_critic_blur = b;
         }
