@@ -69,9 +69,10 @@ pub struct CStyleGanConfig {
     /// Condition on gender as well as age (UTKFace's labels). A latent's
     /// gender is the sign of its first coordinate (≥ 0: female; see
     /// [`crate::Generator::latent_genders`]), so the same latent keeps one
-    /// gender at every age group by construction. The mapping network reads
-    /// a gender embedding beside the age embedding, the discriminator's
-    /// projection and the running means of `w` are per (gender, age group).
+    /// gender at every age group by construction. The mapping network adds
+    /// a learned offset of `w` per gender (at the optimiser's full rate),
+    /// the discriminator's projection and the running means of `w` are per
+    /// (gender, age group).
     /// Configs written before it read as false.
     #[serde(default)]
     pub gender_conditioned: bool,
