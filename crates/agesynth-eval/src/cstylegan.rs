@@ -127,10 +127,7 @@ impl GenderAgreement {
     /// [`Self::as_asked`]. `female[group][latent]` as for
     /// [`gender_agreement`].
     pub fn with_asked(mut self, bins: &AgeBins, female: &[Vec<f32>], asked: &[Gender]) -> Self {
-        let groups: Vec<AgeGroup> = bins
-            .groups()
-            .filter(|t| bins.range(*t).0 >= 10.0 && t.0 < female.len())
-            .collect();
+        let groups = compared_groups(bins, female.len());
         let n = self.identities.min(asked.len());
         self.as_asked = Some(
             (0..n)
@@ -536,10 +533,7 @@ pub fn evaluate_cstylegan_filtered(
 /// A latent is read as female where the probability is at least 0.5 (as
 /// face-api calls "male" only above 0.5 for male).
 pub fn gender_agreement(bins: &AgeBins, female: &[Vec<f32>]) -> Option<GenderAgreement> {
-    let groups: Vec<AgeGroup> = bins
-        .groups()
-        .filter(|t| bins.range(*t).0 >= 10.0 && t.0 < female.len())
-        .collect();
+    let groups = compared_groups(bins, female.len());
     let identities = groups.iter().map(|t| female[t.0].len()).min()?;
     if groups.len() < 2 || identities == 0 {
         return None;
@@ -556,6 +550,14 @@ pub fn gender_agreement(bins: &AgeBins, female: &[Vec<f32>]) -> Option<GenderAgr
         consistent,
         as_asked: None,
     })
+}
+
+/// The groups whose gender is compared: lower bound at least 10 years (the
+/// judge's gender is unreliable on young children), among the first `n`.
+fn compared_groups(bins: &AgeBins, n: usize) -> Vec<AgeGroup> {
+    bins.groups()
+        .filter(|t| bins.range(*t).0 >= 10.0 && t.0 < n)
+        .collect()
 }
 
 /// A chart: file stem, title, the value of a row, the axis maximum.

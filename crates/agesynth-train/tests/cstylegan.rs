@@ -50,6 +50,32 @@ fn curve(run: &RunDir) -> Vec<(u64, Vec<(String, f64)>)> {
         .collect()
 }
 
+/// The largest absolute difference between two tensors.
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// The largest absolute gender offset of `w` in a task's exported EMA
+/// generator (which must have one, `(2, w_dim)`).
+fn gender_offset_size(task: &CStyleGanTask, dev: &Device) -> f32 {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.safetensors");
+    task.export_ema(&p).unwrap();
+    let vars = load_generator(&p, dev).unwrap().1;
+    let data = vars.data().lock().unwrap();
+    let v = data.get("mapping.gender_offset").expect("a gender offset");
+    assert_eq!(v.dims(), &[2, task.generator_ema().config().w_dim]);
+    let zero = v.as_tensor().zeros_like().unwrap();
+    max_diff(v.as_tensor(), &zero)
+}
+
 /// 40 steps straight against 20 + resume (fresh task, as after a restart)
 /// and 20 more: identical losses at every step (D, G, R1, logits), identical
 /// EMA weights at the end.
@@ -361,35 +387,10 @@ fn a_gender_conditioned_run_warm_starts_from_a_model_without_gender() {
         .unwrap();
     let mut task = CStyleGanTask::new(cfg, Arc::new(labelled), &dev).unwrap();
     task.init_generator_from(&src_vars).unwrap();
-    let zero = {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g.safetensors");
-        task.export_ema(&p).unwrap();
-        let vars = load_generator(&p, &dev).unwrap().1;
-        let data = vars.data().lock().unwrap();
-        data["mapping.gender_offset"]
-            .as_tensor()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
-    assert_eq!(zero, 0.0);
+    assert_eq!(gender_offset_size(&task, &dev), 0.0);
     // The warm-started mapping equals the source's, whatever the gender.
     let z = randn(&mut step_rng(1, "z", 0), (3, 16), &dev).unwrap();
     let t = vec![AgeGroup(0), AgeGroup(3), AgeGroup(5)];
-    let max_diff = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
     let want = src.generator_ema().mapping(&z, &t).unwrap();
     let got = task.generator_ema().mapping(&z, &t).unwrap();
     let d = max_diff(&want, &got);
@@ -416,23 +417,10 @@ fn a_gender_conditioned_run_warm_starts_from_a_model_without_gender() {
     assert!(max_diff(&before, &snapshot(&task)) > 0.0);
     // The gender offsets of w start at zero and learn (at the optimiser's
     // full rate, not the mapping's multiplier).
-    let offset = |t: &CStyleGanTask| {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("g.safetensors");
-        t.export_ema(&p).unwrap();
-        let vars = load_generator(&p, &dev).unwrap().1;
-        let data = vars.data().lock().unwrap();
-        let v = data.get("mapping.gender_offset").expect("a gender offset");
-        assert_eq!(v.dims(), &[2, 16]);
-        v.as_tensor()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
-    assert!(offset(&task) > 0.0, "the gender offsets did not learn");
+    assert!(
+        gender_offset_size(&task, &dev) > 0.0,
+        "the gender offsets did not learn"
+    );
     // Sample grids of one gender: only a gender-conditioned model takes one.
     let female = Some(agesynth_core::Gender::Female);
     assert!(
@@ -552,17 +540,7 @@ fn the_age_critic_term_needs_and_uses_its_critic() {
         ..Default::default()
     };
     let render = |t: &CStyleGanTask| t.generator().forward(&z, &groups, &opts).unwrap();
-    let diff = |a: Tensor, b: Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
-    assert_eq!(diff(render(&plain), render(&twin)), 0.0);
-    let d = diff(render(&plain), render(&task));
+    assert_eq!(max_diff(&render(&plain), &render(&twin)), 0.0);
+    let d = max_diff(&render(&plain), &render(&task));
     assert!(d > 1e-6, "the age-critic term did not reach G ({d})");
 }

@@ -414,16 +414,17 @@ fn run_task<T: TrainTask>(
     })
 }
 
-/// The loss weights a resumed cStyleGAN run may change (the schedule of a
-/// run in stages): `--cross-age-identity`, `--age-critic-weight`,
-/// `--age-critic` and `--age-critic-blur` given with `--resume` replace the
-/// saved values, say so, and are saved for the next resume. Returns whether
-/// any changed.
-fn resume_overrides(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow::Result<bool> {
-    let before = cfg.clone();
+/// The cStyleGAN's loss-term arguments (`--cross-age-identity`,
+/// `--identity-critic`, `--age-critic-weight`, `--age-critic`,
+/// `--age-critic-blur`, `--age-critic-gender-from-group`) applied to `cfg`:
+/// a new run's config, or a resumed run's saved one (the schedule of a run
+/// in stages), where they replace the saved values, are said and are saved
+/// for the next resume. A term switched on without its critic gets the
+/// weights folder's.
+fn apply_loss_args(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow::Result<()> {
     if let Some(w) = a.cross_age_identity {
         cfg.cross_age_identity = w;
-        if w > 0.0 && cfg.identity_critic.is_none() || a.identity_critic.is_some() {
+        if w > 0.0 && (cfg.identity_critic.is_none() || a.identity_critic.is_some()) {
             cfg.identity_critic = Some(a.identity_critic.clone().unwrap_or_else(|| {
                 agesynth_pipeline::weights::default_weights_dir()
                     .join("critic-identity64.safetensors")
@@ -439,7 +440,7 @@ fn resume_overrides(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow
     if let Some(k) = a.age_critic_gender_from_group {
         cfg.age_critic_gender_from_group = k;
     }
-    if a.age_critic.is_some() || (cfg.age_critic > 0.0 && cfg.age_critic_file.is_none()) {
+    if cfg.age_critic > 0.0 && (a.age_critic.is_some() || cfg.age_critic_file.is_none()) {
         cfg.age_critic_file = Some(a.age_critic.clone().unwrap_or_else(|| {
             agesynth_pipeline::weights::default_weights_dir()
                 .join("critic-age-gender64.safetensors")
@@ -454,31 +455,14 @@ fn resume_overrides(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow
             bail!("{name} must be a finite number ≥ 0, got {v}");
         }
     }
-    let changed = *cfg != before;
-    if changed {
-        eprintln!(
-            "resuming with changed loss weights: cross-age identity {} → {}, age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
-            before.cross_age_identity,
-            cfg.cross_age_identity,
-            before.age_critic,
-            cfg.age_critic,
-            cfg.age_critic_file
-                .as_deref()
-                .map_or("none".to_string(), |p| p.display().to_string()),
-            before.age_critic_blur,
-            cfg.age_critic_blur,
-            before.age_critic_gender_from_group,
-            cfg.age_critic_gender_from_group
-        );
-    }
-    Ok(changed)
+    Ok(())
 }
 
 fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
     let (device, run, has_checkpoint) = open_run(&a.run)?;
     let mut overridden = false;
     let cfg: CStyleGanTrainConfig = if a.run.resume && run.config_path().is_file() {
-        let saved: CStyleGanTrainConfig = run.load_config()?;
+        let mut saved: CStyleGanTrainConfig = run.load_config()?;
         if saved.model.preset != a.preset.name()
             || saved.batch != a.batch
             || saved.seed != a.run.seed
@@ -488,8 +472,25 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
                 saved.model.preset, saved.batch, saved.seed
             );
         }
-        let mut saved = saved;
-        overridden = resume_overrides(&mut saved, &a)?;
+        let before = saved.clone();
+        apply_loss_args(&mut saved, &a)?;
+        overridden = saved != before;
+        if overridden {
+            eprintln!(
+                "resuming with changed loss weights: cross-age identity {} → {}, age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
+                before.cross_age_identity,
+                saved.cross_age_identity,
+                before.age_critic,
+                saved.age_critic,
+                saved.age_critic_file
+                    .as_deref()
+                    .map_or("none".to_string(), |p| p.display().to_string()),
+                before.age_critic_blur,
+                saved.age_critic_blur,
+                before.age_critic_gender_from_group,
+                saved.age_critic_gender_from_group
+            );
+        }
         saved
     } else {
         let mut model = CStyleGanConfig::preset(a.preset.name())?;
@@ -499,30 +500,7 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         let mut c = CStyleGanTrainConfig::new(model, a.batch, a.run.seed);
         c.d_warmup_steps = a.d_warmup_steps.unwrap_or(0);
         c.init_generator = a.init_generator.clone();
-        c.cross_age_identity = a.cross_age_identity.unwrap_or(0.0);
-        if !(c.cross_age_identity.is_finite() && c.cross_age_identity >= 0.0) {
-            bail!(
-                "--cross-age-identity must be a finite number ≥ 0, got {}",
-                c.cross_age_identity
-            );
-        }
-        if c.cross_age_identity > 0.0 {
-            c.identity_critic = Some(a.identity_critic.clone().unwrap_or_else(|| {
-                agesynth_pipeline::weights::default_weights_dir()
-                    .join("critic-identity64.safetensors")
-            }));
-        }
-        c.age_critic = a.age_critic_weight.unwrap_or(0.0);
-        c.age_critic_gender_from_group = a.age_critic_gender_from_group.unwrap_or(0);
-        if let Some(b) = a.age_critic_blur {
-            c.age_critic_blur = b;
-        }
-        if c.age_critic > 0.0 {
-            c.age_critic_file = Some(a.age_critic.clone().unwrap_or_else(|| {
-                agesynth_pipeline::weights::default_weights_dir()
-                    .join("critic-age-gender64.safetensors")
-            }));
-        }
+        apply_loss_args(&mut c, &a)?;
         if let Some(lr) = a.lr {
             c.g_lr = lr;
             c.d_lr = lr;
