@@ -68,6 +68,20 @@ pub struct CriticTrainConfig {
     /// `None`).
     #[serde(default)]
     pub only_gender: Option<Gender>,
+    /// Adversarial training (Madry et al.): the largest change of any pixel
+    /// (values in [-1, 1]) that a projected-gradient attack may make to each
+    /// training input before the critic learns from it (0: off). A critic
+    /// trained this way cannot be swayed by faint patterns, so the gradient
+    /// it gives a generator asks for visible features (grey hair, folds)
+    /// rather than for patterns only it sees (configs written before it
+    /// read as 0).
+    #[serde(default)]
+    pub adversarial_epsilon: f64,
+    /// Steps of that attack (each moves every pixel by `2.5 ε / steps`
+    /// along the sign of the loss's gradient, then projects back into the
+    /// ε-box); at least 1 when `adversarial_epsilon` is above 0.
+    #[serde(default)]
+    pub adversarial_steps: usize,
 }
 
 impl CriticTrainConfig {
@@ -94,6 +108,8 @@ impl CriticTrainConfig {
             balanced: false,
             input_noise: 0.0,
             only_gender: None,
+            adversarial_epsilon: 0.0,
+            adversarial_steps: 0,
         }
     }
 
@@ -151,6 +167,17 @@ impl CriticTask {
         let cfg_err = |m: String| -> TrainError { agesynth_core::Error::Config(m).into() };
         if cfg.batch == 0 {
             return Err(cfg_err("batch must be at least 1".into()));
+        }
+        let eps = cfg.adversarial_epsilon;
+        if !(eps.is_finite() && (0.0..=2.0).contains(&eps)) {
+            return Err(cfg_err(format!(
+                "adversarial_epsilon {eps} must be between 0 and 2 (pixels span [-1, 1])"
+            )));
+        }
+        if eps > 0.0 && cfg.adversarial_steps == 0 {
+            return Err(cfg_err(
+                "adversarial training needs at least one attack step".into(),
+            ));
         }
         if faces.size() != cfg.model.image_size {
             return Err(cfg_err(format!(
@@ -329,10 +356,13 @@ impl CriticTask {
     }
 }
 
-impl TrainTask for CriticTask {
-    fn step(&mut self, step: u64) -> Result<StepReport> {
-        let (idx, x) = self.draw(step)?;
-        self.opt.set_lr(self.cfg.lr_at(step));
+/// Per-step readings: `(name, value)` pairs.
+type Readings = Vec<(String, f32)>;
+
+impl CriticTask {
+    /// The training loss of faces `idx` (indices into `faces`) seen as `x`,
+    /// with the step's readings (losses, metrics).
+    fn loss(&self, idx: &[usize], x: &Tensor) -> Result<(Tensor, Readings, Readings)> {
         let mut losses = Vec::new();
         let mut metrics = Vec::new();
         let loss = match &self.net {
@@ -363,7 +393,7 @@ impl TrainTask for CriticTask {
                         }
                     })
                     .collect();
-                let logits = c.head_logits(&x)?;
+                let logits = c.head_logits(x)?;
                 let loss = weighted_cross_entropy(&logits, &classes, &w)?;
                 let pred = logits.argmax(1)?.to_vec1::<u32>()?;
                 let hits = pred
@@ -377,7 +407,7 @@ impl TrainTask for CriticTask {
             }
             Net::Age(c) => {
                 let groups: Vec<AgeGroup> = idx.iter().map(|&i| self.faces.groups()[i]).collect();
-                let logits = c.logits(&x)?;
+                let logits = c.logits(x)?;
                 let loss = if self.cfg.balanced {
                     let w: Vec<f32> = groups.iter().map(|g| self.group_weights[g.0]).collect();
                     weighted_cross_entropy(&logits, &groups, &w)?
@@ -404,7 +434,7 @@ impl TrainTask for CriticTask {
                         None => (AgeGroup(0), 0.0),
                     })
                     .unzip();
-                let logits = c.logits(&x)?;
+                let logits = c.logits(x)?;
                 let loss = weighted_cross_entropy(&logits, &classes, &weights)?;
                 let pred = logits.argmax(1)?.to_vec1::<u32>()?;
                 let labelled = weights.iter().filter(|&&w| w > 0.0).count();
@@ -428,13 +458,56 @@ impl TrainTask for CriticTask {
                     &self.device,
                 )?;
                 let target = teacher.index_select(&ix, 0)?;
-                let e = net.embed(&x)?;
+                let e = net.embed(x)?;
                 // Mean squared L2 distance to the teacher's descriptor.
                 let loss = (e - target)?.sqr()?.sum(1)?.mean_all()?;
                 losses.push(("l2sq".to_string(), loss.to_scalar::<f32>()?));
                 loss
             }
         };
+        Ok((loss, losses, metrics))
+    }
+
+    /// The inputs `x` moved by a projected-gradient attack of
+    /// [`CriticTrainConfig::adversarial_steps`] steps within an L∞ box of
+    /// [`CriticTrainConfig::adversarial_epsilon`] around them, from a random
+    /// start (seeded by the step): each step climbs the critic's own loss.
+    /// `x` itself when adversarial training is off.
+    pub fn adversarial_inputs(&self, step: u64, idx: &[usize], x: &Tensor) -> Result<Tensor> {
+        let eps = self.cfg.adversarial_epsilon;
+        if eps <= 0.0 {
+            return Ok(x.clone());
+        }
+        let x = x.detach();
+        let n = self.cfg.adversarial_steps.max(1);
+        let alpha = 2.5 * eps / n as f64;
+        let mut rng = step_rng(self.cfg.seed, "critic-adversarial", step);
+        let start: Vec<f32> = (0..x.elem_count())
+            .map(|_| rng.random_range(-eps..=eps) as f32)
+            .collect();
+        let mut delta = Tensor::from_vec(start, x.shape(), x.device())?;
+        for _ in 0..n {
+            let moved = candle_core::Var::from_tensor(&(&x + &delta)?)?;
+            let (loss, _, _) = self.loss(idx, moved.as_tensor())?;
+            let grads = loss.backward()?;
+            let g = grads.get(moved.as_tensor()).ok_or_else(|| {
+                TrainError::from(agesynth_core::Error::Config(
+                    "the critic's loss does not reach its input".into(),
+                ))
+            })?;
+            let sign = (g.gt(0f32)?.to_dtype(x.dtype())? - g.lt(0f32)?.to_dtype(x.dtype())?)?;
+            delta = (delta + (sign * alpha)?)?.clamp(-eps as f32, eps as f32)?;
+        }
+        Ok((x + delta)?.detach())
+    }
+}
+
+impl TrainTask for CriticTask {
+    fn step(&mut self, step: u64) -> Result<StepReport> {
+        let (idx, x) = self.draw(step)?;
+        let x = self.adversarial_inputs(step, &idx, &x)?;
+        self.opt.set_lr(self.cfg.lr_at(step));
+        let (loss, losses, metrics) = self.loss(&idx, &x)?;
         self.opt.backward_step(&loss)?;
         Ok(StepReport {
             images: idx.len(),
@@ -827,6 +900,76 @@ mod tests {
         assert_eq!(r.age_accuracy, Some(1.0), "{r:?}");
         assert_eq!(r.gender_accuracy.map(|a| a >= 0.75), Some(true), "{r:?}");
         assert!(r.age_accuracy_any_gender.unwrap() <= 0.75 + 1e-9, "{r:?}");
+    }
+
+    #[test]
+    fn adversarial_inputs_stay_in_the_box_raise_the_loss_and_repeat() {
+        let f = Arc::new(faces(32, 16));
+        let mut cfg = CriticTrainConfig::new(CriticConfig::tiny_age(), 40, 3);
+        cfg.batch = 16;
+        cfg.max_shift = 0;
+        cfg.xflip = false;
+        let mut clean_cfg = cfg.clone();
+        clean_cfg.adversarial_steps = 3;
+        // Steps without ε: off.
+        let mut task = CriticTask::new(clean_cfg, f.clone(), None, &Device::Cpu).unwrap();
+        for s in 1..=20 {
+            task.step(s).unwrap();
+        }
+        let (idx, x) = task.draw(21).unwrap();
+        assert_eq!(
+            max_abs(&(task.adversarial_inputs(21, &idx, &x).unwrap() - &x).unwrap()),
+            0.0
+        );
+        // With ε the attack moves every input, by at most ε, and raises the loss.
+        let eps = 0.05;
+        task.cfg.adversarial_epsilon = eps;
+        let adv = task.adversarial_inputs(21, &idx, &x).unwrap();
+        let moved = max_abs(&(&adv - &x).unwrap());
+        assert!(
+            moved as f64 > 0.5 * eps && moved as f64 <= eps + 1e-6,
+            "moved {moved}"
+        );
+        let before = task.loss(&idx, &x).unwrap().0.to_scalar::<f32>().unwrap();
+        let after = task.loss(&idx, &adv).unwrap().0.to_scalar::<f32>().unwrap();
+        assert!(after > before * 1.05, "loss {before} -> {after}");
+        // A random push of the same size raises it much less.
+        let noise = (Tensor::rand(-1f32, 1f32, x.shape(), &Device::Cpu).unwrap() * eps).unwrap();
+        let random = task
+            .loss(&idx, &(&x + noise).unwrap())
+            .unwrap()
+            .0
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            after - before > 2.0 * (random - before).abs(),
+            "{before} {random} {after}"
+        );
+        // Seeded by the step.
+        let again = task.adversarial_inputs(21, &idx, &x).unwrap();
+        assert_eq!(max_abs(&(&again - &adv).unwrap()), 0.0);
+        // And it trains on them.
+        let r = task.step(22).unwrap();
+        assert!(r.losses[0].1.is_finite());
+        // Out-of-range settings are refused.
+        let mut bad = cfg.clone();
+        bad.adversarial_epsilon = 0.1;
+        bad.adversarial_steps = 0;
+        assert!(CriticTask::new(bad.clone(), f.clone(), None, &Device::Cpu).is_err());
+        bad.adversarial_steps = 1;
+        bad.adversarial_epsilon = f64::NAN;
+        assert!(CriticTask::new(bad, f, None, &Device::Cpu).is_err());
+    }
+
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     #[test]

@@ -82,6 +82,16 @@ pub struct CriticArgs {
     /// a sign of age.
     #[arg(long, value_enum)]
     pub only_gender: Option<GenderArg>,
+    /// Adversarial training: before the critic learns from a batch, a
+    /// projected-gradient attack moves each pixel (values in [-1, 1]) by at
+    /// most this much to raise its loss. Such a critic is not swayed by
+    /// faint patterns, so a generator trained against it must draw what
+    /// the age looks like [default: 0, off].
+    #[arg(long)]
+    pub adversarial_epsilon: Option<f64>,
+    /// Steps of that attack.
+    #[arg(long, default_value_t = 3)]
+    pub adversarial_steps: usize,
     /// The teacher of the identity critic: dlib's face-recognition weights
     /// [default: the weights folder's]. Used only to distil the critic; the
     /// generators never see it.
@@ -120,6 +130,12 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
         c.balanced = a.balanced;
         c.input_noise = a.input_noise.unwrap_or(0.0);
         c.only_gender = a.only_gender.map(Into::into);
+        c.adversarial_epsilon = a.adversarial_epsilon.unwrap_or(0.0);
+        c.adversarial_steps = if c.adversarial_epsilon > 0.0 {
+            a.adversarial_steps
+        } else {
+            0
+        };
         if !(c.input_noise.is_finite() && c.input_noise >= 0.0) {
             bail!(
                 "--input-noise must be a finite number ≥ 0, got {}",
