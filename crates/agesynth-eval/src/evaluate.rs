@@ -321,6 +321,10 @@ pub struct Row {
     /// The same age MAE by the second age judge; `None` without one.
     #[serde(default)]
     pub judge_age_mae: Option<f64>,
+    /// The share of outputs in which a training critic (the generator's
+    /// teacher, never a judge) reads the target group; `None` without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_age_accuracy: Option<f64>,
     /// Identity-feature Fréchet distance (not Inception FID) between the
     /// outputs and the real faces of the group.
     pub frechet: Option<f64>,
@@ -370,6 +374,7 @@ struct Acc {
     nearest: Vec<f64>,
     ages: Vec<f32>,
     judge_ages: Vec<f32>,
+    teacher_ages: Vec<f32>,
     embs: Vec<Vec<f32>>,
 }
 
@@ -383,6 +388,9 @@ impl Acc {
         self.ages.push(f.ages[k]);
         if f.has_judge() {
             self.judge_ages.push(f.judge_ages[k]);
+        }
+        if f.has_teacher() {
+            self.teacher_ages.push(f.teacher_ages[k]);
         }
         self.embs.push(f.embeddings[k].clone());
     }
@@ -427,6 +435,10 @@ fn make_row(
         Some(t) => metrics::age_accuracy_and_mae(bins, &acc.judge_ages, t).unzip(),
         None => (None, None),
     };
+    let teacher_age_accuracy = match target {
+        Some(t) => metrics::age_accuracy_and_mae(bins, &acc.teacher_ages, t).map(|(a, _)| a),
+        None => None,
+    };
     Ok(Row {
         method: method.to_string(),
         group,
@@ -440,6 +452,7 @@ fn make_row(
         age_mae,
         judge_age_accuracy,
         judge_age_mae,
+        teacher_age_accuracy,
         frechet: metrics::frechet_distance(&acc.embs, real)?,
         n_real: real.len(),
     })
@@ -637,12 +650,14 @@ pub fn evaluate_with_progress(
         };
         let dlib_overall = by_group(|a| &a.ages);
         let judge_overall = by_group(|a| &a.judge_ages);
+        let teacher_overall = by_group(|a| &a.teacher_ages);
         for acc in accs {
             all.detected.extend(acc.detected);
             all.dist.extend(acc.dist);
             all.nearest.extend(acc.nearest);
             all.ages.extend(acc.ages);
             all.judge_ages.extend(acc.judge_ages);
+            all.teacher_ages.extend(acc.teacher_ages);
             all.embs.extend(acc.embs);
         }
         let mut overall = make_row(
@@ -656,6 +671,7 @@ pub fn evaluate_with_progress(
         )?;
         (overall.age_accuracy, overall.age_mae) = dlib_overall.unzip();
         (overall.judge_age_accuracy, overall.judge_age_mae) = judge_overall.unzip();
+        overall.teacher_age_accuracy = teacher_overall.map(|(a, _)| a);
         rows.push(overall);
     }
     let mut labels = vec![String::new()];

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agesynth_core::{AgeEstimator, Error, FaceEmbedder, FaceImage, Result};
+use agesynth_core::{AgeClassifier, AgeEstimator, Error, FaceEmbedder, FaceImage, Result};
 use agesynth_face::{
     detect::{Mtcnn, MtcnnConfig},
     FaceApiAgeGender,
@@ -106,6 +106,9 @@ pub struct Features {
     pub judge_ages: Vec<f32>,
     /// The second judge's probabilities of female (empty without one).
     pub female: Vec<f32>,
+    /// The centre, in years, of the age group a training critic (a
+    /// teacher, not a judge) reads in each image (empty without one).
+    pub teacher_ages: Vec<f32>,
 }
 
 impl Features {
@@ -126,11 +129,17 @@ impl Features {
         self.detected.extend(other.detected);
         self.judge_ages.extend(other.judge_ages);
         self.female.extend(other.female);
+        self.teacher_ages.extend(other.teacher_ages);
     }
 
     /// True when the second judge measured these images.
     pub fn has_judge(&self) -> bool {
         !self.ages.is_empty() && self.judge_ages.len() == self.ages.len()
+    }
+
+    /// True when a training critic read these images.
+    pub fn has_teacher(&self) -> bool {
+        !self.ages.is_empty() && self.teacher_ages.len() == self.ages.len()
     }
 }
 
@@ -161,6 +170,7 @@ pub struct Analyzer<'a> {
     estimator: &'a dyn AgeEstimator,
     detector: &'a dyn FaceDetector,
     judge: Option<&'a dyn AgeGenderJudge>,
+    teacher: Option<&'a dyn AgeClassifier>,
     device: Device,
     batch: usize,
     timings: Mutex<Timings>,
@@ -181,6 +191,7 @@ impl<'a> Analyzer<'a> {
             estimator,
             detector,
             judge: None,
+            teacher: None,
             device: device.clone(),
             batch: batch.max(1),
             timings: Mutex::new(Timings::default()),
@@ -192,6 +203,20 @@ impl<'a> Analyzer<'a> {
     pub fn with_judge(mut self, judge: &'a dyn AgeGenderJudge) -> Self {
         self.judge = Some(judge);
         self
+    }
+
+    /// Adds a training critic (an age classifier the generator learnt
+    /// from) whose reading of every image is reported beside the judges':
+    /// where it finds the target age far more often than they do, the
+    /// generator has learnt to satisfy its teacher rather than to age.
+    pub fn with_teacher(mut self, teacher: &'a dyn AgeClassifier) -> Self {
+        self.teacher = Some(teacher);
+        self
+    }
+
+    /// True when a training critic reads every image.
+    pub fn has_teacher(&self) -> bool {
+        self.teacher.is_some()
     }
 
     /// The second judge's name, if there is one.
@@ -258,6 +283,19 @@ impl<'a> Analyzer<'a> {
                 }
                 None => (Vec::new(), Vec::new()),
             };
+            let teacher_ages = match self.teacher {
+                Some(c) => {
+                    let t = Instant::now();
+                    let groups = c.group_logits(&x)?.argmax(1)?.to_vec1::<u32>()?;
+                    self.add_time(|t| &mut t.age_gender_s, t.elapsed());
+                    let bins = c.age_bins();
+                    groups
+                        .into_iter()
+                        .map(|g| bins.centre(agesynth_core::AgeGroup(g as usize)))
+                        .collect()
+                }
+                None => Vec::new(),
+            };
             let t = Instant::now();
             let detected = chunk
                 .par_iter()
@@ -283,6 +321,7 @@ impl<'a> Analyzer<'a> {
                 detected,
                 judge_ages,
                 female,
+                teacher_ages,
             });
         }
         Ok(out)

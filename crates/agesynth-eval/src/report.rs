@@ -54,6 +54,7 @@ impl MetricsFile {
                 age_mae: round6(r.age_mae),
                 judge_age_accuracy: round6(r.judge_age_accuracy),
                 judge_age_mae: round6(r.judge_age_mae),
+                teacher_age_accuracy: round6(r.teacher_age_accuracy),
                 frechet: round6(r.frechet),
                 ..r.clone()
             })
@@ -148,19 +149,28 @@ pub const METRICS: [Metric; 9] = [
 
 /// The Markdown table of `rows`. The age columns are dlib's age
 /// estimator's; when `judge` names a second age judge, its age-group
-/// accuracy and MAE follow them.
+/// accuracy and MAE follow them; when a row has a training critic's reading
+/// ([`Row::teacher_age_accuracy`]), a column for it comes last.
 pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
+    let taught = rows.iter().any(|r| r.teacher_age_accuracy.is_some());
     let mut s = String::new();
     s += "| target | method | n | detection | identity L2 ↓ | verif. @0.6 ↑ | L2 to nearest-age real photo ↓ | age-group acc. (dlib) ↑ | age MAE to centre (dlib) ↓ |";
     if let Some(j) = judge {
         let _ = write!(s, " age-group acc. ({j}) ↑ | age MAE to centre ({j}) ↓ |");
     }
-    s += " Fréchet (id. features) ↓ |\n";
-    s += "|---|---|---:|---:|---:|---:|---:|---:|---:|";
+    s += " Fréchet (id. features) ↓ |";
+    if taught {
+        s += " target read by the training critic (not a judge) |";
+    }
+    s += "\n|---|---|---:|---:|---:|---:|---:|---:|---:|";
     if judge.is_some() {
         s += "---:|---:|";
     }
-    s += "---:|\n";
+    s += "---:|";
+    if taught {
+        s += "---:|";
+    }
+    s += "\n";
     for r in rows {
         let judged = match judge {
             Some(_) => format!(
@@ -170,9 +180,14 @@ pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
             ),
             None => String::new(),
         };
+        let teacher = if taught {
+            format!(" {} |", cell(r.teacher_age_accuracy, true))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{judged} {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{judged} {} |{teacher}",
             r.group,
             r.method,
             r.n,
@@ -367,7 +382,19 @@ pub fn write_report(
     );
     let _ = writeln!(s, "\n{notes}\n");
     let _ = writeln!(s, "## Results\n");
-    s += &markdown_table(&rows_by_group(result), result.judge.as_deref());
+    let rows = rows_by_group(result);
+    s += &markdown_table(&rows, result.judge.as_deref());
+    if rows.iter().any(|r| r.teacher_age_accuracy.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nLast column: the share of images in which a training critic (an age classifier a \
+             generator learnt from, given to the evaluation for comparison only) reads the target \
+             group; for a real face of that group (random real face) it is the critic's own \
+             accuracy. A generator whose outputs it reads at the target far more often than the \
+             judges do, and more often than real faces of that age, has learnt to satisfy its \
+             teacher rather than to draw the age."
+        );
+    }
     let _ = writeln!(
         s,
         "\nFréchet: {FRECHET_LABEL}; rates in %, distances in dlib embedding units (same person below {:.1}).",
@@ -410,6 +437,7 @@ mod tests {
             age_mae: Some(4.0),
             judge_age_accuracy: judged.then_some(0.25),
             judge_age_mae: judged.then_some(6.5),
+            teacher_age_accuracy: None,
             frechet: None,
             n_real: 0,
         }
@@ -432,5 +460,25 @@ mod tests {
             "{without}"
         );
         assert!(age_judge_note(Some("x.safetensors not found")).contains("not measured"));
+        assert!(!with.contains("training critic"), "{with}");
+    }
+
+    #[test]
+    fn a_training_critics_reading_comes_last_and_only_when_measured() {
+        let mut taught = row(true);
+        taught.teacher_age_accuracy = Some(0.875);
+        let table = markdown_table(&[taught, row(true)], Some("face-api"));
+        let header = table.lines().next().unwrap();
+        assert!(
+            header.ends_with("| target read by the training critic (not a judge) |"),
+            "{header}"
+        );
+        let cells = |l: &str| l.matches('|').count();
+        assert!(table.lines().all(|l| cells(l) == cells(header)), "{table}");
+        assert!(
+            table.lines().nth(2).unwrap().ends_with("| 87.5% |"),
+            "{table}"
+        );
+        assert!(table.lines().nth(3).unwrap().ends_with("| – |"), "{table}");
     }
 }

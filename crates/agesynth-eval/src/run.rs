@@ -69,6 +69,10 @@ pub struct FaceGanEvalConfig {
     pub out: PathBuf,
     /// Where the face networks came from (for the report's settings).
     pub weights_dir: PathBuf,
+    /// A training age critic (a teacher of the generators, never a judge)
+    /// whose reading of every image is reported in a last column, to show
+    /// whether a generator satisfies its teacher more than the judges.
+    pub teacher_age_critic: Option<PathBuf>,
 }
 
 /// A generator to evaluate: its name in the table, where it came from, and
@@ -189,11 +193,30 @@ pub fn run_facegan_eval(
         }
         None => (None, None),
     };
+    let teacher = match &cfg.teacher_age_critic {
+        Some(p) => {
+            let (c, _) = agesynth_critic::load::load_age_critic(p, device)?;
+            if c.bins() != &bins {
+                return Err(Error::Config(format!(
+                    "the training critic {} reads other age groups than the generators ({} against {})",
+                    p.display(),
+                    c.bins().len(),
+                    bins.len()
+                )));
+            }
+            Some(c)
+        }
+        None => None,
+    };
     let ref_load = t0.elapsed();
     let mut reports = Vec::with_capacity(cfg.sets.len());
     for (k, set) in cfg.sets.iter().enumerate() {
         let t1 = Instant::now();
         let analyzer = nets.analyzer(device, cfg.batch);
+        let analyzer = match &teacher {
+            Some(c) => analyzer.with_teacher(c),
+            None => analyzer,
+        };
         let out = if cfg.sets.len() > 1 {
             cfg.out.join(set.key())
         } else {
@@ -270,6 +293,10 @@ pub fn run_facegan_eval(
             "face networks": cfg.weights_dir.display().to_string(),
             "photos skipped": data.skipped.len(),
         });
+        let mut settings = settings;
+        if let Some(p) = &cfg.teacher_age_critic {
+            settings["training critic (compared, not a judge)"] = p.display().to_string().into();
+        }
         let mut notes = facegan_notes(size);
         notes += "\n";
         notes += &age_judge_note(nets.age_gender_missing.as_deref());

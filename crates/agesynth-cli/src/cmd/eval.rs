@@ -82,6 +82,12 @@ pub struct FaceGanEvalArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu", value_parser = super::device)]
     pub device: DeviceSpec,
+    /// A training age critic (`agesynth train critic`), read on every image
+    /// beside the judges: a last column shows how often it finds the target
+    /// group. It never judges; it shows whether a generator satisfies its
+    /// teacher more than the judges.
+    #[arg(long)]
+    pub teacher_age_critic: Option<PathBuf>,
 }
 
 /// Options of `agesynth eval cstylegan`.
@@ -181,6 +187,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         batch: a.batch,
         out: a.out.clone(),
         weights_dir: a.weights.clone(),
+        teacher_age_critic: a.teacher_age_critic.clone(),
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
