@@ -82,6 +82,10 @@ pub struct CriticTrainConfig {
     /// ε-box); at least 1 when `adversarial_epsilon` is above 0.
     #[serde(default)]
     pub adversarial_steps: usize,
+    /// The trained critic this run started from (provenance; `None`: a
+    /// seeded initialisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<std::path::PathBuf>,
 }
 
 impl CriticTrainConfig {
@@ -110,6 +114,7 @@ impl CriticTrainConfig {
             only_gender: None,
             adversarial_epsilon: 0.0,
             adversarial_steps: 0,
+            init: None,
         }
     }
 
@@ -313,6 +318,43 @@ impl CriticTask {
             Net::Gender(c) => Some(c),
             _ => None,
         }
+    }
+
+    /// Starts from the weights of a trained critic of the same config (a
+    /// weights file with its sidecar, a checkpoint or a run folder): e.g. to
+    /// fine-tune a critic adversarially. A critic of another config is an
+    /// error naming the file.
+    pub fn init_from(&mut self, path: &std::path::Path) -> Result<()> {
+        use agesynth_critic::load as l;
+        let (model, source) = match &self.net {
+            Net::Age(_) => {
+                let (c, v) = l::load_age_critic(path, &self.device)?;
+                (c.config().clone(), v)
+            }
+            Net::Gender(_) => {
+                let (c, v) = l::load_gender_critic(path, &self.device)?;
+                (c.config().clone(), v)
+            }
+            Net::Identity { .. } => {
+                let (c, v) = l::load_identity_critic(path, &self.device)?;
+                (c.config().clone(), v)
+            }
+        };
+        if model != self.cfg.model {
+            return Err(TrainError::checkpoint(
+                path,
+                format!(
+                    "holds a critic of another config (`{}`, blur {}, luma {}) than this run's (`{}`, blur {}, luma {})",
+                    model.preset,
+                    model.input_blur,
+                    model.input_luma,
+                    self.cfg.model.preset,
+                    self.cfg.model.input_blur,
+                    self.cfg.model.input_luma
+                ),
+            ));
+        }
+        crate::params::restore(&self.vars, crate::params::snapshot(&source), path)
     }
 
     /// Saves the critic at `path` with its config as the sidecar, atomically.
@@ -970,6 +1012,37 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    #[test]
+    fn a_critic_can_start_from_a_trained_one_of_its_config_only() {
+        let f = Arc::new(faces(32, 16));
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = CriticTrainConfig::new(CriticConfig::tiny_age(), 10, 3);
+        cfg.batch = 16;
+        let mut trained = CriticTask::new(cfg.clone(), f.clone(), None, &Device::Cpu).unwrap();
+        for s in 1..=5 {
+            trained.step(s).unwrap();
+        }
+        let file = dir.path().join("c.safetensors");
+        trained.export(&file).unwrap();
+        let mut other = cfg.clone();
+        other.seed = 99;
+        let mut task = CriticTask::new(other, f.clone(), None, &Device::Cpu).unwrap();
+        let x = f.batch(&[0, 1, 2], &[], &Device::Cpu).unwrap().images;
+        let read = |t: &CriticTask| t.age_critic().unwrap().logits(&x).unwrap();
+        assert!(max_abs(&(read(&task) - read(&trained)).unwrap()) > 1e-4);
+        task.init_from(&file).unwrap();
+        assert_eq!(max_abs(&(read(&task) - read(&trained)).unwrap()), 0.0);
+        // Another config is refused, naming the file.
+        let mut blurred = cfg;
+        blurred.model.input_blur = 1.0;
+        let mut t = CriticTask::new(blurred, f, None, &Device::Cpu).unwrap();
+        let msg = t.init_from(&file).unwrap_err().to_string();
+        assert!(
+            msg.contains("c.safetensors") && msg.contains("another config"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub struct CriticArgs {
     /// Steps of that attack.
     #[arg(long, default_value_t = 3)]
     pub adversarial_steps: usize,
+    /// Start from this trained critic (same kind and input options; a
+    /// weights file with its sidecar, a checkpoint or a run folder), e.g.
+    /// to fine-tune it adversarially.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// The teacher of the identity critic: dlib's face-recognition weights
     /// [default: the weights folder's]. Used only to distil the critic; the
     /// generators never see it.
@@ -131,6 +136,7 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
         c.input_noise = a.input_noise.unwrap_or(0.0);
         c.only_gender = a.only_gender.map(Into::into);
         c.adversarial_epsilon = a.adversarial_epsilon.unwrap_or(0.0);
+        c.init = a.init.clone();
         c.adversarial_steps = if c.adversarial_epsilon > 0.0 {
             a.adversarial_steps
         } else {
@@ -204,7 +210,13 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
         run.save_config(&cfg)?;
     }
     let steps = a.steps;
+    let init = cfg.init.clone();
     let mut task = CriticTask::new(cfg, faces, teacher, &device)?;
+    if let (Some(p), false) = (init, has_checkpoint) {
+        task.init_from(&p)
+            .with_context(|| format!("starting from the critic {}", p.display()))?;
+        eprintln!("started from the critic {}", p.display());
+    }
     let code = run_task(
         &run,
         &a.run,
