@@ -93,6 +93,12 @@ pub struct FaceGanLossWeights {
     /// as 0.
     #[serde(default)]
     pub sharp_change: f64,
+    /// Cross-entropy of the target group from a second frozen age critic,
+    /// on the rows whose target is [`FaceGanTrainConfig::old_age_critic_from`]
+    /// or older; the first critic then reads only the younger targets
+    /// (0: no second critic; configs written before it read as 0).
+    #[serde(default)]
+    pub old_age_critic: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -108,6 +114,7 @@ impl Default for FaceGanLossWeights {
             age_critic: 0.0,
             chroma_change: 0.0,
             sharp_change: 0.0,
+            old_age_critic: 0.0,
         }
     }
 }
@@ -207,6 +214,11 @@ pub struct FaceGanTrainConfig {
     /// seen (configs written before it read as 0).
     #[serde(default)]
     pub grey_prob: f64,
+    /// The first target group the second age critic reads instead of the
+    /// first ([`FaceGanLossWeights::old_age_critic`]; configs written before
+    /// it read as 0).
+    #[serde(default)]
+    pub old_age_critic_from: usize,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -220,6 +232,9 @@ pub struct FaceGanSources {
     /// The age critic's weights (the age-critic term).
     #[serde(default)]
     pub age_critic: Option<std::path::PathBuf>,
+    /// The second age critic's weights (the old targets' term).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_age_critic: Option<std::path::PathBuf>,
     /// The identity network's weights (the identity term).
     #[serde(default)]
     pub identity: Option<std::path::PathBuf>,
@@ -324,6 +339,7 @@ impl FaceGanTrainConfig {
             identity_blur: 0.0,
             identity_luma: false,
             grey_prob: 0.0,
+            old_age_critic_from: 0,
             sources: FaceGanSources::default(),
         }
     }
@@ -362,6 +378,7 @@ impl FaceGanTrainConfig {
             w.age_critic,
             w.chroma_change,
             w.sharp_change,
+            w.old_age_critic,
             self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -394,6 +411,14 @@ impl FaceGanTrainConfig {
         }
         if !(0.0..=1.0).contains(&self.grey_prob) {
             return bad(format!("grey_prob {} must be in [0, 1]", self.grey_prob));
+        }
+        let groups = self.model.age_bins.len();
+        if w.old_age_critic > 0.0 && !(1..groups).contains(&self.old_age_critic_from) {
+            return bad(format!(
+                "old_age_critic_from {} must name a group from 1 to {} (the second critic reads that group and older)",
+                self.old_age_critic_from,
+                groups.saturating_sub(1)
+            ));
         }
         if !(self.age_critic_satisfied > 0.0 && self.age_critic_satisfied <= 1.0) {
             return bad(format!(
@@ -429,6 +454,7 @@ pub struct FaceGanTask {
     pairs: Option<Arc<SynthPairs>>,
     embedder: Option<Arc<dyn FaceEmbedder>>,
     age_critic: Option<Arc<dyn AgeClassifier>>,
+    old_age_critic: Option<Arc<dyn AgeClassifier>>,
     /// The gender of each synthetic identity, where known.
     synthetic_genders: Option<Vec<Option<Gender>>>,
     objective: Objective,
@@ -440,11 +466,14 @@ pub struct FaceGanTask {
 /// `g_age` (D's age head), `syn_rec` (synthetic rows, the paired target),
 /// `identity`, `cycle`, `self_rec` (real rows at their own group), `tv`,
 /// `chroma_change`,
-/// `age_critic` (all rows).
+/// `age_critic` (all rows, or the targets younger than
+/// `old_age_critic_from` when a second critic is given), `age_critic_old`
+/// (the second critic, on the older targets).
 pub fn facegan_objective(
     cfg: &FaceGanTrainConfig,
     embedder: Option<Arc<dyn FaceEmbedder>>,
     age_critic: Option<Arc<dyn AgeClassifier>>,
+    old_age_critic: Option<Arc<dyn AgeClassifier>>,
 ) -> Result<Objective> {
     let w = &cfg.weights;
     let mut terms = Vec::new();
@@ -553,10 +582,30 @@ pub fn facegan_objective(
             luma: cfg.age_critic_luma,
             satisfied: cfg.age_critic_satisfied,
         };
+        let rows = match old_age_critic {
+            Some(_) if w.old_age_critic > 0.0 => Rows::TargetBelow(cfg.old_age_critic_from),
+            _ => Rows::All,
+        };
+        terms.push(Term::new("age_critic", Box::new(l), rows, Operand::Output));
+    }
+    if w.old_age_critic > 0.0 {
+        let c = old_age_critic.ok_or_else(|| {
+            TrainError::from(agesynth_core::Error::Config(
+                "the config weights a second age critic for the old targets but none was given"
+                    .into(),
+            ))
+        })?;
+        let l = ClassifierAgeLoss {
+            classifier: c,
+            weight: w.old_age_critic,
+            blur_sigma: cfg.age_critic_blur,
+            luma: cfg.age_critic_luma,
+            satisfied: cfg.age_critic_satisfied,
+        };
         terms.push(Term::new(
-            "age_critic",
+            "age_critic_old",
             Box::new(l),
-            Rows::All,
+            Rows::TargetFrom(cfg.old_age_critic_from),
             Operand::Output,
         ));
     }
@@ -758,14 +807,12 @@ impl FaceGanTask {
         let order = real.as_ref().map(|r| DataOrder::new(r.len(), cfg.seed));
         let embedder: Option<Arc<dyn FaceEmbedder>> = embedder.map(Arc::from);
         let age_critic = None;
-        let objective = if cfg.weights.age_critic > 0.0 {
-            // Completed by `with_age_critic`; until then the critic term is out.
-            let mut c = cfg.clone();
-            c.weights.age_critic = 0.0;
-            facegan_objective(&c, embedder.clone(), None)?
-        } else {
-            facegan_objective(&cfg, embedder.clone(), None)?
-        };
+        // Completed by `with_age_critic` and `with_old_age_critic`; until
+        // then the critic terms are out.
+        let mut c = cfg.clone();
+        c.weights.age_critic = 0.0;
+        c.weights.old_age_critic = 0.0;
+        let objective = facegan_objective(&c, embedder.clone(), None, None)?;
         Ok(FaceGanTask {
             cfg,
             bins,
@@ -785,6 +832,7 @@ impl FaceGanTask {
             pairs,
             embedder,
             age_critic,
+            old_age_critic: None,
             synthetic_genders: None,
             objective,
         })
@@ -820,9 +868,44 @@ impl FaceGanTask {
             .into());
         }
         self.age_critic = Some(critic);
-        self.objective =
-            facegan_objective(&self.cfg, self.embedder.clone(), self.age_critic.clone())?;
+        self.rebuild_objective()?;
         Ok(self)
+    }
+
+    /// Gives the task a second frozen age critic for the targets from
+    /// [`FaceGanTrainConfig::old_age_critic_from`] up (the first then reads
+    /// the younger ones), rebuilding the objective.
+    pub fn with_old_age_critic(mut self, critic: Arc<dyn AgeClassifier>) -> Result<Self> {
+        if critic.age_bins() != &self.bins {
+            return Err(agesynth_core::Error::Config(format!(
+                "the second age critic classifies groups {:?}, the model uses {:?}",
+                critic.age_bins().lower_bounds(),
+                self.bins.lower_bounds()
+            ))
+            .into());
+        }
+        self.old_age_critic = Some(critic);
+        self.rebuild_objective()?;
+        Ok(self)
+    }
+
+    /// The config's objective with the critics given so far (a critic term
+    /// whose critic is still missing stays out).
+    fn rebuild_objective(&mut self) -> Result<()> {
+        let mut c = self.cfg.clone();
+        if self.age_critic.is_none() {
+            c.weights.age_critic = 0.0;
+        }
+        if self.old_age_critic.is_none() {
+            c.weights.old_age_critic = 0.0;
+        }
+        self.objective = facegan_objective(
+            &c,
+            self.embedder.clone(),
+            self.age_critic.clone(),
+            self.old_age_critic.clone(),
+        )?;
+        Ok(())
     }
 
     /// Replaces the generator objective (for objectives beyond what the

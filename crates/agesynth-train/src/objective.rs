@@ -30,6 +30,10 @@ pub enum Rows {
     RealAtSource,
     /// Real faces whose target is another group.
     RealAwayFromSource,
+    /// Rows whose target group is this index or older.
+    TargetFrom(usize),
+    /// Rows whose target group is younger than this index.
+    TargetBelow(usize),
 }
 
 impl Rows {
@@ -42,6 +46,8 @@ impl Rows {
             Rows::Synthetic => (n_real..n).collect(),
             Rows::RealAtSource => (0..n_real).filter(|&i| sources[i] == targets[i]).collect(),
             Rows::RealAwayFromSource => (0..n_real).filter(|&i| sources[i] != targets[i]).collect(),
+            Rows::TargetFrom(k) => (0..n).filter(|&i| targets[i].0 >= *k).collect(),
+            Rows::TargetBelow(k) => (0..n).filter(|&i| targets[i].0 < *k).collect(),
         }
     }
 
@@ -309,6 +315,8 @@ mod tests {
         assert_eq!(Rows::Synthetic.select(2, &s, &t), vec![2, 3]);
         assert_eq!(Rows::RealAtSource.select(2, &s, &t), vec![0]);
         assert_eq!(Rows::RealAwayFromSource.select(2, &s, &t), vec![1]);
+        assert_eq!(Rows::TargetFrom(2).select(2, &s, &t), vec![1, 2, 3]);
+        assert_eq!(Rows::TargetBelow(2).select(2, &s, &t), vec![0]);
     }
 
     #[test]

@@ -605,3 +605,69 @@ fn the_age_critic_is_told_each_rows_gender() {
         assert!(call[n_real..].iter().all(|g| *g == Some(Gender::Female)));
     }
 }
+
+/// With a second age critic for the old targets, each output is read by
+/// exactly one of the two: the first below `old_age_critic_from`, the
+/// second from it up.
+#[test]
+fn a_second_age_critic_reads_the_old_targets_and_the_first_the_rest() {
+    use agesynth_core::Gender;
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(5);
+    cfg.weights.age_critic = 1.0;
+    cfg.weights.old_age_critic = 2.0;
+    cfg.old_age_critic_from = 3;
+    let mut real = Arc::try_unwrap(real_faces(12)).ok().unwrap();
+    real.set_genders(vec![Some(Gender::Male); 12]).unwrap();
+    let real = Arc::new(real);
+    let recorder = || {
+        Arc::new(GenderRecorder {
+            bins: AgeBins::default(),
+            seen: Default::default(),
+        })
+    };
+    let (young, old) = (recorder(), recorder());
+    let new_task = || {
+        FaceGanTask::new(
+            cfg.clone(),
+            Some(real.clone()),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    // Until the second critic is given, its term is out and the first reads all.
+    let first_only = new_task().with_age_critic(young.clone()).unwrap();
+    let rows = |t: &FaceGanTask, name: &str| {
+        t.objective()
+            .terms()
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.rows)
+    };
+    assert_eq!(rows(&first_only, "age_critic"), Some(Rows::All));
+    assert_eq!(rows(&first_only, "age_critic_old"), None);
+    let mut task = first_only
+        .with_old_age_critic(old.clone())
+        .unwrap()
+        .with_synthetic_genders(vec![Some(Gender::Female); 8])
+        .unwrap();
+    assert_eq!(rows(&task, "age_critic"), Some(Rows::TargetBelow(3)));
+    assert_eq!(rows(&task, "age_critic_old"), Some(Rows::TargetFrom(3)));
+    let steps = 4;
+    for s in 1..=steps {
+        task.step(s).unwrap();
+    }
+    let count = |r: &GenderRecorder| -> usize { r.seen.lock().unwrap().iter().map(Vec::len).sum() };
+    let (a, b) = (count(&young), count(&old));
+    assert!(a > 0 && b > 0, "young {a}, old {b}");
+    // Each output is read twice (as it is and mirrored) by exactly one critic.
+    assert_eq!(a + b, 2 * steps as usize * cfg.batch, "young {a}, old {b}");
+    // A second critic's group must exist.
+    let mut bad = cfg.clone();
+    bad.old_age_critic_from = 6;
+    assert!(FaceGanTask::new(bad, Some(real), Some(pairs), None, &Device::Cpu).is_err());
+}

@@ -79,6 +79,19 @@ pub struct FaceGanArgs {
     /// output, in (0, 1] (1: plain cross-entropy) [default: 1]
     #[arg(long)]
     pub age_critic_satisfied: Option<f64>,
+    /// A second age critic for the old targets (e.g. one trained
+    /// adversarially, whose gradient draws grey hair rather than fold
+    /// lines): it reads the outputs whose target is --old-age-critic-from or
+    /// older, and --age-critic the younger ones. Same blur, luma and
+    /// satisfaction settings.
+    #[arg(long, requires = "old_age_critic_weight")]
+    pub old_age_critic: Option<PathBuf>,
+    /// Weight of the second age critic's term [default: 0].
+    #[arg(long, requires = "old_age_critic")]
+    pub old_age_critic_weight: Option<f64>,
+    /// The first target group (index, 0 = 0–9) the second age critic reads.
+    #[arg(long, default_value_t = 5)]
+    pub old_age_critic_from: usize,
     /// A gender critic (`agesynth train critic --kind gender`) that reads the
     /// gender of each synthetic identity, so that an age-given-gender critic
     /// (`--kind age-gender`) asks a synthetic row for the target age of its
@@ -271,6 +284,11 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| weights_dir.join(AGE_CRITIC_WEIGHTS)),
             );
         }
+        if let (Some(p), Some(w)) = (&a.old_age_critic, a.old_age_critic_weight) {
+            c.weights.old_age_critic = w;
+            c.old_age_critic_from = a.old_age_critic_from;
+            c.sources.old_age_critic = Some(p.clone());
+        }
         if !a.no_identity && c.weights.identity > 0.0 {
             c.sources.identity = match (&a.identity_weights, &a.identity_critic) {
                 (Some(dlib), _) => Some(dlib.clone()),
@@ -362,6 +380,20 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    let old_age_critic: Option<Arc<dyn AgeClassifier>> = match &cfg.sources.old_age_critic {
+        Some(p) if cfg.weights.old_age_critic > 0.0 => {
+            let (c, _) = agesynth_train::critic::load_age_critic(p, &device)
+                .with_context(|| format!("loading the second age critic {}", p.display()))?;
+            eprintln!(
+                "age-critic term for targets from group {} up: {}",
+                cfg.old_age_critic_from,
+                p.display()
+            );
+            Some(Arc::new(c))
+        }
+        _ => None,
+    };
+
     if !has_checkpoint {
         run.save_config(&cfg)?;
     }
@@ -369,6 +401,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     let mut task = FaceGanTask::new(cfg, real, pairs, embedder, &device)?;
     if let Some(c) = age_critic {
         task = task.with_age_critic(c)?;
+    }
+    if let Some(c) = old_age_critic {
+        task = task.with_old_age_critic(c)?;
     }
     if let Some(g) = synthetic_genders {
         task = task.with_synthetic_genders(g)?;
