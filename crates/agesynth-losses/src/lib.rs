@@ -44,4 +44,4 @@ pub use age::{AgeLoss, ClassifierAgeLoss};
 pub use identity::{EmbeddingDistance, IdentityLoss, SharedIdentityLoss};
 pub use loss::{Loss, LossInput};
 pub use reconstruction::{Reconstruction, ReconstructionLoss};
-pub use tv::{ChromaChangeLoss, SharpChangeLoss, TotalVariationLoss};
+pub use tv::{ChromaChangeLoss, DarkPatchLoss, SharpChangeLoss, TotalVariationLoss};

@@ -123,6 +123,56 @@ impl Loss for SharpChangeLoss {
     }
 }
 
+/// Dark patches that the input lacks: `mean relu(−blur_σ(luma(Δ)) − τ)` over
+/// the pixels, with `Δ = output − reference` and `τ` the threshold (images
+/// in `[-1, 1]`). A critic that reads age can be satisfied by a large dark
+/// blot (over a mouth, a pair of eyes); [`SharpChangeLoss`] lets it pass,
+/// since a blot is smooth, and [`ChromaChangeLoss`] too, since it is grey.
+/// This term charges a region whose blurred brightness falls by more than
+/// `τ`: a thin fold is blurred below the threshold, a greyer (brighter)
+/// head of hair is free, and a mild darkening of the whole face stays
+/// under it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DarkPatchLoss {
+    /// Its weight.
+    pub weight: f64,
+    /// The blur's standard deviation in pixels: the size below which a dark
+    /// change counts as a line rather than a patch.
+    pub sigma: f64,
+    /// How far (in `[-1, 1]` units of luma) the blurred brightness may fall
+    /// before it costs.
+    pub threshold: f64,
+}
+
+impl Loss for DarkPatchLoss {
+    fn name(&self) -> &str {
+        "dark_patch"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `output` and `reference` (the images before the change).
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        if !(self.sigma > 0.0 && self.sigma.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "dark patch: sigma {} must be a positive number of pixels",
+                self.sigma
+            )));
+        }
+        if !(self.threshold >= 0.0 && self.threshold.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "dark patch: threshold {} must be finite and ≥ 0",
+                self.threshold
+            )));
+        }
+        let change = change(input, "dark_patch")?;
+        // luma repeats the one channel three times: keep one.
+        let y = crate::age::luma(&change)?.narrow(1, 0, 1)?;
+        let darkening = crate::age::gaussian_blur(&y, self.sigma)?.neg()?;
+        Ok((darkening - self.threshold)?.relu()?.mean_all()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +338,84 @@ mod tests {
             &SharpChangeLoss {
                 weight: 1.0,
                 sigma: 1.0,
+            },
+            (1, 3, 6, 6),
+        );
+    }
+
+    fn dark_patch(out: &Tensor, reference: &Tensor) -> f32 {
+        DarkPatchLoss {
+            weight: 1.0,
+            sigma: 1.5,
+            threshold: 0.2,
+        }
+        .compute(&LossInput::new(out).reference(reference))
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+    }
+
+    #[test]
+    fn dark_patch_charges_blots_not_lines_or_greying() {
+        let dev = Device::Cpu;
+        let base = Tensor::randn(0f32, 0.3, (1, 3, 16, 16), &dev).unwrap();
+        let plane = |f: &dyn Fn(usize, usize) -> f32| {
+            let v: Vec<f32> = (0..256).map(|i| f(i / 16, i % 16)).collect();
+            Tensor::from_vec(v, (1, 1, 16, 16), &dev).unwrap()
+        };
+        // A dark blot of 6×4 pixels, 0.8 darker: it costs.
+        let blot = plane(&|y, x| {
+            if (6..10).contains(&y) && (5..11).contains(&x) {
+                -0.8
+            } else {
+                0.0
+            }
+        });
+        let blotted = dark_patch(&base.broadcast_add(&blot).unwrap(), &base);
+        assert!(blotted > 1e-3, "blot {blotted}");
+        // A one-pixel line as dark blurs below the threshold: (nearly) free.
+        let line = plane(&|y, x| {
+            if y == 8 && (2..14).contains(&x) {
+                -0.8
+            } else {
+                0.0
+            }
+        });
+        let lined = dark_patch(&base.broadcast_add(&line).unwrap(), &base);
+        assert!(lined < 0.1 * blotted, "line {lined} vs blot {blotted}");
+        // Brightening (greying hair) is free, and so is a mild darkening
+        // of the whole face under the threshold.
+        let grey = (&base + 0.6).unwrap();
+        assert!(dark_patch(&grey, &base) < 1e-7);
+        let dimmer = (&base - 0.15).unwrap();
+        assert!(dark_patch(&dimmer, &base) < 1e-7);
+        // The value: a uniform darkening of 0.5 costs 0.5 − 0.2.
+        let dark = (&base - 0.5).unwrap();
+        assert!((dark_patch(&dark, &base) - 0.3).abs() < 1e-4);
+        // Bad settings and a missing reference are errors.
+        for (sigma, threshold) in [(0.0, 0.2), (1.0, -0.1), (1.0, f64::NAN)] {
+            let l = DarkPatchLoss {
+                weight: 1.0,
+                sigma,
+                threshold,
+            };
+            assert!(l.compute(&LossInput::new(&base).reference(&base)).is_err());
+        }
+        let l = DarkPatchLoss {
+            weight: 1.0,
+            sigma: 1.0,
+            threshold: 0.2,
+        };
+        assert!(l.compute(&LossInput::new(&base)).is_err());
+    }
+
+    #[test]
+    fn dark_patch_gradient_matches_finite_differences() {
+        gradient_matches_finite_differences(
+            &DarkPatchLoss {
+                weight: 1.0,
+                sigma: 1.0,
+                threshold: 0.1,
             },
             (1, 3, 6, 6),
         );

@@ -35,7 +35,7 @@ use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
     age::cross_entropy, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
-    EmbeddingDistance, GeneratorAdversarial, Reconstruction, ReconstructionLoss,
+    DarkPatchLoss, EmbeddingDistance, GeneratorAdversarial, Reconstruction, ReconstructionLoss,
     SharedIdentityLoss, SharpChangeLoss, TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
@@ -99,6 +99,12 @@ pub struct FaceGanLossWeights {
     /// (0: no second critic; configs written before it read as 0).
     #[serde(default)]
     pub old_age_critic: f64,
+    /// Dark patches the input lacks ([`agesynth_losses::DarkPatchLoss`], at
+    /// [`FaceGanTrainConfig::dark_patch_sigma`] and
+    /// [`FaceGanTrainConfig::dark_patch_threshold`]): a blot that a critic
+    /// reads as age costs. Configs written before it existed read as 0.
+    #[serde(default)]
+    pub dark_patch: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -115,6 +121,7 @@ impl Default for FaceGanLossWeights {
             chroma_change: 0.0,
             sharp_change: 0.0,
             old_age_critic: 0.0,
+            dark_patch: 0.0,
         }
     }
 }
@@ -219,6 +226,16 @@ pub struct FaceGanTrainConfig {
     /// it read as 0).
     #[serde(default)]
     pub old_age_critic_from: usize,
+    /// The dark-patch term's blur (pixels): darker changes narrower than
+    /// this count as lines, not patches (configs written before it read as
+    /// 1.5).
+    #[serde(default = "default_dark_patch_sigma")]
+    pub dark_patch_sigma: f64,
+    /// How far (luma, images in `[-1, 1]`) the blurred brightness may fall
+    /// before the dark-patch term charges (configs written before it read
+    /// as 0.2).
+    #[serde(default = "default_dark_patch_threshold")]
+    pub dark_patch_threshold: f64,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -293,6 +310,14 @@ fn default_sharp_change_sigma() -> f64 {
     2.0
 }
 
+fn default_dark_patch_sigma() -> f64 {
+    1.5
+}
+
+fn default_dark_patch_threshold() -> f64 {
+    0.2
+}
+
 fn default_r1_every() -> u64 {
     16
 }
@@ -340,6 +365,8 @@ impl FaceGanTrainConfig {
             identity_luma: false,
             grey_prob: 0.0,
             old_age_critic_from: 0,
+            dark_patch_sigma: default_dark_patch_sigma(),
+            dark_patch_threshold: default_dark_patch_threshold(),
             sources: FaceGanSources::default(),
         }
     }
@@ -379,6 +406,7 @@ impl FaceGanTrainConfig {
             w.chroma_change,
             w.sharp_change,
             w.old_age_critic,
+            w.dark_patch,
             self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -407,6 +435,18 @@ impl FaceGanTrainConfig {
             return bad(format!(
                 "sharp_change_sigma {} must be finite and > 0",
                 self.sharp_change_sigma
+            ));
+        }
+        if !(self.dark_patch_sigma.is_finite() && self.dark_patch_sigma > 0.0) {
+            return bad(format!(
+                "dark_patch_sigma {} must be finite and > 0",
+                self.dark_patch_sigma
+            ));
+        }
+        if !(self.dark_patch_threshold.is_finite() && self.dark_patch_threshold >= 0.0) {
+            return bad(format!(
+                "dark_patch_threshold {} must be finite and ≥ 0",
+                self.dark_patch_threshold
             ));
         }
         if !(0.0..=1.0).contains(&self.grey_prob) {
@@ -465,7 +505,7 @@ pub struct FaceGanTask {
 /// weight is 0, are left out). In order: `g_adv` (all rows, through D),
 /// `g_age` (D's age head), `syn_rec` (synthetic rows, the paired target),
 /// `identity`, `cycle`, `self_rec` (real rows at their own group), `tv`,
-/// `chroma_change`,
+/// `chroma_change`, `dark_patch`,
 /// `age_critic` (all rows, or the targets younger than
 /// `old_age_critic_from` when a second critic is given), `age_critic_old`
 /// (the second critic, on the older targets).
@@ -564,6 +604,19 @@ pub fn facegan_objective(
         };
         terms.push(Term::new(
             "chroma_change",
+            Box::new(l),
+            Rows::All,
+            Operand::OutputVsInput,
+        ));
+    }
+    if w.dark_patch > 0.0 {
+        let l = DarkPatchLoss {
+            weight: w.dark_patch,
+            sigma: cfg.dark_patch_sigma,
+            threshold: cfg.dark_patch_threshold,
+        };
+        terms.push(Term::new(
+            "dark_patch",
             Box::new(l),
             Rows::All,
             Operand::OutputVsInput,

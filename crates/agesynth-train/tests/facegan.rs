@@ -671,3 +671,59 @@ fn a_second_age_critic_reads_the_old_targets_and_the_first_the_rest() {
     bad.old_age_critic_from = 6;
     assert!(FaceGanTask::new(bad, Some(real), Some(pairs), None, &Device::Cpu).is_err());
 }
+
+#[test]
+fn the_dark_patch_term_reads_every_row_and_its_settings_are_checked() {
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(3);
+    cfg.weights.dark_patch = 50.0;
+    let mut task = FaceGanTask::new(
+        cfg.clone(),
+        Some(real_faces(8)),
+        Some(pairs.clone()),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let term = task
+        .objective()
+        .terms()
+        .iter()
+        .find(|x| x.name == "dark_patch")
+        .map(|x| x.rows);
+    assert_eq!(term, Some(Rows::All));
+    let r = task.step(1).unwrap();
+    let v = r
+        .losses
+        .iter()
+        .find(|(n, _)| n == "dark_patch")
+        .map(|(_, v)| *v)
+        .expect("the step reports the dark-patch term");
+    assert!(v.is_finite() && v >= 0.0, "{v}");
+    // Off by default, and in configs written before it existed.
+    let plain = mixed_config(3);
+    assert_eq!(plain.weights.dark_patch, 0.0);
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json["weights"].as_object_mut().unwrap().remove("dark_patch");
+    json.as_object_mut().unwrap().remove("dark_patch_sigma");
+    json.as_object_mut().unwrap().remove("dark_patch_threshold");
+    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.weights.dark_patch, 0.0);
+    assert_eq!((old.dark_patch_sigma, old.dark_patch_threshold), (1.5, 0.2));
+    // A bad blur or threshold is a config error, not a panic.
+    for (sigma, threshold) in [(0.0, 0.2), (1.5, -0.1), (f64::NAN, 0.2)] {
+        let mut bad = cfg.clone();
+        bad.dark_patch_sigma = sigma;
+        bad.dark_patch_threshold = threshold;
+        assert!(FaceGanTask::new(
+            bad,
+            Some(real_faces(8)),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu
+        )
+        .is_err());
+    }
+}

@@ -174,6 +174,19 @@ pub struct FaceGanArgs {
     /// Standard deviation (pixels) of that blur [default: 2]
     #[arg(long)]
     pub sharp_change_sigma: Option<f64>,
+    /// Weight of the dark-patch term: a region whose blurred brightness
+    /// falls by more than --dark-patch-threshold from input to output (a
+    /// blot a critic reads as age) costs [default: 0]
+    #[arg(long)]
+    pub dark_patch_weight: Option<f64>,
+    /// Standard deviation (pixels) of that term's blur: narrower dark
+    /// changes count as lines, not patches [default: 1.5]
+    #[arg(long)]
+    pub dark_patch_sigma: Option<f64>,
+    /// How far the blurred luma (images in [-1, 1]) may fall before it costs
+    /// [default: 0.2]
+    #[arg(long)]
+    pub dark_patch_threshold: Option<f64>,
     /// A discriminator without the auxiliary age-classification head: the
     /// target age reaches G only through D's projection conditioning and
     /// the synthetic pairs (the age term is off).
@@ -222,6 +235,15 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(s) = a.sharp_change_sigma {
             c.sharp_change_sigma = s;
+        }
+        if let Some(w) = a.dark_patch_weight {
+            c.weights.dark_patch = w;
+        }
+        if let Some(s) = a.dark_patch_sigma {
+            c.dark_patch_sigma = s;
+        }
+        if let Some(t) = a.dark_patch_threshold {
+            c.dark_patch_threshold = t;
         }
         if a.no_aux_classifier {
             c.model.d_aux_classifier = false;
