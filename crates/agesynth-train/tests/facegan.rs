@@ -706,7 +706,10 @@ fn the_dark_patch_term_reads_every_row_and_its_settings_are_checked() {
     let plain = mixed_config(3);
     assert_eq!(plain.weights.dark_patch, 0.0);
     let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
-    json["weights"].as_object_mut().unwrap().remove("dark_patch");
+    json["weights"]
+        .as_object_mut()
+        .unwrap()
+        .remove("dark_patch");
     json.as_object_mut().unwrap().remove("dark_patch_sigma");
     json.as_object_mut().unwrap().remove("dark_patch_threshold");
     let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
