@@ -25,7 +25,9 @@
 //! - [`age`]: cross-entropy of the target age group from group logits (a
 //!   discriminator's head, or an age estimator via
 //!   [`age::logits_from_ages`]);
-//! - [`tv`]: total variation.
+//! - [`tv`]: total variation, and the terms on the change from input to
+//!   output: its colour edges ([`ChromaChangeLoss`]), its sharp part
+//!   ([`SharpChangeLoss`]) and its dark patches ([`DarkPatchLoss`]).
 #![deny(missing_docs)]
 
 pub mod adversarial;
