@@ -62,6 +62,16 @@ fn change(input: &LossInput, name: &str) -> Result<Tensor> {
     Ok((input.output - reference)?)
 }
 
+/// A blur's `sigma` for the loss `name`: a positive, finite number of pixels.
+fn check_sigma(name: &str, sigma: f64) -> Result<()> {
+    if sigma > 0.0 && sigma.is_finite() {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "{name}: sigma {sigma} must be a positive number of pixels"
+    )))
+}
+
 /// Total variation of the change of colour from `reference` to `output`:
 /// `TV(chroma(output) − chroma(reference))`. A change of tone over a region
 /// (greying hair, a warmer skin) costs little; a change of colour from pixel
@@ -111,12 +121,7 @@ impl Loss for SharpChangeLoss {
     }
     /// Reads `output` and `reference` (the images before the change).
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
-        if !(self.sigma > 0.0 && self.sigma.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "sharp change: sigma {} must be a positive number of pixels",
-                self.sigma
-            )));
-        }
+        check_sigma("sharp change", self.sigma)?;
         let change = change(input, "sharp_change")?;
         let smooth = crate::age::gaussian_blur(&change, self.sigma)?;
         Ok((change - smooth)?.abs()?.mean_all()?)
@@ -153,12 +158,7 @@ impl Loss for DarkPatchLoss {
     }
     /// Reads `output` and `reference` (the images before the change).
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
-        if !(self.sigma > 0.0 && self.sigma.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "dark patch: sigma {} must be a positive number of pixels",
-                self.sigma
-            )));
-        }
+        check_sigma("dark patch", self.sigma)?;
         if !(self.threshold >= 0.0 && self.threshold.is_finite()) {
             return Err(Error::InvalidInput(format!(
                 "dark patch: threshold {} must be finite and ≥ 0",

@@ -431,17 +431,13 @@ impl FaceGanTrainConfig {
                 return bad(format!("{name} {v} must be finite and ≥ 0"));
             }
         }
-        if !(self.sharp_change_sigma.is_finite() && self.sharp_change_sigma > 0.0) {
-            return bad(format!(
-                "sharp_change_sigma {} must be finite and > 0",
-                self.sharp_change_sigma
-            ));
-        }
-        if !(self.dark_patch_sigma.is_finite() && self.dark_patch_sigma > 0.0) {
-            return bad(format!(
-                "dark_patch_sigma {} must be finite and > 0",
-                self.dark_patch_sigma
-            ));
+        for (name, v) in [
+            ("sharp_change_sigma", self.sharp_change_sigma),
+            ("dark_patch_sigma", self.dark_patch_sigma),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{name} {v} must be finite and > 0"));
+            }
         }
         if !(self.dark_patch_threshold.is_finite() && self.dark_patch_threshold >= 0.0) {
             return bad(format!(
@@ -622,19 +618,21 @@ pub fn facegan_objective(
             Operand::OutputVsInput,
         ));
     }
+    // Both critic terms read the outputs with the same settings.
+    let critic_loss = |classifier, weight| ClassifierAgeLoss {
+        classifier,
+        weight,
+        blur_sigma: cfg.age_critic_blur,
+        luma: cfg.age_critic_luma,
+        satisfied: cfg.age_critic_satisfied,
+    };
     if w.age_critic > 0.0 {
         let c = age_critic.ok_or_else(|| {
             TrainError::from(agesynth_core::Error::Config(
                 "the config weights an age-critic term but no age critic was given".into(),
             ))
         })?;
-        let l = ClassifierAgeLoss {
-            classifier: c,
-            weight: w.age_critic,
-            blur_sigma: cfg.age_critic_blur,
-            luma: cfg.age_critic_luma,
-            satisfied: cfg.age_critic_satisfied,
-        };
+        let l = critic_loss(c, w.age_critic);
         let rows = match old_age_critic {
             Some(_) if w.old_age_critic > 0.0 => Rows::TargetBelow(cfg.old_age_critic_from),
             _ => Rows::All,
@@ -648,13 +646,7 @@ pub fn facegan_objective(
                     .into(),
             ))
         })?;
-        let l = ClassifierAgeLoss {
-            classifier: c,
-            weight: w.old_age_critic,
-            blur_sigma: cfg.age_critic_blur,
-            luma: cfg.age_critic_luma,
-            satisfied: cfg.age_critic_satisfied,
-        };
+        let l = critic_loss(c, w.old_age_critic);
         terms.push(Term::new(
             "age_critic_old",
             Box::new(l),
