@@ -80,6 +80,31 @@ impl FaceImage {
         self.pixels
     }
 
+    /// Whether every pixel has R = G = B (a greyscale photo decoded to RGB).
+    pub fn is_grey(&self) -> bool {
+        self.pixels
+            .chunks_exact(3)
+            .all(|p| p[0] == p[1] && p[1] == p[2])
+    }
+
+    /// The image in grey: Rec. 601 luma in integers, so that a pixel with
+    /// R = G = B keeps its value exactly.
+    pub fn to_grey(&self) -> FaceImage {
+        let pixels = self
+            .pixels
+            .chunks_exact(3)
+            .flat_map(|p| {
+                let y = (299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000;
+                [y as u8; 3]
+            })
+            .collect();
+        FaceImage {
+            width: self.width,
+            height: self.height,
+            pixels,
+        }
+    }
+
     /// Planar (`CHW`) floats in `[-1, 1]`: `x / 127.5 - 1`.
     pub fn to_chw_f32(&self) -> Vec<f32> {
         let hw = self.width as usize * self.height as usize;

@@ -81,10 +81,13 @@ pub trait Method: Send + Sync {
 }
 
 /// An [`AgeGenerator`] as a [`Method`]: its outputs, clamped to `[-1, 1]`
-/// and quantised to 8 bits as a saved image would be.
+/// and quantised to 8 bits as a saved image would be. By default a grey
+/// input's output is made grey, as `agesynth age` does for a black-and-white
+/// photo, so that what is measured is what a user is given.
 pub struct GeneratorMethod<'a> {
     name: String,
     generator: &'a dyn AgeGenerator,
+    keep_grey: bool,
 }
 
 impl<'a> GeneratorMethod<'a> {
@@ -93,7 +96,15 @@ impl<'a> GeneratorMethod<'a> {
         GeneratorMethod {
             name: name.into(),
             generator,
+            keep_grey: true,
         }
+    }
+
+    /// Whether a grey input's output is made grey ([`FaceImage::to_grey`]);
+    /// `false` measures the generator's own colours.
+    pub fn keep_grey(mut self, keep: bool) -> Self {
+        self.keep_grey = keep;
+        self
     }
 }
 
@@ -106,9 +117,15 @@ impl Method for GeneratorMethod<'_> {
         let out = self.generator.generate(req.images, req.targets)?;
         // NaN or infinite outputs (damaged weights) are no picture to measure.
         agesynth_core::io::ensure_finite_output(&out, &format!("generator `{}`", self.name))?;
-        Ok(Rendered::Images(tensor_to_images(
-            &out.clamp(-1f32, 1f32)?,
-        )?))
+        let mut images = tensor_to_images(&out.clamp(-1f32, 1f32)?)?;
+        if self.keep_grey {
+            for (image, face) in images.iter_mut().zip(&req.faces) {
+                if face.image.is_grey() {
+                    *image = image.to_grey();
+                }
+            }
+        }
+        Ok(Rendered::Images(images))
     }
 }
 
@@ -715,6 +732,71 @@ mod tests {
         let back: RowGroup = serde_json::from_str("\"50+\"").unwrap();
         assert_eq!(back, RowGroup::Group("50+".into()));
         assert_eq!(back.to_string(), "50+");
+    }
+
+    /// Paints every output one colour, whatever the input.
+    struct Painter(AgeBins);
+
+    impl AgeGenerator for Painter {
+        fn generate(&self, input: &Tensor, _targets: &[AgeGroup]) -> Result<Tensor> {
+            let (n, _, h, w) = input.dims4()?;
+            // R = 0.5, G = -0.25, B = -1 in [-1, 1].
+            let rgb = Tensor::new(&[0.5f32, -0.25, -1.0], input.device())?;
+            Ok(rgb
+                .reshape((1, 3, 1, 1))?
+                .broadcast_as((n, 3, h, w))?
+                .contiguous()?)
+        }
+        fn age_bins(&self) -> &AgeBins {
+            &self.0
+        }
+        fn image_size(&self) -> usize {
+            2
+        }
+    }
+
+    #[test]
+    fn a_grey_input_gets_a_grey_output_unless_colour_is_asked_for() {
+        let grey = FaceImage::new(2, 2, vec![90; 12]).unwrap();
+        let colour = FaceImage::new(2, 2, [200u8, 90, 40].repeat(4)).unwrap();
+        let faces: Vec<EvalFace> = [grey, colour]
+            .into_iter()
+            .enumerate()
+            .map(|(i, image)| EvalFace {
+                image,
+                age: 30.0,
+                subject: None,
+                key: format!("{i}"),
+            })
+            .collect();
+        let images = images_to_tensor(
+            &faces.iter().map(|f| f.image.clone()).collect::<Vec<_>>(),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let painter = Painter(AgeBins::default());
+        let targets = [AgeGroup(5), AgeGroup(5)];
+        let req = RenderRequest {
+            images: &images,
+            faces: faces.iter().collect(),
+            ids: &[0, 1],
+            targets: &targets,
+        };
+        let render = |m: GeneratorMethod| match m.render(&req).unwrap() {
+            Rendered::Images(v) => v,
+            other => panic!("expected images, got {other:?}"),
+        };
+        let kept = render(GeneratorMethod::new("painter", &painter));
+        // The grey input's output is the paint's luma, the colour input's the paint.
+        let paint = [191u8, 96, 0];
+        // Rec. 601 in integers; blue is 0.
+        let luma = ((299 * 191 + 587 * 96 + 500) / 1000) as u8;
+        assert!(kept[0].is_grey());
+        assert_eq!(&kept[0].pixels()[..3], &[luma; 3]);
+        assert_eq!(&kept[1].pixels()[..3], &paint);
+        let own = render(GeneratorMethod::new("painter", &painter).keep_grey(false));
+        assert!(!own[0].is_grey());
+        assert_eq!(&own[0].pixels()[..3], &paint);
     }
 
     fn face(age: f32, subject: Option<u32>, key: &str) -> EvalFace {

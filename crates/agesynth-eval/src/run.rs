@@ -73,6 +73,9 @@ pub struct FaceGanEvalConfig {
     /// whose reading of every image is reported in a last column, to show
     /// whether a generator satisfies its teacher more than the judges.
     pub teacher_age_critic: Option<PathBuf>,
+    /// Measure a generator's own colours on grey inputs; `false` (the
+    /// default) makes a grey input's outputs grey, as `agesynth age` does.
+    pub keep_generator_colour: bool,
 }
 
 /// A generator to evaluate: its name in the table, where it came from, and
@@ -249,7 +252,10 @@ pub fn run_facegan_eval(
         });
         let ours: Vec<GeneratorMethod> = generators
             .iter()
-            .map(|g| GeneratorMethod::new(g.name.clone(), g.generator))
+            .map(|g| {
+                GeneratorMethod::new(g.name.clone(), g.generator)
+                    .keep_grey(!cfg.keep_generator_colour)
+            })
             .collect();
         let random = match &picks {
             Some(p) => RandomReal::new(p.clone(), &bins, cfg.seed),
@@ -296,6 +302,10 @@ pub fn run_facegan_eval(
         let mut settings = settings;
         if let Some(p) = &cfg.teacher_age_critic {
             settings["training critic (compared, not a judge)"] = p.display().to_string().into();
+        }
+        if !cfg.keep_generator_colour {
+            settings["grey inputs"] =
+                "their outputs made grey, as `agesynth age` does for black-and-white photos".into();
         }
         let mut notes = facegan_notes(size);
         notes += "\n";

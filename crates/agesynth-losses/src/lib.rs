@@ -27,7 +27,8 @@
 //!   [`age::logits_from_ages`]);
 //! - [`tv`]: total variation, and the terms on the change from input to
 //!   output: its colour edges ([`ChromaChangeLoss`]), its sharp part
-//!   ([`SharpChangeLoss`]) and its dark patches ([`DarkPatchLoss`]).
+//!   ([`SharpChangeLoss`]), its dark patches ([`DarkPatchLoss`]) and its
+//!   pale ones ([`PalePatchLoss`]).
 #![deny(missing_docs)]
 
 pub mod adversarial;
@@ -46,4 +47,4 @@ pub use age::{AgeLoss, ClassifierAgeLoss};
 pub use identity::{EmbeddingDistance, IdentityLoss, SharedIdentityLoss};
 pub use loss::{Loss, LossInput};
 pub use reconstruction::{Reconstruction, ReconstructionLoss};
-pub use tv::{ChromaChangeLoss, DarkPatchLoss, SharpChangeLoss, TotalVariationLoss};
+pub use tv::{ChromaChangeLoss, DarkPatchLoss, PalePatchLoss, SharpChangeLoss, TotalVariationLoss};

@@ -158,19 +158,63 @@ impl Loss for DarkPatchLoss {
     }
     /// Reads `output` and `reference` (the images before the change).
     fn compute(&self, input: &LossInput) -> Result<Tensor> {
-        check_sigma("dark patch", self.sigma)?;
-        if !(self.threshold >= 0.0 && self.threshold.is_finite()) {
-            return Err(Error::InvalidInput(format!(
-                "dark patch: threshold {} must be finite and ≥ 0",
-                self.threshold
-            )));
-        }
-        let change = change(input, "dark_patch")?;
-        // luma repeats the one channel three times: keep one.
-        let y = crate::age::luma(&change)?.narrow(1, 0, 1)?;
-        let darkening = crate::age::gaussian_blur(&y, self.sigma)?.neg()?;
-        Ok((darkening - self.threshold)?.relu()?.mean_all()?)
+        patch_cost(input, "dark patch", self.sigma, self.threshold, -1.0)
     }
+}
+
+/// Pale patches that the input lacks: `mean relu(blur_σ(luma(Δ)) − τ)` over
+/// the pixels, with `Δ = output − reference` (images in `[-1, 1]`): the
+/// mirror of [`DarkPatchLoss`]. A critic that reads age can also be
+/// satisfied by washing a face out (a whiter skin, a paler everything);
+/// this term charges a region whose blurred brightness rises by more than
+/// `τ`. With a threshold above what greying hair or a lighter beard needs
+/// in a face chip, those stay free.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PalePatchLoss {
+    /// Its weight.
+    pub weight: f64,
+    /// The blur's standard deviation in pixels: the size below which a
+    /// bright change counts as a line rather than a patch.
+    pub sigma: f64,
+    /// How far (in `[-1, 1]` units of luma) the blurred brightness may rise
+    /// before it costs.
+    pub threshold: f64,
+}
+
+impl Loss for PalePatchLoss {
+    fn name(&self) -> &str {
+        "pale_patch"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `output` and `reference` (the images before the change).
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        patch_cost(input, "pale patch", self.sigma, self.threshold, 1.0)
+    }
+}
+
+/// `mean relu(sign · blur_σ(luma(output − reference)) − τ)`: the cost of
+/// the patches [`DarkPatchLoss`] (`sign` −1) and [`PalePatchLoss`] (+1)
+/// charge.
+fn patch_cost(
+    input: &LossInput,
+    what: &str,
+    sigma: f64,
+    threshold: f64,
+    sign: f64,
+) -> Result<Tensor> {
+    check_sigma(what, sigma)?;
+    if !(threshold >= 0.0 && threshold.is_finite()) {
+        return Err(Error::InvalidInput(format!(
+            "{what}: threshold {threshold} must be finite and ≥ 0"
+        )));
+    }
+    let change = change(input, &what.replace(' ', "_"))?;
+    // luma repeats the one channel three times: keep one.
+    let y = crate::age::luma(&change)?.narrow(1, 0, 1)?;
+    let signed = crate::age::gaussian_blur(&y, sigma)?.affine(sign, 0.0)?;
+    Ok((signed - threshold)?.relu()?.mean_all()?)
 }
 
 #[cfg(test)]
@@ -407,6 +451,72 @@ mod tests {
             threshold: 0.2,
         };
         assert!(l.compute(&LossInput::new(&base)).is_err());
+    }
+
+    #[test]
+    fn pale_patch_mirrors_dark_patch() {
+        let dev = Device::Cpu;
+        let base = Tensor::randn(0f32, 0.3, (2, 3, 12, 12), &dev).unwrap();
+        let pale = |out: &Tensor| {
+            PalePatchLoss {
+                weight: 1.0,
+                sigma: 1.5,
+                threshold: 0.3,
+            }
+            .compute(&LossInput::new(out).reference(&base))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+        };
+        // A uniform brightening of 0.5 costs 0.5 − 0.3; darkening is free,
+        // and so is a brightening under the threshold.
+        assert!((pale(&(&base + 0.5).unwrap()) - 0.2).abs() < 1e-4);
+        assert!(pale(&(&base - 0.8).unwrap()) < 1e-7);
+        assert!(pale(&(&base + 0.25).unwrap()) < 1e-7);
+        // Whatever the dark-patch term charges for a change, this term
+        // charges for the opposite change (same blur and threshold).
+        let change = (Tensor::randn(0f32, 0.6, (2, 3, 12, 12), &dev).unwrap() + 0.35).unwrap();
+        let brighter = (&base + &change).unwrap();
+        let darker = (&base - &change).unwrap();
+        let d = DarkPatchLoss {
+            weight: 1.0,
+            sigma: 1.5,
+            threshold: 0.3,
+        }
+        .compute(&LossInput::new(&darker).reference(&base))
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+        let p = pale(&brighter);
+        assert!(p > 1e-3 && (p - d).abs() < 1e-5, "pale {p} dark {d}");
+        // Bad settings and a missing reference are errors that name it.
+        let bad = PalePatchLoss {
+            weight: 1.0,
+            sigma: 1.0,
+            threshold: -0.1,
+        };
+        let err = bad
+            .compute(&LossInput::new(&base).reference(&base))
+            .unwrap_err();
+        assert!(err.to_string().contains("pale patch"), "{err}");
+        let ok = PalePatchLoss {
+            weight: 1.0,
+            sigma: 1.0,
+            threshold: 0.1,
+        };
+        assert!(ok.compute(&LossInput::new(&base)).is_err());
+    }
+
+    #[test]
+    fn pale_patch_gradient_matches_finite_differences() {
+        gradient_matches_finite_differences(
+            &PalePatchLoss {
+                weight: 1.0,
+                sigma: 1.0,
+                threshold: 0.1,
+            },
+            (1, 3, 6, 6),
+        );
     }
 
     #[test]

@@ -584,26 +584,15 @@ pub fn warp_chip(image: &FaceImage, to_chip: &Similarity, size: u32) -> Result<F
 }
 
 /// Whether every pixel of `image` has R = G = B (a greyscale photo decoded
-/// to RGB).
+/// to RGB); see [`FaceImage::is_grey`].
 pub fn is_grey(image: &FaceImage) -> bool {
-    image
-        .pixels()
-        .chunks_exact(3)
-        .all(|p| p[0] == p[1] && p[1] == p[2])
+    image.is_grey()
 }
 
 /// `image` in grey (Rec. 601 luma, in integers so that a pixel with R = G =
-/// B keeps its value exactly).
+/// B keeps its value exactly); see [`FaceImage::to_grey`].
 pub fn to_grey(image: &FaceImage) -> Result<FaceImage> {
-    let px = image
-        .pixels()
-        .chunks_exact(3)
-        .flat_map(|p| {
-            let y = (299 * p[0] as u32 + 587 * p[1] as u32 + 114 * p[2] as u32 + 500) / 1000;
-            [y as u8; 3]
-        })
-        .collect();
-    Ok(FaceImage::new(image.width(), image.height(), px)?)
+    Ok(image.to_grey())
 }
 
 /// A chip of values in `[0, 255]` as an 8-bit image.

@@ -35,8 +35,8 @@ use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
     age::cross_entropy, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
-    DarkPatchLoss, EmbeddingDistance, GeneratorAdversarial, Reconstruction, ReconstructionLoss,
-    SharedIdentityLoss, SharpChangeLoss, TotalVariationLoss,
+    DarkPatchLoss, EmbeddingDistance, GeneratorAdversarial, PalePatchLoss, Reconstruction,
+    ReconstructionLoss, SharedIdentityLoss, SharpChangeLoss, TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
@@ -105,6 +105,13 @@ pub struct FaceGanLossWeights {
     /// reads as age costs. Configs written before it existed read as 0.
     #[serde(default)]
     pub dark_patch: f64,
+    /// Pale patches the input lacks ([`agesynth_losses::PalePatchLoss`], at
+    /// [`FaceGanTrainConfig::pale_patch_sigma`] and
+    /// [`FaceGanTrainConfig::pale_patch_threshold`]): a washed-out face
+    /// that a critic reads as age costs. Configs written before it existed
+    /// read as 0.
+    #[serde(default)]
+    pub pale_patch: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -122,6 +129,7 @@ impl Default for FaceGanLossWeights {
             sharp_change: 0.0,
             old_age_critic: 0.0,
             dark_patch: 0.0,
+            pale_patch: 0.0,
         }
     }
 }
@@ -236,6 +244,15 @@ pub struct FaceGanTrainConfig {
     /// as 0.2).
     #[serde(default = "default_dark_patch_threshold")]
     pub dark_patch_threshold: f64,
+    /// The pale-patch term's blur (pixels; configs written before it read
+    /// as 1.5).
+    #[serde(default = "default_dark_patch_sigma")]
+    pub pale_patch_sigma: f64,
+    /// How far (luma, images in `[-1, 1]`) the blurred brightness may rise
+    /// before the pale-patch term charges (configs written before it read
+    /// as 0.3).
+    #[serde(default = "default_pale_patch_threshold")]
+    pub pale_patch_threshold: f64,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -318,6 +335,10 @@ fn default_dark_patch_threshold() -> f64 {
     0.2
 }
 
+fn default_pale_patch_threshold() -> f64 {
+    0.3
+}
+
 fn default_r1_every() -> u64 {
     16
 }
@@ -367,6 +388,8 @@ impl FaceGanTrainConfig {
             old_age_critic_from: 0,
             dark_patch_sigma: default_dark_patch_sigma(),
             dark_patch_threshold: default_dark_patch_threshold(),
+            pale_patch_sigma: default_dark_patch_sigma(),
+            pale_patch_threshold: default_pale_patch_threshold(),
             sources: FaceGanSources::default(),
         }
     }
@@ -407,6 +430,7 @@ impl FaceGanTrainConfig {
             w.sharp_change,
             w.old_age_critic,
             w.dark_patch,
+            w.pale_patch,
             self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -434,16 +458,19 @@ impl FaceGanTrainConfig {
         for (name, v) in [
             ("sharp_change_sigma", self.sharp_change_sigma),
             ("dark_patch_sigma", self.dark_patch_sigma),
+            ("pale_patch_sigma", self.pale_patch_sigma),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(format!("{name} {v} must be finite and > 0"));
             }
         }
-        if !(self.dark_patch_threshold.is_finite() && self.dark_patch_threshold >= 0.0) {
-            return bad(format!(
-                "dark_patch_threshold {} must be finite and ≥ 0",
-                self.dark_patch_threshold
-            ));
+        for (name, v) in [
+            ("dark_patch_threshold", self.dark_patch_threshold),
+            ("pale_patch_threshold", self.pale_patch_threshold),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} {v} must be finite and ≥ 0"));
+            }
         }
         if !(0.0..=1.0).contains(&self.grey_prob) {
             return bad(format!("grey_prob {} must be in [0, 1]", self.grey_prob));
@@ -501,7 +528,7 @@ pub struct FaceGanTask {
 /// weight is 0, are left out). In order: `g_adv` (all rows, through D),
 /// `g_age` (D's age head), `syn_rec` (synthetic rows, the paired target),
 /// `identity`, `cycle`, `self_rec` (real rows at their own group), `tv`,
-/// `chroma_change`, `dark_patch`,
+/// `chroma_change`, `dark_patch`, `pale_patch`,
 /// `age_critic` (all rows, or the targets younger than
 /// `old_age_critic_from` when a second critic is given), `age_critic_old`
 /// (the second critic, on the older targets).
@@ -613,6 +640,19 @@ pub fn facegan_objective(
         };
         terms.push(Term::new(
             "dark_patch",
+            Box::new(l),
+            Rows::All,
+            Operand::OutputVsInput,
+        ));
+    }
+    if w.pale_patch > 0.0 {
+        let l = PalePatchLoss {
+            weight: w.pale_patch,
+            sigma: cfg.pale_patch_sigma,
+            threshold: cfg.pale_patch_threshold,
+        };
+        terms.push(Term::new(
+            "pale_patch",
             Box::new(l),
             Rows::All,
             Operand::OutputVsInput,

@@ -730,3 +730,64 @@ fn the_dark_patch_term_reads_every_row_and_its_settings_are_checked() {
         .is_err());
     }
 }
+
+#[test]
+fn the_pale_patch_term_reads_every_row_and_its_settings_are_checked() {
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(3);
+    cfg.weights.pale_patch = 50.0;
+    cfg.pale_patch_threshold = 0.0;
+    let mut task = FaceGanTask::new(
+        cfg.clone(),
+        Some(real_faces(8)),
+        Some(pairs.clone()),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let term = task
+        .objective()
+        .terms()
+        .iter()
+        .find(|x| x.name == "pale_patch")
+        .map(|x| x.rows);
+    assert_eq!(term, Some(Rows::All));
+    let r = task.step(1).unwrap();
+    let v = r
+        .losses
+        .iter()
+        .find(|(n, _)| n == "pale_patch")
+        .map(|(_, v)| *v)
+        .expect("the step reports the pale-patch term");
+    assert!(v.is_finite() && v >= 0.0, "{v}");
+    // Off by default, and in configs written before it existed.
+    assert_eq!(mixed_config(3).weights.pale_patch, 0.0);
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json["weights"]
+        .as_object_mut()
+        .unwrap()
+        .remove("pale_patch");
+    json.as_object_mut().unwrap().remove("pale_patch_sigma");
+    json.as_object_mut().unwrap().remove("pale_patch_threshold");
+    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.weights.pale_patch, 0.0);
+    assert_eq!((old.pale_patch_sigma, old.pale_patch_threshold), (1.5, 0.3));
+    // A bad blur or threshold is a config error, not a panic.
+    for (sigma, threshold) in [(0.0, 0.3), (1.5, -0.1), (1.5, f64::INFINITY)] {
+        let mut bad = cfg.clone();
+        bad.pale_patch_sigma = sigma;
+        bad.pale_patch_threshold = threshold;
+        let err = FaceGanTask::new(
+            bad,
+            Some(real_faces(8)),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu,
+        )
+        .err()
+        .expect("a bad pale-patch setting is an error");
+        assert!(err.to_string().contains("pale_patch"), "{err}");
+    }
+}

@@ -88,6 +88,10 @@ pub struct FaceGanEvalArgs {
     /// teacher more than the judges.
     #[arg(long)]
     pub teacher_age_critic: Option<PathBuf>,
+    /// Measure the generators' own colours on black-and-white inputs; by
+    /// default their outputs are made grey, as `agesynth age` does.
+    #[arg(long)]
+    pub keep_generator_colour: bool,
 }
 
 /// Options of `agesynth eval cstylegan`.
@@ -188,6 +192,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         out: a.out.clone(),
         weights_dir: a.weights.clone(),
         teacher_age_critic: a.teacher_age_critic.clone(),
+        keep_generator_colour: a.keep_generator_colour,
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(

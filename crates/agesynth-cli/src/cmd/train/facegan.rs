@@ -187,6 +187,18 @@ pub struct FaceGanArgs {
     /// [default: 0.2]
     #[arg(long)]
     pub dark_patch_threshold: Option<f64>,
+    /// Weight of the pale-patch term, the dark-patch term's mirror: a region
+    /// whose blurred brightness rises by more than --pale-patch-threshold
+    /// (a washed-out face a critic reads as age) costs [default: 0]
+    #[arg(long)]
+    pub pale_patch_weight: Option<f64>,
+    /// Standard deviation (pixels) of that term's blur [default: 1.5]
+    #[arg(long)]
+    pub pale_patch_sigma: Option<f64>,
+    /// How far the blurred luma (images in [-1, 1]) may rise before it costs
+    /// [default: 0.3]
+    #[arg(long)]
+    pub pale_patch_threshold: Option<f64>,
     /// A discriminator without the auxiliary age-classification head: the
     /// target age reaches G only through D's projection conditioning and
     /// the synthetic pairs (the age term is off).
@@ -244,6 +256,15 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(t) = a.dark_patch_threshold {
             c.dark_patch_threshold = t;
+        }
+        if let Some(w) = a.pale_patch_weight {
+            c.weights.pale_patch = w;
+        }
+        if let Some(s) = a.pale_patch_sigma {
+            c.pale_patch_sigma = s;
+        }
+        if let Some(t) = a.pale_patch_threshold {
+            c.pale_patch_threshold = t;
         }
         if a.no_aux_classifier {
             c.model.d_aux_classifier = false;
