@@ -246,7 +246,7 @@ pub struct FaceGanTrainConfig {
     pub dark_patch_threshold: f64,
     /// The pale-patch term's blur (pixels; configs written before it read
     /// as 1.5).
-    #[serde(default = "default_dark_patch_sigma")]
+    #[serde(default = "default_pale_patch_sigma")]
     pub pale_patch_sigma: f64,
     /// How far (luma, images in `[-1, 1]`) the blurred brightness may rise
     /// before the pale-patch term charges (configs written before it read
@@ -335,6 +335,10 @@ fn default_dark_patch_threshold() -> f64 {
     0.2
 }
 
+fn default_pale_patch_sigma() -> f64 {
+    1.5
+}
+
 fn default_pale_patch_threshold() -> f64 {
     0.3
 }
@@ -388,7 +392,7 @@ impl FaceGanTrainConfig {
             old_age_critic_from: 0,
             dark_patch_sigma: default_dark_patch_sigma(),
             dark_patch_threshold: default_dark_patch_threshold(),
-            pale_patch_sigma: default_dark_patch_sigma(),
+            pale_patch_sigma: default_pale_patch_sigma(),
             pale_patch_threshold: default_pale_patch_threshold(),
             sources: FaceGanSources::default(),
         }

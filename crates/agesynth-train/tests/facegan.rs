@@ -672,13 +672,10 @@ fn a_second_age_critic_reads_the_old_targets_and_the_first_the_rest() {
     assert!(FaceGanTask::new(bad, Some(real), Some(pairs), None, &Device::Cpu).is_err());
 }
 
-#[test]
-fn the_dark_patch_term_reads_every_row_and_its_settings_are_checked() {
+/// The objective holds term `name` on every row, and a step reports a
+/// finite, non-negative value for it.
+fn assert_term_on_every_row(cfg: &FaceGanTrainConfig, pairs: &Arc<SynthPairs>, name: &str) {
     use agesynth_train::Rows;
-    let dir = tempfile::tempdir().unwrap();
-    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
-    let mut cfg = mixed_config(3);
-    cfg.weights.dark_patch = 50.0;
     let mut task = FaceGanTask::new(
         cfg.clone(),
         Some(real_faces(8)),
@@ -691,17 +688,26 @@ fn the_dark_patch_term_reads_every_row_and_its_settings_are_checked() {
         .objective()
         .terms()
         .iter()
-        .find(|x| x.name == "dark_patch")
+        .find(|x| x.name == name)
         .map(|x| x.rows);
-    assert_eq!(term, Some(Rows::All));
+    assert_eq!(term, Some(Rows::All), "{name}");
     let r = task.step(1).unwrap();
     let v = r
         .losses
         .iter()
-        .find(|(n, _)| n == "dark_patch")
+        .find(|(n, _)| n == name)
         .map(|(_, v)| *v)
-        .expect("the step reports the dark-patch term");
-    assert!(v.is_finite() && v >= 0.0, "{v}");
+        .unwrap_or_else(|| panic!("the step reports the {name} term"));
+    assert!(v.is_finite() && v >= 0.0, "{name}: {v}");
+}
+
+#[test]
+fn the_dark_patch_term_reads_every_row_and_its_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(3);
+    cfg.weights.dark_patch = 50.0;
+    assert_term_on_every_row(&cfg, &pairs, "dark_patch");
     // Off by default, and in configs written before it existed.
     let plain = mixed_config(3);
     assert_eq!(plain.weights.dark_patch, 0.0);
@@ -733,35 +739,12 @@ fn the_dark_patch_term_reads_every_row_and_its_settings_are_checked() {
 
 #[test]
 fn the_pale_patch_term_reads_every_row_and_its_settings_are_checked() {
-    use agesynth_train::Rows;
     let dir = tempfile::tempdir().unwrap();
     let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
     let mut cfg = mixed_config(3);
     cfg.weights.pale_patch = 50.0;
     cfg.pale_patch_threshold = 0.0;
-    let mut task = FaceGanTask::new(
-        cfg.clone(),
-        Some(real_faces(8)),
-        Some(pairs.clone()),
-        None,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let term = task
-        .objective()
-        .terms()
-        .iter()
-        .find(|x| x.name == "pale_patch")
-        .map(|x| x.rows);
-    assert_eq!(term, Some(Rows::All));
-    let r = task.step(1).unwrap();
-    let v = r
-        .losses
-        .iter()
-        .find(|(n, _)| n == "pale_patch")
-        .map(|(_, v)| *v)
-        .expect("the step reports the pale-patch term");
-    assert!(v.is_finite() && v >= 0.0, "{v}");
+    assert_term_on_every_row(&cfg, &pairs, "pale_patch");
     // Off by default, and in configs written before it existed.
     assert_eq!(mixed_config(3).weights.pale_patch, 0.0);
     let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
