@@ -34,6 +34,12 @@ pub const DETECT_MIN_FACE: f64 = 40.0;
 pub trait FaceDetector: Send + Sync {
     /// True when at least one face is found in `image`.
     fn has_face(&self, image: &FaceImage) -> Result<bool>;
+
+    /// [`FaceDetector::has_face`] for each of `images`, in order. The default
+    /// asks one image at a time, in parallel; detectors that batch override it.
+    fn has_faces(&self, images: &[FaceImage]) -> Result<Vec<bool>> {
+        images.par_iter().map(|img| self.has_face(img)).collect()
+    }
 }
 
 /// MTCNN on the chip upsampled (bilinear) to [`DETECT_SIZE`].
@@ -61,14 +67,35 @@ impl MtcnnDetector {
     }
 }
 
+impl MtcnnDetector {
+    /// The image as the detector sees it: upsampled to `size` when smaller.
+    fn prepared(&self, image: &FaceImage) -> Result<FaceImage> {
+        if image.width() < self.size || image.height() < self.size {
+            agesynth_data::transform::resize(image, self.size, self.size)
+        } else {
+            Ok(image.clone())
+        }
+    }
+}
+
 impl FaceDetector for MtcnnDetector {
     fn has_face(&self, image: &FaceImage) -> Result<bool> {
-        let up = if image.width() < self.size || image.height() < self.size {
-            agesynth_data::transform::resize(image, self.size, self.size)?
-        } else {
-            image.clone()
-        };
-        Ok(!self.mtcnn.detect(&up)?.is_empty())
+        Ok(!self.mtcnn.detect(&self.prepared(image)?)?.is_empty())
+    }
+
+    /// Upsamples in parallel, then runs the cascade once over all images
+    /// (each network batched across them; see [`Mtcnn::detect_batch`]).
+    fn has_faces(&self, images: &[FaceImage]) -> Result<Vec<bool>> {
+        let up = images
+            .par_iter()
+            .map(|img| self.prepared(img))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self
+            .mtcnn
+            .detect_batch(&up)?
+            .iter()
+            .map(|faces| !faces.is_empty())
+            .collect())
     }
 }
 
@@ -297,10 +324,7 @@ impl<'a> Analyzer<'a> {
                 None => Vec::new(),
             };
             let t = Instant::now();
-            let detected = chunk
-                .par_iter()
-                .map(|img| self.detector.has_face(img))
-                .collect::<Result<Vec<bool>>>()?;
+            let detected = self.detector.has_faces(chunk)?;
             self.add_time(|t| &mut t.detect_s, t.elapsed());
             if emb.len() != chunk.len() || ages.len() != chunk.len() {
                 return Err(Error::InvalidInput(format!(

@@ -51,5 +51,56 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// 64 face chips shrunk to 64 px and upsampled to 160 px, as `agesynth eval`
+/// checks its outputs: UTKFace chips where the shared data is present,
+/// generated faces otherwise.
+fn chips() -> Vec<FaceImage> {
+    let limits = DecodeLimits::default();
+    let files: Vec<std::path::PathBuf> = shared_data_dir()
+        .and_then(|d| std::fs::read_dir(d.join("utkface")).ok())
+        .map(|rd| {
+            let mut v: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
+    (0..64)
+        .map(|i| {
+            let chip = files
+                .get(i * 300)
+                .and_then(|p| decode_file(p, &limits).ok())
+                .unwrap_or_else(|| synthetic_face(200, 200, i as u64));
+            let small = resize(&chip, 64, 64).expect("resizing a chip");
+            resize(&small, 160, 160).expect("resizing a chip")
+        })
+        .collect()
+}
+
+fn bench_chips(c: &mut Criterion) {
+    use rayon::prelude::*;
+    let weights =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../weights/mtcnn.safetensors");
+    let cfg = MtcnnConfig {
+        min_face_size: 40.0,
+        ..MtcnnConfig::default()
+    };
+    let det = Mtcnn::load(weights, &cfg, &Device::Cpu).expect("MTCNN weights");
+    let chips = chips();
+    let mut g = c.benchmark_group("mtcnn_64_chips_160");
+    g.sample_size(10);
+    g.bench_function("one_by_one_in_parallel", |b| {
+        b.iter(|| {
+            chips
+                .par_iter()
+                .map(|c| det.detect(c).unwrap().len())
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("detect_batch", |b| {
+        b.iter(|| det.detect_batch(&chips).unwrap().len())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_chips);
 criterion_main!(benches);

@@ -18,38 +18,129 @@
 
 use agesynth_nn::ops::ConvParams;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{conv2d, linear, prelu, Conv2d, Conv2dConfig, Linear, PReLU, VarBuilder};
+use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, PReLU, VarBuilder};
+use rayon::prelude::*;
 
-/// Max pooling with TensorFlow's `SAME` padding (`ceil(n / stride)` outputs,
-/// the odd padding cell at the end), as the converted Keras model does.
-///
-/// Padding repeats the edge values, which gives the same maxima as padding
-/// with −∞: every padded window also covers the edge cell it repeats.
+/// Whether the host loops below apply: a contiguous-able f32 tensor on the CPU.
+/// (candle's own ops, a chain of broadcasts and copies, took 20–70 ms per
+/// R-Net layer on a batch of 256 crops; these take a few.)
+fn host_f32(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// PReLU with one slope per channel on `(N, C, ...)`: `x` where `x > 0`,
+/// `slope[c]·x` elsewhere. Same values as candle's `PReLU` (which computes
+/// `relu(x) − slope·relu(−x)`), in one pass. Inference only: no gradient.
+fn prelu(p: &PReLU, x: &Tensor) -> Result<Tensor> {
+    let slope = p.weight();
+    if !host_f32(x) || x.rank() < 2 || slope.elem_count() != x.dim(1)? {
+        return p.forward(x);
+    }
+    let slope = slope.flatten_all()?.to_vec1::<f32>()?;
+    let c = slope.len();
+    let plane = x.elem_count() / (x.dim(0)? * c).max(1);
+    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+    if plane == 0 {
+        return Tensor::from_vec(v, x.shape(), x.device());
+    }
+    v.par_chunks_mut(c * plane).for_each(|sample| {
+        for (ch, values) in sample.chunks_mut(plane).enumerate() {
+            let a = slope[ch];
+            for e in values {
+                // A select, not a branch: signs are random.
+                let v = *e;
+                *e = if v < 0.0 { v * a } else { v };
+            }
+        }
+    });
+    Tensor::from_vec(v, x.shape(), x.device())
+}
+
+/// Max pooling of `(N, C, H, W)` with a `k`×`k` window and stride `stride`.
+/// With `same`, TensorFlow's `SAME` padding (`ceil(n / stride)` outputs,
+/// the odd padding cell at the end), as the converted Keras model does: a
+/// padded cell repeats the edge value, which gives the same maxima as
+/// padding with −∞ (every padded window also covers the edge cell it
+/// repeats). Without, `VALID` (no padding).
+fn max_pool(x: &Tensor, k: usize, stride: usize, same: bool) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let geometry = |len: usize| {
+        if same {
+            let out = len.div_ceil(stride);
+            let total = ((out - 1) * stride + k).saturating_sub(len);
+            (out, total / 2)
+        } else {
+            ((len - k) / stride + 1, 0)
+        }
+    };
+    let (oh, ph) = geometry(h);
+    let (ow, pw) = geometry(w);
+    if !host_f32(x) {
+        let x = if same {
+            let ((_, ph1), (_, pw1)) = (
+                (ph, (oh - 1) * stride + k - h - ph),
+                (pw, (ow - 1) * stride + k - w - pw),
+            );
+            let x = if ph + ph1 > 0 {
+                x.pad_with_same(2, ph, ph1)?
+            } else {
+                x.clone()
+            };
+            if pw + pw1 > 0 {
+                x.pad_with_same(3, pw, pw1)?
+            } else {
+                x
+            }
+        } else {
+            x.clone()
+        };
+        return x.max_pool2d_with_stride(k, stride);
+    }
+    // Separable: the rows' maxima over each window's columns, then the
+    // maxima of those over the window's rows. Indices are clamped to the
+    // edge once, up front.
+    let cols: Vec<usize> = (0..ow)
+        .flat_map(|o| (0..k).map(move |t| (o * stride + t).saturating_sub(pw).min(w - 1)))
+        .collect();
+    let rows: Vec<usize> = (0..oh)
+        .flat_map(|o| (0..k).map(move |t| (o * stride + t).saturating_sub(ph).min(h - 1)))
+        .collect();
+    let v = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; n * c * oh * ow];
+    out.par_chunks_mut(oh * ow)
+        .zip(v.par_chunks(h * w))
+        .for_each(|(o, plane)| {
+            let mut across = vec![0f32; h * ow];
+            for (src, dst) in plane.chunks_exact(w).zip(across.chunks_exact_mut(ow)) {
+                for (d, win) in dst.iter_mut().zip(cols.chunks_exact(k)) {
+                    let mut m = src[win[0]];
+                    for &i in &win[1..] {
+                        let e = src[i];
+                        m = if e > m { e } else { m };
+                    }
+                    *d = m;
+                }
+            }
+            for (dst, win) in o.chunks_exact_mut(ow).zip(rows.chunks_exact(k)) {
+                dst.copy_from_slice(&across[win[0] * ow..(win[0] + 1) * ow]);
+                for &r in &win[1..] {
+                    for (d, &e) in dst.iter_mut().zip(&across[r * ow..(r + 1) * ow]) {
+                        *d = if e > *d { e } else { *d };
+                    }
+                }
+            }
+        });
+    Tensor::from_vec(out, (n, c, oh, ow), x.device())
+}
+
+/// Max pooling with TensorFlow's `SAME` padding (see [`max_pool`]).
 fn max_pool_same(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
-    let pad = |n: usize| {
-        let out = n.div_ceil(stride);
-        let total = ((out - 1) * stride + k).saturating_sub(n);
-        (total / 2, total - total / 2)
-    };
-    let (_, _, h, w) = x.dims4()?;
-    let (ph0, ph1) = pad(h);
-    let (pw0, pw1) = pad(w);
-    let x = if ph0 + ph1 > 0 {
-        x.pad_with_same(2, ph0, ph1)?
-    } else {
-        x.clone()
-    };
-    let x = if pw0 + pw1 > 0 {
-        x.pad_with_same(3, pw0, pw1)?
-    } else {
-        x
-    };
-    x.max_pool2d_with_stride(k, stride)
+    max_pool(x, k, stride, true)
 }
 
 /// Max pooling without padding (`VALID`).
 fn max_pool_valid(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
-    x.max_pool2d_with_stride(k, stride)
+    max_pool(x, k, stride, false)
 }
 
 /// Flattens an `(N, C, H, W)` map in the `(H, W, C)` order of the Keras model
@@ -89,11 +180,11 @@ impl PNet {
     pub fn new(vb: VarBuilder) -> Result<Self> {
         Ok(PNet {
             conv1: conv(3, 10, 3, vb.pp("conv1"))?,
-            prelu1: prelu(Some(10), vb.pp("prelu1"))?,
+            prelu1: candle_nn::prelu(Some(10), vb.pp("prelu1"))?,
             conv2: conv(10, 16, 3, vb.pp("conv2"))?,
-            prelu2: prelu(Some(16), vb.pp("prelu2"))?,
+            prelu2: candle_nn::prelu(Some(16), vb.pp("prelu2"))?,
             conv3: conv(16, 32, 3, vb.pp("conv3"))?,
-            prelu3: prelu(Some(32), vb.pp("prelu3"))?,
+            prelu3: candle_nn::prelu(Some(32), vb.pp("prelu3"))?,
             conv4_1: conv(32, 2, 1, vb.pp("conv4_1"))?,
             conv4_2: conv(32, 4, 1, vb.pp("conv4_2"))?,
         })
@@ -103,10 +194,10 @@ impl PNet {
     /// probabilities `(N, 2, W', H')` (softmax over [background, face]) and the
     /// box offsets `(N, 4, W', H')` with `W' = ⌈(W − 2) / 2⌉ − 4`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = self.prelu1.forward(&run_conv(&self.conv1, x)?)?;
+        let x = prelu(&self.prelu1, &run_conv(&self.conv1, x)?)?;
         let x = max_pool_same(&x, 2, 2)?;
-        let x = self.prelu2.forward(&run_conv(&self.conv2, &x)?)?;
-        let x = self.prelu3.forward(&run_conv(&self.conv3, &x)?)?;
+        let x = prelu(&self.prelu2, &run_conv(&self.conv2, &x)?)?;
+        let x = prelu(&self.prelu3, &run_conv(&self.conv3, &x)?)?;
         let prob = candle_nn::ops::softmax(&run_conv(&self.conv4_1, &x)?, 1)?;
         let reg = run_conv(&self.conv4_2, &x)?;
         Ok((prob, reg))
@@ -133,13 +224,13 @@ impl RNet {
     pub fn new(vb: VarBuilder) -> Result<Self> {
         Ok(RNet {
             conv1: conv(3, 28, 3, vb.pp("conv1"))?,
-            prelu1: prelu(Some(28), vb.pp("prelu1"))?,
+            prelu1: candle_nn::prelu(Some(28), vb.pp("prelu1"))?,
             conv2: conv(28, 48, 3, vb.pp("conv2"))?,
-            prelu2: prelu(Some(48), vb.pp("prelu2"))?,
+            prelu2: candle_nn::prelu(Some(48), vb.pp("prelu2"))?,
             conv3: conv(48, 64, 2, vb.pp("conv3"))?,
-            prelu3: prelu(Some(64), vb.pp("prelu3"))?,
+            prelu3: candle_nn::prelu(Some(64), vb.pp("prelu3"))?,
             dense4: linear(576, 128, vb.pp("dense4"))?,
-            prelu4: prelu(Some(128), vb.pp("prelu4"))?,
+            prelu4: candle_nn::prelu(Some(128), vb.pp("prelu4"))?,
             dense5_1: linear(128, 2, vb.pp("dense5_1"))?,
             dense5_2: linear(128, 4, vb.pp("dense5_2"))?,
         })
@@ -148,14 +239,12 @@ impl RNet {
     /// Runs R-Net on `(N, 3, 24, 24)` crops. Returns the face probabilities
     /// `(N, 2)` and the box offsets `(N, 4)`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = self.prelu1.forward(&run_conv(&self.conv1, x)?)?;
+        let x = prelu(&self.prelu1, &run_conv(&self.conv1, x)?)?;
         let x = max_pool_same(&x, 3, 2)?;
-        let x = self.prelu2.forward(&run_conv(&self.conv2, &x)?)?;
+        let x = prelu(&self.prelu2, &run_conv(&self.conv2, &x)?)?;
         let x = max_pool_valid(&x, 3, 2)?;
-        let x = self.prelu3.forward(&run_conv(&self.conv3, &x)?)?;
-        let x = self
-            .prelu4
-            .forward(&self.dense4.forward(&flatten_hwc(&x)?)?)?;
+        let x = prelu(&self.prelu3, &run_conv(&self.conv3, &x)?)?;
+        let x = prelu(&self.prelu4, &self.dense4.forward(&flatten_hwc(&x)?)?)?;
         let prob = candle_nn::ops::softmax(&self.dense5_1.forward(&x)?, D::Minus1)?;
         let reg = self.dense5_2.forward(&x)?;
         Ok((prob, reg))
@@ -185,15 +274,15 @@ impl ONet {
     pub fn new(vb: VarBuilder) -> Result<Self> {
         Ok(ONet {
             conv1: conv(3, 32, 3, vb.pp("conv1"))?,
-            prelu1: prelu(Some(32), vb.pp("prelu1"))?,
+            prelu1: candle_nn::prelu(Some(32), vb.pp("prelu1"))?,
             conv2: conv(32, 64, 3, vb.pp("conv2"))?,
-            prelu2: prelu(Some(64), vb.pp("prelu2"))?,
+            prelu2: candle_nn::prelu(Some(64), vb.pp("prelu2"))?,
             conv3: conv(64, 64, 3, vb.pp("conv3"))?,
-            prelu3: prelu(Some(64), vb.pp("prelu3"))?,
+            prelu3: candle_nn::prelu(Some(64), vb.pp("prelu3"))?,
             conv4: conv(64, 128, 2, vb.pp("conv4"))?,
-            prelu4: prelu(Some(128), vb.pp("prelu4"))?,
+            prelu4: candle_nn::prelu(Some(128), vb.pp("prelu4"))?,
             dense5: linear(1152, 256, vb.pp("dense5"))?,
-            prelu5: prelu(Some(256), vb.pp("prelu5"))?,
+            prelu5: candle_nn::prelu(Some(256), vb.pp("prelu5"))?,
             dense6_1: linear(256, 2, vb.pp("dense6_1"))?,
             dense6_2: linear(256, 4, vb.pp("dense6_2"))?,
             dense6_3: linear(256, 10, vb.pp("dense6_3"))?,
@@ -204,16 +293,14 @@ impl ONet {
     /// `(N, 2)`, the box offsets `(N, 4)` and the landmarks `(N, 10)`
     /// (five x then five y, as fractions of the crop's width and height).
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let x = self.prelu1.forward(&run_conv(&self.conv1, x)?)?;
+        let x = prelu(&self.prelu1, &run_conv(&self.conv1, x)?)?;
         let x = max_pool_same(&x, 3, 2)?;
-        let x = self.prelu2.forward(&run_conv(&self.conv2, &x)?)?;
+        let x = prelu(&self.prelu2, &run_conv(&self.conv2, &x)?)?;
         let x = max_pool_valid(&x, 3, 2)?;
-        let x = self.prelu3.forward(&run_conv(&self.conv3, &x)?)?;
+        let x = prelu(&self.prelu3, &run_conv(&self.conv3, &x)?)?;
         let x = max_pool_same(&x, 2, 2)?;
-        let x = self.prelu4.forward(&run_conv(&self.conv4, &x)?)?;
-        let x = self
-            .prelu5
-            .forward(&self.dense5.forward(&flatten_hwc(&x)?)?)?;
+        let x = prelu(&self.prelu4, &run_conv(&self.conv4, &x)?)?;
+        let x = prelu(&self.prelu5, &self.dense5.forward(&flatten_hwc(&x)?)?)?;
         let prob = candle_nn::ops::softmax(&self.dense6_1.forward(&x)?, D::Minus1)?;
         let reg = self.dense6_2.forward(&x)?;
         let points = self.dense6_3.forward(&x)?;
@@ -324,4 +411,86 @@ pub fn load_nets(
     }
     let vb = VarBuilder::from_tensors(checked, DType::F32, device);
     Ok(MtcnnNets::new(vb)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let v: Vec<f32> = (0..n as u64)
+            .map(|i| ((i * 7919 + seed * 104729) % 2003) as f32 / 1001.0 - 1.0)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn same(a: &Tensor, b: &Tensor) {
+        assert_eq!(a.dims(), b.dims());
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn prelu_gives_candles_values_on_maps_and_rows() {
+        let slope = Tensor::new(&[0.25f32, -0.5, 0.0, 1.5, 0.1], &Device::Cpu).unwrap();
+        let p = PReLU::new(slope, false);
+        let maps = input((3, 5, 7, 6), 1);
+        same(&prelu(&p, &maps).unwrap(), &p.forward(&maps).unwrap());
+        let rows = input((4, 5, 1, 1), 2).flatten_from(1).unwrap();
+        same(&prelu(&p, &rows).unwrap(), &p.forward(&rows).unwrap());
+        // Negative inputs get their channel's slope, positive ones pass.
+        let y = prelu(&p, &rows).unwrap().to_vec2::<f32>().unwrap();
+        let x = rows.to_vec2::<f32>().unwrap();
+        let a = [0.25f32, -0.5, 0.0, 1.5, 0.1];
+        for (xr, yr) in x.iter().zip(&y) {
+            for c in 0..5 {
+                let want = if xr[c] > 0.0 { xr[c] } else { a[c] * xr[c] };
+                assert_eq!(yr[c], want);
+            }
+        }
+    }
+
+    /// candle's forms (edge padding by repetition, then its max pool).
+    fn reference_pool(x: &Tensor, k: usize, stride: usize, same_pad: bool) -> Tensor {
+        if !same_pad {
+            return x.max_pool2d_with_stride(k, stride).unwrap();
+        }
+        let pad = |n: usize| {
+            let out = n.div_ceil(stride);
+            let total = ((out - 1) * stride + k).saturating_sub(n);
+            (total / 2, total - total / 2)
+        };
+        let (_, _, h, w) = x.dims4().unwrap();
+        let (ph0, ph1) = pad(h);
+        let (pw0, pw1) = pad(w);
+        let mut x = x.clone();
+        if ph0 + ph1 > 0 {
+            x = x.pad_with_same(2, ph0, ph1).unwrap();
+        }
+        if pw0 + pw1 > 0 {
+            x = x.pad_with_same(3, pw0, pw1).unwrap();
+        }
+        x.max_pool2d_with_stride(k, stride).unwrap()
+    }
+
+    #[test]
+    fn max_pool_gives_candles_values_for_every_layer_shape() {
+        // The nets' pools: 2/2 SAME (P-Net, O-Net), 3/2 SAME and VALID
+        // (R-Net, O-Net), on even and odd sides and non-square maps.
+        for (shape, k, s, same_pad) in [
+            ((2, 3, 22, 22), 2, 2, true),
+            ((2, 3, 21, 17), 2, 2, true),
+            ((2, 4, 22, 22), 3, 2, true),
+            ((1, 4, 23, 20), 3, 2, true),
+            ((3, 2, 11, 11), 3, 2, false),
+            ((3, 2, 10, 9), 3, 2, false),
+            ((1, 2, 4, 4), 2, 2, true),
+        ] {
+            let x = input(shape, 3);
+            let got = max_pool(&x, k, s, same_pad).unwrap();
+            same(&got, &reference_pool(&x, k, s, same_pad));
+        }
+    }
 }

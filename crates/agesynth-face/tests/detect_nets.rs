@@ -222,3 +222,48 @@ fn bad_weights_files_are_errors_naming_file_and_tensor() {
         "{msg}"
     );
 }
+
+/// Asserts that `batch` (from `detect_batch`) holds exactly what `detect`
+/// gives for each image: same count, boxes, scores and landmarks.
+fn assert_batch_matches_single(det: &Mtcnn, images: &[FaceImage]) -> usize {
+    let batch = det.detect_batch(images).unwrap();
+    assert_eq!(batch.len(), images.len());
+    let mut found = 0;
+    for (i, (img, got)) in images.iter().zip(&batch).enumerate() {
+        let want = det.detect(img).unwrap();
+        assert_eq!(got.len(), want.len(), "image {i}: {got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            for k in 0..4 {
+                assert!(
+                    (g.bbox[k] - w.bbox[k]).abs() < 1e-3,
+                    "image {i}: {g:?} vs {w:?}"
+                );
+            }
+            assert!(
+                (g.score - w.score).abs() < 1e-4,
+                "image {i}: {g:?} vs {w:?}"
+            );
+            for (p, q) in g.landmarks5.iter().zip(&w.landmarks5) {
+                assert!((p[0] - q[0]).abs() < 1e-3 && (p[1] - q[1]).abs() < 1e-3);
+            }
+        }
+        found += got.len();
+    }
+    found
+}
+
+#[test]
+fn a_batch_of_mixed_sizes_gives_what_each_image_gives_alone() {
+    let det = detector();
+    // Same-size images share P-Net passes; other sizes, images too small for
+    // any scale and face-free images must not disturb their neighbours.
+    let mut images: Vec<FaceImage> = (0..5)
+        .map(|s| agesynth_data::testing::synthetic_face(160, 160, s))
+        .collect();
+    images.insert(2, image(160, 160, |_, _| [128, 128, 128]));
+    images.push(agesynth_data::testing::synthetic_face(200, 150, 9));
+    images.push(image(11, 40, |_, _| [200, 10, 10]));
+    images.push(agesynth_data::testing::synthetic_face(160, 160, 11));
+    assert_batch_matches_single(&det, &images);
+    assert!(det.detect_batch(&[]).unwrap().is_empty());
+}

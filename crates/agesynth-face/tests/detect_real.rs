@@ -261,3 +261,54 @@ fn utkface_chips_one_face() {
         "exactly one face in only {one} of {n}"
     );
 }
+
+#[test]
+#[ignore = "needs real face data (../shared/data or $AGESYNTH_DATA); CI runs it with --ignored where present"]
+fn a_batch_of_real_photos_and_chips_gives_what_each_gives_alone() {
+    let (Some(fg), Some(utk)) = (
+        shared_subdir("fgnet-dev/images", "batched detection"),
+        shared_subdir("utkface", "batched detection"),
+    ) else {
+        return;
+    };
+    let det = detector();
+    let limits = DecodeLimits::default();
+    // Portraits of many sizes, and UTKFace chips shrunk to 64 px and
+    // upsampled to 160 px as the evaluation does (all one size: they share
+    // every P-Net pass).
+    let mut images: Vec<FaceImage> = sorted_files(&fg)
+        .iter()
+        .step_by(16)
+        .take(6)
+        .map(|p| decode_file(p, &limits).unwrap())
+        .collect();
+    for p in sorted_files(&utk).iter().step_by(500).take(24) {
+        let chip = decode_file(p, &limits).unwrap();
+        let small = agesynth_data::transform::resize(&chip, 64, 64).unwrap();
+        images.push(agesynth_data::transform::resize(&small, 160, 160).unwrap());
+    }
+    let mut all = Vec::new();
+    let batch = det.detect_batch(&images).unwrap();
+    for (img, got) in images.iter().zip(&batch) {
+        // Batch composition changes the GEMMs' blocking: equal to float noise.
+        let want = det.detect(img).unwrap();
+        assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+        for (g, w) in got.iter().zip(&want) {
+            let close = |a: f64, b: f64| (a - b).abs() < 1e-3;
+            assert!(
+                g.bbox.iter().zip(&w.bbox).all(|(a, b)| close(*a, *b)),
+                "{g:?} vs {w:?}"
+            );
+            assert!((g.score - w.score).abs() < 1e-4, "{g:?} vs {w:?}");
+            assert!(g
+                .landmarks5
+                .iter()
+                .flatten()
+                .zip(w.landmarks5.iter().flatten())
+                .all(|(a, b)| close(*a, *b)));
+        }
+        all.push(got.len());
+    }
+    println!("faces per image: {all:?}");
+    assert!(all.iter().filter(|&&n| n >= 1).count() >= 27, "{all:?}");
+}
