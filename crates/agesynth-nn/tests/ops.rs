@@ -141,6 +141,13 @@ const CONV_CASES: &[ConvCase] = &[
     (2, 16, 24, 9, 11, 3, 1, 1, 1, 1),
     (1, 16, 16, 6, 7, 3, 1, 0, 1, 1),
     (3, 32, 16, 5, 5, 3, 1, 2, 1, 1),
+    // Depthwise (groups = cin = cout): the direct forward path, with
+    // padding, stride 2, dilation, no padding and a size for the parallel path.
+    (2, 8, 8, 9, 7, 3, 1, 1, 1, 8),
+    (2, 6, 6, 11, 9, 3, 2, 1, 1, 6),
+    (1, 4, 4, 9, 8, 3, 1, 0, 2, 4),
+    (2, 5, 5, 7, 7, 3, 2, 2, 1, 5),
+    (3, 16, 16, 14, 14, 3, 1, 1, 1, 16),
 ];
 
 fn candle_conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, p: &ConvParams) -> Result<Tensor> {
