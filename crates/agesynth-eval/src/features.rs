@@ -36,7 +36,8 @@ pub trait FaceDetector: Send + Sync {
     fn has_face(&self, image: &FaceImage) -> Result<bool>;
 
     /// [`FaceDetector::has_face`] for each of `images`, in order. The default
-    /// asks one image at a time, in parallel; detectors that batch override it.
+    /// asks one image at a time, in parallel (on CPU faster for small images
+    /// than one batched cascade: see BENCHMARKS.md); a detector may override it.
     fn has_faces(&self, images: &[FaceImage]) -> Result<Vec<bool>> {
         images.par_iter().map(|img| self.has_face(img)).collect()
     }
@@ -81,21 +82,6 @@ impl MtcnnDetector {
 impl FaceDetector for MtcnnDetector {
     fn has_face(&self, image: &FaceImage) -> Result<bool> {
         Ok(!self.mtcnn.detect(&self.prepared(image)?)?.is_empty())
-    }
-
-    /// Upsamples in parallel, then runs the cascade once over all images
-    /// (each network batched across them; see [`Mtcnn::detect_batch`]).
-    fn has_faces(&self, images: &[FaceImage]) -> Result<Vec<bool>> {
-        let up = images
-            .par_iter()
-            .map(|img| self.prepared(img))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(self
-            .mtcnn
-            .detect_batch(&up)?
-            .iter()
-            .map(|faces| !faces.is_empty())
-            .collect())
     }
 }
 

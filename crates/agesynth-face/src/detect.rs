@@ -163,9 +163,11 @@ impl Mtcnn {
     /// Detects the faces in each of `images` (any sizes, any mix), giving
     /// what [`Mtcnn::detect`] gives for each, in order. Each network runs
     /// once per pyramid scale over all images of one size and once per stage
-    /// over all images' crops (in batches of at most `max_batch`), so many
-    /// small images, such as the evaluation's upsampled chips, cost far less
-    /// than one call each.
+    /// over all images' crops (in batches of at most `max_batch`). On a
+    /// device that wants large batches this is the way to run many images;
+    /// on a 2-core CPU, one [`Mtcnn::detect`] per image on each core was
+    /// measured faster for 160-px chips (0.49–0.57 s against 0.74–1.03 s for 64; see
+    /// BENCHMARKS.md), as the networks' small layers parallelise poorly.
     pub fn detect_batch(&self, images: &[FaceImage]) -> Result<Vec<Vec<Face>>> {
         let boxes = self.stage1(images)?;
         let boxes = self.stage2(images, &boxes)?;

@@ -448,8 +448,7 @@ pub fn epilogue<T: Float>(y: &mut [T], c: usize, p: usize, bias: Option<&[T]>, s
 /// Forward convolution: `y = act(conv(x, w) + bias)`; returns `y (n, cout, ho, wo)`.
 ///
 /// 3×3 stride-1 layers with enough channels run on [`super::winograd`],
-/// depthwise layers (one input and one output channel per group) on
-/// [`depthwise_conv2d_fwd`], everything else on [`im2col_conv2d_fwd`].
+/// everything else on [`im2col_conv2d_fwd`].
 pub fn conv2d_fwd<T: Float>(
     x: &[T],
     w: &[T],
@@ -457,94 +456,10 @@ pub fn conv2d_fwd<T: Float>(
     slope: Option<T>,
     g: &ConvGeom,
 ) -> Vec<T> {
-    if g.groups > 1 && g.cin_g() == 1 && g.cout_g() == 1 {
-        return depthwise_conv2d_fwd(x, w, bias, slope, g);
-    }
     if super::winograd::applies(g) {
         return super::winograd::conv2d_fwd(x, w, bias, slope, g);
     }
     im2col_conv2d_fwd(x, w, bias, slope, g)
-}
-
-/// [`conv2d_fwd`] for a depthwise layer (`groups = cin = cout`), computed
-/// directly: each output plane is the sum of `kh·kw` shifted, scaled copies
-/// of its input plane. Through im2col every channel was a GEMM with a
-/// 9-long reduction and one output row, all overhead (face-api's
-/// separable convolutions took 27 ms per 112-px face).
-pub fn depthwise_conv2d_fwd<T: Float>(
-    x: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-    slope: Option<T>,
-    g: &ConvGeom,
-) -> Vec<T> {
-    let (p, hw, kk, c) = (g.p(), g.hw(), g.kh * g.kw, g.cout);
-    let mut y = vec![T::ZERO; g.y_len()];
-    // For each kernel column, the output columns `ox` whose input column
-    // `ox·stride + kx·dil − pad` lies inside the plane.
-    let cols: Vec<(usize, usize)> = (0..g.kw)
-        .map(|kx| {
-            let off = kx * g.dil;
-            let lo = g.pad.saturating_sub(off).div_ceil(g.stride);
-            // ix ≤ w − 1  ⇔  ox ≤ (w − 1 + pad − off) / stride
-            let hi = if g.w + g.pad > off {
-                ((g.w - 1 + g.pad - off) / g.stride + 1).min(g.wo)
-            } else {
-                0
-            };
-            (lo.min(g.wo), hi.max(lo.min(g.wo)))
-        })
-        .collect();
-    let work = |(plane, out): (usize, &mut [T])| {
-        let ch = plane % c;
-        let xc = &x[plane * hw..(plane + 1) * hw];
-        depthwise_plane(xc, &w[ch * kk..(ch + 1) * kk], out, g, &cols);
-        epilogue(out, 1, p, bias.map(|b| &b[ch..ch + 1]), slope);
-    };
-    if num_threads() > 1 && g.y_len() * kk >= 1 << 16 {
-        y.par_chunks_mut(p).enumerate().for_each(work);
-    } else {
-        y.chunks_mut(p).enumerate().for_each(work);
-    }
-    y
-}
-
-multiversion_generic! {
-    /// One output plane of [`depthwise_conv2d_fwd`]: `out += Σ w[ky, kx] ·
-    /// shifted input plane`, row by row, with the valid output columns of
-    /// each kernel column precomputed in `cols`.
-    fn depthwise_plane<T: Float>(
-        xc: &[T],
-        wc: &[T],
-        out: &mut [T],
-        g: &ConvGeom,
-        cols: &[(usize, usize)],
-    ) {
-        for oy in 0..g.ho {
-            let row = &mut out[oy * g.wo..(oy + 1) * g.wo];
-            for ky in 0..g.kh {
-                let iy = oy * g.stride + ky * g.dil;
-                if iy < g.pad || iy - g.pad >= g.h {
-                    continue;
-                }
-                let src = &xc[(iy - g.pad) * g.w..(iy - g.pad + 1) * g.w];
-                for (kx, &(lo, hi)) in cols.iter().enumerate() {
-                    let wv = wc[ky * g.kw + kx];
-                    let off = kx * g.dil;
-                    if g.stride == 1 {
-                        let start = lo + off - g.pad;
-                        for (o, &v) in row[lo..hi].iter_mut().zip(&src[start..start + (hi - lo)]) {
-                            *o += wv * v;
-                        }
-                    } else {
-                        for (ox, o) in row.iter_mut().enumerate().take(hi).skip(lo) {
-                            *o += wv * src[ox * g.stride + off - g.pad];
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// [`conv2d_fwd`] through im2col + GEMM, for any shape.
