@@ -34,13 +34,6 @@ pub const DETECT_MIN_FACE: f64 = 40.0;
 pub trait FaceDetector: Send + Sync {
     /// True when at least one face is found in `image`.
     fn has_face(&self, image: &FaceImage) -> Result<bool>;
-
-    /// [`FaceDetector::has_face`] for each of `images`, in order. The default
-    /// asks one image at a time, in parallel (on CPU faster for small images
-    /// than one batched cascade: see BENCHMARKS.md); a detector may override it.
-    fn has_faces(&self, images: &[FaceImage]) -> Result<Vec<bool>> {
-        images.par_iter().map(|img| self.has_face(img)).collect()
-    }
 }
 
 /// MTCNN on the chip upsampled (bilinear) to [`DETECT_SIZE`].
@@ -68,20 +61,14 @@ impl MtcnnDetector {
     }
 }
 
-impl MtcnnDetector {
-    /// The image as the detector sees it: upsampled to `size` when smaller.
-    fn prepared(&self, image: &FaceImage) -> Result<FaceImage> {
-        if image.width() < self.size || image.height() < self.size {
-            agesynth_data::transform::resize(image, self.size, self.size)
-        } else {
-            Ok(image.clone())
-        }
-    }
-}
-
 impl FaceDetector for MtcnnDetector {
     fn has_face(&self, image: &FaceImage) -> Result<bool> {
-        Ok(!self.mtcnn.detect(&self.prepared(image)?)?.is_empty())
+        let up = if image.width() < self.size || image.height() < self.size {
+            agesynth_data::transform::resize(image, self.size, self.size)?
+        } else {
+            image.clone()
+        };
+        Ok(!self.mtcnn.detect(&up)?.is_empty())
     }
 }
 
@@ -310,7 +297,10 @@ impl<'a> Analyzer<'a> {
                 None => Vec::new(),
             };
             let t = Instant::now();
-            let detected = self.detector.has_faces(chunk)?;
+            let detected = chunk
+                .par_iter()
+                .map(|img| self.detector.has_face(img))
+                .collect::<Result<Vec<bool>>>()?;
             self.add_time(|t| &mut t.detect_s, t.elapsed());
             if emb.len() != chunk.len() || ages.len() != chunk.len() {
                 return Err(Error::InvalidInput(format!(

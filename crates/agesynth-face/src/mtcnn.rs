@@ -64,36 +64,26 @@ fn prelu(p: &PReLU, x: &Tensor) -> Result<Tensor> {
 /// repeats). Without, `VALID` (no padding).
 fn max_pool(x: &Tensor, k: usize, stride: usize, same: bool) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
+    // (outputs, padding before, padding after) along one axis.
     let geometry = |len: usize| {
         if same {
             let out = len.div_ceil(stride);
             let total = ((out - 1) * stride + k).saturating_sub(len);
-            (out, total / 2)
+            (out, total / 2, total - total / 2)
         } else {
-            ((len - k) / stride + 1, 0)
+            ((len - k) / stride + 1, 0, 0)
         }
     };
-    let (oh, ph) = geometry(h);
-    let (ow, pw) = geometry(w);
+    let (oh, ph, ph1) = geometry(h);
+    let (ow, pw, pw1) = geometry(w);
     if !host_f32(x) {
-        let x = if same {
-            let ((_, ph1), (_, pw1)) = (
-                (ph, (oh - 1) * stride + k - h - ph),
-                (pw, (ow - 1) * stride + k - w - pw),
-            );
-            let x = if ph + ph1 > 0 {
-                x.pad_with_same(2, ph, ph1)?
-            } else {
-                x.clone()
-            };
-            if pw + pw1 > 0 {
-                x.pad_with_same(3, pw, pw1)?
-            } else {
-                x
-            }
-        } else {
-            x.clone()
-        };
+        let mut x = x.clone();
+        if ph + ph1 > 0 {
+            x = x.pad_with_same(2, ph, ph1)?;
+        }
+        if pw + pw1 > 0 {
+            x = x.pad_with_same(3, pw, pw1)?;
+        }
         return x.max_pool2d_with_stride(k, stride);
     }
     // Separable: the rows' maxima over each window's columns, then the

@@ -141,7 +141,7 @@ const CONV_CASES: &[ConvCase] = &[
     (2, 16, 24, 9, 11, 3, 1, 1, 1, 1),
     (1, 16, 16, 6, 7, 3, 1, 0, 1, 1),
     (3, 32, 16, 5, 5, 3, 1, 2, 1, 1),
-    // Depthwise (groups = cin = cout): the direct forward path, with
+    // Depthwise (groups = cin = cout), as face-api's separable layers: with
     // padding, stride 2, dilation, no padding and a size for the parallel path.
     (2, 8, 8, 9, 7, 3, 1, 1, 1, 8),
     (2, 6, 6, 11, 9, 3, 2, 1, 1, 6),
