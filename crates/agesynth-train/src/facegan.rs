@@ -112,6 +112,14 @@ pub struct FaceGanLossWeights {
     /// read as 0.
     #[serde(default)]
     pub pale_patch: f64,
+    /// A second identity term, on the rows whose target is
+    /// [`FaceGanTrainConfig::old_age_critic_from`] or older only (the same
+    /// network and settings as [`FaceGanLossWeights::identity`], which
+    /// still reads every row): where the old targets' critic pulls hardest,
+    /// identity is held harder (0: none; configs written before it read
+    /// as 0).
+    #[serde(default)]
+    pub identity_old: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -130,6 +138,7 @@ impl Default for FaceGanLossWeights {
             old_age_critic: 0.0,
             dark_patch: 0.0,
             pale_patch: 0.0,
+            identity_old: 0.0,
         }
     }
 }
@@ -435,6 +444,7 @@ impl FaceGanTrainConfig {
             w.old_age_critic,
             w.dark_patch,
             w.pale_patch,
+            w.identity_old,
             self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -480,9 +490,11 @@ impl FaceGanTrainConfig {
             return bad(format!("grey_prob {} must be in [0, 1]", self.grey_prob));
         }
         let groups = self.model.age_bins.len();
-        if w.old_age_critic > 0.0 && !(1..groups).contains(&self.old_age_critic_from) {
+        if (w.old_age_critic > 0.0 || w.identity_old > 0.0)
+            && !(1..groups).contains(&self.old_age_critic_from)
+        {
             return bad(format!(
-                "old_age_critic_from {} must name a group from 1 to {} (the second critic reads that group and older)",
+                "old_age_critic_from {} must name a group from 1 to {} (the second critic and the old rows' identity term read that group and older)",
                 self.old_age_critic_from,
                 groups.saturating_sub(1)
             ));
@@ -531,7 +543,8 @@ pub struct FaceGanTask {
 /// network and the age critic (terms whose network is absent, or whose
 /// weight is 0, are left out). In order: `g_adv` (all rows, through D),
 /// `g_age` (D's age head), `syn_rec` (synthetic rows, the paired target),
-/// `identity`, `cycle`, `self_rec` (real rows at their own group), `tv`,
+/// `identity`, `identity_old` (the targets from `old_age_critic_from` up),
+/// `cycle`, `self_rec` (real rows at their own group), `tv`,
 /// `chroma_change`, `dark_patch`, `pale_patch`,
 /// `age_critic` (all rows, or the targets younger than
 /// `old_age_critic_from` when a second critic is given), `age_critic_old`
@@ -574,20 +587,30 @@ pub fn facegan_objective(
             Operand::OutputVsSyntheticTarget,
         ));
     }
-    if let (Some(e), true) = (embedder, w.identity > 0.0) {
-        let l = SharedIdentityLoss {
-            embedder: e,
+    if let Some(e) = embedder {
+        let identity = |weight| SharedIdentityLoss {
+            embedder: e.clone(),
             distance: cfg.identity_distance,
-            weight: w.identity,
+            weight,
             blur_sigma: cfg.identity_blur,
             luma: cfg.identity_luma,
         };
-        terms.push(Term::new(
-            "identity",
-            Box::new(l),
-            cfg.identity_rows,
-            Operand::OutputVsInput,
-        ));
+        if w.identity > 0.0 {
+            terms.push(Term::new(
+                "identity",
+                Box::new(identity(w.identity)),
+                cfg.identity_rows,
+                Operand::OutputVsInput,
+            ));
+        }
+        if w.identity_old > 0.0 {
+            terms.push(Term::new(
+                "identity_old",
+                Box::new(identity(w.identity_old)),
+                Rows::TargetFrom(cfg.old_age_critic_from),
+                Operand::OutputVsInput,
+            ));
+        }
     }
     if w.cycle > 0.0 {
         let l = ReconstructionLoss::new(cfg.reconstruction, w.cycle);

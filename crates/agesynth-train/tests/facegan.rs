@@ -672,6 +672,73 @@ fn a_second_age_critic_reads_the_old_targets_and_the_first_the_rest() {
     assert!(FaceGanTask::new(bad, Some(real), Some(pairs), None, &Device::Cpu).is_err());
 }
 
+/// The old rows' identity term reads only the targets from
+/// `old_age_critic_from` up, beside the identity term on every row; it
+/// needs that group to exist, is off by default and in configs written
+/// before it, and a step reports it finite.
+#[test]
+fn the_old_rows_identity_term_reads_the_old_targets_only() {
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(5);
+    cfg.weights.identity_old = 3.0;
+    cfg.old_age_critic_from = 4;
+    let mut task = FaceGanTask::new(
+        cfg.clone(),
+        Some(real_faces(12)),
+        Some(pairs.clone()),
+        Some(embedder(7)),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let rows = |t: &FaceGanTask, name: &str| {
+        t.objective()
+            .terms()
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.rows)
+    };
+    assert_eq!(rows(&task, "identity"), Some(Rows::All));
+    assert_eq!(rows(&task, "identity_old"), Some(Rows::TargetFrom(4)));
+    // Over a few steps some batch has an old target, and its value is finite.
+    let mut seen = false;
+    for s in 1..=4 {
+        let report = task.step(s).unwrap();
+        if let Some((_, v)) = report.losses.iter().find(|(n, _)| n == "identity_old") {
+            assert!(v.is_finite() && *v >= 0.0, "identity_old: {v}");
+            seen = true;
+        }
+    }
+    assert!(seen, "no step reported the old rows' identity term");
+    // Off by default and in configs written before it existed.
+    assert_eq!(mixed_config(5).weights.identity_old, 0.0);
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json["weights"]
+        .as_object_mut()
+        .unwrap()
+        .remove("identity_old");
+    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.weights.identity_old, 0.0);
+    // Without an identity network neither identity term is in.
+    let none = FaceGanTask::new(
+        cfg.clone(),
+        Some(real_faces(12)),
+        Some(pairs.clone()),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(rows(&none, "identity_old"), None);
+    // The group it reads from must exist.
+    let mut bad = cfg.clone();
+    bad.old_age_critic_from = 6;
+    let err = FaceGanTask::new(bad, Some(real_faces(12)), Some(pairs), None, &Device::Cpu)
+        .err()
+        .expect("a missing group is an error");
+    assert!(err.to_string().contains("old_age_critic_from"), "{err}");
+}
+
 /// The objective holds term `name` on every row, and a step reports a
 /// finite, non-negative value for it.
 fn assert_term_on_every_row(cfg: &FaceGanTrainConfig, pairs: &Arc<SynthPairs>, name: &str) {

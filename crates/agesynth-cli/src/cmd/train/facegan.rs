@@ -57,6 +57,12 @@ pub struct FaceGanArgs {
     /// Weight of the identity term [default: 1]
     #[arg(long)]
     pub identity_weight: Option<f64>,
+    /// Weight of a second identity term on the outputs whose target is
+    /// --old-age-critic-from or older (on top of the identity term, which
+    /// reads every output): identity held harder where ageing pulls
+    /// hardest [default: 0]
+    #[arg(long)]
+    pub identity_old_weight: Option<f64>,
     /// The age critic of the age-critic term (`agesynth train critic --kind
     /// age`: a weights file with its sidecar, or its run folder). Default:
     /// the weights folder's `critic-age64.safetensors` when
@@ -274,6 +280,13 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         if let Some(w) = a.identity_weight {
             c.weights.identity = w;
         }
+        if let Some(w) = a.identity_old_weight {
+            c.weights.identity_old = w;
+            c.old_age_critic_from = a.old_age_critic_from;
+        }
+        if a.no_identity {
+            c.weights.identity_old = 0.0;
+        }
         if let Some(w) = a.age_critic_weight {
             c.weights.age_critic = w;
         }
@@ -332,7 +345,7 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             c.old_age_critic_from = a.old_age_critic_from;
             c.sources.old_age_critic = Some(p.clone());
         }
-        if !a.no_identity && c.weights.identity > 0.0 {
+        if !a.no_identity && (c.weights.identity > 0.0 || c.weights.identity_old > 0.0) {
             c.sources.identity = match (&a.identity_weights, &a.identity_critic) {
                 (Some(dlib), _) => Some(dlib.clone()),
                 (None, Some(critic)) => Some(critic.clone()),
