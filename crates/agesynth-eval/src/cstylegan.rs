@@ -141,6 +141,101 @@ impl GenderAgreement {
     }
 }
 
+/// Does the estimated age of a latent's renders follow the conditioned
+/// group? The mean estimated age per group beside that of real faces of the
+/// group, and how many latents' estimated ages rise from every group to the
+/// next.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgeSpread {
+    /// One row per group, youngest first.
+    pub groups: Vec<AgeSpreadRow>,
+    /// Latents compared (rendered at every group).
+    pub identities: usize,
+    /// Latents whose age by the estimator (dlib) rises strictly from each
+    /// group to the next, over all groups.
+    pub rising: usize,
+    /// The same by the second judge (face-api); `None` without one.
+    pub judge_rising: Option<usize>,
+}
+
+impl AgeSpread {
+    /// Share of latents whose estimated age (dlib) rises across all groups.
+    pub fn rising_share(&self) -> f64 {
+        self.rising as f64 / self.identities.max(1) as f64
+    }
+
+    /// The same share by the second judge.
+    pub fn judge_rising_share(&self) -> Option<f64> {
+        self.judge_rising
+            .map(|k| k as f64 / self.identities.max(1) as f64)
+    }
+}
+
+/// A group of [`AgeSpread`]: mean estimated ages in years.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgeSpreadRow {
+    /// The conditioned group.
+    pub group: String,
+    /// Mean age of the renders by the estimator (dlib).
+    pub mean_age: Option<f64>,
+    /// Mean age of the renders by the second judge.
+    pub judge_mean_age: Option<f64>,
+    /// Mean age of real faces of the group by the estimator.
+    pub real_mean_age: Option<f64>,
+    /// Mean age of real faces of the group by the second judge.
+    pub real_judge_mean_age: Option<f64>,
+}
+
+/// The latents (columns of `ages[group][latent]`, the same latents at every
+/// group) whose value rises strictly from each group to the next, and how
+/// many latents were compared (those present at every group). A single
+/// group compares nothing: `(0, 0)`.
+pub fn rising_across_groups(ages: &[Vec<f32>]) -> (usize, usize) {
+    if ages.len() < 2 {
+        return (0, 0);
+    }
+    let n = ages.iter().map(Vec::len).min().unwrap_or(0);
+    let rising = (0..n)
+        .filter(|&k| ages.windows(2).all(|w| w[1][k] > w[0][k]))
+        .count();
+    (rising, n)
+}
+
+/// [`AgeSpread`] of the renders' ages `ages[group][latent]` (and the second
+/// judge's, where run) beside real faces' ages per group; `None` with fewer
+/// than two groups or no latent.
+pub fn age_spread(
+    bins: &AgeBins,
+    ages: &[Vec<f32>],
+    judge_ages: Option<&[Vec<f32>]>,
+    real_ages: &[Vec<f32>],
+    real_judge_ages: &[Vec<f32>],
+) -> Option<AgeSpread> {
+    let (rising, identities) = rising_across_groups(ages);
+    if identities == 0 {
+        return None;
+    }
+    let mean = |v: Option<&Vec<f32>>| {
+        v.filter(|v| !v.is_empty())
+            .map(|v| v.iter().map(|&a| a as f64).sum::<f64>() / v.len() as f64)
+    };
+    let groups = (0..ages.len())
+        .map(|t| AgeSpreadRow {
+            group: bins.label(AgeGroup(t)),
+            mean_age: mean(ages.get(t)),
+            judge_mean_age: judge_ages.and_then(|j| mean(j.get(t))),
+            real_mean_age: mean(real_ages.get(t)),
+            real_judge_mean_age: mean(real_judge_ages.get(t)),
+        })
+        .collect();
+    Some(AgeSpread {
+        groups,
+        identities,
+        rising,
+        judge_rising: judge_ages.map(|j| rising_across_groups(j).0),
+    })
+}
+
 /// The result of [`evaluate_cstylegan`].
 #[derive(Clone, Debug)]
 pub struct CStyleGanResult {
@@ -151,6 +246,9 @@ pub struct CStyleGanResult {
     /// Gender agreement across groups (with a second judge and at least
     /// two groups from 10–19 up).
     pub gender_agreement: Option<GenderAgreement>,
+    /// Mean estimated age per group and how many latents' ages rise across
+    /// the groups.
+    pub age_spread: Option<AgeSpread>,
     /// Does a latent stay one person across groups (dlib distances between
     /// its renders)?
     pub consistency: Option<Consistency>,
@@ -316,6 +414,7 @@ pub fn evaluate_cstylegan_filtered(
     let (mut judge_hits, mut judge_err, mut judge_n) = (0usize, 0f64, 0usize);
     let (mut females, mut all_female) = (0usize, Vec::with_capacity(g));
     let mut dlib_by_group: Vec<Vec<Vec<f32>>> = Vec::with_capacity(g);
+    let (mut ages_by_group, mut judge_by_group) = (Vec::with_capacity(g), Vec::with_capacity(g));
     let mut renders: Vec<Tensor> = Vec::new();
     for t in bins.groups() {
         let mut images = Vec::with_capacity(opts.count);
@@ -407,6 +506,10 @@ pub fn evaluate_cstylegan_filtered(
                 .map(|x| x.0),
         });
         all_det.extend(f.detected);
+        ages_by_group.push(f.ages.clone());
+        if judged {
+            judge_by_group.push(f.judge_ages.clone());
+        }
         dlib_by_group.push(f.embeddings.clone());
         all_embs.extend(f.embeddings);
     }
@@ -515,10 +618,18 @@ pub fn evaluate_cstylegan_filtered(
         })
         .collect();
     let contact = agesynth_data::draw::strip(&big, g, &captions)?;
+    let age_spread = age_spread(
+        &bins,
+        &ages_by_group,
+        (judge_by_group.len() == g).then_some(judge_by_group.as_slice()),
+        &real_ages,
+        &real_judge,
+    );
     Ok(CStyleGanResult {
         rows,
         judge: analyzer.judge_name().map(str::to_string),
         gender_agreement,
+        age_spread,
         consistency: consistency(&bins, &dlib_by_group, None),
         kept,
         sheet,
@@ -581,6 +692,9 @@ pub struct CStyleGanMetricsFile {
     /// Gender agreement across groups by the second judge.
     #[serde(default)]
     pub gender_agreement: Option<GenderAgreement>,
+    /// Mean estimated age per group; latents whose age rises across groups.
+    #[serde(default)]
+    pub age_spread: Option<AgeSpread>,
     /// Identity across groups (dlib).
     #[serde(default)]
     pub consistency: Option<Consistency>,
@@ -636,6 +750,7 @@ pub fn write_cstylegan_report_with_notes(
             judge: result.judge.clone(),
             rows: rows.clone(),
             gender_agreement: result.gender_agreement.clone(),
+            age_spread: result.age_spread.clone(),
             consistency: result.consistency.clone(),
             kept: result.kept.clone(),
         },
@@ -809,6 +924,9 @@ pub fn write_cstylegan_report_with_notes(
             );
         }
     }
+    if let Some(a) = &result.age_spread {
+        write_age_spread(&mut s, a, judge);
+    }
     if let Some(c) = &result.consistency {
         write_consistency(&mut s, c, "all latents");
     }
@@ -852,6 +970,52 @@ pub fn write_cstylegan_report_with_notes(
         let _ = writeln!(s, "\n![{title}](plot_{stem}.png)");
     }
     io::atomic_write_bytes(out.join("report.md"), s.as_bytes())
+}
+
+/// Appends the age-spread table of `a` to a report.
+fn write_age_spread(s: &mut String, a: &AgeSpread, judge: Option<&str>) {
+    let years = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or("–".into());
+    let _ = writeln!(
+        s,
+        "\nAge spread: the mean estimated age (years) of the renders at each group, beside that \
+         of the real faces of the group. The estimated age rises from every group to the next \
+         for {}/{} latents ({:.1}%) by dlib{}.\n",
+        a.rising,
+        a.identities,
+        100.0 * a.rising_share(),
+        match (judge, a.judge_rising, a.judge_rising_share()) {
+            (Some(j), Some(k), Some(share)) =>
+                format!(", {k}/{} ({:.1}%) by {j}", a.identities, 100.0 * share),
+            _ => String::new(),
+        }
+    );
+    *s += "| group | renders (dlib) | real faces (dlib) |";
+    if let Some(j) = judge {
+        let _ = write!(s, " renders ({j}) | real faces ({j}) |");
+    }
+    *s += "\n|---|---:|---:|";
+    if judge.is_some() {
+        *s += "---:|---:|";
+    }
+    *s += "\n";
+    for r in &a.groups {
+        let _ = write!(
+            s,
+            "| {} | {} | {} |",
+            r.group,
+            years(r.mean_age),
+            years(r.real_mean_age)
+        );
+        if judge.is_some() {
+            let _ = write!(
+                s,
+                " {} | {} |",
+                years(r.judge_mean_age),
+                years(r.real_judge_mean_age)
+            );
+        }
+        *s += "\n";
+    }
 }
 
 /// Appends the identity-across-groups tables of `c` to a report.
@@ -916,6 +1080,46 @@ mod tests {
             &[Gender::Female, Gender::Male, Gender::Male],
         );
         assert_eq!(b.as_asked, Some(2));
+    }
+
+    #[test]
+    fn age_spread_counts_latents_whose_age_rises_at_every_group() {
+        let bins = AgeBins::default();
+        // Three latents over six groups: the first rises throughout, the
+        // second is level once, the third falls at the end.
+        let ages: Vec<Vec<f32>> = (0..6)
+            .map(|t| {
+                let t = t as f32;
+                vec![
+                    5.0 + 10.0 * t,
+                    if t == 3.0 { 25.0 } else { 5.0 + 10.0 * t },
+                    if t == 5.0 { 1.0 } else { 5.0 + 10.0 * t },
+                ]
+            })
+            .collect();
+        assert_eq!(rising_across_groups(&ages), (1, 3));
+        assert_eq!(rising_across_groups(&ages[..1]), (0, 0));
+        let real: Vec<Vec<f32>> = (0..6)
+            .map(|t| vec![10.0 * t as f32, 10.0 * t as f32 + 2.0])
+            .collect();
+        let judge: Vec<Vec<f32>> = ages
+            .iter()
+            .map(|v| v.iter().map(|a| a + 1.0).collect())
+            .collect();
+        let a = age_spread(&bins, &ages, Some(&judge), &real, &[]).unwrap();
+        assert_eq!((a.rising, a.identities, a.judge_rising), (1, 3, Some(1)));
+        assert!((a.rising_share() - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(a.groups.len(), 6);
+        assert_eq!(a.groups[0].real_mean_age, Some(1.0));
+        assert_eq!(a.groups[5].real_judge_mean_age, None);
+        // Group 5: (55 + 55 + 1) / 3.
+        assert!((a.groups[5].mean_age.unwrap() - 37.0).abs() < 1e-9);
+        assert!((a.groups[5].judge_mean_age.unwrap() - 38.0).abs() < 1e-9);
+        assert!(age_spread(&bins, &ages, None, &real, &[])
+            .unwrap()
+            .judge_rising
+            .is_none());
+        assert!(age_spread(&bins, &[], None, &real, &[]).is_none());
     }
 
     #[test]

@@ -364,6 +364,31 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
             100.0 * g.share()
         );
     }
+    if let Some(a) = &result.age_spread {
+        let means: Vec<String> = a
+            .groups
+            .iter()
+            .map(|r| {
+                let y = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or("-".into());
+                format!(
+                    "{} {} (real {})",
+                    r.group,
+                    y(r.mean_age),
+                    y(r.real_mean_age)
+                )
+            })
+            .collect();
+        eprintln!("mean estimated age (dlib): {}", means.join(", "));
+        eprintln!(
+            "age rises at every group: {}/{} identities ({:.1}%) by dlib{}",
+            a.rising,
+            a.identities,
+            100.0 * a.rising_share(),
+            a.judge_rising_share()
+                .map(|s| format!(", {:.1}% by face-api", 100.0 * s))
+                .unwrap_or_default()
+        );
+    }
     let say_ids = |c: &agesynth_eval::cstylegan::Consistency, whose: &str| {
         let rates: Vec<String> = c
             .identification
