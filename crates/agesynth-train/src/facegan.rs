@@ -1253,6 +1253,19 @@ impl FaceGanTask {
         Ok(())
     }
 
+    /// Whether a step trains D: only when a term of the generator's
+    /// objective reads it (the adversarial term or D's age head). With both
+    /// weighted 0, D's update would cost a third of the step and change
+    /// nothing G learns, so it is skipped and D stays as it started.
+    pub fn trains_discriminator(&self) -> bool {
+        self.objective.terms().iter().any(|t| {
+            matches!(
+                t.operand,
+                Operand::DiscriminatorLogits | Operand::DiscriminatorClassLogits
+            )
+        })
+    }
+
     /// G's update: the objective's terms on the fakes of this step.
     fn generator_step(
         &mut self,
@@ -1296,7 +1309,9 @@ impl TrainTask for FaceGanTask {
         // One generator pass serves both updates: D sees it detached, and
         // G's weights do not change before G's own update.
         let fake = self.g.generate(&batch.inputs, &batch.targets)?;
-        self.discriminator_step(step, &batch, &fake, &mut report)?;
+        if self.trains_discriminator() {
+            self.discriminator_step(step, &batch, &fake, &mut report)?;
+        }
         self.generator_step(&batch, &fake, &mut report)?;
         let decay = ema_decay(n, self.cfg.ema_half_life_images);
         ema_update(&self.state.ema_vars, &self.state.g_vars, decay, |_| false)?;

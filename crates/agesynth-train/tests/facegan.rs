@@ -739,6 +739,51 @@ fn the_old_rows_identity_term_reads_the_old_targets_only() {
     assert!(err.to_string().contains("old_age_critic_from"), "{err}");
 }
 
+/// D trains only when a generator term reads it: with the adversarial and
+/// D-age weights at 0 a step leaves D's weights as they were and reports no
+/// D loss; with either on, D's weights move.
+#[test]
+fn the_discriminator_trains_only_when_the_generator_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    // D's logits on a fixed image: they move when D's weights do.
+    let x = Tensor::from_vec(base_image(9), (1, 3, S, S), &Device::Cpu).unwrap();
+    let d_weights = |t: &FaceGanTask| -> Vec<f32> {
+        t.discriminator()
+            .judge(&x, &[AgeGroup(2)])
+            .unwrap()
+            .logits
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    for (adv, age, trains) in [(0.0, 0.0, false), (1.0, 0.0, true), (0.0, 1.0, true)] {
+        let mut cfg = mixed_config(4);
+        cfg.weights.adversarial = adv;
+        cfg.weights.age = age;
+        let mut task = FaceGanTask::new(
+            cfg,
+            Some(real_faces(12)),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(task.trains_discriminator(), trains, "adv {adv}, age {age}");
+        let before = d_weights(&task);
+        let r = task.step(1).unwrap();
+        let moved = d_weights(&task) != before;
+        assert_eq!(moved, trains, "adv {adv}, age {age}: D moved {moved}");
+        assert_eq!(
+            r.losses.iter().any(|(n, _)| n == "d_adv"),
+            trains,
+            "adv {adv}, age {age}: {:?}",
+            r.losses
+        );
+    }
+}
+
 /// The objective holds term `name` on every row, and a step reports a
 /// finite, non-negative value for it.
 fn assert_term_on_every_row(cfg: &FaceGanTrainConfig, pairs: &Arc<SynthPairs>, name: &str) {

@@ -464,6 +464,11 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     if let Some(g) = synthetic_genders {
         task = task.with_synthetic_genders(g)?;
     }
+    if !task.trains_discriminator() {
+        eprintln!(
+            "D is not trained: no generator term reads it (adversarial and D-age weights are 0)"
+        );
+    }
     if let (Some(p), false) = (&init, has_checkpoint) {
         let (_, vars) = agesynth_train::facegan::load_generator(p, &device)
             .with_context(|| format!("loading the initial generator {}", p.display()))?;
