@@ -35,7 +35,8 @@ pub struct CStyleGanEvalOptions {
     /// Latents shown in the sample sheet.
     pub sheet_rows: usize,
     /// Synthesis layers that read the latent's age-free `w`
-    /// ([`agesynth_cstylegan::GenerateOptions::age_free_layers`]; 0: none).
+    /// ([`agesynth_cstylegan::GenerateOptions::age_free_layers`]; 0: the
+    /// model's own, none unless its config names some).
     #[serde(default)]
     pub age_free_layers: usize,
 }

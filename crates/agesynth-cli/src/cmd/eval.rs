@@ -113,7 +113,9 @@ pub struct CStyleGanEvalArgs {
     /// Synthesis layers (from the coarsest) that read each latent's age-free
     /// `w`, the mean of its `w` over all age groups: the age condition then
     /// reaches only the finer styles, and pose, face shape and sex stay the
-    /// same at every age (0: every layer reads the age-conditioned `w`)
+    /// same at every age (0: as the model was trained, every layer reading
+    /// the age-conditioned `w` unless its config names age-free layers;
+    /// the report gives the number used)
     #[arg(long, default_value_t = 0)]
     pub age_free_layers: usize,
     /// Real reference faces per age group (seeded subset).
@@ -326,7 +328,10 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         "image size": size,
         "faces per group": a.count,
         "truncation psi": a.psi,
-        "age-free layers": a.age_free_layers,
+        "age-free layers": g.effective_age_free_layers(&agesynth_cstylegan::GenerateOptions {
+            age_free_layers: a.age_free_layers,
+            ..Default::default()
+        }),
         "seed": a.seed,
         "reference": format!("UTKFace test split of {} (at most {} per group, seeded)", a.utkface.display(), a.ref_per_group),
     });
