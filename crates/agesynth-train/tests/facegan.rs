@@ -641,22 +641,18 @@ fn a_second_age_critic_reads_the_old_targets_and_the_first_the_rest() {
     };
     // Until the second critic is given, its term is out and the first reads all.
     let first_only = new_task().with_age_critic(young.clone()).unwrap();
-    let rows = |t: &FaceGanTask, name: &str| {
-        t.objective()
-            .terms()
-            .iter()
-            .find(|x| x.name == name)
-            .map(|x| x.rows)
-    };
-    assert_eq!(rows(&first_only, "age_critic"), Some(Rows::All));
-    assert_eq!(rows(&first_only, "age_critic_old"), None);
+    assert_eq!(term_rows(&first_only, "age_critic"), Some(Rows::All));
+    assert_eq!(term_rows(&first_only, "age_critic_old"), None);
     let mut task = first_only
         .with_old_age_critic(old.clone())
         .unwrap()
         .with_synthetic_genders(vec![Some(Gender::Female); 8])
         .unwrap();
-    assert_eq!(rows(&task, "age_critic"), Some(Rows::TargetBelow(3)));
-    assert_eq!(rows(&task, "age_critic_old"), Some(Rows::TargetFrom(3)));
+    assert_eq!(term_rows(&task, "age_critic"), Some(Rows::TargetBelow(3)));
+    assert_eq!(
+        term_rows(&task, "age_critic_old"),
+        Some(Rows::TargetFrom(3))
+    );
     let steps = 4;
     for s in 1..=steps {
         task.step(s).unwrap();
@@ -692,15 +688,8 @@ fn the_old_rows_identity_term_reads_the_old_targets_only() {
         &Device::Cpu,
     )
     .unwrap();
-    let rows = |t: &FaceGanTask, name: &str| {
-        t.objective()
-            .terms()
-            .iter()
-            .find(|x| x.name == name)
-            .map(|x| x.rows)
-    };
-    assert_eq!(rows(&task, "identity"), Some(Rows::All));
-    assert_eq!(rows(&task, "identity_old"), Some(Rows::TargetFrom(4)));
+    assert_eq!(term_rows(&task, "identity"), Some(Rows::All));
+    assert_eq!(term_rows(&task, "identity_old"), Some(Rows::TargetFrom(4)));
     // Over a few steps some batch has an old target, and its value is finite.
     let mut seen = false;
     for s in 1..=4 {
@@ -729,7 +718,7 @@ fn the_old_rows_identity_term_reads_the_old_targets_only() {
         &Device::Cpu,
     )
     .unwrap();
-    assert_eq!(rows(&none, "identity_old"), None);
+    assert_eq!(term_rows(&none, "identity_old"), None);
     // The group it reads from must exist.
     let mut bad = cfg.clone();
     bad.old_age_critic_from = 6;
@@ -782,6 +771,15 @@ fn the_discriminator_trains_only_when_the_generator_reads_it() {
             r.losses
         );
     }
+}
+
+/// The rows the objective's term `name` reads, `None` when it is not in.
+fn term_rows(t: &FaceGanTask, name: &str) -> Option<agesynth_train::Rows> {
+    t.objective()
+        .terms()
+        .iter()
+        .find(|x| x.name == name)
+        .map(|x| x.rows)
 }
 
 /// The objective holds term `name` on every row, and a step reports a
