@@ -126,6 +126,16 @@ pub trait AgeClassifier: Send + Sync {
     fn age_bins(&self) -> &AgeBins;
 }
 
+/// A male/female classifier: faces to logits `(N, 2)` in the order male,
+/// female.
+///
+/// Implementations must be differentiable with respect to the input images:
+/// a generator's gender-keeping term backpropagates through them.
+pub trait GenderClassifier: Send + Sync {
+    /// Logits `(N, 2)` (male, female) of a batch of face images.
+    fn gender_logits(&self, images: &Tensor) -> Result<Tensor>;
+}
+
 macro_rules! forward_impls {
     ($tr:ident { $($body:tt)* }) => {
         impl<T: $tr + ?Sized> $tr for &T { $($body)* }
@@ -175,6 +185,12 @@ forward_impls!(FaceEmbedder {
     }
     fn threshold(&self) -> f32 {
         (**self).threshold()
+    }
+});
+
+forward_impls!(GenderClassifier {
+    fn gender_logits(&self, images: &Tensor) -> Result<Tensor> {
+        (**self).gender_logits(images)
     }
 });
 

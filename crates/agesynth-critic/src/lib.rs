@@ -624,6 +624,12 @@ impl GenderCritic {
     }
 }
 
+impl agesynth_core::GenderClassifier for GenderCritic {
+    fn gender_logits(&self, images: &Tensor) -> Result<Tensor> {
+        self.logits(images)
+    }
+}
+
 /// A small identity embedder for 64-px faces: the cheap identity term of
 /// the generators' objectives.
 #[derive(Clone, Debug)]

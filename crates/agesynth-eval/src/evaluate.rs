@@ -338,6 +338,12 @@ pub struct Row {
     /// The same age MAE by the second age judge; `None` without one.
     #[serde(default)]
     pub judge_age_mae: Option<f64>,
+    /// The share of outputs whose gender, as the second judge reads it
+    /// (female probability above or below 0.5), is the input's: a
+    /// generator that paints a moustache on a woman loses it; `None`
+    /// without a judge.
+    #[serde(default)]
+    pub gender_kept: Option<f64>,
     /// The share of outputs in which a training critic (the generator's
     /// teacher, never a judge) reads the target group; `None` without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -392,11 +398,22 @@ struct Acc {
     ages: Vec<f32>,
     judge_ages: Vec<f32>,
     teacher_ages: Vec<f32>,
+    gender_same: Vec<bool>,
     embs: Vec<Vec<f32>>,
 }
 
 impl Acc {
-    fn push(&mut self, f: &Features, k: usize, input: &[f32], nearest: Option<&[f32]>) {
+    /// Row `k` of `f`, the output for an input with identity embedding
+    /// `input` and, where the judge read it, female probability
+    /// `input_female`.
+    fn push(
+        &mut self,
+        f: &Features,
+        k: usize,
+        input: &[f32],
+        input_female: Option<f32>,
+        nearest: Option<&[f32]>,
+    ) {
         self.detected.push(f.detected[k]);
         self.dist.push(metrics::l2(&f.embeddings[k], input));
         if let Some(n) = nearest {
@@ -405,6 +422,9 @@ impl Acc {
         self.ages.push(f.ages[k]);
         if f.has_judge() {
             self.judge_ages.push(f.judge_ages[k]);
+            if let (Some(&out), Some(inp)) = (f.female.get(k), input_female) {
+                self.gender_same.push((out > 0.5) == (inp > 0.5));
+            }
         }
         if f.has_teacher() {
             self.teacher_ages.push(f.teacher_ages[k]);
@@ -469,6 +489,7 @@ fn make_row(
         age_mae,
         judge_age_accuracy,
         judge_age_mae,
+        gender_kept: metrics::mean(acc.gender_same.iter().map(|&b| f64::from(u8::from(b)))),
         teacher_age_accuracy,
         frechet: metrics::frechet_distance(&acc.embs, real)?,
         n_real: real.len(),
@@ -636,6 +657,7 @@ pub fn evaluate_with_progress(
                     src,
                     at,
                     &gallery.embeddings[input],
+                    gallery.female.get(input).copied(),
                     near.map(|j| gallery.embeddings[j].as_slice()),
                 );
             }
@@ -675,6 +697,7 @@ pub fn evaluate_with_progress(
             all.ages.extend(acc.ages);
             all.judge_ages.extend(acc.judge_ages);
             all.teacher_ages.extend(acc.teacher_ages);
+            all.gender_same.extend(acc.gender_same);
             all.embs.extend(acc.embs);
         }
         let mut overall = make_row(

@@ -54,6 +54,7 @@ impl MetricsFile {
                 age_mae: round6(r.age_mae),
                 judge_age_accuracy: round6(r.judge_age_accuracy),
                 judge_age_mae: round6(r.judge_age_mae),
+                gender_kept: round6(r.gender_kept),
                 teacher_age_accuracy: round6(r.teacher_age_accuracy),
                 frechet: round6(r.frechet),
                 ..r.clone()
@@ -90,7 +91,7 @@ type Metric = (
 
 /// Every metric charted (those without a value, such as the second age
 /// judge's when it was not run, are skipped).
-pub const METRICS: [Metric; 9] = [
+pub const METRICS: [Metric; 10] = [
     (
         "detection_rate",
         "Face detection rate (MTCNN)",
@@ -140,6 +141,12 @@ pub const METRICS: [Metric; 9] = [
         None,
     ),
     (
+        "gender_kept_face_api",
+        "Gender kept, face-api",
+        |r| r.gender_kept,
+        Some(1.0),
+    ),
+    (
         "frechet",
         "Identity-feature Frechet distance (not FID)",
         |r| r.frechet,
@@ -156,7 +163,10 @@ pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
     let mut s = String::new();
     s += "| target | method | n | detection | identity L2 ↓ | verif. @0.6 ↑ | L2 to nearest-age real photo ↓ | age-group acc. (dlib) ↑ | age MAE to centre (dlib) ↓ |";
     if let Some(j) = judge {
-        let _ = write!(s, " age-group acc. ({j}) ↑ | age MAE to centre ({j}) ↓ |");
+        let _ = write!(
+            s,
+            " age-group acc. ({j}) ↑ | age MAE to centre ({j}) ↓ | gender kept ({j}) ↑ |"
+        );
     }
     s += " Fréchet (id. features) ↓ |";
     if taught {
@@ -164,7 +174,7 @@ pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
     }
     s += "\n|---|---|---:|---:|---:|---:|---:|---:|---:|";
     if judge.is_some() {
-        s += "---:|---:|";
+        s += "---:|---:|---:|";
     }
     s += "---:|";
     if taught {
@@ -174,9 +184,10 @@ pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
     for r in rows {
         let judged = match judge {
             Some(_) => format!(
-                " {} | {} |",
+                " {} | {} | {} |",
                 cell(r.judge_age_accuracy, true),
-                cell(r.judge_age_mae, false)
+                cell(r.judge_age_mae, false),
+                cell(r.gender_kept, true)
             ),
             None => String::new(),
         };
@@ -437,6 +448,7 @@ mod tests {
             age_mae: Some(4.0),
             judge_age_accuracy: judged.then_some(0.25),
             judge_age_mae: judged.then_some(6.5),
+            gender_kept: judged.then_some(0.75),
             teacher_age_accuracy: None,
             frechet: None,
             n_real: 0,
@@ -444,19 +456,22 @@ mod tests {
     }
 
     #[test]
-    fn the_second_judge_adds_two_columns_beside_dlibs() {
+    fn the_second_judge_adds_three_columns_beside_dlibs() {
         let with = markdown_table(&[row(true)], Some("face-api"));
         let header = with.lines().next().unwrap();
-        assert!(header.contains("age-group acc. (dlib) ↑ | age MAE to centre (dlib) ↓ | age-group acc. (face-api) ↑ | age MAE to centre (face-api) ↓ |"), "{header}");
+        assert!(header.contains("age-group acc. (dlib) ↑ | age MAE to centre (dlib) ↓ | age-group acc. (face-api) ↑ | age MAE to centre (face-api) ↓ | gender kept (face-api) ↑ |"), "{header}");
         let line = with.lines().nth(2).unwrap();
-        assert!(line.contains("| 50.0% | 4.000 | 25.0% | 6.500 |"), "{line}");
+        assert!(
+            line.contains("| 50.0% | 4.000 | 25.0% | 6.500 | 75.0% |"),
+            "{line}"
+        );
         // Every line has the same number of cells.
         let cells = |l: &str| l.matches('|').count();
         assert!(with.lines().all(|l| cells(l) == cells(header)), "{with}");
         let without = markdown_table(&[row(false)], None);
         assert!(!without.contains("face-api"), "{without}");
         assert!(
-            without.lines().all(|l| cells(l) == cells(header) - 2),
+            without.lines().all(|l| cells(l) == cells(header) - 3),
             "{without}"
         );
         assert!(age_judge_note(Some("x.safetensors not found")).contains("not measured"));

@@ -97,7 +97,7 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
                 }
                 // The second age judge, beside dlib's estimator.
                 if m.judge.is_some() {
-                    for v in [r.judge_age_accuracy, r.judge_age_mae] {
+                    for v in [r.judge_age_accuracy, r.judge_age_mae, r.gender_kept] {
                         assert!(v.is_some_and(f64::is_finite), "{method} {group}: {r:?}");
                     }
                 }
@@ -113,6 +113,10 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
     // Copying the input keeps the identity exactly.
     assert_eq!(copy("overall").identity_l2, Some(0.0));
     assert_eq!(copy("overall").verification_rate, Some(1.0));
+    // and the gender the second judge reads.
+    if m.judge.is_some() {
+        assert_eq!(copy("overall").gender_kept, Some(1.0));
+    }
     // Real photos of the same person at other ages: closer than a threshold
     // that random people exceed on average, and measured for most rows.
     let near = copy("overall");
@@ -150,10 +154,13 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
     if weights.join("age_gender.safetensors").is_file() {
         assert_eq!(m.judge.as_deref(), Some("face-api"));
         assert!(
-            report.contains("age-group acc. (face-api) ↑ | age MAE to centre (face-api) ↓"),
+            report.contains(
+                "age-group acc. (face-api) ↑ | age MAE to centre (face-api) ↓ | gender kept (face-api) ↑"
+            ),
             "{report}"
         );
         assert!(out.join("plot_age_accuracy_face_api.png").is_file());
+        assert!(out.join("plot_gender_kept_face_api.png").is_file());
     }
 
     // Same seed, same metrics.

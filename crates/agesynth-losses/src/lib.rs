@@ -25,6 +25,8 @@
 //! - [`age`]: cross-entropy of the target age group from group logits (a
 //!   discriminator's head, or an age estimator via
 //!   [`age::logits_from_ages`]);
+//! - [`gender`]: the gender a frozen classifier reads in the output,
+//!   against each row's known gender;
 //! - [`tv`]: total variation, and the terms on the change from input to
 //!   output: its colour edges ([`ChromaChangeLoss`]), its sharp part
 //!   ([`SharpChangeLoss`]), its dark patches ([`DarkPatchLoss`]) and its
@@ -35,6 +37,7 @@ pub mod adversarial;
 pub mod r1;
 
 pub mod age;
+pub mod gender;
 pub mod identity;
 pub mod loss;
 pub mod reconstruction;
@@ -44,6 +47,7 @@ pub use adversarial::{softplus, AdversarialLoss, GeneratorAdversarial};
 pub use r1::{r1_penalty, r1_value, R1};
 
 pub use age::{AgeLoss, ClassifierAgeLoss};
+pub use gender::ClassifierGenderLoss;
 pub use identity::{EmbeddingDistance, IdentityLoss, SharedIdentityLoss};
 pub use loss::{Loss, LossInput};
 pub use reconstruction::{Reconstruction, ReconstructionLoss};

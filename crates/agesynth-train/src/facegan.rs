@@ -29,14 +29,14 @@ use std::{path::Path, sync::Arc};
 
 use agesynth_core::{
     AgeBins, AgeClassifier, AgeGenerator, AgeGroup, ConditionalDiscriminator, FaceEmbedder,
-    FaceImage, Gender,
+    FaceImage, Gender, GenderClassifier,
 };
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
     age::cross_entropy, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
-    DarkPatchLoss, EmbeddingDistance, GeneratorAdversarial, PalePatchLoss, Reconstruction,
-    ReconstructionLoss, SharedIdentityLoss, SharpChangeLoss, TotalVariationLoss,
+    ClassifierGenderLoss, DarkPatchLoss, EmbeddingDistance, GeneratorAdversarial, PalePatchLoss,
+    Reconstruction, ReconstructionLoss, SharedIdentityLoss, SharpChangeLoss, TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
@@ -120,6 +120,15 @@ pub struct FaceGanLossWeights {
     /// as 0).
     #[serde(default)]
     pub identity_old: f64,
+    /// Gender keeping ([`agesynth_losses::ClassifierGenderLoss`]): a frozen
+    /// gender critic (trained apart on real faces' labels, never an
+    /// evaluation network) reads each output whose target is
+    /// [`FaceGanTrainConfig::gender_keep_from`] or older, and a row whose
+    /// person's gender is known pays when it no longer looks it: a
+    /// moustache painted on a woman costs (0: none; configs written before
+    /// it read as 0).
+    #[serde(default)]
+    pub gender_keep: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -139,6 +148,7 @@ impl Default for FaceGanLossWeights {
             dark_patch: 0.0,
             pale_patch: 0.0,
             identity_old: 0.0,
+            gender_keep: 0.0,
         }
     }
 }
@@ -262,6 +272,14 @@ pub struct FaceGanTrainConfig {
     /// as 0.3).
     #[serde(default = "default_pale_patch_threshold")]
     pub pale_patch_threshold: f64,
+    /// The first target group the gender-keeping term reads
+    /// ([`FaceGanLossWeights::gender_keep`]; 0: every row).
+    #[serde(default)]
+    pub gender_keep_from: usize,
+    /// Probability of the row's gender at which the gender-keeping term
+    /// stops charging (configs written before it read as 0.9).
+    #[serde(default = "default_gender_keep_satisfied")]
+    pub gender_keep_satisfied: f64,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -285,7 +303,8 @@ pub struct FaceGanSources {
     #[serde(default)]
     pub init_generator: Option<std::path::PathBuf>,
     /// The gender critic that labelled the synthetic identities' genders
-    /// (for an age-given-gender critic).
+    /// (for an age-given-gender critic), and that the gender-keeping term
+    /// reads the outputs with.
     #[serde(default)]
     pub pair_gender_critic: Option<std::path::PathBuf>,
 }
@@ -352,6 +371,10 @@ fn default_pale_patch_threshold() -> f64 {
     0.3
 }
 
+fn default_gender_keep_satisfied() -> f64 {
+    0.9
+}
+
 fn default_r1_every() -> u64 {
     16
 }
@@ -403,6 +426,8 @@ impl FaceGanTrainConfig {
             dark_patch_threshold: default_dark_patch_threshold(),
             pale_patch_sigma: default_pale_patch_sigma(),
             pale_patch_threshold: default_pale_patch_threshold(),
+            gender_keep_from: 0,
+            gender_keep_satisfied: default_gender_keep_satisfied(),
             sources: FaceGanSources::default(),
         }
     }
@@ -445,6 +470,7 @@ impl FaceGanTrainConfig {
             w.dark_patch,
             w.pale_patch,
             w.identity_old,
+            w.gender_keep,
             self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -499,6 +525,18 @@ impl FaceGanTrainConfig {
                 groups.saturating_sub(1)
             ));
         }
+        if w.gender_keep > 0.0 && self.gender_keep_from >= groups {
+            return bad(format!(
+                "gender_keep_from {} must name a group below {groups}",
+                self.gender_keep_from
+            ));
+        }
+        if !(self.gender_keep_satisfied > 0.0 && self.gender_keep_satisfied <= 1.0) {
+            return bad(format!(
+                "gender_keep_satisfied {} must be in (0, 1]",
+                self.gender_keep_satisfied
+            ));
+        }
         if !(self.age_critic_satisfied > 0.0 && self.age_critic_satisfied <= 1.0) {
             return bad(format!(
                 "age_critic_satisfied {} must be in (0, 1]",
@@ -534,6 +572,8 @@ pub struct FaceGanTask {
     embedder: Option<Arc<dyn FaceEmbedder>>,
     age_critic: Option<Arc<dyn AgeClassifier>>,
     old_age_critic: Option<Arc<dyn AgeClassifier>>,
+    /// The frozen gender critic of the gender-keeping term.
+    gender_critic: Option<Arc<dyn GenderClassifier>>,
     /// The gender of each synthetic identity, where known.
     synthetic_genders: Option<Vec<Option<Gender>>>,
     objective: Objective,
@@ -548,12 +588,14 @@ pub struct FaceGanTask {
 /// `chroma_change`, `dark_patch`, `pale_patch`,
 /// `age_critic` (all rows, or the targets younger than
 /// `old_age_critic_from` when a second critic is given), `age_critic_old`
-/// (the second critic, on the older targets).
+/// (the second critic, on the older targets), `gender_keep` (the gender
+/// critic, on the targets from `gender_keep_from` up).
 pub fn facegan_objective(
     cfg: &FaceGanTrainConfig,
     embedder: Option<Arc<dyn FaceEmbedder>>,
     age_critic: Option<Arc<dyn AgeClassifier>>,
     old_age_critic: Option<Arc<dyn AgeClassifier>>,
+    gender_critic: Option<Arc<dyn GenderClassifier>>,
 ) -> Result<Objective> {
     let w = &cfg.weights;
     let mut terms = Vec::new();
@@ -718,6 +760,25 @@ pub fn facegan_objective(
             "age_critic_old",
             Box::new(l),
             Rows::TargetFrom(cfg.old_age_critic_from),
+            Operand::Output,
+        ));
+    }
+    if w.gender_keep > 0.0 {
+        let c = gender_critic.ok_or_else(|| {
+            TrainError::from(agesynth_core::Error::Config(
+                "the config weights a gender-keeping term but no gender critic was given".into(),
+            ))
+        })?;
+        let l = ClassifierGenderLoss {
+            classifier: c,
+            weight: w.gender_keep,
+            blur_sigma: cfg.age_critic_blur,
+            satisfied: cfg.gender_keep_satisfied,
+        };
+        terms.push(Term::new(
+            "gender_keep",
+            Box::new(l),
+            Rows::TargetFrom(cfg.gender_keep_from),
             Operand::Output,
         ));
     }
@@ -919,12 +980,13 @@ impl FaceGanTask {
         let order = real.as_ref().map(|r| DataOrder::new(r.len(), cfg.seed));
         let embedder: Option<Arc<dyn FaceEmbedder>> = embedder.map(Arc::from);
         let age_critic = None;
-        // Completed by `with_age_critic` and `with_old_age_critic`; until
-        // then the critic terms are out.
+        // Completed by `with_age_critic`, `with_old_age_critic` and
+        // `with_gender_critic`; until then the critic terms are out.
         let mut c = cfg.clone();
         c.weights.age_critic = 0.0;
         c.weights.old_age_critic = 0.0;
-        let objective = facegan_objective(&c, embedder.clone(), None, None)?;
+        c.weights.gender_keep = 0.0;
+        let objective = facegan_objective(&c, embedder.clone(), None, None, None)?;
         Ok(FaceGanTask {
             cfg,
             bins,
@@ -945,6 +1007,7 @@ impl FaceGanTask {
             embedder,
             age_critic,
             old_age_critic: None,
+            gender_critic: None,
             synthetic_genders: None,
             objective,
         })
@@ -1001,6 +1064,15 @@ impl FaceGanTask {
         Ok(self)
     }
 
+    /// Gives the task its frozen gender critic (trained apart on real
+    /// faces' labels, never an evaluation network), rebuilding the
+    /// objective with the `gender_keep` term the config weights.
+    pub fn with_gender_critic(mut self, critic: Arc<dyn GenderClassifier>) -> Result<Self> {
+        self.gender_critic = Some(critic);
+        self.rebuild_objective()?;
+        Ok(self)
+    }
+
     /// The config's objective with the critics given so far (a critic term
     /// whose critic is still missing stays out).
     fn rebuild_objective(&mut self) -> Result<()> {
@@ -1011,11 +1083,15 @@ impl FaceGanTask {
         if self.old_age_critic.is_none() {
             c.weights.old_age_critic = 0.0;
         }
+        if self.gender_critic.is_none() {
+            c.weights.gender_keep = 0.0;
+        }
         self.objective = facegan_objective(
             &c,
             self.embedder.clone(),
             self.age_critic.clone(),
             self.old_age_critic.clone(),
+            self.gender_critic.clone(),
         )?;
         Ok(())
     }

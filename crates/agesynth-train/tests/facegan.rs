@@ -774,6 +774,88 @@ fn the_discriminator_trains_only_when_the_generator_reads_it() {
 }
 
 /// The rows the objective's term `name` reads, `None` when it is not in.
+/// Counts the rows a gender critic reads and reads every face as male.
+struct RowCounter(std::sync::atomic::AtomicUsize);
+
+impl agesynth_core::GenderClassifier for RowCounter {
+    fn gender_logits(&self, images: &Tensor) -> agesynth_core::Result<Tensor> {
+        let n = images.dim(0)?;
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        // Male logit 0, female logit −mean(image): a function of the image,
+        // so that the term has a gradient.
+        let m = images.flatten_from(1)?.mean_keepdim(1)?;
+        Ok(Tensor::cat(&[&m.zeros_like()?, &m.neg()?], 1)?)
+    }
+}
+
+/// The gender-keeping term reads the targets from `gender_keep_from` up
+/// once its critic is given, pays for a woman read as a man, is off by
+/// default and in configs written before it, and needs its group to exist.
+#[test]
+fn the_gender_keeping_term_reads_the_targets_from_its_group_up() {
+    use agesynth_core::Gender;
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(5);
+    cfg.weights.gender_keep = 2.0;
+    cfg.gender_keep_from = 3;
+    cfg.gender_keep_satisfied = 1.0;
+    let mut real = Arc::try_unwrap(real_faces(12)).ok().unwrap();
+    real.set_genders(vec![Some(Gender::Female); 12]).unwrap();
+    let real = Arc::new(real);
+    let new_task = |cfg: FaceGanTrainConfig| {
+        FaceGanTask::new(
+            cfg,
+            Some(real.clone()),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu,
+        )
+    };
+    // Without its critic the term is out.
+    let plain = new_task(cfg.clone()).unwrap();
+    assert_eq!(term_rows(&plain, "gender_keep"), None);
+    let counter = Arc::new(RowCounter(Default::default()));
+    let mut task = plain
+        .with_gender_critic(counter.clone())
+        .unwrap()
+        .with_synthetic_genders(vec![None; 8])
+        .unwrap();
+    assert_eq!(term_rows(&task, "gender_keep"), Some(Rows::TargetFrom(3)));
+    let mut paid = false;
+    for s in 1..=4 {
+        let report = task.step(s).unwrap();
+        if let Some((_, v)) = report.losses.iter().find(|(n, _)| n == "gender_keep") {
+            assert!(v.is_finite() && *v >= 0.0, "gender_keep: {v}");
+            paid |= *v > 0.0;
+        }
+    }
+    // The women (real rows) are read as men by this critic: some step paid.
+    assert!(paid, "no step charged a woman read as a man");
+    let read = counter.0.load(std::sync::atomic::Ordering::Relaxed);
+    // Each old row is read twice (as it is and mirrored); not every row is old.
+    assert!(read > 0 && read < 2 * 4 * cfg.batch, "{read} rows read");
+    // Off by default and in configs written before it existed.
+    assert_eq!(mixed_config(5).weights.gender_keep, 0.0);
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json["weights"]
+        .as_object_mut()
+        .unwrap()
+        .remove("gender_keep");
+    json.as_object_mut()
+        .unwrap()
+        .remove("gender_keep_satisfied");
+    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.weights.gender_keep, 0.0);
+    assert_eq!(old.gender_keep_satisfied, 0.9);
+    // Its group must exist.
+    let mut bad = cfg.clone();
+    bad.gender_keep_from = 6;
+    let err = new_task(bad).err().expect("a missing group is an error");
+    assert!(err.to_string().contains("gender_keep_from"), "{err}");
+}
+
 fn term_rows(t: &FaceGanTask, name: &str) -> Option<agesynth_train::Rows> {
     t.objective()
         .terms()

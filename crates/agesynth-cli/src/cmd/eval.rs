@@ -239,7 +239,10 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
 fn print_summary(report: &SetReport) {
     for r in report.result.rows.iter().filter(|r| r.group.is_overall()) {
         let judged = match (r.judge_age_accuracy, r.judge_age_mae) {
-            (Some(acc), Some(mae)) => format!(" (face-api: acc {acc:.3}, MAE {mae:.2})"),
+            (Some(acc), Some(mae)) => format!(
+                " (face-api: acc {acc:.3}, MAE {mae:.2}, gender kept {:.3})",
+                r.gender_kept.unwrap_or(f64::NAN)
+            ),
             _ => String::new(),
         };
         eprintln!(

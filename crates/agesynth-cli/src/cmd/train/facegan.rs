@@ -104,6 +104,21 @@ pub struct FaceGanArgs {
     /// person's gender, as it does a real face from UTKFace's label
     #[arg(long)]
     pub pair_gender_critic: Option<PathBuf>,
+    /// Weight of the gender-keeping term: the --pair-gender-critic reads
+    /// each output whose target is --gender-keep-from or older, and a face
+    /// whose gender is known (UTKFace's label, or the synthetic identity's)
+    /// pays when it no longer looks it, as a woman given a moustache does
+    /// [default: 0]
+    #[arg(long, requires = "pair_gender_critic")]
+    pub gender_keep_weight: Option<f64>,
+    /// The first target group (index, 0 = 0–9) the gender-keeping term
+    /// reads (children's gender reads poorly at 64 px).
+    #[arg(long, default_value_t = 2)]
+    pub gender_keep_from: usize,
+    /// Probability of the face's own gender from which the gender-keeping
+    /// term stops charging [default: 0.9]
+    #[arg(long)]
+    pub gender_keep_satisfied: Option<f64>,
     /// Standard deviation (pixels) of the blur through which the identity
     /// network sees outputs and inputs (0: none) [default: 0]
     #[arg(long)]
@@ -287,6 +302,13 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         if a.no_identity {
             c.weights.identity_old = 0.0;
         }
+        if let Some(w) = a.gender_keep_weight {
+            c.weights.gender_keep = w;
+            c.gender_keep_from = a.gender_keep_from;
+        }
+        if let Some(p) = a.gender_keep_satisfied {
+            c.gender_keep_satisfied = p;
+        }
         if let Some(w) = a.age_critic_weight {
             c.weights.age_critic = w;
         }
@@ -387,11 +409,17 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let synthetic_genders = match (&cfg.sources.pair_gender_critic, &pairs) {
-        (Some(p), Some(sp)) => {
+    let gender_critic = match &cfg.sources.pair_gender_critic {
+        Some(p) => {
             let (critic, _) = agesynth_train::critic::load_gender_critic(p, &device)
                 .with_context(|| format!("loading the gender critic {}", p.display()))?;
-            let g = agesynth_train::pairs::identity_genders(sp, &critic, 1, 0.1, &device)
+            Some((p.clone(), Arc::new(critic)))
+        }
+        None => None,
+    };
+    let synthetic_genders = match (&gender_critic, &pairs) {
+        (Some((p, critic)), Some(sp)) => {
+            let g = agesynth_train::pairs::identity_genders(sp, critic, 1, 0.1, &device)
                 .with_context(|| format!("reading the genders of {}", sp.dir().display()))?;
             let count = |want| g.iter().filter(|&&x| x == want).count();
             eprintln!(
@@ -463,6 +491,14 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(g) = synthetic_genders {
         task = task.with_synthetic_genders(g)?;
+    }
+    if let (Some((p, c)), true) = (gender_critic, task.config().weights.gender_keep > 0.0) {
+        eprintln!(
+            "gender-keeping term for targets from group {} up: {}",
+            task.config().gender_keep_from,
+            p.display()
+        );
+        task = task.with_gender_critic(c)?;
     }
     if !task.trains_discriminator() {
         eprintln!(

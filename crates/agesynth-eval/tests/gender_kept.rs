@@ -1,0 +1,144 @@
+//! The gender-kept column: the share of outputs that the second judge reads
+//! as the input's gender, per target group and overall.
+
+use agesynth_core::{
+    candle_core::{Device, Tensor},
+    AgeBins, AgeEstimator, AgeGenerator, AgeGroup, FaceEmbedder, FaceImage, Result,
+};
+use agesynth_eval::{
+    evaluate, AgeGenderJudge, Analyzer, CopyInput, EvalData, EvalFace, EvalOptions, FaceDetector,
+    GeneratorMethod, Method,
+};
+
+/// Embeds a face as its mean brightness.
+struct Brightness;
+impl FaceEmbedder for Brightness {
+    fn embed(&self, x: &Tensor) -> Result<Tensor> {
+        let m = x.flatten_from(1)?.mean_keepdim(1)?;
+        Ok(Tensor::cat(&[&m, &m.zeros_like()?], 1)?)
+    }
+    fn dim(&self) -> usize {
+        2
+    }
+    fn threshold(&self) -> f32 {
+        0.6
+    }
+}
+
+/// Reads every face as 25.
+struct Always25;
+impl AgeEstimator for Always25 {
+    fn estimate(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::full(25f32, x.dim(0)?, x.device())?)
+    }
+}
+
+struct SeesFaces;
+impl FaceDetector for SeesFaces {
+    fn has_face(&self, _: &FaceImage) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Reads faces brighter than mid-grey as female (probability 0.9), the
+/// others as male (0.1); every age as 30.
+struct BrightIsFemale;
+impl AgeGenderJudge for BrightIsFemale {
+    fn name(&self) -> &str {
+        "bright"
+    }
+    fn judge(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let m = x.flatten_from(1)?.mean(1)?.to_vec1::<f32>()?;
+        let female: Vec<f32> = m.iter().map(|&v| if v > 0.0 { 0.9 } else { 0.1 }).collect();
+        Ok((
+            Tensor::full(30f32, m.len(), x.device())?,
+            Tensor::from_vec(female, m.len(), x.device())?,
+        ))
+    }
+}
+
+/// Paints the face black at 40–49 and 50+ and leaves it as it is otherwise.
+struct DarkWhenOld(AgeBins);
+impl AgeGenerator for DarkWhenOld {
+    fn generate(&self, x: &Tensor, targets: &[AgeGroup]) -> Result<Tensor> {
+        let rows = targets
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let r = x.narrow(0, k, 1)?;
+                if t.0 >= 4 {
+                    r.ones_like()?.neg()
+                } else {
+                    Ok(r)
+                }
+            })
+            .collect::<agesynth_core::candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&rows, 0)?)
+    }
+    fn age_bins(&self) -> &AgeBins {
+        &self.0
+    }
+    fn image_size(&self) -> usize {
+        8
+    }
+}
+
+#[test]
+fn an_output_that_changes_the_judges_gender_reading_is_not_kept() {
+    let bins = AgeBins::paper();
+    // Three bright faces (read female) and one dark (read male).
+    let gallery: Vec<EvalFace> = [220u8, 200, 240, 30]
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| EvalFace {
+            image: FaceImage::new(8, 8, vec![v; 8 * 8 * 3]).unwrap(),
+            age: 25.0,
+            subject: Some(k as u32),
+            key: format!("face{k}"),
+        })
+        .collect();
+    let data = EvalData {
+        name: "four faces".into(),
+        gallery,
+        inputs: (0..4).collect(),
+        skipped: Vec::new(),
+    };
+    let (embed, age, detect, judge) = (Brightness, Always25, SeesFaces, BrightIsFemale);
+    let dev = Device::Cpu;
+    let generator = DarkWhenOld(bins.clone());
+    let ours = GeneratorMethod::new("dark when old", &generator);
+    let methods: Vec<&dyn Method> = vec![&ours, &CopyInput];
+    let run = |analyzer: &Analyzer| {
+        evaluate(
+            &data,
+            None,
+            &methods,
+            analyzer,
+            &bins,
+            &EvalOptions::default(),
+        )
+        .unwrap()
+    };
+    let judged = run(&Analyzer::new(&embed, &age, &detect, &dev, 12).with_judge(&judge));
+    let kept = |method: &str, group: &str| {
+        judged
+            .rows
+            .iter()
+            .find(|r| r.method == method && r.group.label() == group)
+            .unwrap()
+            .gender_kept
+    };
+    // Below 40 the generator copies: every gender kept. From 40 the three
+    // bright faces turn dark (read male): only the dark face keeps its reading.
+    assert_eq!(kept("dark when old", "20-29"), Some(1.0));
+    assert_eq!(kept("dark when old", "40-49"), Some(0.25));
+    assert_eq!(kept("dark when old", "50+"), Some(0.25));
+    assert_eq!(
+        kept("dark when old", "overall"),
+        Some((4.0 * 4.0 + 2.0) / 24.0)
+    );
+    assert_eq!(kept("copy input", "50+"), Some(1.0));
+    // Without a judge there is no reading.
+    let plain = run(&Analyzer::new(&embed, &age, &detect, &dev, 12));
+    assert!(plain.rows.iter().all(|r| r.gender_kept.is_none()));
+}
