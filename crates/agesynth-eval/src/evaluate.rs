@@ -339,9 +339,10 @@ pub struct Row {
     #[serde(default)]
     pub judge_age_mae: Option<f64>,
     /// The share of outputs whose gender, as the second judge reads it
-    /// (female probability above or below 0.5), is the input's: a
-    /// generator that paints a moustache on a woman loses it; `None`
-    /// without a judge.
+    /// (female probability above or below 0.5), is the input's, over the
+    /// inputs aged [`GENDER_KEPT_FROM_AGE`] or more (a child's gender reads
+    /// close to a coin toss at 64 px): a generator that paints a moustache
+    /// on a woman loses it; `None` without a judge or such an input.
     #[serde(default)]
     pub gender_kept: Option<f64>,
     /// The share of outputs in which a training critic (the generator's
@@ -354,6 +355,11 @@ pub struct Row {
     /// Real faces the Fréchet distance compares with.
     pub n_real: usize,
 }
+
+/// The youngest input age (years) whose outputs count in
+/// [`Row::gender_kept`]: from 20 up the judges read gender reliably at
+/// 64 px; below, the input's own reading is close to a coin toss.
+pub const GENDER_KEPT_FROM_AGE: f32 = 20.0;
 
 /// The result of [`evaluate`].
 #[derive(Clone, Debug)]
@@ -657,7 +663,11 @@ pub fn evaluate_with_progress(
                     src,
                     at,
                     &gallery.embeddings[input],
-                    gallery.female.get(input).copied(),
+                    gallery
+                        .female
+                        .get(input)
+                        .copied()
+                        .filter(|_| data.gallery[input].age >= GENDER_KEPT_FROM_AGE),
                     near.map(|j| gallery.embeddings[j].as_slice()),
                 );
             }

@@ -275,7 +275,11 @@ pub fn age_judge_note(missing: Option<&str>) -> String {
                  detector draws on a UTKFace-framed chip; same accuracy and MAE. It was trained on \
                  80% of UTKFace and of FG-NET (among other sets), so on real photos of those sets it \
                  partly sees its training data; its error on UTKFace is about 5 years (dlib's: about \
-                 6)."
+                 6).\n- gender kept (face-api): the share of outputs whose gender, as the same network \
+                 reads it (female probability above or below 0.5), is the one it reads in the input, \
+                 over the inputs aged 20 or more (a child's gender reads close to a coin toss at \
+                 64 px): a woman given a moustache, or a man a woman's face, counts against it. \
+                 Copying scores 100%, a random real face about 50%."
             .to_string(),
     }
 }

@@ -86,13 +86,14 @@ impl AgeGenerator for DarkWhenOld {
 #[test]
 fn an_output_that_changes_the_judges_gender_reading_is_not_kept() {
     let bins = AgeBins::paper();
-    // Three bright faces (read female) and one dark (read male).
-    let gallery: Vec<EvalFace> = [220u8, 200, 240, 30]
+    // Three bright faces (read female) and one dark (read male), all 25;
+    // then a bright child of 5, whose outputs do not count.
+    let gallery: Vec<EvalFace> = [220u8, 200, 240, 30, 210]
         .iter()
         .enumerate()
         .map(|(k, &v)| EvalFace {
             image: FaceImage::new(8, 8, vec![v; 8 * 8 * 3]).unwrap(),
-            age: 25.0,
+            age: if k < 4 { 25.0 } else { 5.0 },
             subject: Some(k as u32),
             key: format!("face{k}"),
         })
@@ -100,7 +101,7 @@ fn an_output_that_changes_the_judges_gender_reading_is_not_kept() {
     let data = EvalData {
         name: "four faces".into(),
         gallery,
-        inputs: (0..4).collect(),
+        inputs: (0..5).collect(),
         skipped: Vec::new(),
     };
     let (embed, age, detect, judge) = (Brightness, Always25, SeesFaces, BrightIsFemale);
@@ -129,7 +130,8 @@ fn an_output_that_changes_the_judges_gender_reading_is_not_kept() {
             .gender_kept
     };
     // Below 40 the generator copies: every gender kept. From 40 the three
-    // bright faces turn dark (read male): only the dark face keeps its reading.
+    // bright faces turn dark (read male): only the dark face keeps its
+    // reading. The child's darkened outputs are not counted.
     assert_eq!(kept("dark when old", "20-29"), Some(1.0));
     assert_eq!(kept("dark when old", "40-49"), Some(0.25));
     assert_eq!(kept("dark when old", "50+"), Some(0.25));
@@ -138,6 +140,15 @@ fn an_output_that_changes_the_judges_gender_reading_is_not_kept() {
         Some((4.0 * 4.0 + 2.0) / 24.0)
     );
     assert_eq!(kept("copy input", "50+"), Some(1.0));
+    let n = |group: &str| {
+        judged
+            .rows
+            .iter()
+            .find(|r| r.method == "dark when old" && r.group.label() == group)
+            .unwrap()
+            .n
+    };
+    assert_eq!(n("50+"), 5, "every input is still rendered and measured");
     // Without a judge there is no reading.
     let plain = run(&Analyzer::new(&embed, &age, &detect, &dev, 12));
     assert!(plain.rows.iter().all(|r| r.gender_kept.is_none()));
