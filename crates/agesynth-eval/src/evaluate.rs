@@ -345,6 +345,11 @@ pub struct Row {
     /// on a woman loses it; `None` without a judge or such an input.
     #[serde(default)]
     pub gender_kept: Option<f64>,
+    /// The same share as [`Row::gender_kept`] as a training gender critic
+    /// (the generator's teacher, never a judge) reads it; `None` without
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_gender_kept: Option<f64>,
     /// The share of outputs in which a training critic (the generator's
     /// teacher, never a judge) reads the target group; `None` without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,6 +401,16 @@ enum Source {
     Pool(usize),
 }
 
+/// The female probabilities read in an input that counts for gender kept
+/// (`None` where not read, or where the input does not count).
+#[derive(Clone, Copy, Default)]
+struct InputGender {
+    /// By the second judge.
+    judge: Option<f32>,
+    /// By the training gender critic.
+    teacher: Option<f32>,
+}
+
 #[derive(Default)]
 struct Acc {
     detected: Vec<bool>,
@@ -405,19 +420,21 @@ struct Acc {
     judge_ages: Vec<f32>,
     teacher_ages: Vec<f32>,
     gender_same: Vec<bool>,
+    teacher_gender_same: Vec<bool>,
     embs: Vec<Vec<f32>>,
 }
 
 impl Acc {
     /// Row `k` of `f`, the output for an input with identity embedding
-    /// `input` and, where the judge read it, female probability
+    /// `input` and, where the judge and the gender teacher read it (an
+    /// input that counts for gender kept), their female probabilities
     /// `input_female`.
     fn push(
         &mut self,
         f: &Features,
         k: usize,
         input: &[f32],
-        input_female: Option<f32>,
+        input_female: InputGender,
         nearest: Option<&[f32]>,
     ) {
         self.detected.push(f.detected[k]);
@@ -428,9 +445,12 @@ impl Acc {
         self.ages.push(f.ages[k]);
         if f.has_judge() {
             self.judge_ages.push(f.judge_ages[k]);
-            if let (Some(&out), Some(inp)) = (f.female.get(k), input_female) {
+            if let (Some(&out), Some(inp)) = (f.female.get(k), input_female.judge) {
                 self.gender_same.push((out > 0.5) == (inp > 0.5));
             }
+        }
+        if let (Some(&out), Some(inp)) = (f.teacher_female.get(k), input_female.teacher) {
+            self.teacher_gender_same.push((out > 0.5) == (inp > 0.5));
         }
         if f.has_teacher() {
             self.teacher_ages.push(f.teacher_ages[k]);
@@ -496,6 +516,11 @@ fn make_row(
         judge_age_accuracy,
         judge_age_mae,
         gender_kept: metrics::mean(acc.gender_same.iter().map(|&b| f64::from(u8::from(b)))),
+        teacher_gender_kept: metrics::mean(
+            acc.teacher_gender_same
+                .iter()
+                .map(|&b| f64::from(u8::from(b))),
+        ),
         teacher_age_accuracy,
         frechet: metrics::frechet_distance(&acc.embs, real)?,
         n_real: real.len(),
@@ -663,11 +688,14 @@ pub fn evaluate_with_progress(
                     src,
                     at,
                     &gallery.embeddings[input],
-                    gallery
-                        .female
-                        .get(input)
-                        .copied()
-                        .filter(|_| data.gallery[input].age >= GENDER_KEPT_FROM_AGE),
+                    if data.gallery[input].age >= GENDER_KEPT_FROM_AGE {
+                        InputGender {
+                            judge: gallery.female.get(input).copied(),
+                            teacher: gallery.teacher_female.get(input).copied(),
+                        }
+                    } else {
+                        InputGender::default()
+                    },
                     near.map(|j| gallery.embeddings[j].as_slice()),
                 );
             }
@@ -708,6 +736,7 @@ pub fn evaluate_with_progress(
             all.judge_ages.extend(acc.judge_ages);
             all.teacher_ages.extend(acc.teacher_ages);
             all.gender_same.extend(acc.gender_same);
+            all.teacher_gender_same.extend(acc.teacher_gender_same);
             all.embs.extend(acc.embs);
         }
         let mut overall = make_row(

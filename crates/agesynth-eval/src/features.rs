@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agesynth_core::{AgeClassifier, AgeEstimator, Error, FaceEmbedder, FaceImage, Result};
+use agesynth_core::{
+    AgeClassifier, AgeEstimator, Error, FaceEmbedder, FaceImage, GenderClassifier, Result,
+};
 use agesynth_face::{
     detect::{Mtcnn, MtcnnConfig},
     FaceApiAgeGender,
@@ -109,6 +111,9 @@ pub struct Features {
     /// The centre, in years, of the age group a training critic (a
     /// teacher, not a judge) reads in each image (empty without one).
     pub teacher_ages: Vec<f32>,
+    /// The probability of female a training gender critic (a teacher, not
+    /// a judge) reads in each image (empty without one).
+    pub teacher_female: Vec<f32>,
 }
 
 impl Features {
@@ -130,6 +135,7 @@ impl Features {
         self.judge_ages.extend(other.judge_ages);
         self.female.extend(other.female);
         self.teacher_ages.extend(other.teacher_ages);
+        self.teacher_female.extend(other.teacher_female);
     }
 
     /// True when the second judge measured these images.
@@ -171,6 +177,7 @@ pub struct Analyzer<'a> {
     detector: &'a dyn FaceDetector,
     judge: Option<&'a dyn AgeGenderJudge>,
     teacher: Option<&'a dyn AgeClassifier>,
+    gender_teacher: Option<&'a dyn GenderClassifier>,
     device: Device,
     batch: usize,
     timings: Mutex<Timings>,
@@ -192,6 +199,7 @@ impl<'a> Analyzer<'a> {
             detector,
             judge: None,
             teacher: None,
+            gender_teacher: None,
             device: device.clone(),
             batch: batch.max(1),
             timings: Mutex::new(Timings::default()),
@@ -217,6 +225,16 @@ impl<'a> Analyzer<'a> {
     /// True when a training critic reads every image.
     pub fn has_teacher(&self) -> bool {
         self.teacher.is_some()
+    }
+
+    /// Adds a training gender critic (a gender classifier a generator
+    /// learnt from) whose reading of every image is reported beside the
+    /// judge's: where it finds the input's gender kept far more often than
+    /// the judge does, the generator satisfies its teacher, or the teacher
+    /// does not see what the judge sees.
+    pub fn with_gender_teacher(mut self, teacher: &'a dyn GenderClassifier) -> Self {
+        self.gender_teacher = Some(teacher);
+        self
     }
 
     /// The second judge's name, if there is one.
@@ -296,6 +314,24 @@ impl<'a> Analyzer<'a> {
                 }
                 None => Vec::new(),
             };
+            let teacher_female = match self.gender_teacher {
+                Some(c) => {
+                    let t = Instant::now();
+                    // p(female) = sigmoid(female logit − male logit).
+                    let logits = c.gender_logits(&x)?;
+                    let d = (logits.narrow(1, 1, 1)? - logits.narrow(1, 0, 1)?)?;
+                    let p = d
+                        .neg()?
+                        .exp()?
+                        .affine(1.0, 1.0)?
+                        .recip()?
+                        .squeeze(1)?
+                        .to_vec1::<f32>()?;
+                    self.add_time(|t| &mut t.age_gender_s, t.elapsed());
+                    p
+                }
+                None => Vec::new(),
+            };
             let t = Instant::now();
             let detected = chunk
                 .par_iter()
@@ -322,6 +358,7 @@ impl<'a> Analyzer<'a> {
                 judge_ages,
                 female,
                 teacher_ages,
+                teacher_female,
             });
         }
         Ok(out)

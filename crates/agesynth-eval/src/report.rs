@@ -56,6 +56,7 @@ impl MetricsFile {
                 judge_age_mae: round6(r.judge_age_mae),
                 gender_kept: round6(r.gender_kept),
                 teacher_age_accuracy: round6(r.teacher_age_accuracy),
+                teacher_gender_kept: round6(r.teacher_gender_kept),
                 frechet: round6(r.frechet),
                 ..r.clone()
             })
@@ -157,9 +158,11 @@ pub const METRICS: [Metric; 10] = [
 /// The Markdown table of `rows`. The age columns are dlib's age
 /// estimator's; when `judge` names a second age judge, its age-group
 /// accuracy and MAE follow them; when a row has a training critic's reading
-/// ([`Row::teacher_age_accuracy`]), a column for it comes last.
+/// ([`Row::teacher_age_accuracy`]), a column for it comes last, and after
+/// it one for a training gender critic's ([`Row::teacher_gender_kept`]).
 pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
     let taught = rows.iter().any(|r| r.teacher_age_accuracy.is_some());
+    let gender_taught = rows.iter().any(|r| r.teacher_gender_kept.is_some());
     let mut s = String::new();
     s += "| target | method | n | detection | identity L2 ↓ | verif. @0.6 ↑ | L2 to nearest-age real photo ↓ | age-group acc. (dlib) ↑ | age MAE to centre (dlib) ↓ |";
     if let Some(j) = judge {
@@ -172,12 +175,18 @@ pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
     if taught {
         s += " target read by the training critic (not a judge) |";
     }
+    if gender_taught {
+        s += " gender kept by the training gender critic (not a judge) |";
+    }
     s += "\n|---|---|---:|---:|---:|---:|---:|---:|---:|";
     if judge.is_some() {
         s += "---:|---:|---:|";
     }
     s += "---:|";
     if taught {
+        s += "---:|";
+    }
+    if gender_taught {
         s += "---:|";
     }
     s += "\n";
@@ -191,11 +200,14 @@ pub fn markdown_table(rows: &[Row], judge: Option<&str>) -> String {
             ),
             None => String::new(),
         };
-        let teacher = if taught {
+        let mut teacher = if taught {
             format!(" {} |", cell(r.teacher_age_accuracy, true))
         } else {
             String::new()
         };
+        if gender_taught {
+            let _ = write!(teacher, " {} |", cell(r.teacher_gender_kept, true));
+        }
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |{judged} {} |{teacher}",
@@ -410,6 +422,16 @@ pub fn write_report(
              teacher rather than to draw the age."
         );
     }
+    if rows.iter().any(|r| r.teacher_gender_kept.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nGender kept by the training gender critic: the gender-kept share as a gender \
+             classifier a generator learnt from (given to the evaluation for comparison only) \
+             reads it, on the same inputs. Where it is far above the judge's, the generator \
+             satisfies its teacher, or the teacher does not see what the judge reads as a change \
+             of sex."
+        );
+    }
     let _ = writeln!(
         s,
         "\nFréchet: {FRECHET_LABEL}; rates in %, distances in dlib embedding units (same person below {:.1}).",
@@ -454,6 +476,7 @@ mod tests {
             judge_age_mae: judged.then_some(6.5),
             gender_kept: judged.then_some(0.75),
             teacher_age_accuracy: None,
+            teacher_gender_kept: None,
             frechet: None,
             n_real: 0,
         }
@@ -499,5 +522,22 @@ mod tests {
             "{table}"
         );
         assert!(table.lines().nth(3).unwrap().ends_with("| – |"), "{table}");
+        // A gender teacher's column comes after the age teacher's.
+        let mut both = row(true);
+        both.teacher_age_accuracy = Some(0.875);
+        both.teacher_gender_kept = Some(0.625);
+        let table = markdown_table(&[both, row(true)], Some("face-api"));
+        let header = table.lines().next().unwrap();
+        assert!(
+            header.ends_with(
+                "| target read by the training critic (not a judge) | gender kept by the training gender critic (not a judge) |"
+            ),
+            "{header}"
+        );
+        assert!(table.lines().all(|l| cells(l) == cells(header)), "{table}");
+        assert!(
+            table.lines().nth(2).unwrap().ends_with("| 87.5% | 62.5% |"),
+            "{table}"
+        );
     }
 }

@@ -73,6 +73,9 @@ pub struct FaceGanEvalConfig {
     /// whose reading of every image is reported in a last column, to show
     /// whether a generator satisfies its teacher more than the judges.
     pub teacher_age_critic: Option<PathBuf>,
+    /// A training gender critic (a teacher of the generators, never a
+    /// judge) whose reading of gender kept is reported in a last column.
+    pub teacher_gender_critic: Option<PathBuf>,
     /// Measure a generator's own colours on grey inputs; `false` (the
     /// default) makes a grey input's outputs grey, as `agesynth age` does.
     pub keep_generator_colour: bool,
@@ -211,6 +214,10 @@ pub fn run_facegan_eval(
         }
         None => None,
     };
+    let gender_teacher = match &cfg.teacher_gender_critic {
+        Some(p) => Some(agesynth_critic::load::load_gender_critic(p, device)?.0),
+        None => None,
+    };
     let ref_load = t0.elapsed();
     let mut reports = Vec::with_capacity(cfg.sets.len());
     for (k, set) in cfg.sets.iter().enumerate() {
@@ -218,6 +225,10 @@ pub fn run_facegan_eval(
         let analyzer = nets.analyzer(device, cfg.batch);
         let analyzer = match &teacher {
             Some(c) => analyzer.with_teacher(c),
+            None => analyzer,
+        };
+        let analyzer = match &gender_teacher {
+            Some(c) => analyzer.with_gender_teacher(c),
             None => analyzer,
         };
         let out = if cfg.sets.len() > 1 {
@@ -302,6 +313,10 @@ pub fn run_facegan_eval(
         let mut settings = settings;
         if let Some(p) = &cfg.teacher_age_critic {
             settings["training critic (compared, not a judge)"] = p.display().to_string().into();
+        }
+        if let Some(p) = &cfg.teacher_gender_critic {
+            settings["training gender critic (compared, not a judge)"] =
+                p.display().to_string().into();
         }
         if !cfg.keep_generator_colour {
             settings["grey inputs"] =

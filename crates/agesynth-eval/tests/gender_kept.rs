@@ -3,7 +3,8 @@
 
 use agesynth_core::{
     candle_core::{Device, Tensor},
-    AgeBins, AgeEstimator, AgeGenerator, AgeGroup, FaceEmbedder, FaceImage, Result,
+    AgeBins, AgeEstimator, AgeGenerator, AgeGroup, FaceEmbedder, FaceImage, GenderClassifier,
+    Result,
 };
 use agesynth_eval::{
     evaluate, AgeGenderJudge, Analyzer, CopyInput, EvalData, EvalFace, EvalOptions, FaceDetector,
@@ -54,6 +55,15 @@ impl AgeGenderJudge for BrightIsFemale {
             Tensor::full(30f32, m.len(), x.device())?,
             Tensor::from_vec(female, m.len(), x.device())?,
         ))
+    }
+}
+
+/// A training gender critic that reads every face as female.
+struct AllFemale;
+impl GenderClassifier for AllFemale {
+    fn gender_logits(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        Ok(Tensor::from_vec([0f32, 4.0].repeat(n), (n, 2), x.device())?)
     }
 }
 
@@ -149,7 +159,18 @@ fn an_output_that_changes_the_judges_gender_reading_is_not_kept() {
             .n
     };
     assert_eq!(n("50+"), 5, "every input is still rendered and measured");
-    // Without a judge there is no reading.
+    // Without a judge there is no reading, nor a teacher's without one.
     let plain = run(&Analyzer::new(&embed, &age, &detect, &dev, 12));
     assert!(plain.rows.iter().all(|r| r.gender_kept.is_none()));
+    assert!(judged.rows.iter().all(|r| r.teacher_gender_kept.is_none()));
+    // A gender teacher that reads every face as female sees every gender
+    // kept where the judge sees a quarter; the judge's column is unchanged.
+    let teacher = AllFemale;
+    let taught = run(&Analyzer::new(&embed, &age, &detect, &dev, 12)
+        .with_judge(&judge)
+        .with_gender_teacher(&teacher));
+    for (a, b) in taught.rows.iter().zip(&judged.rows) {
+        assert_eq!(a.gender_kept, b.gender_kept);
+        assert_eq!(a.teacher_gender_kept, Some(1.0), "{} {}", a.method, a.group);
+    }
 }

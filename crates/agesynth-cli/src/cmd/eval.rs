@@ -88,6 +88,13 @@ pub struct FaceGanEvalArgs {
     /// teacher more than the judges.
     #[arg(long)]
     pub teacher_age_critic: Option<PathBuf>,
+    /// A training gender critic (`agesynth train critic --kind gender`),
+    /// read on every image beside face-api: a last column shows the share
+    /// of outputs it reads as the input's gender (inputs aged 20 or more).
+    /// It never judges; it shows whether the critic a generator's
+    /// gender-keeping term reads sees what the judge sees.
+    #[arg(long)]
+    pub teacher_gender_critic: Option<PathBuf>,
     /// Measure the generators' own colours on black-and-white inputs; by
     /// default their outputs are made grey, as `agesynth age` does.
     #[arg(long)]
@@ -194,6 +201,7 @@ fn run_facegan(a: FaceGanEvalArgs) -> anyhow::Result<ExitCode> {
         out: a.out.clone(),
         weights_dir: a.weights.clone(),
         teacher_age_critic: a.teacher_age_critic.clone(),
+        teacher_gender_critic: a.teacher_gender_critic.clone(),
         keep_generator_colour: a.keep_generator_colour,
     };
     let bar = indicatif::ProgressBar::new(0);
