@@ -3,43 +3,15 @@
 
 use agesynth_core::{
     candle_core::{Device, Tensor},
-    AgeBins, AgeEstimator, AgeGenerator, AgeGroup, FaceEmbedder, FaceImage, GenderClassifier,
-    Result,
+    AgeBins, AgeGenerator, AgeGroup, FaceImage, GenderClassifier, Result,
 };
 use agesynth_eval::{
-    evaluate, AgeGenderJudge, Analyzer, CopyInput, EvalData, EvalFace, EvalOptions, FaceDetector,
+    evaluate, AgeGenderJudge, Analyzer, CopyInput, EvalData, EvalFace, EvalOptions,
     GeneratorMethod, Method,
 };
 
-/// Embeds a face as its mean brightness.
-struct Brightness;
-impl FaceEmbedder for Brightness {
-    fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        let m = x.flatten_from(1)?.mean_keepdim(1)?;
-        Ok(Tensor::cat(&[&m, &m.zeros_like()?], 1)?)
-    }
-    fn dim(&self) -> usize {
-        2
-    }
-    fn threshold(&self) -> f32 {
-        0.6
-    }
-}
-
-/// Reads every face as 25.
-struct Always25;
-impl AgeEstimator for Always25 {
-    fn estimate(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(Tensor::full(25f32, x.dim(0)?, x.device())?)
-    }
-}
-
-struct SeesFaces;
-impl FaceDetector for SeesFaces {
-    fn has_face(&self, _: &FaceImage) -> Result<bool> {
-        Ok(true)
-    }
-}
+mod common;
+use common::{Always25, Brightness, SeesFaces};
 
 /// Reads faces brighter than mid-grey as female (probability 0.9), the
 /// others as male (0.1); every age as 30.

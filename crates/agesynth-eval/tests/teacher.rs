@@ -4,42 +4,14 @@
 
 use agesynth_core::{
     candle_core::{Device, Tensor},
-    AgeBins, AgeClassifier, AgeEstimator, AgeGenerator, AgeGroup, FaceEmbedder, FaceImage, Result,
+    AgeBins, AgeClassifier, AgeGenerator, AgeGroup, FaceImage, Result,
 };
 use agesynth_eval::{
-    evaluate, Analyzer, CopyInput, EvalData, EvalFace, EvalOptions, FaceDetector, GeneratorMethod,
-    Method,
+    evaluate, Analyzer, CopyInput, EvalData, EvalFace, EvalOptions, GeneratorMethod, Method,
 };
 
-/// Embeds a face as its mean brightness.
-struct Brightness;
-impl FaceEmbedder for Brightness {
-    fn embed(&self, x: &Tensor) -> Result<Tensor> {
-        let m = x.flatten_from(1)?.mean_keepdim(1)?;
-        Ok(Tensor::cat(&[&m, &m.zeros_like()?], 1)?)
-    }
-    fn dim(&self) -> usize {
-        2
-    }
-    fn threshold(&self) -> f32 {
-        0.6
-    }
-}
-
-/// Reads every face as 25.
-struct Always25;
-impl AgeEstimator for Always25 {
-    fn estimate(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(Tensor::full(25f32, x.dim(0)?, x.device())?)
-    }
-}
-
-struct SeesFaces;
-impl FaceDetector for SeesFaces {
-    fn has_face(&self, _: &FaceImage) -> Result<bool> {
-        Ok(true)
-    }
-}
+mod common;
+use common::{Always25, Brightness, SeesFaces};
 
 /// A teacher that reads bright faces as 50+ and dark ones as 20–29.
 struct BrightIsOld(AgeBins);
