@@ -47,7 +47,9 @@ impl std::fmt::Debug for ClassifierGenderLoss {
 }
 
 /// Per-row cross-entropy `−log softmax(logits)[gender]` of `logits (N, 2)`
-/// (male, female), a vector `(N,)`; a row of unknown gender gets 0.
+/// (male, female), a vector `(N,)`, and the mask `(N,)` of the rows whose
+/// gender is known (1) or not (0: its cross-entropy, read as male, is to be
+/// masked out).
 fn row_gender_nll(logits: &Tensor, genders: &[Option<Gender>]) -> Result<(Tensor, Tensor)> {
     let (n, c) = logits.dims2()?;
     if c != 2 || genders.len() != n {
