@@ -515,12 +515,8 @@ fn make_row(
         age_mae,
         judge_age_accuracy,
         judge_age_mae,
-        gender_kept: metrics::mean(acc.gender_same.iter().map(|&b| f64::from(u8::from(b)))),
-        teacher_gender_kept: metrics::mean(
-            acc.teacher_gender_same
-                .iter()
-                .map(|&b| f64::from(u8::from(b))),
-        ),
+        gender_kept: metrics::share(&acc.gender_same),
+        teacher_gender_kept: metrics::share(&acc.teacher_gender_same),
         teacher_age_accuracy,
         frechet: metrics::frechet_distance(&acc.embs, real)?,
         n_real: real.len(),

@@ -9,7 +9,12 @@ use crate::linalg::{matmul, sqrtm_psd, symmetric_eigen};
 /// Fraction of images in which the detector found at least one face; `None`
 /// for no image.
 pub fn detection_rate(found: &[bool]) -> Option<f64> {
-    mean(found.iter().map(|&f| if f { 1.0 } else { 0.0 }))
+    share(found)
+}
+
+/// Fraction of `flags` that are true; `None` when there is none.
+pub fn share(flags: &[bool]) -> Option<f64> {
+    mean(flags.iter().map(|&f| if f { 1.0 } else { 0.0 }))
 }
 
 /// Euclidean distance between two embeddings of the same length.
