@@ -83,6 +83,14 @@ pub struct CStyleGanConfig {
     /// age-conditioned `w`; configs written before it read as 0).
     #[serde(default)]
     pub age_free_layers: usize,
+    /// With `age_free_layers > 0`: the groups from this index up read the
+    /// age-free `w` in those coarse layers; younger groups keep their own
+    /// age-conditioned `w` in every layer, since a child's head shape and
+    /// proportions are coarse styles (1: only 0–9 keeps its own; 0, the
+    /// default and what configs written before it read as: every group
+    /// reads the age-free `w`). Weights do not depend on it.
+    #[serde(default)]
+    pub age_free_from_group: usize,
 }
 
 impl CStyleGanConfig {
@@ -114,6 +122,7 @@ impl CStyleGanConfig {
             w_avg_beta: 0.995,
             gender_conditioned: false,
             age_free_layers: 0,
+            age_free_from_group: 0,
         }
     }
 
@@ -290,6 +299,19 @@ impl CStyleGanConfig {
                 "age_free_layers {} must be below the {} synthesis layers (or the age would reach none)",
                 self.age_free_layers,
                 self.num_ws()
+            ));
+        }
+        if self.age_free_from_group > 0 && self.age_free_layers == 0 {
+            return bad(format!(
+                "age_free_from_group {} needs age_free_layers > 0 (no layer is age-free)",
+                self.age_free_from_group
+            ));
+        }
+        if self.age_free_from_group >= self.age_bins.len().max(1) {
+            return bad(format!(
+                "age_free_from_group {} must be below the {} age groups",
+                self.age_free_from_group,
+                self.age_bins.len()
             ));
         }
         if !(self.mapping_lr_mul > 0.0 && self.mapping_lr_mul.is_finite()) {

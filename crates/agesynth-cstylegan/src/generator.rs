@@ -55,6 +55,8 @@ pub struct GenerateOptions {
     /// styles carry pose, face shape and sex, which a person keeps across
     /// ages. 0 (the default): the model's own
     /// [`CStyleGanConfig::age_free_layers`] (0 for a model trained without).
+    /// Groups below the model's [`CStyleGanConfig::age_free_from_group`]
+    /// keep their own `w` in those layers too.
     pub age_free_layers: usize,
 }
 
@@ -544,8 +546,28 @@ impl Generator {
                         "age-free layers must be fewer than the {n_ws} synthesis layers, got {k}"
                     )));
                 }
-                let free = self.broadcast_ws(&self.age_free_w(z, opts.truncation)?)?;
-                Tensor::cat(&[free.narrow(1, 0, k)?, ws.narrow(1, k, n_ws - k)?], 1)?
+                let free = self
+                    .broadcast_ws(&self.age_free_w(z, opts.truncation)?)?
+                    .narrow(1, 0, k)?;
+                let own = ws.narrow(1, 0, k)?;
+                let coarse = match self.cfg.age_free_from_group {
+                    0 => free,
+                    from => {
+                        // Rows of a younger group keep their own coarse styles.
+                        let keep: Vec<f32> = groups
+                            .iter()
+                            .map(|g| if g.0 < from { 1.0 } else { 0.0 })
+                            .collect();
+                        if keep.iter().all(|&m| m == 0.0) {
+                            free
+                        } else {
+                            let m = Tensor::from_vec(keep, (groups.len(), 1, 1), own.device())?
+                                .to_dtype(own.dtype())?;
+                            (free.broadcast_mul(&(1.0 - &m)?)? + own.broadcast_mul(&m)?)?
+                        }
+                    }
+                };
+                Tensor::cat(&[coarse, ws.narrow(1, k, n_ws - k)?], 1)?
             }
         };
         Ok((self.synthesis(&ws, opts.noise)?, w))

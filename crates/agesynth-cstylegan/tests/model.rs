@@ -477,6 +477,54 @@ fn age_free_layers_share_the_coarse_styles_across_groups() {
     assert!(g.forward(&z, &t, &all).is_err());
 }
 
+/// With `age_free_from_group = f` the rows of groups below `f` keep their
+/// own `w` in the age-free layers too (a child's head shape is a coarse
+/// style), while older rows in the same batch read the age-free `w`.
+#[test]
+fn age_free_from_group_keeps_the_young_groups_coarse_styles() {
+    let k = 2;
+    let cfg = CStyleGanConfig {
+        age_free_layers: k,
+        age_free_from_group: 1,
+        ..CStyleGanConfig::tiny()
+    };
+    cfg.validate().unwrap();
+    let (_gm, g, _dm, _d) = build(&cfg, 11);
+    let dev = Device::Cpu;
+    let z = seeded_latents(2, cfg.z_dim, 5, &dev).unwrap();
+    let n_ws = g.num_ws();
+    let mean = g.age_free_w(&z, 1.0).unwrap();
+    // Row 0 at 0–9, row 1 at 50+: one batch, two kinds of coarse styles.
+    let t = groups(&[0, 5]);
+    let got = g.forward(&z, &t, &quiet()).unwrap();
+    let own = g.broadcast_ws(&g.mapping(&z, &t).unwrap()).unwrap();
+    let free = g.broadcast_ws(&mean).unwrap();
+    let young = g.synthesis(&own, Noise::Off).unwrap();
+    let old_ws = Tensor::cat(
+        &[
+            free.narrow(1, 0, k).unwrap(),
+            own.narrow(1, k, n_ws - k).unwrap(),
+        ],
+        1,
+    )
+    .unwrap();
+    let old = g.synthesis(&old_ws, Noise::Off).unwrap();
+    let row = |x: &Tensor, i: usize| x.narrow(0, i, 1).unwrap();
+    assert!(max_abs_diff(&row(&got, 0), &row(&young, 0)) < 1e-5);
+    assert!(max_abs_diff(&row(&got, 1), &row(&old, 1)) < 1e-5);
+    // The two forms differ, so the assertions above could fail.
+    assert!(max_abs_diff(&row(&young, 0), &row(&old, 0)) > 1e-4);
+    // The option needs age-free layers, and a group that exists.
+    let mut bad = CStyleGanConfig {
+        age_free_from_group: 1,
+        ..CStyleGanConfig::tiny()
+    };
+    assert!(bad.validate().is_err());
+    bad.age_free_layers = k;
+    bad.age_free_from_group = bad.num_groups();
+    assert!(bad.validate().is_err());
+}
+
 fn gendered_tiny() -> CStyleGanConfig {
     CStyleGanConfig {
         gender_conditioned: true,
@@ -583,6 +631,7 @@ fn a_gender_conditioned_model_reads_the_latents_gender() {
     let mut old = serde_json::to_value(CStyleGanConfig::cpu64()).unwrap();
     old.as_object_mut().unwrap().remove("gender_conditioned");
     old.as_object_mut().unwrap().remove("age_free_layers");
+    old.as_object_mut().unwrap().remove("age_free_from_group");
     let back: CStyleGanConfig = serde_json::from_value(old).unwrap();
     assert_eq!(back, CStyleGanConfig::cpu64());
     let mut bad = CStyleGanConfig::tiny();

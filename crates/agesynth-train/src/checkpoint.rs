@@ -102,6 +102,45 @@ impl CheckpointContents {
     }
 }
 
+/// The fields in which two configs differ, as `name saved → now` (nested
+/// fields dotted), for an error that says why a checkpoint does not fit.
+/// Empty when their serialized forms are equal.
+pub fn config_differences<T: Serialize>(saved: &T, now: &T) -> String {
+    fn walk(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        use serde_json::Value::Object;
+        match (a, b) {
+            (Object(x), Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let name = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let null = serde_json::Value::Null;
+                    walk(
+                        &name,
+                        x.get(k).unwrap_or(&null),
+                        y.get(k).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{path} {a} → {b}")),
+            _ => {}
+        }
+    }
+    let (a, b) = (serde_json::to_value(saved), serde_json::to_value(now));
+    let mut out = Vec::new();
+    match (a, b) {
+        (Ok(a), Ok(b)) => walk("", &a, &b, &mut out),
+        _ => out.push("(the configs cannot be compared)".into()),
+    }
+    out.join(", ")
+}
+
 /// `true` when every value of `t` is finite (0·x is 0 for finite x and NaN
 /// for NaN and ±inf, so the sum is 0 exactly when all are finite).
 pub fn all_finite(t: &Tensor) -> Result<bool> {
@@ -613,6 +652,17 @@ mod tests {
         ck.load_tensors("model").unwrap().0["w"]
             .to_vec1::<f32>()
             .unwrap()
+    }
+
+    #[test]
+    fn config_differences_name_each_changed_field() {
+        let a = serde_json::json!({"preset": "cpu64", "size": 64, "inner": {"k": 1, "same": true}});
+        let b = serde_json::json!({"preset": "cpu64", "size": 128, "inner": {"k": 2, "same": true}, "new": 0});
+        assert_eq!(
+            config_differences(&a, &b),
+            "inner.k 1 → 2, new null → 0, size 64 → 128"
+        );
+        assert_eq!(config_differences(&a, &a), "");
     }
 
     #[test]

@@ -562,15 +562,18 @@ impl TrainTask for CStyleGanTask {
 
     fn restore(&mut self, ck: &Checkpoint) -> Result<()> {
         let model: CStyleGanConfig = ck.load_json("generator_ema")?;
-        if model != self.cfg.model {
+        // Which groups read the age-free styles changes no weight: a run may
+        // resume with another choice.
+        let same_weights = CStyleGanConfig {
+            age_free_from_group: self.cfg.model.age_free_from_group,
+            ..model.clone()
+        };
+        if same_weights != self.cfg.model {
             return Err(TrainError::checkpoint(
                 ck.dir(),
                 format!(
-                    "was made with model config `{}` ({} px), this run uses `{}` ({} px)",
-                    model.preset,
-                    model.image_size,
-                    self.cfg.model.preset,
-                    self.cfg.model.image_size
+                    "was made with another model config than this run's ({})",
+                    crate::checkpoint::config_differences(&model, &self.cfg.model)
                 ),
             ));
         }

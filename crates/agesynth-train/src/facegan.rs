@@ -1410,11 +1410,8 @@ impl TrainTask for FaceGanTask {
             return Err(TrainError::checkpoint(
                 ck.dir(),
                 format!(
-                    "was made with FaceGAN config `{}` ({} px), this run uses `{}` ({} px)",
-                    model.preset,
-                    model.image_size,
-                    self.cfg.model.preset,
-                    self.cfg.model.image_size
+                    "was made with another FaceGAN config than this run's ({})",
+                    crate::checkpoint::config_differences(&model, &self.cfg.model)
                 ),
             ));
         }

@@ -131,6 +131,36 @@ fn resume_continues_the_same_gan_loss_curve() {
     assert_ne!(curve(&c_run)[..5], ca[..5]);
 }
 
+/// A run resumes with another choice of which groups read the age-free
+/// styles (no weight depends on it), but not with another architecture, and
+/// the refusal names the field that differs.
+#[test]
+fn resume_accepts_a_new_age_free_group_and_names_a_changed_field() {
+    let data = faces(8);
+    let dev = Device::Cpu;
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::open(dir.path().join("r")).unwrap();
+    let with = |layers: usize, from: usize| {
+        let mut c = config(3);
+        c.model.age_free_layers = layers;
+        c.model.age_free_from_group = from;
+        c.model.validate().unwrap();
+        CStyleGanTask::new(c, data.clone(), &dev).unwrap()
+    };
+    Trainer::new(run.clone(), opts(2, 2))
+        .run(&mut with(1, 0), false)
+        .unwrap();
+    let s = Trainer::new(run.clone(), opts(4, 2))
+        .run(&mut with(1, 1), true)
+        .unwrap();
+    assert_eq!((s.start_step, s.step), (2, 4));
+    let err = Trainer::new(run.clone(), opts(6, 2))
+        .run(&mut with(2, 1), true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("age_free_layers 1 → 2"), "{err}");
+}
+
 /// Mean over `samples` of the squared distance to the nearest of `reals`
 /// (per pixel, images in [-1, 1]).
 fn nearest_mse(samples: &Tensor, reals: &Tensor) -> f32 {

@@ -343,6 +343,7 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
             age_free_layers: a.age_free_layers,
             ..Default::default()
         }),
+        "age-free layers from group": g.config().age_free_from_group,
         "seed": a.seed,
         "reference": format!("UTKFace test split of {} (at most {} per group, seeded)", a.utkface.display(), a.ref_per_group),
     });

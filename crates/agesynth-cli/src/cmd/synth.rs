@@ -166,6 +166,7 @@ pub fn run_synth_pairs(a: SynthPairsArgs) -> anyhow::Result<ExitCode> {
         "truncation": a.truncation,
         "seed": a.seed,
         "age_free_layers": a.age_free_layers,
+        "age_free_from_group": g.config().age_free_from_group,
     });
     if filter.is_some() {
         source["pair_filter"] = a.filter.describe();

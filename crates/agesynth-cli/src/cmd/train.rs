@@ -153,6 +153,12 @@ pub struct CStyleGanArgs {
     /// styles [default: 0]
     #[arg(long)]
     pub age_free_layers: Option<usize>,
+    /// With age-free layers: the groups from this index up read the
+    /// age-free `w` there; younger groups keep their own (1: a 0–9 render
+    /// may change head shape and proportions). Applies to a resumed run
+    /// too (the weights do not depend on it) [default: 0, every group]
+    #[arg(long)]
+    pub age_free_from_group: Option<usize>,
     /// Warm start: a trained generator (weights file with its sidecar, or a
     /// run or checkpoint folder) whose weights G and its EMA start from;
     /// weights the new config adds (gender) start neutral. D starts fresh.
@@ -473,6 +479,16 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
             );
         }
         let before = saved.clone();
+        if let Some(f) = a.age_free_from_group {
+            saved.model.age_free_from_group = f;
+            saved.model.validate()?;
+            if f != before.model.age_free_from_group {
+                eprintln!(
+                    "resuming with age-free layers from group {} (was {})",
+                    f, before.model.age_free_from_group
+                );
+            }
+        }
         apply_loss_args(&mut saved, &a)?;
         overridden = saved != before;
         if overridden {
@@ -496,6 +512,7 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         let mut model = CStyleGanConfig::preset(a.preset.name())?;
         model.gender_conditioned = a.gender_conditioned;
         model.age_free_layers = a.age_free_layers.unwrap_or(0);
+        model.age_free_from_group = a.age_free_from_group.unwrap_or(0);
         model.validate()?;
         let mut c = CStyleGanTrainConfig::new(model, a.batch, a.run.seed);
         c.d_warmup_steps = a.d_warmup_steps.unwrap_or(0);
