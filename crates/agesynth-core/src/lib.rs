@@ -49,7 +49,7 @@ pub use device::DeviceSpec;
 pub use error::{Error, Result};
 pub use traits::{
     AgeClassifier, AgeEstimator, AgeGenerator, ConditionalDiscriminator, DiscriminatorOutput,
-    FaceEmbedder, GenderClassifier,
+    FaceEmbedder, GenderClassifier, RealismCritic,
 };
 
 /// Re-export of the tensor library every public signature of agesynth uses.

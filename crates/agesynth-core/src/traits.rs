@@ -136,6 +136,27 @@ pub trait GenderClassifier: Send + Sync {
     fn gender_logits(&self, images: &Tensor) -> Result<Tensor>;
 }
 
+/// A frozen critic of realism: how much each face looks like a real photo
+/// of a person of its age group (and gender, where known), as a logit
+/// (higher: more real). A cStyleGAN's discriminator, trained on real faces
+/// against generated ones, is one.
+///
+/// Implementations must be differentiable with respect to the input images:
+/// a generator's realism term backpropagates through them.
+pub trait RealismCritic: Send + Sync {
+    /// Logits `(N,)` that `images (N, 3, S, S)` are real photos of people of
+    /// `groups` and `genders` (`None`: unknown, judged without it).
+    fn realism_logits(
+        &self,
+        images: &Tensor,
+        groups: &[AgeGroup],
+        genders: &[Option<crate::Gender>],
+    ) -> Result<Tensor>;
+
+    /// The groups it was trained on.
+    fn age_bins(&self) -> &AgeBins;
+}
+
 macro_rules! forward_impls {
     ($tr:ident { $($body:tt)* }) => {
         impl<T: $tr + ?Sized> $tr for &T { $($body)* }
@@ -191,6 +212,20 @@ forward_impls!(FaceEmbedder {
 forward_impls!(GenderClassifier {
     fn gender_logits(&self, images: &Tensor) -> Result<Tensor> {
         (**self).gender_logits(images)
+    }
+});
+
+forward_impls!(RealismCritic {
+    fn realism_logits(
+        &self,
+        images: &Tensor,
+        groups: &[AgeGroup],
+        genders: &[Option<crate::Gender>],
+    ) -> Result<Tensor> {
+        (**self).realism_logits(images, groups, genders)
+    }
+    fn age_bins(&self) -> &AgeBins {
+        (**self).age_bins()
     }
 });
 

@@ -3,7 +3,9 @@
 
 use std::f64::consts::FRAC_1_SQRT_2;
 
-use agesynth_core::{AgeBins, AgeGroup, ConditionalDiscriminator, Error, Gender, Result};
+use agesynth_core::{
+    AgeBins, AgeGroup, ConditionalDiscriminator, Error, Gender, RealismCritic, Result,
+};
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
@@ -286,6 +288,13 @@ impl Discriminator {
     /// `group_idx (N,)` (u32): the age groups, or `gender · groups + group`
     /// for a gender-conditioned model.
     pub fn forward_idx(&self, images: &Tensor, group_idx: &Tensor) -> Result<Tensor> {
+        let e = self.age_embed.index_select(group_idx, 0)?;
+        self.forward_embedded(images, &e)
+    }
+
+    /// Logits `(N,)` of `images` against condition embeddings `e (N, C)`
+    /// (rows of the age embedding, or blends of them).
+    fn forward_embedded(&self, images: &Tensor, e: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = images.dims4()?;
         let s = self.cfg.image_size;
         if c != 3 || h != s || w != s {
@@ -301,8 +310,7 @@ impl Discriminator {
         let x = self.final_conv.forward(&self.minibatch_stddev(&x)?)?;
         let phi = self.final_fc.forward(&x.flatten_from(1)?)?; // (N, C4)
         let c4 = phi.dim(1)?;
-        let e = self.age_embed.index_select(group_idx, 0)?;
-        let proj = ((e * &phi)?.sum(1)? / (c4 as f64).sqrt())?;
+        let proj = ((e.to_dtype(phi.dtype())? * &phi)?.sum(1)? / (c4 as f64).sqrt())?;
         let logit = self.out.forward(&phi)?.reshape(n)?;
         Ok((logit + proj)?)
     }
@@ -359,6 +367,61 @@ impl ConditionalDiscriminator for GivenGenders<'_> {
     ) -> Result<(Tensor, Tensor)> {
         self.d
             .forward_jvp_given(images, tangent, groups, Some(self.genders))
+    }
+}
+
+/// The discriminator as a frozen realism critic: the logit that a face is a
+/// real photo of its group (and gender). For a gender-conditioned model a
+/// row whose gender is unknown is judged against the mean of the two
+/// genders' condition embeddings (the mean of the two logits); a model
+/// without gender ignores the genders.
+impl RealismCritic for Discriminator {
+    fn realism_logits(
+        &self,
+        images: &Tensor,
+        groups: &[AgeGroup],
+        genders: &[Option<Gender>],
+    ) -> Result<Tensor> {
+        let n = self.check_images(images, groups)?;
+        if !self.cfg.gender_conditioned {
+            return self.forward(images, groups);
+        }
+        if genders.len() != n {
+            return Err(Error::InvalidInput(format!(
+                "{n} images but {} genders",
+                genders.len()
+            )));
+        }
+        let g = self.bins.len();
+        let dev = images.device();
+        self.bins.index_tensor(groups, dev)?; // checks the groups
+                                              // Rows (male, female) of each image's group, and each image's
+                                              // weights on them: 1/0 or 0/1 when known, ½/½ when not.
+        let rows = |gender: Gender| -> Result<Tensor> {
+            let idx: Vec<u32> = groups
+                .iter()
+                .map(|a| (crate::generator::gender_index(gender) * g + a.0) as u32)
+                .collect();
+            Ok(self
+                .age_embed
+                .index_select(&Tensor::from_vec(idx, n, dev)?, 0)?)
+        };
+        let (male, female) = (rows(Gender::Male)?, rows(Gender::Female)?);
+        let wf: Vec<f32> = genders
+            .iter()
+            .map(|x| match x {
+                Some(Gender::Female) => 1.0,
+                Some(Gender::Male) => 0.0,
+                None => 0.5,
+            })
+            .collect();
+        let wf = Tensor::from_vec(wf, (n, 1), dev)?.to_dtype(male.dtype())?;
+        let e = (male.broadcast_mul(&(1.0 - &wf)?)? + female.broadcast_mul(&wf)?)?;
+        self.forward_embedded(images, &e)
+    }
+
+    fn age_bins(&self) -> &AgeBins {
+        &self.bins
     }
 }
 

@@ -57,7 +57,7 @@ pub use generator::{
     gender_index, seeded_latents, set_latent_gender, GenerateOptions, Generator, MappingNetwork,
     Noise, StyleMix, SynthesisNetwork, GENERATOR_BUFFERS,
 };
-pub use load::{load_generator, render_all_groups, render_all_groups_split};
+pub use load::{load_discriminator, load_generator, render_all_groups, render_all_groups_split};
 pub use vars::{
     copy_vars, ema_decay, ema_update, is_buffer, param_count, seeded_var_builder, sorted_vars,
     trainable_vars,

@@ -1,6 +1,6 @@
-//! Loading a shipped or checkpointed cStyleGAN generator, and rendering its
-//! latents at every age group: the crate's one place that reads files (the
-//! models themselves do no I/O).
+//! Loading a shipped or checkpointed cStyleGAN generator (or discriminator),
+//! and rendering its latents at every age group: the crate's one place that
+//! reads files (the models themselves do no I/O).
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use agesynth_core::{checkpoint::load_model, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
-use crate::{CStyleGanConfig, GenerateOptions, Generator, Noise};
+use crate::{CStyleGanConfig, Discriminator, GenerateOptions, Generator, Noise};
 
 /// Loads a generator for sampling: `path` is a weights file with its config
 /// sidecar (`PATH.json`, as the trainer's exports and the checkpoints'
@@ -21,6 +21,21 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<(Generator, VarMap
         "CStyleGanConfig",
         device,
         |cfg: &CStyleGanConfig, vb| Generator::new(cfg, vb),
+    )
+}
+
+/// Loads a discriminator (for a frozen realism critic, never to train on):
+/// `path` is a weights file with its config sidecar (`PATH.json`, the
+/// model's [`CStyleGanConfig`]), a checkpoint folder holding
+/// `discriminator.safetensors` and `discriminator.json`, or a run folder
+/// (its newest intact checkpoint's).
+pub fn load_discriminator(path: &Path, device: &Device) -> Result<(Discriminator, VarMap)> {
+    load_model(
+        path,
+        &["discriminator"],
+        "CStyleGanConfig",
+        device,
+        |cfg: &CStyleGanConfig, vb| Discriminator::new(cfg, vb),
     )
 }
 

@@ -525,6 +525,49 @@ fn age_free_from_group_keeps_the_young_groups_coarse_styles() {
     assert!(bad.validate().is_err());
 }
 
+/// As a realism critic the discriminator gives its own logits where the
+/// gender is known, their mean over the two genders where it is not, and
+/// ignores genders when it has none; a discriminator saved with its config
+/// loads back as one.
+#[test]
+fn the_discriminator_as_a_realism_critic() {
+    use agesynth_core::{Gender, RealismCritic};
+    let cfg = gendered_tiny();
+    let (_gm, _g, dm, d) = build(&cfg, 4);
+    let dev = Device::Cpu;
+    let s = cfg.image_size;
+    let x = Tensor::randn(0f32, 1.0, (4, 3, s, s), &dev).unwrap();
+    let t = groups(&[0, 1, 2, 5]);
+    let known = [Gender::Female, Gender::Male, Gender::Male, Gender::Female];
+    let asked: Vec<Option<Gender>> = known.iter().map(|&g| Some(g)).collect();
+    let got = d.realism_logits(&x, &t, &asked).unwrap();
+    let want = d.forward_given(&x, &t, Some(&known)).unwrap();
+    assert!(max_abs_diff(&got, &want) < 1e-5);
+    // Unknown: the mean of the two genders' logits.
+    let unknown = d.realism_logits(&x, &t, &[None; 4]).unwrap();
+    let m = d.forward_given(&x, &t, Some(&[Gender::Male; 4])).unwrap();
+    let f = d.forward_given(&x, &t, Some(&[Gender::Female; 4])).unwrap();
+    let mean = ((&m + &f).unwrap() * 0.5).unwrap();
+    assert!(max_abs_diff(&unknown, &mean) < 1e-5);
+    assert!(
+        max_abs_diff(&m, &f) > 1e-6,
+        "the genders must differ for the test to mean anything"
+    );
+    assert!(d.realism_logits(&x, &t, &asked[..2]).is_err());
+    // Without gender: the plain forward pass, genders ignored.
+    let (_gm, _g, _dm, plain) = build(&CStyleGanConfig::tiny(), 4);
+    let got = plain.realism_logits(&x, &t, &asked).unwrap();
+    assert!(max_abs_diff(&got, &plain.forward(&x, &t).unwrap()) < 1e-6);
+    // Saved with its config as the sidecar, it loads as the same critic.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("critic.safetensors");
+    save_varmap(&dm, &p, &cfg).unwrap();
+    assert!(sidecar_path(&p).is_file());
+    let (back, _) = load_discriminator(&p, &dev).unwrap();
+    let again = back.realism_logits(&x, &t, &asked).unwrap();
+    assert!(max_abs_diff(&again, &want) < 1e-5);
+}
+
 fn gendered_tiny() -> CStyleGanConfig {
     CStyleGanConfig {
         gender_conditioned: true,

@@ -40,6 +40,7 @@ pub mod age;
 pub mod gender;
 pub mod identity;
 pub mod loss;
+pub mod realism;
 pub mod reconstruction;
 pub mod tv;
 
@@ -50,5 +51,6 @@ pub use age::{AgeLoss, ClassifierAgeLoss};
 pub use gender::ClassifierGenderLoss;
 pub use identity::{EmbeddingDistance, IdentityLoss, SharedIdentityLoss};
 pub use loss::{Loss, LossInput};
+pub use realism::RealismLoss;
 pub use reconstruction::{Reconstruction, ReconstructionLoss};
 pub use tv::{ChromaChangeLoss, DarkPatchLoss, PalePatchLoss, SharpChangeLoss, TotalVariationLoss};

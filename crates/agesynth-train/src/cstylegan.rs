@@ -557,6 +557,9 @@ impl TrainTask for CStyleGanTask {
             // The sidecar of generator_ema.safetensors: the checkpoint's EMA
             // weights load like a shipped weights file.
             .json("generator_ema", &self.cfg.model)?
+            // And of discriminator.safetensors: a checkpoint's D loads as a
+            // frozen realism critic (`load_discriminator`).
+            .json("discriminator", &self.cfg.model)?
             .json("data", &self.order)
     }
 

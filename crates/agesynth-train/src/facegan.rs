@@ -29,14 +29,15 @@ use std::{path::Path, sync::Arc};
 
 use agesynth_core::{
     AgeBins, AgeClassifier, AgeGenerator, AgeGroup, ConditionalDiscriminator, FaceEmbedder,
-    FaceImage, Gender, GenderClassifier,
+    FaceImage, Gender, GenderClassifier, RealismCritic,
 };
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
     age::cross_entropy, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
     ClassifierGenderLoss, DarkPatchLoss, EmbeddingDistance, GeneratorAdversarial, PalePatchLoss,
-    Reconstruction, ReconstructionLoss, SharedIdentityLoss, SharpChangeLoss, TotalVariationLoss,
+    RealismLoss, Reconstruction, ReconstructionLoss, SharedIdentityLoss, SharpChangeLoss,
+    TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{DType, Device, Tensor};
@@ -129,6 +130,16 @@ pub struct FaceGanLossWeights {
     /// it read as 0).
     #[serde(default)]
     pub gender_keep: f64,
+    /// Realism ([`agesynth_losses::RealismLoss`]): a frozen discriminator
+    /// trained apart on real faces (a cStyleGAN's, never an evaluation
+    /// network) reads each output whose target is
+    /// [`FaceGanTrainConfig::realism_from`] or older against its target
+    /// group and gender, and a row pays while it scores below
+    /// [`FaceGanTrainConfig::realism_satisfied`]: paint that a critic reads
+    /// as age but no photo shows costs (0: none; configs written before it
+    /// read as 0).
+    #[serde(default)]
+    pub realism: f64,
 }
 
 impl Default for FaceGanLossWeights {
@@ -149,6 +160,7 @@ impl Default for FaceGanLossWeights {
             pale_patch: 0.0,
             identity_old: 0.0,
             gender_keep: 0.0,
+            realism: 0.0,
         }
     }
 }
@@ -280,6 +292,14 @@ pub struct FaceGanTrainConfig {
     /// stops charging (configs written before it read as 0.9).
     #[serde(default = "default_gender_keep_satisfied")]
     pub gender_keep_satisfied: f64,
+    /// The first target group the realism term reads
+    /// ([`FaceGanLossWeights::realism`]; 0: every row).
+    #[serde(default)]
+    pub realism_from: usize,
+    /// The realism critic's logit at which a row stops paying (about where
+    /// real faces score; configs written before it read as 2).
+    #[serde(default = "default_realism_satisfied")]
+    pub realism_satisfied: f64,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -307,6 +327,9 @@ pub struct FaceGanSources {
     /// reads the outputs with.
     #[serde(default)]
     pub pair_gender_critic: Option<std::path::PathBuf>,
+    /// The realism critic's weights (a cStyleGAN discriminator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realism_critic: Option<std::path::PathBuf>,
 }
 
 /// How a step draws the real rows' target groups.
@@ -371,6 +394,10 @@ fn default_pale_patch_threshold() -> f64 {
     0.3
 }
 
+fn default_realism_satisfied() -> f64 {
+    2.0
+}
+
 fn default_gender_keep_satisfied() -> f64 {
     0.9
 }
@@ -428,6 +455,8 @@ impl FaceGanTrainConfig {
             pale_patch_threshold: default_pale_patch_threshold(),
             gender_keep_from: 0,
             gender_keep_satisfied: default_gender_keep_satisfied(),
+            realism_from: 0,
+            realism_satisfied: default_realism_satisfied(),
             sources: FaceGanSources::default(),
         }
     }
@@ -471,6 +500,7 @@ impl FaceGanTrainConfig {
             w.pale_patch,
             w.identity_old,
             w.gender_keep,
+            w.realism,
             self.d_wrong_age,
         ];
         if all.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -531,6 +561,18 @@ impl FaceGanTrainConfig {
                 self.gender_keep_from
             ));
         }
+        if w.realism > 0.0 && self.realism_from >= groups {
+            return bad(format!(
+                "realism_from {} must name a group below {groups}",
+                self.realism_from
+            ));
+        }
+        if !self.realism_satisfied.is_finite() {
+            return bad(format!(
+                "realism_satisfied {} must be finite",
+                self.realism_satisfied
+            ));
+        }
         if !(self.gender_keep_satisfied > 0.0 && self.gender_keep_satisfied <= 1.0) {
             return bad(format!(
                 "gender_keep_satisfied {} must be in (0, 1]",
@@ -574,6 +616,8 @@ pub struct FaceGanTask {
     old_age_critic: Option<Arc<dyn AgeClassifier>>,
     /// The frozen gender critic of the gender-keeping term.
     gender_critic: Option<Arc<dyn GenderClassifier>>,
+    /// The frozen realism critic of the realism term.
+    realism_critic: Option<Arc<dyn RealismCritic>>,
     /// The gender of each synthetic identity, where known.
     synthetic_genders: Option<Vec<Option<Gender>>>,
     objective: Objective,
@@ -589,13 +633,15 @@ pub struct FaceGanTask {
 /// `age_critic` (all rows, or the targets younger than
 /// `old_age_critic_from` when a second critic is given), `age_critic_old`
 /// (the second critic, on the older targets), `gender_keep` (the gender
-/// critic, on the targets from `gender_keep_from` up).
+/// critic, on the targets from `gender_keep_from` up), `realism` (the
+/// realism critic, on the targets from `realism_from` up).
 pub fn facegan_objective(
     cfg: &FaceGanTrainConfig,
     embedder: Option<Arc<dyn FaceEmbedder>>,
     age_critic: Option<Arc<dyn AgeClassifier>>,
     old_age_critic: Option<Arc<dyn AgeClassifier>>,
     gender_critic: Option<Arc<dyn GenderClassifier>>,
+    realism_critic: Option<Arc<dyn RealismCritic>>,
 ) -> Result<Objective> {
     let w = &cfg.weights;
     let mut terms = Vec::new();
@@ -779,6 +825,24 @@ pub fn facegan_objective(
             "gender_keep",
             Box::new(l),
             Rows::TargetFrom(cfg.gender_keep_from),
+            Operand::Output,
+        ));
+    }
+    if w.realism > 0.0 {
+        let c = realism_critic.ok_or_else(|| {
+            TrainError::from(agesynth_core::Error::Config(
+                "the config weights a realism term but no realism critic was given".into(),
+            ))
+        })?;
+        let l = RealismLoss {
+            critic: c,
+            weight: w.realism,
+            satisfied: cfg.realism_satisfied,
+        };
+        terms.push(Term::new(
+            "realism",
+            Box::new(l),
+            Rows::TargetFrom(cfg.realism_from),
             Operand::Output,
         ));
     }
@@ -986,7 +1050,8 @@ impl FaceGanTask {
         c.weights.age_critic = 0.0;
         c.weights.old_age_critic = 0.0;
         c.weights.gender_keep = 0.0;
-        let objective = facegan_objective(&c, embedder.clone(), None, None, None)?;
+        c.weights.realism = 0.0;
+        let objective = facegan_objective(&c, embedder.clone(), None, None, None, None)?;
         Ok(FaceGanTask {
             cfg,
             bins,
@@ -1008,6 +1073,7 @@ impl FaceGanTask {
             age_critic,
             old_age_critic: None,
             gender_critic: None,
+            realism_critic: None,
             synthetic_genders: None,
             objective,
         })
@@ -1073,6 +1139,23 @@ impl FaceGanTask {
         Ok(self)
     }
 
+    /// Gives the task its frozen realism critic (a discriminator trained
+    /// apart on real faces, never an evaluation network), rebuilding the
+    /// objective with the `realism` term the config weights.
+    pub fn with_realism_critic(mut self, critic: Arc<dyn RealismCritic>) -> Result<Self> {
+        if critic.age_bins() != &self.bins {
+            return Err(agesynth_core::Error::Config(format!(
+                "the realism critic knows groups {:?}, the model uses {:?}",
+                critic.age_bins().lower_bounds(),
+                self.bins.lower_bounds()
+            ))
+            .into());
+        }
+        self.realism_critic = Some(critic);
+        self.rebuild_objective()?;
+        Ok(self)
+    }
+
     /// The config's objective with the critics given so far (a critic term
     /// whose critic is still missing stays out).
     fn rebuild_objective(&mut self) -> Result<()> {
@@ -1086,12 +1169,16 @@ impl FaceGanTask {
         if self.gender_critic.is_none() {
             c.weights.gender_keep = 0.0;
         }
+        if self.realism_critic.is_none() {
+            c.weights.realism = 0.0;
+        }
         self.objective = facegan_objective(
             &c,
             self.embedder.clone(),
             self.age_critic.clone(),
             self.old_age_critic.clone(),
             self.gender_critic.clone(),
+            self.realism_critic.clone(),
         )?;
         Ok(())
     }

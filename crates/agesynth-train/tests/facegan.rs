@@ -856,6 +856,110 @@ fn the_gender_keeping_term_reads_the_targets_from_its_group_up() {
     assert!(err.to_string().contains("gender_keep_from"), "{err}");
 }
 
+/// Records the groups and genders a realism critic is asked about, and
+/// scores an image by minus its mean (a function of the image, so that the
+/// term has a gradient).
+struct RealismRecorder {
+    bins: agesynth_core::AgeBins,
+    seen: std::sync::Mutex<Vec<(agesynth_core::AgeGroup, Option<agesynth_core::Gender>)>>,
+}
+
+impl agesynth_core::RealismCritic for RealismRecorder {
+    fn realism_logits(
+        &self,
+        images: &Tensor,
+        groups: &[agesynth_core::AgeGroup],
+        genders: &[Option<agesynth_core::Gender>],
+    ) -> agesynth_core::Result<Tensor> {
+        assert_eq!(groups.len(), genders.len());
+        assert_eq!(images.dim(0)?, groups.len());
+        let mut seen = self.seen.lock().unwrap();
+        seen.extend(groups.iter().copied().zip(genders.iter().copied()));
+        Ok((images.flatten_from(1)?.mean(1)?.neg()? - 3.0)?)
+    }
+    fn age_bins(&self) -> &agesynth_core::AgeBins {
+        &self.bins
+    }
+}
+
+/// The realism term reads the targets from `realism_from` up, each with its
+/// person's gender, once its critic is given; it pays below the satisfied
+/// logit, is off by default and in configs written before it, and refuses
+/// a critic of other age groups.
+#[test]
+fn the_realism_term_reads_the_targets_from_its_group_up_with_their_genders() {
+    use agesynth_core::{AgeBins, Gender};
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(5);
+    cfg.weights.realism = 2.0;
+    cfg.realism_from = 2;
+    let mut real = Arc::try_unwrap(real_faces(12)).ok().unwrap();
+    real.set_genders(vec![Some(Gender::Female); 12]).unwrap();
+    let real = Arc::new(real);
+    let new_task = |cfg: FaceGanTrainConfig| {
+        FaceGanTask::new(
+            cfg,
+            Some(real.clone()),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu,
+        )
+    };
+    let plain = new_task(cfg.clone()).unwrap();
+    assert_eq!(term_rows(&plain, "realism"), None);
+    let critic = Arc::new(RealismRecorder {
+        bins: AgeBins::default(),
+        seen: Default::default(),
+    });
+    let mut task = plain
+        .with_realism_critic(critic.clone())
+        .unwrap()
+        .with_synthetic_genders(vec![Some(Gender::Male); 8])
+        .unwrap();
+    assert_eq!(term_rows(&task, "realism"), Some(Rows::TargetFrom(2)));
+    let mut paid = false;
+    for s in 1..=3 {
+        let report = task.step(s).unwrap();
+        if let Some((_, v)) = report.losses.iter().find(|(n, _)| n == "realism") {
+            assert!(v.is_finite() && *v > 0.0, "realism: {v}");
+            paid = true;
+        }
+    }
+    assert!(paid, "no step had a row from group 2 up");
+    let seen = critic.seen.lock().unwrap();
+    assert!(!seen.is_empty());
+    // Only targets from group 2 up, real rows as women, synthetic as men.
+    assert!(seen.iter().all(|(g, _)| g.0 >= 2), "{seen:?}");
+    assert!(seen.iter().all(|(_, s)| s.is_some()), "{seen:?}");
+    assert!(seen.iter().any(|(_, s)| *s == Some(Gender::Female)));
+    assert!(seen.iter().any(|(_, s)| *s == Some(Gender::Male)));
+    drop(seen);
+    // Off by default and in configs written before it existed.
+    assert_eq!(mixed_config(5).weights.realism, 0.0);
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json["weights"].as_object_mut().unwrap().remove("realism");
+    json.as_object_mut().unwrap().remove("realism_from");
+    json.as_object_mut().unwrap().remove("realism_satisfied");
+    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!((old.weights.realism, old.realism_from), (0.0, 0));
+    assert_eq!(old.realism_satisfied, 2.0);
+    // A critic of other groups is refused; a group that does not exist too.
+    let other = Arc::new(RealismRecorder {
+        bins: AgeBins::new(vec![0.0, 30.0]).unwrap(),
+        seen: Default::default(),
+    });
+    assert!(new_task(cfg.clone())
+        .unwrap()
+        .with_realism_critic(other)
+        .is_err());
+    let mut bad = cfg.clone();
+    bad.realism_from = 6;
+    let err = new_task(bad).err().expect("a missing group is an error");
+    assert!(err.to_string().contains("realism_from"), "{err}");
+}
+
 fn term_rows(t: &FaceGanTask, name: &str) -> Option<agesynth_train::Rows> {
     t.objective()
         .terms()

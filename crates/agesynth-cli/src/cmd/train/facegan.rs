@@ -3,7 +3,7 @@
 use crate::cmd::{Bottleneck, Preset};
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
-use agesynth_core::{AgeClassifier, FaceEmbedder};
+use agesynth_core::{AgeClassifier, FaceEmbedder, RealismCritic};
 use agesynth_face::{DlibFaceEmbedder, EmbedderConfig};
 use agesynth_facegan::FaceGanConfig;
 use agesynth_train::{FaceGanTask, FaceGanTrainConfig, SynthPairs};
@@ -119,6 +119,25 @@ pub struct FaceGanArgs {
     /// term stops charging [default: 0.9]
     #[arg(long)]
     pub gender_keep_satisfied: Option<f64>,
+    /// A cStyleGAN discriminator (a weights file with its .json sidecar, a
+    /// checkpoint folder or a run folder of `agesynth train cstylegan`),
+    /// frozen, whose logit that an output is a real photo of its target
+    /// group and gender the realism term reads
+    #[arg(long)]
+    pub realism_critic: Option<PathBuf>,
+    /// Weight of the realism term: each output whose target is
+    /// --realism-from or older pays while the --realism-critic scores it
+    /// below --realism-satisfied, so that paint a critic reads as age but no
+    /// photo shows costs [default: 0]
+    #[arg(long, requires = "realism_critic")]
+    pub realism_weight: Option<f64>,
+    /// The first target group (index, 0 = 0–9) the realism term reads.
+    #[arg(long, default_value_t = 0)]
+    pub realism_from: usize,
+    /// The realism critic's logit from which a row stops paying (about
+    /// where real faces score) [default: 2]
+    #[arg(long)]
+    pub realism_satisfied: Option<f64>,
     /// Standard deviation (pixels) of the blur through which the identity
     /// network sees outputs and inputs (0: none) [default: 0]
     #[arg(long)]
@@ -309,6 +328,13 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         if let Some(p) = a.gender_keep_satisfied {
             c.gender_keep_satisfied = p;
         }
+        if let Some(w) = a.realism_weight {
+            c.weights.realism = w;
+            c.realism_from = a.realism_from;
+        }
+        if let Some(l) = a.realism_satisfied {
+            c.realism_satisfied = l;
+        }
         if let Some(w) = a.age_critic_weight {
             c.weights.age_critic = w;
         }
@@ -379,6 +405,7 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         c.sources.init_generator = a.init_generator.clone();
         c.sources.pair_gender_critic = a.pair_gender_critic.clone();
+        c.sources.realism_critic = a.realism_critic.clone();
         c
     };
     let size = cfg.model.image_size;
@@ -478,6 +505,21 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    let realism_critic: Option<Arc<dyn RealismCritic>> = match &cfg.sources.realism_critic {
+        Some(p) if cfg.weights.realism > 0.0 => {
+            let (d, _) = agesynth_cstylegan::load_discriminator(p, &device)
+                .with_context(|| format!("loading the realism critic {}", p.display()))?;
+            eprintln!(
+                "realism term for targets from group {} up (satisfied at logit {}): {}",
+                cfg.realism_from,
+                cfg.realism_satisfied,
+                p.display()
+            );
+            Some(Arc::new(d))
+        }
+        _ => None,
+    };
+
     if !has_checkpoint {
         run.save_config(&cfg)?;
     }
@@ -499,6 +541,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             p.display()
         );
         task = task.with_gender_critic(c)?;
+    }
+    if let Some(c) = realism_critic {
+        task = task.with_realism_critic(c)?;
     }
     if !task.trains_discriminator() {
         eprintln!(
