@@ -394,9 +394,10 @@ impl RealismCritic for Discriminator {
         }
         let g = self.bins.len();
         let dev = images.device();
-        self.bins.index_tensor(groups, dev)?; // checks the groups
-                                              // Rows (male, female) of each image's group, and each image's
-                                              // weights on them: 1/0 or 0/1 when known, ½/½ when not.
+        // Checks the groups against the bins.
+        self.bins.index_tensor(groups, dev)?;
+        // Rows (male, female) of each image's group, and each image's
+        // weights on them: 1/0 or 0/1 when known, ½/½ when not.
         let rows = |gender: Gender| -> Result<Tensor> {
             let idx: Vec<u32> = groups
                 .iter()
