@@ -385,7 +385,7 @@ pub fn load_model<C: DeserializeOwned, M>(
     let cfg: C = serde_json::from_value(value.clone()).map_err(|source| {
         let expected = match what {
             "FaceGanConfig" => "a FaceGAN generator",
-            "CStyleGanConfig" => "a cStyleGAN generator",
+            "CStyleGanConfig" => "a cStyleGAN model",
             "CriticConfig" => "a critic",
             _ => "this kind of model",
         };

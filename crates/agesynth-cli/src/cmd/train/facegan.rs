@@ -509,6 +509,14 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         Some(p) if cfg.weights.realism > 0.0 => {
             let (d, _) = agesynth_cstylegan::load_discriminator(p, &device)
                 .with_context(|| format!("loading the realism critic {}", p.display()))?;
+            if d.config().image_size != cfg.model.image_size {
+                bail!(
+                    "the realism critic {} judges {} px faces, this FaceGAN makes {} px ones",
+                    p.display(),
+                    d.config().image_size,
+                    cfg.model.image_size
+                );
+            }
             eprintln!(
                 "realism term for targets from group {} up (satisfied at logit {}): {}",
                 cfg.realism_from,
