@@ -248,6 +248,18 @@ impl Discriminator {
             )));
         }
         let idx = self.condition_idx(groups, genders, images.device())?;
+        let e = self.age_embed.index_select(&idx, 0)?;
+        self.forward_jvp_embedded(images, tangent, &e, n)
+    }
+
+    /// [`Self::forward_jvp_given`] against condition embeddings `e (N, C)`.
+    fn forward_jvp_embedded(
+        &self,
+        images: &Tensor,
+        tangent: &Tensor,
+        e: &Tensor,
+        n: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let (mut x, mut t) = self.from_rgb.forward_jvp(images, tangent)?;
         for b in &self.blocks {
             (x, t) = b.forward_jvp(&x, &t)?;
@@ -258,7 +270,7 @@ impl Discriminator {
             .final_fc
             .forward_jvp(&x.flatten_from(1)?, &t.flatten_from(1)?)?;
         let c4 = phi.dim(1)?;
-        let e = self.age_embed.index_select(&idx, 0)?;
+        let e = e.to_dtype(phi.dtype())?;
         let norm = (c4 as f64).sqrt();
         let proj = ((&e * &phi)?.sum(1)? / norm)?;
         let tproj = ((e * &tphi)?.sum(1)? / norm)?;
@@ -392,8 +404,27 @@ impl RealismCritic for Discriminator {
                 genders.len()
             )));
         }
+        let e = self.condition_embed(groups, genders, images.device())?;
+        self.forward_embedded(images, &e)
+    }
+
+    fn age_bins(&self) -> &AgeBins {
+        &self.bins
+    }
+}
+
+impl Discriminator {
+    /// The condition embedding `(N, C)` of each row of a gender-conditioned
+    /// model: its (gender, group) row where the gender is known, the mean of
+    /// the two genders' rows of its group where it is not.
+    fn condition_embed(
+        &self,
+        groups: &[AgeGroup],
+        genders: &[Option<Gender>],
+        dev: &candle_core::Device,
+    ) -> Result<Tensor> {
+        let n = groups.len();
         let g = self.bins.len();
-        let dev = images.device();
         // Checks the groups against the bins.
         self.bins.index_tensor(groups, dev)?;
         // Rows (male, female) of each image's group, and each image's
@@ -417,17 +448,20 @@ impl RealismCritic for Discriminator {
             })
             .collect();
         let wf = Tensor::from_vec(wf, (n, 1), dev)?.to_dtype(male.dtype())?;
-        let e = (male.broadcast_mul(&(1.0 - &wf)?)? + female.broadcast_mul(&wf)?)?;
-        self.forward_embedded(images, &e)
-    }
-
-    fn age_bins(&self) -> &AgeBins {
-        &self.bins
+        Ok((male.broadcast_mul(&(1.0 - &wf)?)? + female.broadcast_mul(&wf)?)?)
     }
 }
 
+/// Over age groups alone. A gender-conditioned model judges every image
+/// with its gender unknown (the mean of the two genders' condition
+/// embeddings), as [`RealismCritic::realism_logits`] does for `None`: a
+/// trainer that knows no genders (FaceGAN's D step) can still use it; one
+/// that does uses [`Discriminator::given_genders`].
 impl ConditionalDiscriminator for Discriminator {
     fn logits(&self, images: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
+        if self.cfg.gender_conditioned {
+            return self.realism_logits(images, groups, &vec![None; groups.len()]);
+        }
         self.forward(images, groups)
     }
 
@@ -441,6 +475,18 @@ impl ConditionalDiscriminator for Discriminator {
         tangent: &Tensor,
         groups: &[AgeGroup],
     ) -> Result<(Tensor, Tensor)> {
+        if self.cfg.gender_conditioned {
+            let n = self.check_images(images, groups)?;
+            if tangent.dims() != images.dims() {
+                return Err(Error::InvalidInput(format!(
+                    "tangent shape {:?} differs from the images' {:?}",
+                    tangent.dims(),
+                    images.dims()
+                )));
+            }
+            let e = self.condition_embed(groups, &vec![None; n], images.device())?;
+            return self.forward_jvp_embedded(images, tangent, &e, n);
+        }
         self.forward_jvp(images, tangent, groups)
     }
 }

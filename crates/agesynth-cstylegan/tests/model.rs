@@ -568,6 +568,67 @@ fn the_discriminator_as_a_realism_critic() {
     assert!(max_abs_diff(&again, &want) < 1e-5);
 }
 
+/// Behind `ConditionalDiscriminator` (no genders) a gender-conditioned
+/// discriminator judges every image with its gender unknown: the mean of
+/// the two genders' logits, with a forward-mode derivative (what R1 uses)
+/// that matches central differences in f64.
+#[test]
+fn a_gendered_discriminator_over_groups_alone_judges_gender_unknown() {
+    use agesynth_core::{Gender, RealismCritic};
+    let cfg = gendered_tiny();
+    let dev = Device::Cpu;
+    let d = Discriminator::new(
+        &cfg,
+        seeded_var_builder(&VarMap::new(), 6, DType::F64, &dev),
+    )
+    .unwrap();
+    let s = cfg.image_size;
+    let x = Tensor::randn(0f64, 1.0, (4, 3, s, s), &dev).unwrap();
+    let tangent = Tensor::randn(0f64, 1.0, (4, 3, s, s), &dev).unwrap();
+    let t = groups(&[0, 5, 3, 1]);
+    let got = ConditionalDiscriminator::logits(&d, &x, &t).unwrap();
+    let m = d.forward_given(&x, &t, Some(&[Gender::Male; 4])).unwrap();
+    let f = d.forward_given(&x, &t, Some(&[Gender::Female; 4])).unwrap();
+    let mean = ((&m + &f).unwrap() * 0.5).unwrap();
+    let diff = |p: &Tensor, q: &Tensor| {
+        (p - q)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    assert!(diff(&got, &mean) < 1e-12);
+    assert!(
+        diff(&m, &f) > 1e-9,
+        "the genders must differ for this to mean anything"
+    );
+    assert!(diff(&got, &d.realism_logits(&x, &t, &[None; 4]).unwrap()) < 1e-12);
+    let (l, jvp) = d.logits_jvp(&x, &tangent, &t).unwrap();
+    assert!(diff(&l, &mean) < 1e-12);
+    let h = 1e-6;
+    let at = |y: Tensor| ConditionalDiscriminator::logits(&d, &y, &t).unwrap();
+    let plus = at((&x + (&tangent * h).unwrap()).unwrap());
+    let minus = at((&x - (&tangent * h).unwrap()).unwrap());
+    let fd = ((plus - minus).unwrap() / (2.0 * h)).unwrap();
+    let scale = fd
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let err = diff(&fd, &jvp);
+    assert!(
+        scale > 1e-4 && err < 1e-6 * scale,
+        "jvp {err} off (scale {scale})"
+    );
+    let bad = Tensor::zeros((4, 3, s, s + 1), DType::F64, &dev).unwrap();
+    assert!(d.logits_jvp(&x, &bad, &t).is_err());
+}
+
 fn gendered_tiny() -> CStyleGanConfig {
     CStyleGanConfig {
         gender_conditioned: true,
