@@ -31,6 +31,7 @@ use agesynth_core::{
     AgeBins, AgeClassifier, AgeGenerator, AgeGroup, ConditionalDiscriminator, FaceEmbedder,
     FaceImage, Gender, GenderClassifier, RealismCritic,
 };
+use agesynth_cstylegan::CStyleGanConfig;
 use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
@@ -163,6 +164,27 @@ impl Default for FaceGanLossWeights {
             realism: 0.0,
         }
     }
+}
+
+/// Which discriminator a FaceGAN run trains against.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FaceGanDiscriminator {
+    /// FaceGAN's own conditional PatchGAN (`agesynth_facegan::Discriminator`,
+    /// from the model config).
+    #[default]
+    #[serde(rename = "patchgan")]
+    PatchGan,
+    /// A cStyleGAN discriminator of this config (a gender-conditioned one
+    /// judges every image with its gender unknown), usually started from a
+    /// trained cStyleGAN's ([`FaceGanSources::discriminator_init`]): it
+    /// knows real faces of each group before it sees a FaceGAN output. It
+    /// has no age head.
+    #[serde(rename = "cstylegan")]
+    CStyleGan {
+        /// The discriminator's model config.
+        config: Box<CStyleGanConfig>,
+    },
 }
 
 /// Everything a FaceGAN run is started with (saved as the run's
@@ -300,6 +322,10 @@ pub struct FaceGanTrainConfig {
     /// real faces score; configs written before it read as 2).
     #[serde(default = "default_realism_satisfied")]
     pub realism_satisfied: f64,
+    /// The discriminator (configs written before it read as FaceGAN's own
+    /// PatchGAN).
+    #[serde(default)]
+    pub discriminator: FaceGanDiscriminator,
     /// Where the frozen networks of the run came from (recorded for resume
     /// and for the model card): the age critic, the identity network and
     /// the generator the run was started from.
@@ -330,6 +356,10 @@ pub struct FaceGanSources {
     /// The realism critic's weights (a cStyleGAN discriminator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realism_critic: Option<std::path::PathBuf>,
+    /// A trained cStyleGAN discriminator the run's discriminator started
+    /// from ([`FaceGanDiscriminator::CStyleGan`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discriminator_init: Option<std::path::PathBuf>,
 }
 
 /// How a step draws the real rows' target groups.
@@ -457,6 +487,7 @@ impl FaceGanTrainConfig {
             gender_keep_satisfied: default_gender_keep_satisfied(),
             realism_from: 0,
             realism_satisfied: default_realism_satisfied(),
+            discriminator: FaceGanDiscriminator::default(),
             sources: FaceGanSources::default(),
         }
     }
@@ -566,6 +597,22 @@ impl FaceGanTrainConfig {
                 "realism_from {} must name a group below {groups}",
                 self.realism_from
             ));
+        }
+        if let FaceGanDiscriminator::CStyleGan { config } = &self.discriminator {
+            config.validate()?;
+            if config.image_size != self.model.image_size || config.age_bins != self.model.age_bins
+            {
+                return bad(format!(
+                    "the cStyleGAN discriminator judges {} px faces in groups {:?}, the model makes {} px faces in groups {:?}",
+                    config.image_size, config.age_bins, self.model.image_size, self.model.age_bins
+                ));
+            }
+            if self.model.d_aux_classifier && w.age > 0.0 {
+                return bad(
+                    "a cStyleGAN discriminator has no age head: set the D-age weight to 0 (or no auxiliary classifier)"
+                        .into(),
+                );
+            }
         }
         if !self.realism_satisfied.is_finite() {
             return bad(format!(
@@ -916,7 +963,16 @@ impl FaceGanModels {
         let model = &cfg.model;
         Self::build(
             &|vb| Ok(Box::new(Generator::new(model, vb)?) as Box<dyn AgeGenerator>),
-            &|vb| Ok(Box::new(Discriminator::new(model, vb)?) as Box<dyn ConditionalDiscriminator>),
+            &|vb| match &cfg.discriminator {
+                FaceGanDiscriminator::PatchGan => {
+                    Ok(Box::new(Discriminator::new(model, vb)?)
+                        as Box<dyn ConditionalDiscriminator>)
+                }
+                FaceGanDiscriminator::CStyleGan { config } => Ok(Box::new(
+                    agesynth_cstylegan::Discriminator::new(config, vb)?,
+                )
+                    as Box<dyn ConditionalDiscriminator>),
+            },
             cfg.seed,
             device,
         )
@@ -1201,6 +1257,14 @@ impl FaceGanTask {
     pub fn init_generator_from(&mut self, vars: &VarMap) -> Result<()> {
         copy_vars(&self.state.g_vars, vars)?;
         copy_vars(&self.state.ema_vars, vars)?;
+        Ok(())
+    }
+
+    /// Warm-starts the discriminator from trained weights (a cStyleGAN
+    /// discriminator's for [`FaceGanDiscriminator::CStyleGan`]): every
+    /// variable by name; a missing or misshapen one is an error.
+    pub fn init_discriminator_from(&mut self, vars: &VarMap) -> Result<()> {
+        copy_vars(&self.state.d_vars, vars)?;
         Ok(())
     }
 

@@ -57,5 +57,5 @@ pub mod pairs;
 
 pub use critic::{CriticTask, CriticTrainConfig};
 pub use cstylegan::{CStyleGanTask, CStyleGanTrainConfig};
-pub use facegan::{FaceGanLossWeights, FaceGanTask, FaceGanTrainConfig};
+pub use facegan::{FaceGanDiscriminator, FaceGanLossWeights, FaceGanTask, FaceGanTrainConfig};
 pub use pairs::{PairsWriter, SynthPairs};

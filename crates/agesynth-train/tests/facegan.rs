@@ -960,6 +960,96 @@ fn the_realism_term_reads_the_targets_from_its_group_up_with_their_genders() {
     assert!(err.to_string().contains("realism_from"), "{err}");
 }
 
+/// FaceGAN trains against a cStyleGAN discriminator when its config says
+/// so: started from given weights, updated by the D step (R1 included),
+/// checkpointed and resumed; a discriminator of another size, or D's age
+/// weight without an age head, is refused, and configs written before the
+/// field read as the PatchGAN.
+#[test]
+fn a_cstylegan_discriminator_trains_starts_from_weights_and_resumes() {
+    use agesynth_cstylegan::CStyleGanConfig;
+    use agesynth_train::FaceGanDiscriminator;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let d_cfg = CStyleGanConfig {
+        gender_conditioned: true,
+        ..CStyleGanConfig::tiny()
+    };
+    assert_eq!(d_cfg.image_size, S);
+    let mut cfg = mixed_config(5);
+    cfg.discriminator = FaceGanDiscriminator::CStyleGan {
+        config: Box::new(d_cfg.clone()),
+    };
+    cfg.weights.age = 0.0;
+    cfg.r1_every = 2;
+    let new_task = |cfg: &FaceGanTrainConfig| {
+        FaceGanTask::new(
+            cfg.clone(),
+            Some(real_faces(12)),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu,
+        )
+    };
+    // Start from "trained" weights: another seed's discriminator.
+    let trained = VarMap::new();
+    agesynth_cstylegan::Discriminator::new(
+        &d_cfg,
+        agesynth_facegan::seeded_var_builder(&trained, 99, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let mut task = new_task(&cfg).unwrap();
+    assert!(task.trains_discriminator());
+    task.init_discriminator_from(&trained).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (4, 3, S, S), &Device::Cpu).unwrap();
+    let t = [AgeGroup(0), AgeGroup(1), AgeGroup(4), AgeGroup(5)];
+    let before = task.discriminator().logits(&x, &t).unwrap();
+    let run = RunDir::open(dir.path().join("run")).unwrap();
+    Trainer::new(run.clone(), opts(4, 4))
+        .run(&mut task, false)
+        .unwrap();
+    let after = task.discriminator().logits(&x, &t).unwrap();
+    let moved = (&after - &before)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(moved > 0.0, "the D step did not change the discriminator");
+    // A fresh task resumes from the checkpoint with the same discriminator.
+    let mut again = new_task(&cfg).unwrap();
+    let s = Trainer::new(run.clone(), opts(4, 4))
+        .run(&mut again, true)
+        .unwrap();
+    assert_eq!(s.step, 4);
+    let resumed = again.discriminator().logits(&x, &t).unwrap();
+    let same = (&resumed - &after)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(same < 1e-6, "resumed discriminator differs by {same}");
+    // Refused: another size; D's age weight without an age head.
+    let mut bad = cfg.clone();
+    bad.discriminator = FaceGanDiscriminator::CStyleGan {
+        config: Box::new(CStyleGanConfig::cpu64()),
+    };
+    assert!(new_task(&bad).is_err());
+    let mut bad = cfg.clone();
+    bad.weights.age = 1.0;
+    assert!(new_task(&bad).is_err());
+    // Configs written before the field: the PatchGAN.
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json.as_object_mut().unwrap().remove("discriminator");
+    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.discriminator, FaceGanDiscriminator::PatchGan);
+}
+
 fn term_rows(t: &FaceGanTask, name: &str) -> Option<agesynth_train::Rows> {
     t.objective()
         .terms()

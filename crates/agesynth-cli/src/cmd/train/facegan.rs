@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use agesynth_core::{AgeClassifier, FaceEmbedder, RealismCritic};
 use agesynth_face::{DlibFaceEmbedder, EmbedderConfig};
 use agesynth_facegan::FaceGanConfig;
-use agesynth_train::{FaceGanTask, FaceGanTrainConfig, SynthPairs};
+use agesynth_train::{FaceGanDiscriminator, FaceGanTask, FaceGanTrainConfig, SynthPairs};
 use anyhow::{bail, Context};
 use clap::Args;
 
@@ -138,6 +138,13 @@ pub struct FaceGanArgs {
     /// where real faces score) [default: 2]
     #[arg(long)]
     pub realism_satisfied: Option<f64>,
+    /// Train against a cStyleGAN discriminator started from this trained
+    /// one (a weights file with its .json sidecar, a checkpoint folder or a
+    /// run folder of `agesynth train cstylegan`) instead of FaceGAN's own
+    /// PatchGAN: it knows real faces of every group from the start. It has
+    /// no age head (use --age-weight 0)
+    #[arg(long)]
+    pub discriminator_init: Option<PathBuf>,
     /// Standard deviation (pixels) of the blur through which the identity
     /// network sees outputs and inputs (0: none) [default: 0]
     #[arg(long)]
@@ -406,6 +413,15 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         c.sources.init_generator = a.init_generator.clone();
         c.sources.pair_gender_critic = a.pair_gender_critic.clone();
         c.sources.realism_critic = a.realism_critic.clone();
+        if let Some(p) = &a.discriminator_init {
+            let (d, _) =
+                agesynth_cstylegan::load_discriminator(p, &agesynth_core::candle_core::Device::Cpu)
+                    .with_context(|| format!("loading the discriminator {}", p.display()))?;
+            c.discriminator = FaceGanDiscriminator::CStyleGan {
+                config: Box::new(d.config().clone()),
+            };
+            c.sources.discriminator_init = Some(p.clone());
+        }
         c
     };
     let size = cfg.model.image_size;
@@ -532,6 +548,7 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         run.save_config(&cfg)?;
     }
     let init = cfg.sources.init_generator.clone();
+    let d_init = cfg.sources.discriminator_init.clone();
     let mut task = FaceGanTask::new(cfg, real, pairs, embedder, &device)?;
     if let Some(c) = age_critic {
         task = task.with_age_critic(c)?;
@@ -564,6 +581,13 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         task.init_generator_from(&vars)
             .with_context(|| format!("initialising the generator from {}", p.display()))?;
         eprintln!("generator initialised from {}", p.display());
+    }
+    if let (Some(p), false) = (&d_init, has_checkpoint) {
+        let (_, vars) = agesynth_cstylegan::load_discriminator(p, &device)
+            .with_context(|| format!("loading the discriminator {}", p.display()))?;
+        task.init_discriminator_from(&vars)
+            .with_context(|| format!("initialising the discriminator from {}", p.display()))?;
+        eprintln!("discriminator initialised from {}", p.display());
     }
     run_task(
         &run,
