@@ -31,6 +31,44 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// [`max_abs_diff`] of f64 tensors, in f64.
+fn max_abs_diff64(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// Asserts that `jvp`, a forward-mode derivative of `logits` at `x` along
+/// `tangent` (f64), matches central differences to 1e-6 of its scale.
+fn assert_jvp_matches_central_differences(
+    logits: impl Fn(&Tensor) -> Tensor,
+    x: &Tensor,
+    tangent: &Tensor,
+    jvp: &Tensor,
+) {
+    let h = 1e-6;
+    let plus = logits(&(x + (tangent * h).unwrap()).unwrap());
+    let minus = logits(&(x - (tangent * h).unwrap()).unwrap());
+    let fd = ((plus - minus).unwrap() / (2.0 * h)).unwrap();
+    let scale = fd
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    let err = max_abs_diff64(&fd, jvp);
+    assert!(
+        scale > 1e-4 && err < 1e-6 * scale,
+        "jvp {err} off (scale {scale})"
+    );
+}
+
 fn quiet() -> GenerateOptions {
     GenerateOptions {
         noise: Noise::Off,
@@ -590,16 +628,7 @@ fn a_gendered_discriminator_over_groups_alone_judges_gender_unknown() {
     let m = d.forward_given(&x, &t, Some(&[Gender::Male; 4])).unwrap();
     let f = d.forward_given(&x, &t, Some(&[Gender::Female; 4])).unwrap();
     let mean = ((&m + &f).unwrap() * 0.5).unwrap();
-    let diff = |p: &Tensor, q: &Tensor| {
-        (p - q)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    };
+    let diff = max_abs_diff64;
     assert!(diff(&got, &mean) < 1e-12);
     assert!(
         diff(&m, &f) > 1e-9,
@@ -608,22 +637,11 @@ fn a_gendered_discriminator_over_groups_alone_judges_gender_unknown() {
     assert!(diff(&got, &d.realism_logits(&x, &t, &[None; 4]).unwrap()) < 1e-12);
     let (l, jvp) = d.logits_jvp(&x, &tangent, &t).unwrap();
     assert!(diff(&l, &mean) < 1e-12);
-    let h = 1e-6;
-    let at = |y: Tensor| ConditionalDiscriminator::logits(&d, &y, &t).unwrap();
-    let plus = at((&x + (&tangent * h).unwrap()).unwrap());
-    let minus = at((&x - (&tangent * h).unwrap()).unwrap());
-    let fd = ((plus - minus).unwrap() / (2.0 * h)).unwrap();
-    let scale = fd
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    let err = diff(&fd, &jvp);
-    assert!(
-        scale > 1e-4 && err < 1e-6 * scale,
-        "jvp {err} off (scale {scale})"
+    assert_jvp_matches_central_differences(
+        |y| ConditionalDiscriminator::logits(&d, y, &t).unwrap(),
+        &x,
+        &tangent,
+        &jvp,
     );
     let bad = Tensor::zeros((4, 3, s, s + 1), DType::F64, &dev).unwrap();
     assert!(d.logits_jvp(&x, &bad, &t).is_err());
@@ -697,37 +715,8 @@ fn a_gender_conditioned_model_reads_the_latents_gender() {
     let tangent = (x.flip(&[0]).unwrap() * 0.5).unwrap();
     let (l, jvp) = view.logits_jvp(&x, &tangent, &t4).unwrap();
     let direct = d64.forward_given(&x, &t4, Some(&g4)).unwrap();
-    let diff64 = |p: &Tensor, q: &Tensor| {
-        (p - q)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    };
-    assert!(diff64(&l, &direct) < 1e-12);
-    let h = 1e-6;
-    let plus = view
-        .logits(&(&x + (&tangent * h).unwrap()).unwrap(), &t4)
-        .unwrap();
-    let minus = view
-        .logits(&(&x - (&tangent * h).unwrap()).unwrap(), &t4)
-        .unwrap();
-    let fd = ((plus - minus).unwrap() / (2.0 * h)).unwrap();
-    let scale = fd
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    let err = diff64(&fd, &jvp);
-    assert!(
-        scale > 1e-4 && err < 1e-6 * scale,
-        "jvp {err} off (scale {scale})"
-    );
+    assert!(max_abs_diff64(&l, &direct) < 1e-12);
+    assert_jvp_matches_central_differences(|y| view.logits(y, &t4).unwrap(), &x, &tangent, &jvp);
     // A model without gender refuses genders.
     let (_gm, _g, _dm, plain) = build(&CStyleGanConfig::tiny(), 3);
     assert!(plain.forward_given(&a, &t, Some(&fs)).is_err());
