@@ -103,6 +103,13 @@ fn opts(total: u64, every: u64) -> TrainerOptions {
     }
 }
 
+/// [`real_faces`] all labelled `gender`.
+fn real_faces_of_gender(n: usize, gender: agesynth_core::Gender) -> Arc<RealFaces> {
+    let mut real = Arc::try_unwrap(real_faces(n)).ok().unwrap();
+    real.set_genders(vec![Some(gender); n]).unwrap();
+    Arc::new(real)
+}
+
 fn mixed_config(seed: u64) -> FaceGanTrainConfig {
     let mut c = FaceGanTrainConfig::new(FaceGanConfig::tiny(), 6, seed);
     c.sample_rows = 2;
@@ -568,9 +575,7 @@ fn the_age_critic_is_told_each_rows_gender() {
     let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
     let mut cfg = mixed_config(5);
     cfg.weights.age_critic = 1.0;
-    let mut real = Arc::try_unwrap(real_faces(12)).ok().unwrap();
-    real.set_genders(vec![Some(Gender::Male); 12]).unwrap();
-    let real = Arc::new(real);
+    let real = real_faces_of_gender(12, Gender::Male);
     let recorder = Arc::new(GenderRecorder {
         bins: AgeBins::default(),
         seen: Default::default(),
@@ -619,9 +624,7 @@ fn a_second_age_critic_reads_the_old_targets_and_the_first_the_rest() {
     cfg.weights.age_critic = 1.0;
     cfg.weights.old_age_critic = 2.0;
     cfg.old_age_critic_from = 3;
-    let mut real = Arc::try_unwrap(real_faces(12)).ok().unwrap();
-    real.set_genders(vec![Some(Gender::Male); 12]).unwrap();
-    let real = Arc::new(real);
+    let real = real_faces_of_gender(12, Gender::Male);
     let recorder = || {
         Arc::new(GenderRecorder {
             bins: AgeBins::default(),
@@ -801,9 +804,7 @@ fn the_gender_keeping_term_reads_the_targets_from_its_group_up() {
     cfg.weights.gender_keep = 2.0;
     cfg.gender_keep_from = 3;
     cfg.gender_keep_satisfied = 1.0;
-    let mut real = Arc::try_unwrap(real_faces(12)).ok().unwrap();
-    real.set_genders(vec![Some(Gender::Female); 12]).unwrap();
-    let real = Arc::new(real);
+    let real = real_faces_of_gender(12, Gender::Female);
     let new_task = |cfg: FaceGanTrainConfig| {
         FaceGanTask::new(
             cfg,
@@ -895,9 +896,7 @@ fn the_realism_term_reads_the_targets_from_its_group_up_with_their_genders() {
     let mut cfg = mixed_config(5);
     cfg.weights.realism = 2.0;
     cfg.realism_from = 2;
-    let mut real = Arc::try_unwrap(real_faces(12)).ok().unwrap();
-    real.set_genders(vec![Some(Gender::Female); 12]).unwrap();
-    let real = Arc::new(real);
+    let real = real_faces_of_gender(12, Gender::Female);
     let new_task = |cfg: FaceGanTrainConfig| {
         FaceGanTask::new(
             cfg,
