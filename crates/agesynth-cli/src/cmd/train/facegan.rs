@@ -263,6 +263,9 @@ pub struct FaceGanArgs {
 /// Runs `agesynth train facegan`.
 pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     let (device, run, has_checkpoint) = open_run(&a.run)?;
+    // A new run's discriminator weights (`--discriminator-init`), read once:
+    // the config takes the model's config from them, the task their values.
+    let mut d_init = None;
     let cfg: FaceGanTrainConfig = if a.run.resume && run.config_path().is_file() {
         run.load_config()?
     } else {
@@ -414,13 +417,13 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         c.sources.pair_gender_critic = a.pair_gender_critic.clone();
         c.sources.realism_critic = a.realism_critic.clone();
         if let Some(p) = &a.discriminator_init {
-            let (d, _) =
-                agesynth_cstylegan::load_discriminator(p, &agesynth_core::candle_core::Device::Cpu)
-                    .with_context(|| format!("loading the discriminator {}", p.display()))?;
+            let (d, vars) = agesynth_cstylegan::load_discriminator(p, &device)
+                .with_context(|| format!("loading the discriminator {}", p.display()))?;
             c.discriminator = FaceGanDiscriminator::CStyleGan {
                 config: Box::new(d.config().clone()),
             };
             c.sources.discriminator_init = Some(p.clone());
+            d_init = Some((p.clone(), vars));
         }
         c
     };
@@ -548,7 +551,6 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         run.save_config(&cfg)?;
     }
     let init = cfg.sources.init_generator.clone();
-    let d_init = cfg.sources.discriminator_init.clone();
     let mut task = FaceGanTask::new(cfg, real, pairs, embedder, &device)?;
     if let Some(c) = age_critic {
         task = task.with_age_critic(c)?;
@@ -582,10 +584,8 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("initialising the generator from {}", p.display()))?;
         eprintln!("generator initialised from {}", p.display());
     }
-    if let (Some(p), false) = (&d_init, has_checkpoint) {
-        let (_, vars) = agesynth_cstylegan::load_discriminator(p, &device)
-            .with_context(|| format!("loading the discriminator {}", p.display()))?;
-        task.init_discriminator_from(&vars)
+    if let (Some((p, vars)), false) = (&d_init, has_checkpoint) {
+        task.init_discriminator_from(vars)
             .with_context(|| format!("initialising the discriminator from {}", p.display()))?;
         eprintln!("discriminator initialised from {}", p.display());
     }
