@@ -42,6 +42,14 @@ pub struct FaceGanConfig {
     /// the tanh domain, `out = tanh(atanh(x) + d)` (bounded, and the input
     /// itself when `d = 0`); otherwise `out = tanh(d)`.
     pub residual_output: bool,
+    /// Scale of the full-resolution U-Net skip (the stem's features that the
+    /// last decoder level concatenates): 1 as built, 0 none, so that the
+    /// change `d` is drawn from the half-resolution path alone while the
+    /// residual output keeps the input's detail (HRFAE, LATS and CAAE have no
+    /// skip at full resolution). No weight depends on it; configs written
+    /// before it existed read as 1.
+    #[serde(default = "full_res_skip_default")]
+    pub full_res_skip: f64,
     /// Discriminator channels, one per stride-2 level; the patch logits are
     /// `image_size / 2^len` on a side.
     pub d_channels: Vec<usize>,
@@ -66,6 +74,7 @@ impl FaceGanConfig {
             bottleneck_age: BottleneckAge::Modulation,
             age_embed_dim: 32,
             residual_output: true,
+            full_res_skip: 1.0,
             d_channels: d,
             d_aux_classifier: true,
         }
@@ -196,6 +205,12 @@ impl FaceGanConfig {
         {
             return bad("channel counts and age_embed_dim must be positive".into());
         }
+        if !(0.0..=1.0).contains(&self.full_res_skip) {
+            return bad(format!(
+                "full_res_skip {} must be in [0, 1]",
+                self.full_res_skip
+            ));
+        }
         let g_div = 1usize << (self.g_channels.len() - 1);
         let d_div = 1usize << self.d_channels.len();
         if self.image_size == 0
@@ -209,6 +224,10 @@ impl FaceGanConfig {
         }
         Ok(())
     }
+}
+
+fn full_res_skip_default() -> f64 {
+    1.0
 }
 
 impl Default for FaceGanConfig {

@@ -8,7 +8,7 @@
 //!   bottleneck: [age_fuse 3×3 conv of h ++ embedding planes]  (concat) │  │
 //!               res[j]: h + conv(leaky(FiLM(conv h)))   (modulation)  │  │
 //!   up[i]     4×4 stride-2 transposed conv → c(i), ++ skip i, 3×3 conv ┘  │
-//!   ...                                                                  ┘
+//!   ...                                  (skip 0 scaled by full_res_skip) ┘
 //!   to_rgb    3×3 conv → 3; out = tanh(atanh(x) + d)  (residual) or tanh(d)
 //! ```
 //! All activations are leaky ReLU 0.2, fused into our CPU conv kernels. There
@@ -228,6 +228,13 @@ impl Generator {
             let skip = skips
                 .pop()
                 .ok_or_else(|| Error::InvalidInput("U-Net skip stack is empty".into()))?;
+            // The stem's features are the last skip taken: the full-resolution one.
+            let scale = self.cfg.full_res_skip;
+            let skip = if skips.is_empty() && scale != 1.0 {
+                (skip * scale)?
+            } else {
+                skip
+            };
             let x = u.up.forward(&h)?;
             h = u.fuse.forward(&Tensor::cat(&[&x, &skip], 1)?)?;
         }

@@ -150,3 +150,85 @@ fn config_round_trips_through_json() {
         assert_eq!(cfg, back);
     }
 }
+
+#[test]
+fn full_res_skip_zero_drops_the_stems_features_from_the_last_level() {
+    let cfg = FaceGanConfig::tiny();
+    let (g, _, gv, _) = build(&cfg);
+    let vb = || VarBuilder::from_varmap(&gv, DType::F32, &Device::Cpu);
+    let half = FaceGanConfig {
+        full_res_skip: 0.5,
+        ..cfg.clone()
+    };
+    let none = FaceGanConfig {
+        full_res_skip: 0.0,
+        ..cfg.clone()
+    };
+    let (g_half, g_none) = (
+        Generator::new(&half, vb()).unwrap(),
+        Generator::new(&none, vb()).unwrap(),
+    );
+    let x = images(2, 16);
+    let t = [AgeGroup(1), AgeGroup(4)];
+    let max_diff = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let (full, y_half, y_none) = (
+        g.forward(&x, &t).unwrap(),
+        g_half.forward(&x, &t).unwrap(),
+        g_none.forward(&x, &t).unwrap(),
+    );
+    assert!(max_diff(&full, &y_none) > 1e-4, "the skip changes nothing");
+    assert!(max_diff(&full, &y_half) > 1e-4 && max_diff(&y_half, &y_none) > 1e-4);
+
+    // Scaling the skip by s is scaling the skip half of the last level's
+    // fuse weights by s: check both scales against the full network.
+    let c0 = cfg.g_channels[0];
+    let fuse = gv
+        .data()
+        .lock()
+        .unwrap()
+        .get("up.0.fuse.weight")
+        .expect("the full-resolution fuse conv")
+        .clone();
+    let w = fuse.as_tensor().copy().unwrap();
+    assert_eq!(w.dims(), &[c0, 2 * c0, 3, 3]);
+    for (scale, expected) in [(0.5, &y_half), (0.0, &y_none)] {
+        let scaled = Tensor::cat(
+            &[
+                w.narrow(1, 0, c0).unwrap(),
+                (w.narrow(1, c0, c0).unwrap() * scale).unwrap(),
+            ],
+            1,
+        )
+        .unwrap();
+        fuse.set(&scaled).unwrap();
+        let y = g.forward(&x, &t).unwrap();
+        assert!(max_diff(&y, expected) < 1e-5, "scale {scale}");
+    }
+    fuse.set(&w).unwrap();
+}
+
+#[test]
+fn full_res_skip_is_validated_and_old_configs_read_as_one() {
+    let mut json = serde_json::to_value(FaceGanConfig::cpu64()).unwrap();
+    json.as_object_mut().unwrap().remove("full_res_skip");
+    let old: FaceGanConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.full_res_skip, 1.0);
+    assert_eq!(old, FaceGanConfig::cpu64());
+    for bad in [1.5, -0.1, f64::NAN] {
+        let cfg = FaceGanConfig {
+            full_res_skip: bad,
+            ..FaceGanConfig::tiny()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("full_res_skip"), "{bad}: {err}");
+    }
+}

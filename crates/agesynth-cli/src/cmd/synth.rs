@@ -30,7 +30,8 @@ pub struct SynthPairsArgs {
     /// Synthesis layers (from the coarsest) that read each latent's age-free
     /// `w`, the mean of its `w` over all age groups: the age condition then
     /// reaches only the finer styles, and pose, face shape and sex stay the
-    /// same at every age (0: every layer reads the age-conditioned `w`)
+    /// same at every age (0: as the model was trained, every layer reading
+    /// the age-conditioned `w` unless its config names age-free layers)
     #[arg(long, default_value_t = 0)]
     pub age_free_layers: usize,
     /// Seed of the latents and noise.

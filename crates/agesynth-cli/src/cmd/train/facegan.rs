@@ -33,6 +33,13 @@ pub struct FaceGanArgs {
     /// How the generator takes the target age at its bottleneck.
     #[arg(long, value_enum, default_value_t = Bottleneck::Modulation)]
     pub bottleneck: Bottleneck,
+    /// Scale of the generator's full-resolution U-Net skip: 1 as built, 0
+    /// none (the change is then drawn from the half-resolution path while
+    /// the residual output keeps the input's detail). No weight depends on
+    /// it, so `--init-generator` may start from a file trained with another
+    /// value; a resumed run keeps its own.
+    #[arg(long, default_value_t = 1.0)]
+    pub full_res_skip: f64,
     /// Train until this step.
     #[arg(long, default_value_t = 50_000)]
     pub steps: u64,
@@ -271,6 +278,8 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut model = FaceGanConfig::preset(a.preset.name())?;
         model.bottleneck_age = a.bottleneck.into();
+        model.full_res_skip = a.full_res_skip;
+        model.validate()?;
         let mut c = FaceGanTrainConfig::new(model, a.batch, a.run.seed);
         c.synthetic_fraction = a.synthetic_fraction;
         if let Some(lr) = a.lr {
