@@ -221,6 +221,53 @@ fn one_trainer_per_folder_and_strict_resume() {
     assert_eq!(first.wait().unwrap().code(), Some(143));
 }
 
+/// `--r1-gamma` given with `--resume` replaces the run's saved R1 weight
+/// (and is saved with the run); a negative or non-finite one is refused
+/// before anything is trained.
+#[test]
+fn resume_takes_a_new_r1_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = make_data(dir.path(), 24);
+    let run = dir.path().join("run");
+    let o = train(&data, &run, 2).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r1 = |run: &Path| -> f64 {
+        let cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap())
+                .unwrap();
+        cfg["r1_gamma"].as_f64().unwrap()
+    };
+    let before = r1(&run);
+    assert_ne!(before, 0.75);
+    for bad in ["-1", "NaN", "inf"] {
+        let o = train(&data, &run, 3)
+            .arg("--resume")
+            .arg(format!("--r1-gamma={bad}"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "--r1-gamma {bad} was taken");
+        assert!(stderr(&o).contains("--r1-gamma"), "{}", stderr(&o));
+        assert_eq!(logged_steps(&run), 2, "--r1-gamma {bad} trained");
+    }
+    let o = train(&data, &run, 3)
+        .args(["--resume", "--r1-gamma", "0.75"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("R1 weight γ 0.75 (was {before})")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("changed loss weights"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(r1(&run), 0.75);
+    assert_eq!(logged_steps(&run), 3);
+}
+
 /// Item 2: requests beyond the memory budget are refused before anything is
 /// allocated, saying the limit and how to raise it; `/dev/zero` as a photo
 /// is refused at the file limit.

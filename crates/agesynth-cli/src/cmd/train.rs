@@ -138,7 +138,9 @@ pub struct CStyleGanArgs {
     /// Learning rate of G and D.
     #[arg(long)]
     pub lr: Option<f64>,
-    /// R1 weight γ (default: 0.0002·size²/batch, at least 0.1).
+    /// R1 weight γ (default: 0.0002·size²/batch, at least 0.1). Given with
+    /// `--resume`, it replaces the run's saved one (a discriminator that
+    /// has started to win can be held back without starting over).
     #[arg(long)]
     pub r1_gamma: Option<f64>,
     /// Lazy R1 interval in steps (0 disables R1).
@@ -464,6 +466,14 @@ fn apply_loss_args(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow:
     Ok(())
 }
 
+/// `--r1-gamma` must be a finite number ≥ 0.
+fn check_r1_gamma(g: f64) -> anyhow::Result<()> {
+    if !(g.is_finite() && g >= 0.0) {
+        bail!("--r1-gamma must be a finite number ≥ 0, got {g}");
+    }
+    Ok(())
+}
+
 fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
     let (device, run, has_checkpoint) = open_run(&a.run)?;
     let mut overridden = false;
@@ -490,8 +500,16 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
             }
         }
         apply_loss_args(&mut saved, &a)?;
+        let losses_changed = saved != before;
+        if let Some(g) = a.r1_gamma {
+            check_r1_gamma(g)?;
+            if g != saved.r1_gamma {
+                eprintln!("resuming with R1 weight γ {g} (was {})", saved.r1_gamma);
+            }
+            saved.r1_gamma = g;
+        }
         overridden = saved != before;
-        if overridden {
+        if losses_changed {
             eprintln!(
                 "resuming with changed loss weights: cross-age identity {} → {}, age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
                 before.cross_age_identity,
@@ -523,6 +541,7 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
             c.d_lr = lr;
         }
         if let Some(g) = a.r1_gamma {
+            check_r1_gamma(g)?;
             c.r1_gamma = g;
         }
         c.r1_every = a.r1_every;
