@@ -20,6 +20,18 @@ fn images(n: usize, s: usize) -> Tensor {
     Tensor::from_vec(v, (n, 3, s, s), &Device::Cpu).unwrap()
 }
 
+/// The largest absolute difference between two tensors of one shape.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 #[test]
 fn shapes_per_preset() {
     for name in FaceGanConfig::PRESETS {
@@ -103,14 +115,7 @@ fn residual_output_with_zero_change_is_the_input() {
     }
     let x = images(2, 16);
     let y = g.forward(&x, &[AgeGroup(1), AgeGroup(4)]).unwrap();
-    let err = (&y - &x)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let err = max_abs_diff(&y, &x);
     assert!(err < 1e-5, "max |out - in| = {err}");
 }
 
@@ -170,23 +175,16 @@ fn full_res_skip_zero_drops_the_stems_features_from_the_last_level() {
     );
     let x = images(2, 16);
     let t = [AgeGroup(1), AgeGroup(4)];
-    let max_diff = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
     let (full, y_half, y_none) = (
         g.forward(&x, &t).unwrap(),
         g_half.forward(&x, &t).unwrap(),
         g_none.forward(&x, &t).unwrap(),
     );
-    assert!(max_diff(&full, &y_none) > 1e-4, "the skip changes nothing");
-    assert!(max_diff(&full, &y_half) > 1e-4 && max_diff(&y_half, &y_none) > 1e-4);
+    assert!(
+        max_abs_diff(&full, &y_none) > 1e-4,
+        "the skip changes nothing"
+    );
+    assert!(max_abs_diff(&full, &y_half) > 1e-4 && max_abs_diff(&y_half, &y_none) > 1e-4);
 
     // Scaling the skip by s is scaling the skip half of the last level's
     // fuse weights by s: check both scales against the full network.
@@ -211,7 +209,7 @@ fn full_res_skip_zero_drops_the_stems_features_from_the_last_level() {
         .unwrap();
         fuse.set(&scaled).unwrap();
         let y = g.forward(&x, &t).unwrap();
-        assert!(max_diff(&y, expected) < 1e-5, "scale {scale}");
+        assert!(max_abs_diff(&y, expected) < 1e-5, "scale {scale}");
     }
     fuse.set(&w).unwrap();
 }
