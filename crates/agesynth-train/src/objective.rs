@@ -201,16 +201,77 @@ impl Objective {
     /// The weighted sum of the terms on `step`, and each weighted term by
     /// name. Terms whose rows are absent from the batch are skipped.
     pub fn evaluate(&self, step: &GeneratorStep) -> Result<(Tensor, Vec<(String, f32)>)> {
+        self.evaluate_inner(step, None)
+    }
+
+    /// How many rows of a batch (`n_real` real rows first, then synthetic)
+    /// each term applies to, in term order: what [`Objective::evaluate_share`]
+    /// divides by.
+    pub fn rows_per_term(
+        &self,
+        n_real: usize,
+        sources: &[AgeGroup],
+        targets: &[AgeGroup],
+    ) -> Vec<usize> {
+        self.terms
+            .iter()
+            .map(|t| t.rows.select(n_real, sources, targets).len())
+            .collect()
+    }
+
+    /// [`Objective::evaluate`] on one shard of a larger batch whose terms
+    /// select `whole[i]` rows each ([`Objective::rows_per_term`] on the whole
+    /// batch): each term's value is scaled by the share of those rows that
+    /// the shard holds. For a loss that averages over its rows (every
+    /// per-image term of the FaceGAN objective) the shards' values, and so
+    /// their gradients, add up to the whole batch's; a loss normalised by a
+    /// count of its own (rows of known gender) or reading batch statistics
+    /// (a minibatch-deviation layer) gets a close estimate, not the same
+    /// value.
+    pub fn evaluate_share(
+        &self,
+        step: &GeneratorStep,
+        whole: &[usize],
+    ) -> Result<(Tensor, Vec<(String, f32)>)> {
+        if whole.len() != self.terms.len() {
+            return Err(agesynth_core::Error::Config(format!(
+                "evaluate_share: {} row counts for {} terms",
+                whole.len(),
+                self.terms.len()
+            ))
+            .into());
+        }
+        self.evaluate_inner(step, Some(whole))
+    }
+
+    fn evaluate_inner(
+        &self,
+        step: &GeneratorStep,
+        whole: Option<&[usize]>,
+    ) -> Result<(Tensor, Vec<(String, f32)>)> {
         let device = step.outputs.device();
         let n = step.outputs.dim(0)?;
         let mut total = Tensor::zeros((), DType::F32, device)?;
         let mut named = Vec::with_capacity(self.terms.len());
         let mut d_out: Option<(Tensor, Option<Tensor>)> = None;
-        for term in &self.terms {
+        for (i, term) in self.terms.iter().enumerate() {
             let rows = term.rows.select(step.n_real, step.sources, step.targets);
             if rows.is_empty() {
                 continue;
             }
+            let share = match whole {
+                Some(w) if w[i] < rows.len() => {
+                    return Err(agesynth_core::Error::Config(format!(
+                        "objective term `{}`: the shard has {} of its rows, the whole batch {}",
+                        term.name,
+                        rows.len(),
+                        w[i]
+                    ))
+                    .into())
+                }
+                Some(w) => Some(rows.len() as f64 / w[i] as f64),
+                None => None,
+            };
             let all = rows.len() == n;
             let pick = |t: &Tensor, offset: usize| -> Result<Tensor> {
                 if all && offset == 0 {
@@ -288,7 +349,10 @@ impl Objective {
                         .weighted(&LossInput::new(&back).reference(&x).groups(&back_to))?
                 }
             };
-            let value = value.to_dtype(DType::F32)?;
+            let mut value = value.to_dtype(DType::F32)?;
+            if let Some(share) = share {
+                value = (value * share)?;
+            }
             named.push((term.name.clone(), value.to_scalar::<f32>()?));
             total = (total + value)?;
         }
@@ -375,6 +439,144 @@ mod tests {
         assert!((get("cycle") - 2.0).abs() < 1e-6);
         let total = total.to_scalar::<f32>().unwrap();
         assert!((total - 12.25).abs() < 1e-5, "{total}");
+    }
+
+    /// Two shards of a batch, each keeping its real rows first: their
+    /// shared values add up to the whole batch's, term by term, and so do
+    /// their gradients.
+    #[test]
+    fn shards_add_up_to_the_whole_batch() {
+        let dev = Device::Cpu;
+        let n = 5;
+        let val = |i: usize, k: f32| -> Vec<f32> {
+            (0..12).map(|j| ((i * 12 + j) as f32 * k).sin()).collect()
+        };
+        let data: Vec<f32> = (0..n).flat_map(|i| val(i, 0.7)).collect();
+        let w = candle_core::Var::from_vec(data, (n, 3, 2, 2), &dev).unwrap();
+        let x_data: Vec<f32> = (0..n).flat_map(|i| val(i, 1.3)).collect();
+        let inputs = Tensor::from_vec(x_data, (n, 3, 2, 2), &dev).unwrap();
+        // Rows 0–2 real, 3–4 synthetic.
+        let y_data: Vec<f32> = (3..n).flat_map(|i| val(i, 0.3)).collect();
+        let syn = Tensor::from_vec(y_data, (2, 3, 2, 2), &dev).unwrap();
+        let s = [0, 2, 3, 1, 4].map(AgeGroup);
+        let t = [0, 5, 3, 4, 1].map(AgeGroup);
+        let objective = Objective::new(vec![
+            Term::new("self", l1(10.0), Rows::RealAtSource, Operand::OutputVsInput),
+            Term::new(
+                "pairs",
+                l1(1.0),
+                Rows::Synthetic,
+                Operand::OutputVsSyntheticTarget,
+            ),
+            Term::new(
+                "cycle",
+                l1(2.0),
+                Rows::RealAwayFromSource,
+                Operand::CycleVsInput,
+            ),
+            Term::new(
+                "all",
+                Box::new(ReconstructionLoss::new(Reconstruction::L2, 3.0)),
+                Rows::All,
+                Operand::OutputVsInput,
+            ),
+        ])
+        .unwrap();
+        let d = |x: &Tensor, _: &[AgeGroup]| -> Result<(Tensor, Option<Tensor>)> {
+            Ok((x.clone(), None))
+        };
+        let g = |x: &Tensor, _: &[AgeGroup]| -> Result<Tensor> { Ok((x * 0.5)?) };
+        let pick = |t: &Tensor, rows: &[u32]| {
+            let idx = Tensor::new(rows, &dev).unwrap();
+            t.index_select(&idx, 0).unwrap()
+        };
+        let whole_rows = objective.rows_per_term(3, &s, &t);
+        assert_eq!(whole_rows, vec![2, 2, 1, 5]);
+        let (total, named) = objective
+            .evaluate(&GeneratorStep {
+                inputs: &inputs,
+                outputs: w.as_tensor(),
+                sources: &s,
+                targets: &t,
+                n_real: 3,
+                genders: &[],
+                synthetic_targets: Some(&syn),
+                discriminator: &d,
+                generator: &g,
+            })
+            .unwrap();
+        let whole_grad = total
+            .backward()
+            .unwrap()
+            .get(w.as_tensor())
+            .unwrap()
+            .clone();
+        // Shard A: real rows 0, 1 and synthetic row 3; shard B: real row 2
+        // and synthetic row 4.
+        let mut sums: Vec<f32> = vec![0.0; named.len()];
+        let mut grad_sum = w.zeros_like().unwrap();
+        for (rows, n_real) in [(vec![0u32, 1, 3], 2), (vec![2u32, 4], 1)] {
+            let out = pick(w.as_tensor(), &rows);
+            let x = pick(&inputs, &rows);
+            let y_rows: Vec<u32> = rows[n_real..].iter().map(|r| r - 3).collect();
+            let y = pick(&syn, &y_rows);
+            let ss: Vec<AgeGroup> = rows.iter().map(|&r| s[r as usize]).collect();
+            let ts: Vec<AgeGroup> = rows.iter().map(|&r| t[r as usize]).collect();
+            let (part, part_named) = objective
+                .evaluate_share(
+                    &GeneratorStep {
+                        inputs: &x,
+                        outputs: &out,
+                        sources: &ss,
+                        targets: &ts,
+                        n_real,
+                        genders: &[],
+                        synthetic_targets: Some(&y),
+                        discriminator: &d,
+                        generator: &g,
+                    },
+                    &whole_rows,
+                )
+                .unwrap();
+            for (name, v) in part_named {
+                let i = named.iter().position(|(k, _)| *k == name).unwrap();
+                sums[i] += v;
+            }
+            let gs = part.backward().unwrap();
+            grad_sum = (grad_sum + gs.get(w.as_tensor()).unwrap()).unwrap();
+        }
+        for ((name, v), sum) in named.iter().zip(&sums) {
+            assert!(
+                (v - sum).abs() < 1e-5 * v.abs().max(1.0),
+                "{name}: {v} vs {sum}"
+            );
+        }
+        let diff = (whole_grad - grad_sum)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "gradients differ by {diff}");
+        // Counts that do not cover the shard's rows are refused.
+        assert!(objective
+            .evaluate_share(
+                &GeneratorStep {
+                    inputs: &inputs,
+                    outputs: w.as_tensor(),
+                    sources: &s,
+                    targets: &t,
+                    n_real: 3,
+                    genders: &[],
+                    synthetic_targets: Some(&syn),
+                    discriminator: &d,
+                    generator: &g,
+                },
+                &[1, 1, 1, 1],
+            )
+            .is_err());
     }
 
     /// A term that counts its rows by gender: 1 per woman, 10 per man,

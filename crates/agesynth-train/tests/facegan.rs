@@ -1159,3 +1159,112 @@ fn the_pale_patch_term_reads_every_row_and_its_settings_are_checked() {
         assert!(err.to_string().contains("pale_patch"), "{err}");
     }
 }
+
+/// A generator step split into shards logs the whole batch's losses and
+/// moves the weights as the whole step does; a step that reads D cannot be
+/// split.
+#[test]
+fn a_sharded_generator_step_is_the_whole_batchs_step() {
+    use agesynth_critic::{AgeCritic, CriticConfig, IdentityCritic};
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(4);
+    cfg.weights.adversarial = 0.0;
+    cfg.weights.age = 0.0;
+    cfg.weights.age_critic = 1.0;
+    cfg.weights.self_reconstruction = 1.0;
+    cfg.weights.total_variation = 0.5;
+    cfg.targets.own_group = Some(0.3);
+    cfg.cycle_rows = agesynth_train::Rows::RealAwayFromSource;
+    cfg.weights.cycle = 1.0;
+    cfg.model.d_aux_classifier = false;
+    let task = |cfg: &FaceGanTrainConfig| {
+        let critic = AgeCritic::new(
+            &CriticConfig::tiny_age(),
+            agesynth_facegan::seeded_var_builder(&VarMap::new(), 9, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let id = IdentityCritic::new(
+            &CriticConfig::tiny_identity(),
+            agesynth_facegan::seeded_var_builder(&VarMap::new(), 10, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        FaceGanTask::new(
+            cfg.clone(),
+            Some(real_faces(12)),
+            Some(pairs.clone()),
+            Some(Box::new(id)),
+            &Device::Cpu,
+        )
+        .unwrap()
+        .with_age_critic(Arc::new(critic))
+        .unwrap()
+    };
+    let weights = |t: &FaceGanTask| -> Vec<f32> {
+        let data = t.generator_vars().data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        names
+            .iter()
+            .flat_map(|n| {
+                let v = data[*n].as_tensor().flatten_all().unwrap();
+                v.to_vec1::<f32>().unwrap()
+            })
+            .collect()
+    };
+    let mut whole = task(&cfg);
+    assert_eq!(whole.shards(), 1);
+    let r_whole = whole.step(1).unwrap();
+    let w_whole = weights(&whole);
+    let start = weights(&task(&cfg));
+    for shards in [2, 3] {
+        let mut t = task(&cfg);
+        t.set_shards(shards).unwrap();
+        let r = t.step(1).unwrap();
+        // Every term, in the same order, with the same value.
+        assert_eq!(r.losses.len(), r_whole.losses.len(), "{:?}", r.losses);
+        for ((n, v), (nw, vw)) in r.losses.iter().zip(&r_whole.losses) {
+            assert_eq!(n, nw);
+            assert!(
+                (v - vw).abs() <= 1e-5 * vw.abs().max(1.0),
+                "{shards} shards: {n} = {v}, whole batch {vw}"
+            );
+        }
+        // Adam's first step moves each weight by about ±lr, the sign of its
+        // gradient: the steps agree wherever the gradients do. A gradient
+        // summed wrongly (one shard's only, or a share applied twice) flips
+        // the sign of many of them.
+        let w = weights(&t);
+        let lr = cfg.g_lr as f32;
+        let moved = w
+            .iter()
+            .zip(&start)
+            .filter(|(a, b)| (*a - *b).abs() > 0.5 * lr)
+            .count();
+        let differ = w
+            .iter()
+            .zip(&w_whole)
+            .filter(|(a, b)| (*a - *b).abs() > 0.5 * lr)
+            .count();
+        assert!(
+            moved > w.len() / 2,
+            "{shards} shards: only {moved} of {} weights moved",
+            w.len()
+        );
+        assert!(
+            differ * 200 < w.len(),
+            "{shards} shards: {differ} of {} weights moved otherwise than the whole step's",
+            w.len()
+        );
+    }
+    // Bad counts, and a step that reads D, are refused.
+    let mut t = task(&cfg);
+    assert!(t.set_shards(0).is_err());
+    assert!(t.set_shards(cfg.batch + 1).is_err());
+    let mut adv = cfg.clone();
+    adv.weights.adversarial = 1.0;
+    let mut t = task(&adv);
+    let err = t.set_shards(2).unwrap_err().to_string();
+    assert!(err.contains("discriminator"), "{err}");
+    t.set_shards(1).unwrap();
+}
