@@ -1564,9 +1564,7 @@ impl FaceGanTask {
         self.state.opt_g.backward_step(&total)?;
         Ok(())
     }
-}
 
-impl FaceGanTask {
     /// G's update with the batch split into [`FaceGanTask::shards`] parts:
     /// each part's generator pass, objective and backward pass on its own
     /// thread, the gradients summed, one optimiser step.
@@ -1618,22 +1616,11 @@ impl FaceGanTask {
                     None => named.push((name, v)),
                 }
             }
-            grads = Some(match grads {
-                None => gs,
-                Some(mut acc) => {
-                    for var in self.state.opt_g.vars() {
-                        let t = var.as_tensor();
-                        if let Some(add) = gs.get(t) {
-                            let sum = match acc.get(t) {
-                                Some(have) => (have + add)?,
-                                None => add.clone(),
-                            };
-                            acc.insert(t, sum);
-                        }
-                    }
-                    acc
-                }
-            });
+            // `extend` adds the gradients of the variables both shards reach.
+            match &mut grads {
+                None => grads = Some(gs),
+                Some(acc) => acc.extend(gs)?,
+            }
         }
         // Terms in the objective's order, as the whole-batch step logs them.
         let order: Vec<&str> = objective.terms().iter().map(|t| t.name.as_str()).collect();
@@ -1708,17 +1695,15 @@ impl TrainTask for FaceGanTask {
         };
         if self.shards > 1 && !self.trains_discriminator() {
             self.generator_step_sharded(&batch, &mut report)?;
-            let decay = ema_decay(n, self.cfg.ema_half_life_images);
-            ema_update(&self.state.ema_vars, &self.state.g_vars, decay, |_| false)?;
-            return Ok(report);
+        } else {
+            // One generator pass serves both updates: D sees it detached, and
+            // G's weights do not change before G's own update.
+            let fake = self.g.generate(&batch.inputs, &batch.targets)?;
+            if self.trains_discriminator() {
+                self.discriminator_step(step, &batch, &fake, &mut report)?;
+            }
+            self.generator_step(&batch, &fake, &mut report)?;
         }
-        // One generator pass serves both updates: D sees it detached, and
-        // G's weights do not change before G's own update.
-        let fake = self.g.generate(&batch.inputs, &batch.targets)?;
-        if self.trains_discriminator() {
-            self.discriminator_step(step, &batch, &fake, &mut report)?;
-        }
-        self.generator_step(&batch, &fake, &mut report)?;
         let decay = ema_decay(n, self.cfg.ema_half_life_images);
         ema_update(&self.state.ema_vars, &self.state.g_vars, decay, |_| false)?;
         Ok(report)

@@ -370,6 +370,27 @@ mod tests {
         Box::new(ReconstructionLoss::new(Reconstruction::L1, w))
     }
 
+    /// L1 terms at weights 10, 1 and 2: real rows at their source against
+    /// the input, synthetic rows against their targets, and the cycle of the
+    /// real rows away from their source.
+    fn self_pairs_cycle() -> Vec<Term> {
+        vec![
+            Term::new("self", l1(10.0), Rows::RealAtSource, Operand::OutputVsInput),
+            Term::new(
+                "pairs",
+                l1(1.0),
+                Rows::Synthetic,
+                Operand::OutputVsSyntheticTarget,
+            ),
+            Term::new(
+                "cycle",
+                l1(2.0),
+                Rows::RealAwayFromSource,
+                Operand::CycleVsInput,
+            ),
+        ]
+    }
+
     #[test]
     fn rows_select_by_kind_and_group() {
         let s = [AgeGroup(0), AgeGroup(1), AgeGroup(2), AgeGroup(3)];
@@ -396,22 +417,7 @@ mod tests {
         let syn_targets = rows([0.0, 0.0, 3.0, 3.5]).narrow(0, 2, 2).unwrap();
         let s = [AgeGroup(1), AgeGroup(2), AgeGroup(0), AgeGroup(0)];
         let t = [AgeGroup(1), AgeGroup(5), AgeGroup(3), AgeGroup(4)];
-        let objective = Objective::new(vec![
-            Term::new("self", l1(10.0), Rows::RealAtSource, Operand::OutputVsInput),
-            Term::new(
-                "pairs",
-                l1(1.0),
-                Rows::Synthetic,
-                Operand::OutputVsSyntheticTarget,
-            ),
-            Term::new(
-                "cycle",
-                l1(2.0),
-                Rows::RealAwayFromSource,
-                Operand::CycleVsInput,
-            ),
-        ])
-        .unwrap();
+        let objective = Objective::new(self_pairs_cycle()).unwrap();
         let d = |x: &Tensor, _: &[AgeGroup]| -> Result<(Tensor, Option<Tensor>)> {
             Ok((x.clone(), None))
         };
@@ -460,28 +466,14 @@ mod tests {
         let syn = Tensor::from_vec(y_data, (2, 3, 2, 2), &dev).unwrap();
         let s = [0, 2, 3, 1, 4].map(AgeGroup);
         let t = [0, 5, 3, 4, 1].map(AgeGroup);
-        let objective = Objective::new(vec![
-            Term::new("self", l1(10.0), Rows::RealAtSource, Operand::OutputVsInput),
-            Term::new(
-                "pairs",
-                l1(1.0),
-                Rows::Synthetic,
-                Operand::OutputVsSyntheticTarget,
-            ),
-            Term::new(
-                "cycle",
-                l1(2.0),
-                Rows::RealAwayFromSource,
-                Operand::CycleVsInput,
-            ),
-            Term::new(
-                "all",
-                Box::new(ReconstructionLoss::new(Reconstruction::L2, 3.0)),
-                Rows::All,
-                Operand::OutputVsInput,
-            ),
-        ])
-        .unwrap();
+        let mut terms = self_pairs_cycle();
+        terms.push(Term::new(
+            "all",
+            Box::new(ReconstructionLoss::new(Reconstruction::L2, 3.0)),
+            Rows::All,
+            Operand::OutputVsInput,
+        ));
+        let objective = Objective::new(terms).unwrap();
         let d = |x: &Tensor, _: &[AgeGroup]| -> Result<(Tensor, Option<Tensor>)> {
             Ok((x.clone(), None))
         };
