@@ -373,26 +373,55 @@ pub struct TargetPolicy {
     /// from the source (among all other groups when none is that far).
     #[serde(default)]
     pub min_distance: usize,
+    /// Rows by target: with `Some(k)`, the synthetic rows take their targets
+    /// from the groups `k` and up, and the real rows' targets other than
+    /// their own group are drawn among the groups below `k`. `None`: every
+    /// row draws from all groups (configs written before this field read so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_from: Option<usize>,
 }
 
 impl TargetPolicy {
     /// Draws the target of a real face of group `source` among `groups`.
+    ///
+    /// With [`synthetic_from`](Self::synthetic_from) set, targets other than
+    /// the source's own group are drawn among the groups below it.
     pub fn draw(&self, source: AgeGroup, groups: usize, rng: &mut impl Rng) -> AgeGroup {
+        let allowed = self.real_targets(groups);
         let Some(p) = self.own_group else {
-            return AgeGroup(rng.random_range(0..groups));
+            return AgeGroup(rng.random_range(allowed));
         };
         if groups <= 1 || rng.random::<f64>() < p {
             return source;
         }
-        let far: Vec<usize> = (0..groups)
+        let far: Vec<usize> = allowed
+            .clone()
             .filter(|&g| g.abs_diff(source.0) >= self.min_distance.max(1))
             .collect();
         let pool: Vec<usize> = if far.is_empty() {
-            (0..groups).filter(|&g| g != source.0).collect()
+            allowed.filter(|&g| g != source.0).collect()
         } else {
             far
         };
+        if pool.is_empty() {
+            return source;
+        }
         AgeGroup(pool[rng.random_range(0..pool.len())])
+    }
+
+    /// The groups a real row's target may be drawn from (its own group
+    /// aside): all `groups`, or those below [`synthetic_from`](Self::synthetic_from).
+    pub fn real_targets(&self, groups: usize) -> std::ops::Range<usize> {
+        0..self
+            .synthetic_from
+            .map_or(groups, |k| k.clamp(1, groups.max(1)))
+    }
+
+    /// The groups a synthetic row's target is drawn from: all `groups`, or
+    /// those from [`synthetic_from`](Self::synthetic_from) up.
+    pub fn synthetic_targets(&self, groups: usize) -> std::ops::Range<usize> {
+        self.synthetic_from
+            .map_or(0, |k| k.min(groups.saturating_sub(1)))..groups
     }
 }
 
@@ -540,6 +569,15 @@ impl FaceGanTrainConfig {
         if let Some(p) = self.targets.own_group {
             if !(0.0..=1.0).contains(&p) {
                 return bad(format!("targets.own_group {p} must be in [0, 1]"));
+            }
+        }
+        if let Some(k) = self.targets.synthetic_from {
+            let groups = self.model.num_groups();
+            if k == 0 || k >= groups {
+                return bad(format!(
+                    "targets.synthetic_from {k} must leave groups on both sides: 1 to {}",
+                    groups.saturating_sub(1)
+                ));
             }
         }
         if !self.cycle_rows.is_real_only() {
@@ -1393,8 +1431,9 @@ impl FaceGanTask {
             let src: Vec<AgeGroup> = (0..n_syn)
                 .map(|_| AgeGroup(srng.random_range(0..g)))
                 .collect();
+            let syn_targets = policy.synthetic_targets(g);
             let tgt: Vec<AgeGroup> = (0..n_syn)
-                .map(|_| AgeGroup(srng.random_range(0..g)))
+                .map(|_| AgeGroup(srng.random_range(syn_targets.clone())))
                 .collect();
             genders.extend(ids.iter().map(|&i| {
                 self.synthetic_genders
@@ -1866,6 +1905,7 @@ mod tests {
         let far = TargetPolicy {
             own_group: Some(0.25),
             min_distance: 2,
+            synthetic_from: None,
         };
         let (mut own, mut n) = (0, 2000);
         for i in 0..n {
@@ -1883,6 +1923,7 @@ mod tests {
         let none_far = TargetPolicy {
             own_group: Some(0.0),
             min_distance: 7,
+            synthetic_from: None,
         };
         n = 200;
         for _ in 0..n {
@@ -1890,6 +1931,47 @@ mod tests {
         }
         // One group: the source is the only target.
         assert_eq!(none_far.draw(AgeGroup(0), 1, &mut rng), AgeGroup(0));
+    }
+
+    #[test]
+    fn rows_by_target_split_the_groups_between_real_and_synthetic_rows() {
+        let mut rng = step_rng(6, "test", 1);
+        let split = TargetPolicy {
+            own_group: Some(0.25),
+            min_distance: 2,
+            synthetic_from: Some(4),
+        };
+        assert_eq!(split.real_targets(6), 0..4);
+        assert_eq!(split.synthetic_targets(6), 4..6);
+        let (mut own, n) = (0, 3000);
+        let mut seen = [0usize; 6];
+        for i in 0..n {
+            let s = AgeGroup(i % 6);
+            let t = split.draw(s, 6, &mut rng);
+            seen[t.0] += 1;
+            if t == s {
+                own += 1;
+            } else {
+                assert!(t.0 < 4, "a real row of {s:?} was sent to {t:?}");
+                assert!(t.0.abs_diff(s.0) >= 2, "{s:?} -> {t:?}");
+            }
+        }
+        // Groups 4 and 5 are reached only as their own group.
+        assert!(seen[..4].iter().all(|&c| c > 100), "{seen:?}");
+        let share = own as f64 / n as f64;
+        assert!((share - 0.25).abs() < 0.04, "own-group share {share}");
+        // Without the own-group policy the real targets are uniform below k.
+        let uniform = TargetPolicy {
+            synthetic_from: Some(2),
+            ..TargetPolicy::default()
+        };
+        for _ in 0..200 {
+            assert!(uniform.draw(AgeGroup(5), 6, &mut rng).0 < 2);
+        }
+        // Unset: every row draws from every group.
+        let all = TargetPolicy::default();
+        assert_eq!(all.real_targets(6), 0..6);
+        assert_eq!(all.synthetic_targets(6), 0..6);
     }
 
     #[test]
@@ -1916,9 +1998,16 @@ mod tests {
         let mut bad = c.clone();
         bad.cycle_rows = Rows::All;
         assert!(bad.validate().is_err());
-        let mut bad = c;
+        let mut bad = c.clone();
         bad.targets.own_group = Some(1.5);
         assert!(bad.validate().is_err());
+        // Rows by target must leave groups to both kinds of rows.
+        let groups = c.model.num_groups();
+        for (k, ok) in [(0, false), (1, true), (groups - 1, true), (groups, false)] {
+            let mut split = c.clone();
+            split.targets.synthetic_from = Some(k);
+            assert_eq!(split.validate().is_ok(), ok, "synthetic_from {k}");
+        }
     }
 
     #[test]

@@ -191,6 +191,11 @@ pub struct FaceGanArgs {
     /// source (with --own-group-prob) [default: 1]
     #[arg(long)]
     pub min_target_distance: Option<usize>,
+    /// Rows by target: synthetic rows take the targets from this age group
+    /// (0-based) up, real rows the groups below it (and their own group)
+    /// [default: every row draws from every group]
+    #[arg(long)]
+    pub synthetic_targets_from: Option<usize>,
     /// Apply the cycle reconstruction only to real rows whose target is
     /// another group (the rows at their own group get self-reconstruction).
     #[arg(long)]
@@ -404,6 +409,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             c.targets.min_distance = a.min_target_distance.unwrap_or(1);
         } else if a.min_target_distance.is_some() {
             bail!("--min-target-distance needs --own-group-prob");
+        }
+        if let Some(k) = a.synthetic_targets_from {
+            c.targets.synthetic_from = Some(k);
         }
         if a.cycle_away_only {
             c.cycle_rows = agesynth_train::Rows::RealAwayFromSource;
