@@ -379,6 +379,11 @@ pub struct TargetPolicy {
     /// row draws from all groups (configs written before this field read so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic_from: Option<usize>,
+    /// With `Some(k)`, a real row of group `k` or older never takes its own
+    /// group as the target (no self-reconstruction there), so that no real
+    /// row teaches the old targets to copy. `None`: every group may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_group_below: Option<usize>,
 }
 
 impl TargetPolicy {
@@ -391,7 +396,8 @@ impl TargetPolicy {
         let Some(p) = self.own_group else {
             return AgeGroup(rng.random_range(allowed));
         };
-        if groups <= 1 || rng.random::<f64>() < p {
+        let may_stay = self.own_group_below.is_none_or(|k| source.0 < k);
+        if groups <= 1 || (rng.random::<f64>() < p && may_stay) {
             return source;
         }
         let far: Vec<usize> = allowed
@@ -576,6 +582,15 @@ impl FaceGanTrainConfig {
             if k == 0 || k >= groups {
                 return bad(format!(
                     "targets.synthetic_from {k} must leave groups on both sides: 1 to {}",
+                    groups.saturating_sub(1)
+                ));
+            }
+        }
+        if let Some(k) = self.targets.own_group_below {
+            let groups = self.model.num_groups();
+            if k == 0 || k >= groups {
+                return bad(format!(
+                    "targets.own_group_below {k} must be 1 to {}",
                     groups.saturating_sub(1)
                 ));
             }
@@ -1906,6 +1921,7 @@ mod tests {
             own_group: Some(0.25),
             min_distance: 2,
             synthetic_from: None,
+            own_group_below: None,
         };
         let (mut own, mut n) = (0, 2000);
         for i in 0..n {
@@ -1924,6 +1940,7 @@ mod tests {
             own_group: Some(0.0),
             min_distance: 7,
             synthetic_from: None,
+            own_group_below: None,
         };
         n = 200;
         for _ in 0..n {
@@ -1940,6 +1957,7 @@ mod tests {
             own_group: Some(0.25),
             min_distance: 2,
             synthetic_from: Some(4),
+            own_group_below: None,
         };
         assert_eq!(split.real_targets(6), 0..4);
         assert_eq!(split.synthetic_targets(6), 4..6);
@@ -1960,6 +1978,23 @@ mod tests {
         assert!(seen[..4].iter().all(|&c| c > 100), "{seen:?}");
         let share = own as f64 / n as f64;
         assert!((share - 0.25).abs() < 0.04, "own-group share {share}");
+        // With own_group_below, old real faces always go below k.
+        let no_copy = TargetPolicy {
+            own_group_below: Some(4),
+            ..split.clone()
+        };
+        let (mut young_own, mut young) = (0, 0);
+        for i in 0..n {
+            let s = AgeGroup(i % 6);
+            let t = no_copy.draw(s, 6, &mut rng);
+            assert!(t.0 < 4, "a real row of {s:?} was sent to {t:?}");
+            if s.0 < 4 {
+                young += 1;
+                young_own += usize::from(t == s);
+            }
+        }
+        let share = young_own as f64 / young as f64;
+        assert!((share - 0.25).abs() < 0.05, "young own-group share {share}");
         // Without the own-group policy the real targets are uniform below k.
         let uniform = TargetPolicy {
             synthetic_from: Some(2),
@@ -2007,6 +2042,9 @@ mod tests {
             let mut split = c.clone();
             split.targets.synthetic_from = Some(k);
             assert_eq!(split.validate().is_ok(), ok, "synthetic_from {k}");
+            let mut stay = c.clone();
+            stay.targets.own_group_below = Some(k);
+            assert_eq!(stay.validate().is_ok(), ok, "own_group_below {k}");
         }
     }
 

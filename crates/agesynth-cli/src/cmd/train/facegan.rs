@@ -196,6 +196,10 @@ pub struct FaceGanArgs {
     /// [default: every row draws from every group]
     #[arg(long)]
     pub synthetic_targets_from: Option<usize>,
+    /// Real rows of this age group (0-based) and older never take their own
+    /// group as target (no self-reconstruction there) [default: all may]
+    #[arg(long)]
+    pub own_group_below: Option<usize>,
     /// Apply the cycle reconstruction only to real rows whose target is
     /// another group (the rows at their own group get self-reconstruction).
     #[arg(long)]
@@ -412,6 +416,12 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(k) = a.synthetic_targets_from {
             c.targets.synthetic_from = Some(k);
+        }
+        if let Some(k) = a.own_group_below {
+            if a.own_group_prob.is_none() {
+                bail!("--own-group-below needs --own-group-prob");
+            }
+            c.targets.own_group_below = Some(k);
         }
         if a.cycle_away_only {
             c.cycle_rows = agesynth_train::Rows::RealAwayFromSource;
