@@ -577,20 +577,14 @@ impl FaceGanTrainConfig {
                 return bad(format!("targets.own_group {p} must be in [0, 1]"));
             }
         }
-        if let Some(k) = self.targets.synthetic_from {
-            let groups = self.model.num_groups();
-            if k == 0 || k >= groups {
+        let groups = self.model.num_groups();
+        for (name, k) in [
+            ("synthetic_from", self.targets.synthetic_from),
+            ("own_group_below", self.targets.own_group_below),
+        ] {
+            if let Some(k) = k.filter(|&k| k == 0 || k >= groups) {
                 return bad(format!(
-                    "targets.synthetic_from {k} must leave groups on both sides: 1 to {}",
-                    groups.saturating_sub(1)
-                ));
-            }
-        }
-        if let Some(k) = self.targets.own_group_below {
-            let groups = self.model.num_groups();
-            if k == 0 || k >= groups {
-                return bad(format!(
-                    "targets.own_group_below {k} must be 1 to {}",
+                    "targets.{name} {k} must leave groups on both sides: 1 to {}",
                     groups.saturating_sub(1)
                 ));
             }
