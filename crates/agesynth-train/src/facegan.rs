@@ -122,6 +122,13 @@ pub struct FaceGanLossWeights {
     /// as 0).
     #[serde(default)]
     pub identity_old: f64,
+    /// A third identity term, on the rows whose target is younger than
+    /// [`FaceGanTrainConfig::identity_young_below`] only (the same network
+    /// and settings as [`FaceGanLossWeights::identity`]): where making a
+    /// child of an adult changes the face most, identity is held harder
+    /// (0: none; configs written before it read as 0).
+    #[serde(default)]
+    pub identity_young: f64,
     /// Gender keeping ([`agesynth_losses::ClassifierGenderLoss`]): a frozen
     /// gender critic (trained apart on real faces' labels, never an
     /// evaluation network) reads each output whose target is
@@ -160,6 +167,7 @@ impl Default for FaceGanLossWeights {
             dark_patch: 0.0,
             pale_patch: 0.0,
             identity_old: 0.0,
+            identity_young: 0.0,
             gender_keep: 0.0,
             realism: 0.0,
         }
@@ -287,6 +295,11 @@ pub struct FaceGanTrainConfig {
     /// it read as 0).
     #[serde(default)]
     pub old_age_critic_from: usize,
+    /// The young rows' identity term ([`FaceGanLossWeights::identity_young`])
+    /// reads the targets younger than this group (configs written before it
+    /// read as 1: the 0–9 group).
+    #[serde(default = "default_identity_young_below")]
+    pub identity_young_below: usize,
     /// The dark-patch term's blur (pixels): darker changes narrower than
     /// this count as lines, not patches (configs written before it read as
     /// 1.5).
@@ -443,6 +456,10 @@ fn default_sharp_change_sigma() -> f64 {
     2.0
 }
 
+fn default_identity_young_below() -> usize {
+    1
+}
+
 fn default_dark_patch_sigma() -> f64 {
     1.5
 }
@@ -514,6 +531,7 @@ impl FaceGanTrainConfig {
             identity_luma: false,
             grey_prob: 0.0,
             old_age_critic_from: 0,
+            identity_young_below: default_identity_young_below(),
             dark_patch_sigma: default_dark_patch_sigma(),
             dark_patch_threshold: default_dark_patch_threshold(),
             pale_patch_sigma: default_pale_patch_sigma(),
@@ -565,6 +583,7 @@ impl FaceGanTrainConfig {
             w.dark_patch,
             w.pale_patch,
             w.identity_old,
+            w.identity_young,
             w.gender_keep,
             w.realism,
             self.d_wrong_age,
@@ -630,6 +649,13 @@ impl FaceGanTrainConfig {
             return bad(format!(
                 "old_age_critic_from {} must name a group from 1 to {} (the second critic and the old rows' identity term read that group and older)",
                 self.old_age_critic_from,
+                groups.saturating_sub(1)
+            ));
+        }
+        if w.identity_young > 0.0 && !(1..groups).contains(&self.identity_young_below) {
+            return bad(format!(
+                "identity_young_below {} must name a group from 1 to {} (the young rows' identity term reads the targets below it)",
+                self.identity_young_below,
                 groups.saturating_sub(1)
             ));
         }
@@ -725,6 +751,7 @@ pub struct FaceGanTask {
 /// weight is 0, are left out). In order: `g_adv` (all rows, through D),
 /// `g_age` (D's age head), `syn_rec` (synthetic rows, the paired target),
 /// `identity`, `identity_old` (the targets from `old_age_critic_from` up),
+/// `identity_young` (the targets below `identity_young_below`),
 /// `cycle`, `self_rec` (real rows at their own group), `tv`,
 /// `chroma_change`, `dark_patch`, `pale_patch`,
 /// `age_critic` (all rows, or the targets younger than
@@ -793,6 +820,14 @@ pub fn facegan_objective(
                 "identity_old",
                 Box::new(identity(w.identity_old)),
                 Rows::TargetFrom(cfg.old_age_critic_from),
+                Operand::OutputVsInput,
+            ));
+        }
+        if w.identity_young > 0.0 {
+            terms.push(Term::new(
+                "identity_young",
+                Box::new(identity(w.identity_young)),
+                Rows::TargetBelow(cfg.identity_young_below),
                 Operand::OutputVsInput,
             ));
         }

@@ -694,15 +694,7 @@ fn the_old_rows_identity_term_reads_the_old_targets_only() {
     assert_eq!(term_rows(&task, "identity"), Some(Rows::All));
     assert_eq!(term_rows(&task, "identity_old"), Some(Rows::TargetFrom(4)));
     // Over a few steps some batch has an old target, and its value is finite.
-    let mut seen = false;
-    for s in 1..=4 {
-        let report = task.step(s).unwrap();
-        if let Some((_, v)) = report.losses.iter().find(|(n, _)| n == "identity_old") {
-            assert!(v.is_finite() && *v >= 0.0, "identity_old: {v}");
-            seen = true;
-        }
-    }
-    assert!(seen, "no step reported the old rows' identity term");
+    assert_some_step_reports(&mut task, "identity_old", 4);
     // Off by default and in configs written before it existed.
     assert_eq!(mixed_config(5).weights.identity_old, 0.0);
     let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
@@ -729,6 +721,75 @@ fn the_old_rows_identity_term_reads_the_old_targets_only() {
         .err()
         .expect("a missing group is an error");
     assert!(err.to_string().contains("old_age_critic_from"), "{err}");
+}
+
+/// The young rows' identity term reads only the targets below
+/// `identity_young_below`, beside the identity term on every row; that
+/// bound must leave groups on both sides, configs written before it read
+/// as off with the bound at 1, and a step reports it finite.
+#[test]
+fn the_young_rows_identity_term_reads_the_young_targets_only() {
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(5);
+    cfg.weights.identity_young = 3.0;
+    cfg.identity_young_below = 2;
+    let mut task = FaceGanTask::new(
+        cfg.clone(),
+        Some(real_faces(12)),
+        Some(pairs.clone()),
+        Some(embedder(7)),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(term_rows(&task, "identity"), Some(Rows::All));
+    assert_eq!(
+        term_rows(&task, "identity_young"),
+        Some(Rows::TargetBelow(2))
+    );
+    assert_eq!(term_rows(&task, "identity_old"), None);
+    assert_some_step_reports(&mut task, "identity_young", 6);
+    // Off by default and in configs written before it existed.
+    assert_eq!(mixed_config(5).weights.identity_young, 0.0);
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json["weights"]
+        .as_object_mut()
+        .unwrap()
+        .remove("identity_young");
+    json.as_object_mut().unwrap().remove("identity_young_below");
+    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.weights.identity_young, 0.0);
+    assert_eq!(old.identity_young_below, 1);
+    // The bound must leave a group on both sides.
+    for k in [0, 6] {
+        let mut bad = cfg.clone();
+        bad.identity_young_below = k;
+        let err = FaceGanTask::new(
+            bad,
+            Some(real_faces(12)),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu,
+        )
+        .err()
+        .expect("a bound without groups on both sides is an error");
+        assert!(err.to_string().contains("identity_young_below"), "{err}");
+    }
+}
+
+/// Over `steps` steps some batch reports term `name`, and every value it
+/// reports is finite and non-negative.
+fn assert_some_step_reports(task: &mut FaceGanTask, name: &str, steps: u64) {
+    let mut seen = false;
+    for s in 1..=steps {
+        let report = task.step(s).unwrap();
+        if let Some((_, v)) = report.losses.iter().find(|(n, _)| n == name) {
+            assert!(v.is_finite() && *v >= 0.0, "{name}: {v}");
+            seen = true;
+        }
+    }
+    assert!(seen, "no step reported {name}");
 }
 
 /// D trains only when a generator term reads it: with the adversarial and

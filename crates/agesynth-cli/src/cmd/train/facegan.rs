@@ -79,6 +79,16 @@ pub struct FaceGanArgs {
     /// hardest [default: 0]
     #[arg(long)]
     pub identity_old_weight: Option<f64>,
+    /// Weight of a third identity term on the outputs whose target is
+    /// younger than --identity-young-below (on top of the identity term):
+    /// identity held harder where making a child of an adult changes the
+    /// face most [default: 0]
+    #[arg(long)]
+    pub identity_young_weight: Option<f64>,
+    /// The young rows' identity term reads the targets younger than this
+    /// group index (1: the 0–9 group)
+    #[arg(long, default_value_t = 1)]
+    pub identity_young_below: usize,
     /// The age critic of the age-critic term (`agesynth train critic --kind
     /// age`: a weights file with its sidecar, or its run folder). Default:
     /// the weights folder's `critic-age64.safetensors` when
@@ -355,8 +365,13 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             c.weights.identity_old = w;
             c.old_age_critic_from = a.old_age_critic_from;
         }
+        if let Some(w) = a.identity_young_weight {
+            c.weights.identity_young = w;
+            c.identity_young_below = a.identity_young_below;
+        }
         if a.no_identity {
             c.weights.identity_old = 0.0;
+            c.weights.identity_young = 0.0;
         }
         if let Some(w) = a.gender_keep_weight {
             c.weights.gender_keep = w;
@@ -439,7 +454,11 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             c.old_age_critic_from = a.old_age_critic_from;
             c.sources.old_age_critic = Some(p.clone());
         }
-        if !a.no_identity && (c.weights.identity > 0.0 || c.weights.identity_old > 0.0) {
+        if !a.no_identity
+            && (c.weights.identity > 0.0
+                || c.weights.identity_old > 0.0
+                || c.weights.identity_young > 0.0)
+        {
             c.sources.identity = match (&a.identity_weights, &a.identity_critic) {
                 (Some(dlib), _) => Some(dlib.clone()),
                 (None, Some(critic)) => Some(critic.clone()),
