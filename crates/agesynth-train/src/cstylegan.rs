@@ -100,6 +100,13 @@ pub struct CStyleGanTrainConfig {
     /// as 0).
     #[serde(default)]
     pub cross_age_identity: f64,
+    /// The cross-age term's second group: `None` draws any other group;
+    /// `Some(k)` pairs every render with the same latent at group `k` (a
+    /// render of group `k` with any other group), so that each age is held
+    /// to one anchor age's face, the 20–29 one for `k = 2` (configs written
+    /// before it read as `None`).
+    #[serde(default)]
+    pub cross_age_anchor: Option<usize>,
     /// The identity critic of the cross-age term (provenance).
     #[serde(default)]
     pub identity_critic: Option<std::path::PathBuf>,
@@ -134,6 +141,25 @@ fn default_age_critic_blur() -> f64 {
     1.0
 }
 
+/// The cross-age identity term's second group for each row of `groups` (of
+/// `g_count` groups): another group than the row's own, drawn uniformly, or
+/// the `anchor` group where one is given (a row already at the anchor draws
+/// any other group).
+fn second_groups(
+    groups: &[AgeGroup],
+    g_count: usize,
+    anchor: Option<usize>,
+    rng: &mut impl Rng,
+) -> Vec<AgeGroup> {
+    groups
+        .iter()
+        .map(|a| match anchor {
+            Some(k) if a.0 != k => AgeGroup(k),
+            _ => AgeGroup((a.0 + rng.random_range(1..g_count.max(2))) % g_count),
+        })
+        .collect()
+}
+
 impl CStyleGanTrainConfig {
     /// Defaults for `model` at batch `batch`: StyleGAN2's optimiser and
     /// regularisation settings (lr 0.0025, β = (0, 0.99), R1 every 16 steps,
@@ -158,6 +184,7 @@ impl CStyleGanTrainConfig {
             sample_truncation: 0.7,
             d_warmup_steps: 0,
             cross_age_identity: 0.0,
+            cross_age_anchor: None,
             identity_critic: None,
             init_generator: None,
             age_critic: 0.0,
@@ -190,6 +217,12 @@ impl CStyleGanTrainConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} {v} must be a finite number ≥ 0"));
             }
+        }
+        let groups = self.model.num_groups();
+        if let Some(k) = self.cross_age_anchor.filter(|&k| k >= groups) {
+            return bad(format!(
+                "cross_age_anchor {k} must name a group below {groups}"
+            ));
         }
         Ok(())
     }
@@ -527,11 +560,12 @@ impl TrainTask for CStyleGanTask {
                 ))
             })?;
             // The same latents, noise and mixing at another group each.
-            let g_count = self.cfg.model.num_groups();
-            let other: Vec<AgeGroup> = groups
-                .iter()
-                .map(|a| AgeGroup((a.0 + rng.random_range(1..g_count.max(2))) % g_count))
-                .collect();
+            let other = second_groups(
+                &groups,
+                self.cfg.model.num_groups(),
+                self.cfg.cross_age_anchor,
+                &mut rng,
+            );
             let second = self.g.forward(&z, &other, &opts)?;
             let (ea, eb) = (critic.embed(&fake)?, critic.embed(&second)?);
             let id = (ea - eb)?.sqr()?.sum(1)?.mean_all()?;
@@ -905,4 +939,45 @@ pub fn synth_pairs_filtered(
 /// Named tensors of a map (for tests and tools).
 pub fn snapshot(vars: &VarMap) -> HashMap<String, Tensor> {
     params::snapshot(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Without an anchor the second group is any group but the row's own,
+    /// each drawn; with one, every row away from the anchor is paired with
+    /// it and a row at the anchor with another group.
+    #[test]
+    fn the_cross_age_term_pairs_each_render_with_another_or_the_anchor_group() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let groups: Vec<AgeGroup> = (0..600).map(|i| AgeGroup(i % 6)).collect();
+        let free = second_groups(&groups, 6, None, &mut rng);
+        assert!(free.iter().zip(&groups).all(|(b, a)| b != a && b.0 < 6));
+        let mut seen = [0usize; 6];
+        for b in &free {
+            seen[b.0] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 60), "{seen:?}");
+        let anchored = second_groups(&groups, 6, Some(2), &mut rng);
+        for (b, a) in anchored.iter().zip(&groups) {
+            if a.0 == 2 {
+                assert!(b.0 != 2 && b.0 < 6);
+            } else {
+                assert_eq!(b.0, 2);
+            }
+        }
+    }
+
+    /// An anchor must name one of the model's groups.
+    #[test]
+    fn a_cross_age_anchor_outside_the_groups_is_refused() {
+        let mut cfg = CStyleGanTrainConfig::new(agesynth_cstylegan::CStyleGanConfig::tiny(), 4, 0);
+        cfg.cross_age_anchor = Some(5);
+        assert!(cfg.validate().is_ok());
+        cfg.cross_age_anchor = Some(6);
+        let err = cfg.validate().unwrap_err();
+        assert!(err.to_string().contains("cross_age_anchor"), "{err}");
+    }
 }

@@ -175,6 +175,12 @@ pub struct CStyleGanArgs {
     /// of the two renders are pulled together [default: 0]
     #[arg(long)]
     pub cross_age_identity: Option<f64>,
+    /// The cross-age term's second group: every render is paired with the
+    /// same latent at this group index (2: 20–29), a render of that group
+    /// with any other; without it the second group is any other one. On
+    /// resume it replaces the saved value
+    #[arg(long)]
+    pub cross_age_anchor: Option<usize>,
     /// The identity critic of the cross-age term (`train critic --kind
     /// identity`) [default: the weights folder's critic-identity64.safetensors]
     #[arg(long)]
@@ -423,7 +429,7 @@ fn run_task<T: TrainTask>(
 }
 
 /// The cStyleGAN's loss-term arguments (`--cross-age-identity`,
-/// `--identity-critic`, `--age-critic-weight`, `--age-critic`,
+/// `--cross-age-anchor`, `--identity-critic`, `--age-critic-weight`, `--age-critic`,
 /// `--age-critic-blur`, `--age-critic-gender-from-group`) applied to `cfg`:
 /// a new run's config, or a resumed run's saved one (the schedule of a run
 /// in stages), where they replace the saved values, are said and are saved
@@ -438,6 +444,15 @@ fn apply_loss_args(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow:
                     .join("critic-identity64.safetensors")
             }));
         }
+    }
+    if let Some(k) = a.cross_age_anchor {
+        if k >= cfg.model.num_groups() {
+            bail!(
+                "--cross-age-anchor {k} must name a group below {}",
+                cfg.model.num_groups()
+            );
+        }
+        cfg.cross_age_anchor = Some(k);
     }
     if let Some(w) = a.age_critic_weight {
         cfg.age_critic = w;
@@ -511,9 +526,11 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         overridden = saved != before;
         if losses_changed {
             eprintln!(
-                "resuming with changed loss weights: cross-age identity {} → {}, age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
+                "resuming with changed loss weights: cross-age identity {} → {} (anchor {:?} → {:?}), age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
                 before.cross_age_identity,
                 saved.cross_age_identity,
+                before.cross_age_anchor,
+                saved.cross_age_anchor,
                 before.age_critic,
                 saved.age_critic,
                 saved.age_critic_file
