@@ -13,8 +13,8 @@ use agesynth_core::{AgeBins, AgeGenerator, AgeGroup, FaceEmbedder, FaceImage};
 use agesynth_facegan::{testing::RandomEmbedder, BottleneckAge, FaceGanConfig, Generator};
 use agesynth_losses::{IdentityLoss, Loss, LossInput};
 use agesynth_train::{
-    facegan::load_generator, log::read_log, FaceGanTask, FaceGanTrainConfig, PairsWriter,
-    RealFaces, RunDir, SynthPairs, TrainTask, Trainer, TrainerOptions,
+    facegan::load_generator, log::read_log, FaceGanLossWeights, FaceGanTask, FaceGanTrainConfig,
+    PairsWriter, RealFaces, RunDir, SynthPairs, TrainTask, Trainer, TrainerOptions,
 };
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -678,49 +678,15 @@ fn a_second_age_critic_reads_the_old_targets_and_the_first_the_rest() {
 #[test]
 fn the_old_rows_identity_term_reads_the_old_targets_only() {
     use agesynth_train::Rows;
-    let dir = tempfile::tempdir().unwrap();
-    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
     let mut cfg = mixed_config(5);
     cfg.weights.identity_old = 3.0;
     cfg.old_age_critic_from = 4;
-    let mut task = FaceGanTask::new(
-        cfg.clone(),
-        Some(real_faces(12)),
-        Some(pairs.clone()),
-        Some(embedder(7)),
-        &Device::Cpu,
-    )
-    .unwrap();
-    assert_eq!(term_rows(&task, "identity"), Some(Rows::All));
-    assert_eq!(term_rows(&task, "identity_old"), Some(Rows::TargetFrom(4)));
-    // Over a few steps some batch has an old target, and its value is finite.
-    assert_some_step_reports(&mut task, "identity_old", 4);
-    // Off by default and in configs written before it existed.
-    assert_eq!(mixed_config(5).weights.identity_old, 0.0);
-    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
-    json["weights"]
-        .as_object_mut()
-        .unwrap()
-        .remove("identity_old");
-    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
-    assert_eq!(old.weights.identity_old, 0.0);
-    // Without an identity network neither identity term is in.
-    let none = FaceGanTask::new(
-        cfg.clone(),
-        Some(real_faces(12)),
-        Some(pairs.clone()),
-        None,
-        &Device::Cpu,
-    )
-    .unwrap();
-    assert_eq!(term_rows(&none, "identity_old"), None);
-    // The group it reads from must exist.
+    check_extra_identity_term(&cfg, "identity_old", Rows::TargetFrom(4), 4, |w| {
+        &mut w.identity_old
+    });
     let mut bad = cfg.clone();
     bad.old_age_critic_from = 6;
-    let err = FaceGanTask::new(bad, Some(real_faces(12)), Some(pairs), None, &Device::Cpu)
-        .err()
-        .expect("a missing group is an error");
-    assert!(err.to_string().contains("old_age_critic_from"), "{err}");
+    assert_config_refused(bad, "old_age_critic_from");
 }
 
 /// The young rows' identity term reads only the targets below
@@ -730,52 +696,68 @@ fn the_old_rows_identity_term_reads_the_old_targets_only() {
 #[test]
 fn the_young_rows_identity_term_reads_the_young_targets_only() {
     use agesynth_train::Rows;
-    let dir = tempfile::tempdir().unwrap();
-    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
     let mut cfg = mixed_config(5);
     cfg.weights.identity_young = 3.0;
     cfg.identity_young_below = 2;
-    let mut task = FaceGanTask::new(
-        cfg.clone(),
-        Some(real_faces(12)),
-        Some(pairs.clone()),
-        Some(embedder(7)),
-        &Device::Cpu,
-    )
-    .unwrap();
-    assert_eq!(term_rows(&task, "identity"), Some(Rows::All));
-    assert_eq!(
-        term_rows(&task, "identity_young"),
-        Some(Rows::TargetBelow(2))
-    );
-    assert_eq!(term_rows(&task, "identity_old"), None);
-    assert_some_step_reports(&mut task, "identity_young", 6);
-    // Off by default and in configs written before it existed.
-    assert_eq!(mixed_config(5).weights.identity_young, 0.0);
+    check_extra_identity_term(&cfg, "identity_young", Rows::TargetBelow(2), 6, |w| {
+        &mut w.identity_young
+    });
     let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
-    json["weights"]
-        .as_object_mut()
-        .unwrap()
-        .remove("identity_young");
     json.as_object_mut().unwrap().remove("identity_young_below");
     let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
-    assert_eq!(old.weights.identity_young, 0.0);
     assert_eq!(old.identity_young_below, 1);
-    // The bound must leave a group on both sides.
     for k in [0, 6] {
         let mut bad = cfg.clone();
         bad.identity_young_below = k;
-        let err = FaceGanTask::new(
-            bad,
+        assert_config_refused(bad, "identity_young_below");
+    }
+}
+
+/// For an identity term `name` on some rows (switched on in `cfg`, its
+/// weight reached through `weight`): the objective holds it on `rows` beside
+/// the identity term on every row, some of `steps` steps report it finite,
+/// it is off by default and in configs written before it, and without an
+/// identity network it is left out.
+fn check_extra_identity_term(
+    cfg: &FaceGanTrainConfig,
+    name: &str,
+    rows: agesynth_train::Rows,
+    steps: u64,
+    weight: impl Fn(&mut FaceGanLossWeights) -> &mut f64,
+) {
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let task = |e| {
+        FaceGanTask::new(
+            cfg.clone(),
             Some(real_faces(12)),
             Some(pairs.clone()),
-            None,
+            e,
             &Device::Cpu,
         )
+        .unwrap()
+    };
+    let mut with = task(Some(embedder(7)));
+    assert_eq!(term_rows(&with, "identity"), Some(Rows::All));
+    assert_eq!(term_rows(&with, name), Some(rows));
+    assert_some_step_reports(&mut with, name, steps);
+    assert_eq!(*weight(&mut mixed_config(5).weights), 0.0);
+    let mut json: serde_json::Value = serde_json::to_value(cfg).unwrap();
+    json["weights"].as_object_mut().unwrap().remove(name);
+    let mut old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(*weight(&mut old.weights), 0.0);
+    assert_eq!(term_rows(&task(None), name), None);
+}
+
+/// `FaceGanTask::new` refuses `cfg` with an error that names `field`.
+fn assert_config_refused(cfg: FaceGanTrainConfig, field: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let err = FaceGanTask::new(cfg, Some(real_faces(12)), Some(pairs), None, &Device::Cpu)
         .err()
-        .expect("a bound without groups on both sides is an error");
-        assert!(err.to_string().contains("identity_young_below"), "{err}");
-    }
+        .expect("the config is refused");
+    assert!(err.to_string().contains(field), "{err}");
 }
 
 /// Over `steps` steps some batch reports term `name`, and every value it
