@@ -807,29 +807,27 @@ pub fn facegan_objective(
             blur_sigma: cfg.identity_blur,
             luma: cfg.identity_luma,
         };
-        if w.identity > 0.0 {
-            terms.push(Term::new(
-                "identity",
-                Box::new(identity(w.identity)),
-                cfg.identity_rows,
-                Operand::OutputVsInput,
-            ));
-        }
-        if w.identity_old > 0.0 {
-            terms.push(Term::new(
+        for (name, weight, rows) in [
+            ("identity", w.identity, cfg.identity_rows),
+            (
                 "identity_old",
-                Box::new(identity(w.identity_old)),
+                w.identity_old,
                 Rows::TargetFrom(cfg.old_age_critic_from),
-                Operand::OutputVsInput,
-            ));
-        }
-        if w.identity_young > 0.0 {
-            terms.push(Term::new(
+            ),
+            (
                 "identity_young",
-                Box::new(identity(w.identity_young)),
+                w.identity_young,
                 Rows::TargetBelow(cfg.identity_young_below),
-                Operand::OutputVsInput,
-            ));
+            ),
+        ] {
+            if weight > 0.0 {
+                terms.push(Term::new(
+                    name,
+                    Box::new(identity(weight)),
+                    rows,
+                    Operand::OutputVsInput,
+                ));
+            }
         }
     }
     if w.cycle > 0.0 {
