@@ -97,11 +97,15 @@ fn eval_on_fgnet_dev_writes_the_report() {
     .unwrap();
     let (m, report) = eval_fgnet(&fgnet, &weights, &[model.clone().into()], &dir.join("eval"));
     assert_eq!(m["n_inputs"], 2);
-    assert_eq!(m["rows"].as_array().map(Vec::len), Some(3 * 7));
+    // The generator and the baselines: copy, random real face, and on
+    // FG-NET the person's own photo at the target.
+    assert_eq!(m["rows"].as_array().map(Vec::len), Some(4 * 7));
     for row in [
         "| 0-9 | FaceGAN |",
         "| 50+ | copy input |",
         "| overall | random real face |",
+        "| overall | same person, real photo |",
+        "## Real ageing: one person's photos across groups",
     ] {
         assert!(report.contains(row), "{row} missing from the report");
     }
@@ -130,7 +134,7 @@ fn eval_on_fgnet_dev_writes_the_report() {
         other.into_os_string(),
     ];
     let (m, report) = eval_fgnet(&fgnet, &weights, &models, &out);
-    assert_eq!(m["rows"].as_array().map(Vec::len), Some(4 * 7));
+    assert_eq!(m["rows"].as_array().map(Vec::len), Some(5 * 7));
     for row in [
         "| 0-9 | mixed |",
         "| overall | other |",

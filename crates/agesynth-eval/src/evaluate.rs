@@ -220,6 +220,78 @@ impl Method for RandomReal {
     }
 }
 
+/// Reference "same person, real photo": the input person's own photo (never
+/// the input photo itself) whose real age is in the target group, the one
+/// nearest the group's centre; no row where the person has none (and none
+/// at all where the data names no subjects). It is what a perfect ageing
+/// would give: its identity columns are what real ageing costs by the same
+/// judge (a generator cannot be expected to keep the person better than
+/// time does), its age columns the judges' reading of real photos of the
+/// person at that age. Picks from the evaluation's gallery.
+pub struct SamePersonReal {
+    picks: std::collections::HashMap<usize, Vec<Option<usize>>>,
+}
+
+impl SamePersonReal {
+    /// The picks over `gallery` ([`EvalData::gallery`]) for every face that
+    /// has a subject.
+    pub fn new(gallery: &[EvalFace], bins: &AgeBins) -> Self {
+        let mut picks = std::collections::HashMap::new();
+        for (i, face) in gallery.iter().enumerate() {
+            let Some(s) = face.subject else { continue };
+            let row = bins
+                .groups()
+                .map(|t| {
+                    let centre = bins.centre(t);
+                    (0..gallery.len())
+                        .filter(|&j| {
+                            j != i
+                                && gallery[j].subject == Some(s)
+                                && gallery[j].key != face.key
+                                && bins.group_of_years(gallery[j].age.max(0.0) as u32) == t
+                        })
+                        .min_by(|&a, &b| {
+                            let da = (gallery[a].age - centre).abs();
+                            let db = (gallery[b].age - centre).abs();
+                            da.total_cmp(&db).then(a.cmp(&b))
+                        })
+                })
+                .collect();
+            picks.insert(i, row);
+        }
+        SamePersonReal { picks }
+    }
+
+    /// Whether any face has a photo of its person in some group: without
+    /// subjects the reference has no rows and is best left out.
+    pub fn has_rows(&self) -> bool {
+        self.picks.values().flatten().any(Option::is_some)
+    }
+
+    /// The gallery photo picked for input `id` (gallery index) at `target`.
+    pub fn pick(&self, id: usize, target: AgeGroup) -> Option<usize> {
+        self.picks
+            .get(&id)
+            .and_then(|row| row.get(target.0).copied().flatten())
+    }
+}
+
+impl Method for SamePersonReal {
+    fn name(&self) -> &str {
+        "same person, real photo"
+    }
+
+    fn render(&self, req: &RenderRequest) -> Result<Rendered> {
+        Ok(Rendered::Pool(
+            req.ids
+                .iter()
+                .zip(req.targets)
+                .map(|(&id, &t)| self.pick(id, t))
+                .collect(),
+        ))
+    }
+}
+
 /// SplitMix64-style mixing of a seed and a value.
 fn mix(seed: u64, v: u64) -> u64 {
     let mut z = seed
@@ -389,6 +461,80 @@ pub struct EvalResult {
     pub judge: Option<String>,
     /// Time spent per network.
     pub timings: Timings,
+    /// Real photos of one person across groups, by the identity judge
+    /// (empty where the data names no people).
+    pub same_person_pairs: Vec<SamePersonPair>,
+}
+
+/// What real ageing does to the identity judge: the dlib distance between
+/// two real photos of one person, one in group `from` and one in `to`,
+/// over every such pair of photos in the gallery (FG-NET names its people;
+/// UTKFace does not, and has none).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SamePersonPair {
+    /// The younger photo's group label.
+    pub from: String,
+    /// The older photo's group label (equal to `from` for two photos of one
+    /// group).
+    pub to: String,
+    /// People with a photo in both groups.
+    pub people: usize,
+    /// Pairs of photos measured.
+    pub pairs: usize,
+    /// Mean L2 distance between the two photos' embeddings.
+    pub mean_l2: f64,
+    /// Share of the pairs the judge verifies as one person (below the
+    /// threshold).
+    pub verified: f64,
+}
+
+/// [`SamePersonPair`]s of `faces` (with their `embeddings`, in order) for
+/// every pair of groups `from <= to` that has at least one pair of photos
+/// of one person; `threshold` is the verification threshold. Faces without
+/// a subject are left out.
+pub fn same_person_pairs(
+    faces: &[EvalFace],
+    embeddings: &[Vec<f32>],
+    bins: &AgeBins,
+    threshold: f64,
+) -> Vec<SamePersonPair> {
+    let g = bins.len();
+    // Per group pair: distances, and the people seen.
+    let mut dist: Vec<Vec<f64>> = vec![Vec::new(); g * g];
+    let mut people: Vec<std::collections::BTreeSet<u32>> = vec![Default::default(); g * g];
+    let group = |f: &EvalFace| bins.group_of_years(f.age.max(0.0) as u32).0;
+    for i in 0..faces.len().min(embeddings.len()) {
+        let Some(s) = faces[i].subject else { continue };
+        for j in i + 1..faces.len().min(embeddings.len()) {
+            if faces[j].subject != Some(s) {
+                continue;
+            }
+            let (a, b) = {
+                let (a, b) = (group(&faces[i]), group(&faces[j]));
+                (a.min(b), a.max(b))
+            };
+            dist[a * g + b].push(metrics::l2(&embeddings[i], &embeddings[j]));
+            people[a * g + b].insert(s);
+        }
+    }
+    let mut out = Vec::new();
+    for a in 0..g {
+        for b in a..g {
+            let d = &dist[a * g + b];
+            if d.is_empty() {
+                continue;
+            }
+            out.push(SamePersonPair {
+                from: bins.label(AgeGroup(a)),
+                to: bins.label(AgeGroup(b)),
+                people: people[a * g + b].len(),
+                pairs: d.len(),
+                mean_l2: d.iter().sum::<f64>() / d.len() as f64,
+                verified: d.iter().filter(|&&x| x < threshold).count() as f64 / d.len() as f64,
+            });
+        }
+    }
+    out
 }
 
 /// Where the features of an output row are.
@@ -770,6 +916,12 @@ pub fn evaluate_with_progress(
         reference_per_group: real.iter().map(Vec::len).collect(),
         judge: analyzer.judge_name().map(str::to_string),
         timings: analyzer.timings(),
+        same_person_pairs: same_person_pairs(
+            &data.gallery,
+            &gallery.embeddings,
+            bins,
+            analyzer.threshold() as f64,
+        ),
     })
 }
 
@@ -864,6 +1016,68 @@ mod tests {
             subject,
             key: key.into(),
         }
+    }
+
+    #[test]
+    fn same_person_pairs_measure_one_persons_photos_across_groups() {
+        let bins = AgeBins::default();
+        let faces = vec![
+            face(5.0, Some(1), "1a05"),
+            face(25.0, Some(1), "1a25"),
+            face(27.0, Some(1), "1a27"),
+            face(24.0, Some(2), "2a24"),
+            face(60.0, None, "anon"),
+        ];
+        // One-D "embeddings" along x: distances are differences.
+        let e = |x: f32| vec![x, 0.0];
+        let emb = vec![e(0.0), e(0.7), e(0.2), e(0.0), e(0.0)];
+        let pairs = same_person_pairs(&faces, &emb, &bins, 0.6);
+        // Subject 1: 0-9 x 20-29 (0.7 and 0.2), 20-29 x 20-29 (0.5);
+        // subject 2 has one photo, the anonymous face none.
+        assert_eq!(pairs.len(), 2);
+        let young = &pairs[0];
+        assert_eq!((young.from.as_str(), young.to.as_str()), ("0-9", "20-29"));
+        assert_eq!((young.people, young.pairs), (1, 2));
+        assert!((young.mean_l2 - 0.45).abs() < 1e-6);
+        assert!((young.verified - 0.5).abs() < 1e-9);
+        let same = &pairs[1];
+        assert_eq!((same.from.as_str(), same.to.as_str()), ("20-29", "20-29"));
+        assert!((same.mean_l2 - 0.5).abs() < 1e-6 && same.verified == 1.0);
+        assert!(same_person_pairs(&faces[4..], &emb[4..], &bins, 0.6).is_empty());
+    }
+
+    #[test]
+    fn same_person_picks_the_persons_own_photo_nearest_the_group_centre() {
+        let bins = AgeBins::default();
+        // Subject 1 at 4, 22, 28, 61 and a second photo at 28; subject 2 at 25.
+        let gallery = vec![
+            face(4.0, Some(1), "1a04"),
+            face(22.0, Some(1), "1a22"),
+            face(28.0, Some(1), "1a28"),
+            face(28.0, Some(1), "1a28b"),
+            face(61.0, Some(1), "1a61"),
+            face(25.0, Some(2), "2a25"),
+        ];
+        let r = SamePersonReal::new(&gallery, &bins);
+        assert!(r.has_rows());
+        let centre = bins.centre(AgeGroup(2));
+        // From the photo at 4: the 20-29 pick is the one nearest the centre.
+        let want = if (22.0 - centre).abs() <= (28.0 - centre).abs() {
+            1
+        } else {
+            2
+        };
+        assert_eq!(r.pick(0, AgeGroup(2)), Some(want));
+        assert_eq!(r.pick(0, AgeGroup(5)), Some(4));
+        // Never the input photo itself, never another person.
+        assert_eq!(r.pick(0, AgeGroup(0)), None);
+        assert_eq!(r.pick(4, AgeGroup(0)), Some(0));
+        assert_eq!(r.pick(4, AgeGroup(5)), None);
+        assert_eq!(r.pick(5, AgeGroup(2)), None);
+        assert_eq!(r.pick(2, AgeGroup(2)), Some(if want == 2 { 3 } else { 1 }));
+        // Without subjects there is nothing to pick.
+        let anon = vec![face(4.0, None, "a"), face(25.0, None, "b")];
+        assert!(!SamePersonReal::new(&anon, &bins).has_rows());
     }
 
     #[test]

@@ -18,8 +18,9 @@
 //!   upsampled to [`features::DETECT_SIZE`]), with per-network timings;
 //! - [`mod@evaluate`]: every input at every group by each [`evaluate::Method`]:
 //!   the generator and the baselines "copy input" and "random real face of
-//!   the target group", through one code path (the baselines' features are
-//!   computed once per face and cached);
+//!   the target group" (and, where the data names people, "same person,
+//!   real photo": what real ageing gives), through one code path (the
+//!   baselines' features are computed once per face and cached);
 //! - [`data`]: FG-NET aligned from its landmarks, UTKFace's held-out test
 //!   split, a reference pool per group;
 //! - [`report`] and [`plot`]: `report.md`, `metrics.json`, bar charts and
@@ -43,7 +44,7 @@ pub mod run;
 
 pub use evaluate::{
     evaluate, evaluate_with_progress, CopyInput, EvalData, EvalFace, EvalOptions, EvalResult,
-    GeneratorMethod, Method, RandomReal, Rendered, Row, RowGroup,
+    GeneratorMethod, Method, RandomReal, Rendered, Row, RowGroup, SamePersonPair, SamePersonReal,
 };
 pub use features::{AgeGenderJudge, Analyzer, FaceDetector, Features, MtcnnDetector, Timings};
 pub use run::{run_facegan_eval, EvalEvent, EvalSet, FaceGanEvalConfig, NamedGenerator, SetReport};

@@ -6,7 +6,10 @@ use std::{fmt::Write as _, path::Path};
 use agesynth_core::{io, Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{evaluate::EvalResult, evaluate::Row, evaluate::RowGroup, plot};
+use crate::{
+    evaluate::{EvalResult, Row, RowGroup, SamePersonPair},
+    plot,
+};
 
 /// Label of the Fréchet distance wherever it is shown.
 pub const FRECHET_LABEL: &str = "identity-feature Fréchet distance (not Inception FID)";
@@ -32,6 +35,10 @@ pub struct MetricsFile {
     pub judge: Option<String>,
     /// Per method, per target group then overall.
     pub rows: Vec<Row>,
+    /// Real photos of one person across groups (FG-NET; empty without
+    /// people in the data).
+    #[serde(default)]
+    pub same_person_pairs: Vec<SamePersonPair>,
 }
 
 /// Rounds to 6 decimals so that the file does not show float noise.
@@ -70,6 +77,15 @@ impl MetricsFile {
             methods: result.methods.clone(),
             judge: result.judge.clone(),
             rows,
+            same_person_pairs: result
+                .same_person_pairs
+                .iter()
+                .map(|p| SamePersonPair {
+                    mean_l2: (p.mean_l2 * 1e6).round() / 1e6,
+                    verified: (p.verified * 1e6).round() / 1e6,
+                    ..p.clone()
+                })
+                .collect(),
         }
     }
 }
@@ -261,7 +277,10 @@ pub fn facegan_notes(size: u32) -> String {
          face** (a seeded real face of the target group, never the input photo nor the same \
          person: right age, wrong identity; with a UTKFace reference it draws from faces apart \
          from those the Fréchet distance compares with, so that its Fréchet distance is that of \
-         two real samples). Outputs are \
+         two real samples); where the data names people (FG-NET), also **same person, real \
+         photo** (the person's own photo whose age is in the target group, nearest its centre; \
+         rows only where one exists: what a perfect ageing would give, so its identity columns \
+         are what real ageing costs by the same judge). Outputs are \
          quantised to 8 bits like saved images.\n\n\
          - detection: MTCNN (min face {DETECT_MIN_FACE} px) finds at least one face in the output \
          upsampled (bilinear) from {size} px to {DETECT_SIZE} px — MTCNN cannot find faces in a \
@@ -437,6 +456,9 @@ pub fn write_report(
         "\nFréchet: {FRECHET_LABEL}; rates in %, distances in dlib embedding units (same person below {:.1}).",
         0.6
     );
+    if !result.same_person_pairs.is_empty() {
+        s += &same_person_table(&result.groups, &result.same_person_pairs);
+    }
     let _ = writeln!(s, "\n## Plots\n");
     for (name, file) in &charts {
         let _ = writeln!(s, "![{name}]({file})\n");
@@ -456,9 +478,65 @@ pub fn write_report(
     io::atomic_write_bytes(out.join("report.md"), s.as_bytes())
 }
 
+/// The report's section on real ageing: for each pair of groups, the
+/// judge's mean distance between two real photos of one person and the
+/// share verified, as a matrix (younger group in the rows).
+fn same_person_table(groups: &[String], pairs: &[SamePersonPair]) -> String {
+    let mut s = String::from(
+        "\n## Real ageing: one person's photos across groups\n\n\
+         For every two real photos of one person (the data names its people), dlib's L2 distance \
+         between them by the groups their ages fall in: the mean, the share verified as one \
+         person (below 0.6) and the pairs (people). It is what time does to the identity judge, \
+         the scale on which a generator's identity columns are read.\n\n|  |",
+    );
+    for g in groups {
+        let _ = write!(s, " {g} |");
+    }
+    s += "\n|---|";
+    s += &"---:|".repeat(groups.len());
+    s += "\n";
+    for a in groups {
+        let _ = write!(s, "| **{a}** |");
+        for b in groups {
+            let p = pairs.iter().find(|p| &p.from == a && &p.to == b);
+            match p {
+                Some(p) => {
+                    let _ = write!(
+                        s,
+                        " {:.3}, {:.0}% ({}, {}) |",
+                        p.mean_l2,
+                        100.0 * p.verified,
+                        p.pairs,
+                        p.people
+                    );
+                }
+                None => s += " |",
+            }
+        }
+        s += "\n";
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_person_table_puts_each_pair_in_its_cell() {
+        let groups: Vec<String> = ["0-9", "10-19"].iter().map(|s| s.to_string()).collect();
+        let pairs = vec![SamePersonPair {
+            from: "0-9".into(),
+            to: "10-19".into(),
+            people: 2,
+            pairs: 5,
+            mean_l2: 0.55,
+            verified: 0.6,
+        }];
+        let t = same_person_table(&groups, &pairs);
+        assert!(t.contains("| **0-9** | | 0.550, 60% (5, 2) |"), "{t}");
+        assert!(t.contains("| **10-19** | | |"), "{t}");
+    }
 
     fn row(judged: bool) -> Row {
         Row {

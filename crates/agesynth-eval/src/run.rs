@@ -1,7 +1,8 @@
 //! A whole FaceGAN evaluation, as `agesynth eval` runs it: one or two data
 //! sets (FG-NET, UTKFace's held-out split), every generator through the same
 //! inputs, the two baselines (copy input, a random real face of the target
-//! group) and the same reference faces, a report per set. The binary only
+//! group; on FG-NET also the person's own real photo at the target) and the
+//! same reference faces, a report per set. The binary only
 //! parses arguments, loads the models and prints; what is measured and
 //! written is decided here.
 
@@ -17,7 +18,7 @@ use crate::{
     data, evaluate_with_progress,
     features::FaceNets,
     report::{age_judge_note, facegan_notes, write_report},
-    CopyInput, EvalOptions, EvalResult, GeneratorMethod, Method, RandomReal,
+    CopyInput, EvalOptions, EvalResult, GeneratorMethod, Method, RandomReal, SamePersonReal,
 };
 
 /// A data set to evaluate on.
@@ -275,6 +276,12 @@ pub fn run_facegan_eval(
         let mut methods: Vec<&dyn Method> = ours.iter().map(|m| m as &dyn Method).collect();
         methods.push(&CopyInput);
         methods.push(&random);
+        // Where the data names people (FG-NET), their own photos at each
+        // target: what real ageing gives by the same measures.
+        let same_person = SamePersonReal::new(&data.gallery, &bins);
+        if same_person.has_rows() {
+            methods.push(&same_person);
+        }
         let result = evaluate_with_progress(
             &data,
             reference.as_deref(),

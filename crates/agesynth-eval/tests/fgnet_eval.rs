@@ -10,7 +10,7 @@ use agesynth_eval::{
     data, evaluate,
     features::FaceNets,
     report::{write_report, MetricsFile},
-    CopyInput, EvalOptions, GeneratorMethod, Method, RandomReal,
+    CopyInput, EvalOptions, GeneratorMethod, Method, RandomReal, SamePersonReal,
 };
 use agesynth_facegan::{seeded_var_builder, FaceGanConfig, Generator};
 
@@ -48,7 +48,8 @@ fn run_once(fgnet: &Path, weights: &Path, model: &Path, out: &Path) -> MetricsFi
     assert_eq!(data.inputs.len(), 3);
     let ours = GeneratorMethod::new("FaceGAN", &g);
     let random = RandomReal::over_gallery(&data.gallery, &bins, 3);
-    let methods: [&dyn Method; 3] = [&ours, &CopyInput, &random];
+    let own = SamePersonReal::new(&data.gallery, &bins);
+    let methods: [&dyn Method; 4] = [&ours, &CopyInput, &random, &own];
     let opts = EvalOptions {
         batch: 48,
         sheet_rows: 2,
@@ -71,10 +72,15 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
     let out = tmp.path().join("eval");
     let m = run_once(&fgnet, &weights, &model, &out);
 
-    let methods = ["FaceGAN", "copy input", "random real face"];
+    let methods = [
+        "FaceGAN",
+        "copy input",
+        "random real face",
+        "same person, real photo",
+    ];
     assert_eq!(m.methods, methods);
     assert_eq!(m.groups.len(), 6);
-    assert_eq!(m.rows.len(), 3 * 7);
+    assert_eq!(m.rows.len(), 4 * 7);
     for method in methods {
         for group in m.groups.iter().map(String::as_str).chain(["overall"]) {
             let r = m
@@ -82,7 +88,9 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
                 .iter()
                 .find(|r| r.method == method && r.group.label() == group)
                 .unwrap_or_else(|| panic!("no row {method} / {group}"));
-            if method != "random real face" {
+            // The real-photo references have rows only where a photo
+            // qualifies.
+            if !method.contains("real") {
                 // Every input at every group.
                 let want = if group == "overall" { 18 } else { 3 };
                 assert_eq!(r.n, want, "{method} {group}");
@@ -134,6 +142,25 @@ fn fgnet_dev_eval_writes_every_row_and_file_deterministically() {
         rnd.n > 0 && rnd.identity_l2.unwrap() > near.nearest_real_l2.unwrap(),
         "{rnd:?}"
     );
+    // The person's own photo at the target age: closer than another person.
+    let own = m
+        .rows
+        .iter()
+        .find(|r| r.method == "same person, real photo" && r.group.is_overall())
+        .unwrap();
+    assert!(
+        own.n > 0 && own.identity_l2.unwrap() < rnd.identity_l2.unwrap(),
+        "{own:?}"
+    );
+    // and the same people's photos across groups, measured pair by pair.
+    assert!(!m.same_person_pairs.is_empty());
+    for p in &m.same_person_pairs {
+        assert!(p.pairs >= p.people && p.people >= 1, "{p:?}");
+        assert!(
+            p.mean_l2 > 0.0 && (0.0..=1.0).contains(&p.verified),
+            "{p:?}"
+        );
+    }
     for f in [
         "report.md",
         "metrics.json",
