@@ -15,10 +15,10 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    evaluate::EvalFace,
+    evaluate::{same_person_pairs, EvalData, EvalFace, SamePersonPair},
     features::{Analyzer, Timings},
     metrics, plot,
-    report::FRECHET_LABEL,
+    report::{same_person_table, FRECHET_LABEL},
 };
 
 /// Settings of [`evaluate_cstylegan`].
@@ -263,6 +263,29 @@ pub struct CStyleGanResult {
     pub contact: FaceImage,
     /// Time spent per network.
     pub timings: Timings,
+    /// Real people's photos across groups by the same judge, the scale the
+    /// same-latent distances are read on (empty unless measured:
+    /// [`real_people_pairs`]).
+    pub real_people: Vec<SamePersonPair>,
+}
+
+/// What real ageing does to the identity judge, for comparison with a
+/// latent's renders: [`same_person_pairs`] over every photo of `data` (a
+/// data set that names its people, as FG-NET does), embedded by
+/// `analyzer`'s recognition network.
+pub fn real_people_pairs(
+    data: &EvalData,
+    analyzer: &Analyzer,
+    bins: &AgeBins,
+) -> Result<Vec<SamePersonPair>> {
+    let images: Vec<FaceImage> = data.gallery.iter().map(|f| f.image.clone()).collect();
+    let features = analyzer.analyze(&images)?;
+    Ok(same_person_pairs(
+        &data.gallery,
+        &features.embeddings,
+        bins,
+        analyzer.threshold() as f64,
+    ))
 }
 
 /// Identity across groups, judged by the recognition network (dlib): the
@@ -636,6 +659,7 @@ pub fn evaluate_cstylegan_filtered(
         sheet,
         contact,
         timings: analyzer.timings(),
+        real_people: Vec::new(),
     })
 }
 
@@ -702,6 +726,9 @@ pub struct CStyleGanMetricsFile {
     /// The measures again on the latents a pair filter keeps.
     #[serde(default)]
     pub kept: Option<KeptSubset>,
+    /// Real people's photos across groups (with `--fgnet`; else empty).
+    #[serde(default)]
+    pub real_people: Vec<SamePersonPair>,
 }
 
 /// Writes `report.md`, `metrics.json`, `samples.png` and one chart per
@@ -754,6 +781,7 @@ pub fn write_cstylegan_report_with_notes(
             age_spread: result.age_spread.clone(),
             consistency: result.consistency.clone(),
             kept: result.kept.clone(),
+            real_people: result.real_people.clone(),
         },
     )?;
     agesynth_data::draw::save_png(out.join("samples.png"), &result.sheet)?;
@@ -930,6 +958,15 @@ pub fn write_cstylegan_report_with_notes(
     }
     if let Some(c) = &result.consistency {
         write_consistency(&mut s, c, "all latents");
+    }
+    if !result.real_people.is_empty() {
+        let groups: Vec<String> = result
+            .rows
+            .iter()
+            .filter(|r| !r.group.is_overall())
+            .map(|r| r.group.label().to_string())
+            .collect();
+        s += &same_person_table(&groups, &result.real_people);
     }
     if let Some(k) = &result.kept {
         let mut rule = Vec::new();

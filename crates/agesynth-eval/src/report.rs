@@ -481,7 +481,7 @@ pub fn write_report(
 /// The report's section on real ageing: for each pair of groups, the
 /// judge's mean distance between two real photos of one person and the
 /// share verified, as a matrix (younger group in the rows).
-fn same_person_table(groups: &[String], pairs: &[SamePersonPair]) -> String {
+pub(crate) fn same_person_table(groups: &[String], pairs: &[SamePersonPair]) -> String {
     let mut s = String::from(
         "\n## Real ageing: one person's photos across groups\n\n\
          For every two real photos of one person (the data names its people), dlib's L2 distance \

@@ -8,7 +8,9 @@ use std::path::Path;
 use agesynth_core::candle_core::{DType, Device};
 use agesynth_cstylegan::{seeded_var_builder, CStyleGanConfig, Generator};
 use agesynth_eval::{
-    cstylegan::{evaluate_cstylegan, write_cstylegan_report, CStyleGanEvalOptions},
+    cstylegan::{
+        evaluate_cstylegan, real_people_pairs, write_cstylegan_report, CStyleGanEvalOptions,
+    },
     data,
     features::FaceNets,
 };
@@ -109,4 +111,30 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
             "{report}"
         );
     }
+    assert!(!report.contains("## Real ageing"), "{report}");
+    // FG-NET's people across groups, the scale of the same-latent distances.
+    let Some(fgnet) = agesynth_data::testing::shared_subdir("fgnet-dev", "cstylegan_eval") else {
+        return;
+    };
+    let people = data::load_fgnet(&fgnet, cfg.image_size as u32, None, 0).unwrap();
+    let analyzer = nets.analyzer(&dev, 16);
+    let mut b = a.clone();
+    b.real_people = real_people_pairs(&people, &analyzer, &bins).unwrap();
+    assert!(!b.real_people.is_empty());
+    let young_old = b
+        .real_people
+        .iter()
+        .find(|p| p.from == "0-9" && p.to == "10-19")
+        .expect("FG-NET's dev subjects have photos at 0-9 and 10-19");
+    assert!(young_old.people >= 2 && young_old.mean_l2 > 0.2 && young_old.mean_l2 < 1.0);
+    write_cstylegan_report(out.path(), &b, serde_json::json!({"seed": 0}), 1.0).unwrap();
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        report.contains("## Real ageing") && report.contains("| **0-9** |"),
+        "{report}"
+    );
+    let m: agesynth_eval::cstylegan::CStyleGanMetricsFile =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(m.real_people.len(), b.real_people.len());
 }

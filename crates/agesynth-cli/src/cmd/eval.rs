@@ -111,6 +111,11 @@ pub struct CStyleGanEvalArgs {
     /// A UTKFace folder: real faces of each group from its test split.
     #[arg(long)]
     pub utkface: PathBuf,
+    /// An FG-NET folder (`images/` + `points/`): its people's real photos
+    /// across groups by the same identity judge, reported beside the
+    /// same-latent distances as the scale real ageing gives.
+    #[arg(long)]
+    pub fgnet: Option<PathBuf>,
     /// Faces generated per age group.
     #[arg(long, default_value_t = 200, value_parser = super::positive)]
     pub count: usize,
@@ -332,7 +337,14 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         ..CStyleGanEvalOptions::default()
     };
     let filter = a.filter.build(&device)?;
-    let result = evaluate_cstylegan_filtered(&g, &reference, &analyzer, &opts, filter.as_ref())?;
+    let mut result =
+        evaluate_cstylegan_filtered(&g, &reference, &analyzer, &opts, filter.as_ref())?;
+    if let Some(dir) = &a.fgnet {
+        let people = data::load_fgnet(dir, size, None, a.seed)
+            .with_context(|| format!("loading FG-NET from {}", dir.display()))?;
+        result.real_people = agesynth_eval::cstylegan::real_people_pairs(&people, &analyzer, &bins)
+            .with_context(|| format!("measuring FG-NET's people in {}", dir.display()))?;
+    }
     let mut settings = serde_json::json!({
         "model": a.model.display().to_string(),
         "preset": g.config().preset,
@@ -347,6 +359,9 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
         "seed": a.seed,
         "reference": format!("UTKFace test split of {} (at most {} per group, seeded)", a.utkface.display(), a.ref_per_group),
     });
+    if let Some(dir) = &a.fgnet {
+        settings["real people"] = format!("FG-NET, every photo of {}", dir.display()).into();
+    }
     if filter.is_some() {
         settings["pair filter"] = a.filter.describe();
     }
