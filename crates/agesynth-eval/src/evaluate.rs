@@ -521,16 +521,19 @@ pub fn same_person_pairs(
     for a in 0..g {
         for b in a..g {
             let d = &dist[a * g + b];
-            if d.is_empty() {
+            let (Some(mean_l2), Some(verified)) = (
+                metrics::mean(d.iter().copied()),
+                metrics::verification_rate(d, threshold),
+            ) else {
                 continue;
-            }
+            };
             out.push(SamePersonPair {
                 from: bins.label(AgeGroup(a)),
                 to: bins.label(AgeGroup(b)),
                 people: people[a * g + b].len(),
                 pairs: d.len(),
-                mean_l2: d.iter().sum::<f64>() / d.len() as f64,
-                verified: d.iter().filter(|&&x| x < threshold).count() as f64 / d.len() as f64,
+                mean_l2,
+                verified,
             });
         }
     }

@@ -81,8 +81,8 @@ impl MetricsFile {
                 .same_person_pairs
                 .iter()
                 .map(|p| SamePersonPair {
-                    mean_l2: (p.mean_l2 * 1e6).round() / 1e6,
-                    verified: (p.verified * 1e6).round() / 1e6,
+                    mean_l2: round6(Some(p.mean_l2)).unwrap_or(p.mean_l2),
+                    verified: round6(Some(p.verified)).unwrap_or(p.verified),
                     ..p.clone()
                 })
                 .collect(),
