@@ -101,6 +101,14 @@ pub struct FaceGanLossWeights {
     /// (0: no second critic; configs written before it read as 0).
     #[serde(default)]
     pub old_age_critic: f64,
+    /// Cross-entropy of the target group from a third frozen age critic, on
+    /// the rows whose target is
+    /// [`FaceGanTrainConfig::oldest_age_critic_from`] or older; the second
+    /// critic then reads only the targets from
+    /// [`FaceGanTrainConfig::old_age_critic_from`] up to that group (0: no
+    /// third critic; configs written before it read as 0).
+    #[serde(default)]
+    pub oldest_age_critic: f64,
     /// Dark patches the input lacks ([`agesynth_losses::DarkPatchLoss`], at
     /// [`FaceGanTrainConfig::dark_patch_sigma`] and
     /// [`FaceGanTrainConfig::dark_patch_threshold`]): a blot that a critic
@@ -164,6 +172,7 @@ impl Default for FaceGanLossWeights {
             chroma_change: 0.0,
             sharp_change: 0.0,
             old_age_critic: 0.0,
+            oldest_age_critic: 0.0,
             dark_patch: 0.0,
             pale_patch: 0.0,
             identity_old: 0.0,
@@ -295,6 +304,11 @@ pub struct FaceGanTrainConfig {
     /// it read as 0).
     #[serde(default)]
     pub old_age_critic_from: usize,
+    /// The first target group the third age critic reads instead of the
+    /// second ([`FaceGanLossWeights::oldest_age_critic`]; configs written
+    /// before it read as 0).
+    #[serde(default)]
+    pub oldest_age_critic_from: usize,
     /// The young rows' identity term ([`FaceGanLossWeights::identity_young`])
     /// reads the targets younger than this group (configs written before it
     /// read as 1: the 0–9 group).
@@ -355,6 +369,9 @@ pub struct FaceGanSources {
     /// The second age critic's weights (the old targets' term).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_age_critic: Option<std::path::PathBuf>,
+    /// The third age critic's weights (the oldest targets' term).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_age_critic: Option<std::path::PathBuf>,
     /// The identity network's weights (the identity term).
     #[serde(default)]
     pub identity: Option<std::path::PathBuf>,
@@ -531,6 +548,7 @@ impl FaceGanTrainConfig {
             identity_luma: false,
             grey_prob: 0.0,
             old_age_critic_from: 0,
+            oldest_age_critic_from: 0,
             identity_young_below: default_identity_young_below(),
             dark_patch_sigma: default_dark_patch_sigma(),
             dark_patch_threshold: default_dark_patch_threshold(),
@@ -580,6 +598,7 @@ impl FaceGanTrainConfig {
             w.chroma_change,
             w.sharp_change,
             w.old_age_critic,
+            w.oldest_age_critic,
             w.dark_patch,
             w.pale_patch,
             w.identity_old,
@@ -651,6 +670,22 @@ impl FaceGanTrainConfig {
                 self.old_age_critic_from,
                 groups.saturating_sub(1)
             ));
+        }
+        if w.oldest_age_critic > 0.0 {
+            if w.old_age_critic <= 0.0 {
+                return bad(
+                    "a third age critic (oldest_age_critic) needs the second (old_age_critic) weighted too".into(),
+                );
+            }
+            if !(self.old_age_critic_from + 1..groups).contains(&self.oldest_age_critic_from) {
+                return bad(format!(
+                    "oldest_age_critic_from {} must name a group from {} to {} (after old_age_critic_from {}, whose critic reads the groups up to it)",
+                    self.oldest_age_critic_from,
+                    self.old_age_critic_from + 1,
+                    groups.saturating_sub(1),
+                    self.old_age_critic_from
+                ));
+            }
         }
         if w.identity_young > 0.0 && !(1..groups).contains(&self.identity_young_below) {
             return bad(format!(
@@ -732,18 +767,59 @@ pub struct FaceGanTask {
     order: Option<DataOrder>,
     pairs: Option<Arc<SynthPairs>>,
     embedder: Option<Arc<dyn FaceEmbedder>>,
-    age_critic: Option<Arc<dyn AgeClassifier>>,
-    old_age_critic: Option<Arc<dyn AgeClassifier>>,
-    /// The frozen gender critic of the gender-keeping term.
-    gender_critic: Option<Arc<dyn GenderClassifier>>,
-    /// The frozen realism critic of the realism term.
-    realism_critic: Option<Arc<dyn RealismCritic>>,
+    /// The frozen critics given so far.
+    critics: FaceGanCritics,
     /// The gender of each synthetic identity, where known.
     synthetic_genders: Option<Vec<Option<Gender>>>,
     objective: Objective,
     /// Shards each generator step's batch is split into, their forward and
     /// backward passes run in parallel (1: the whole batch at once).
     shards: usize,
+}
+
+/// The frozen critics a FaceGAN objective reads (each trained apart on
+/// real faces, never an evaluation network); a term whose critic is absent
+/// is left out.
+#[derive(Clone, Default)]
+pub struct FaceGanCritics {
+    /// The age critic (`age_critic`: every target, or those below the
+    /// second critic's group).
+    pub age: Option<Arc<dyn AgeClassifier>>,
+    /// The second age critic (`age_critic_old`: the targets from
+    /// `old_age_critic_from`, up to the third critic's group).
+    pub old_age: Option<Arc<dyn AgeClassifier>>,
+    /// The third age critic (`age_critic_oldest`: the targets from
+    /// `oldest_age_critic_from` up).
+    pub oldest_age: Option<Arc<dyn AgeClassifier>>,
+    /// The gender critic of the gender-keeping term.
+    pub gender: Option<Arc<dyn GenderClassifier>>,
+    /// The realism critic of the realism term.
+    pub realism: Option<Arc<dyn RealismCritic>>,
+}
+
+impl FaceGanCritics {
+    /// The config with the weight of every critic term whose critic is
+    /// missing set to 0.
+    pub fn config_without_missing(&self, cfg: &FaceGanTrainConfig) -> FaceGanTrainConfig {
+        let mut c = cfg.clone();
+        let w = &mut c.weights;
+        if self.age.is_none() {
+            w.age_critic = 0.0;
+        }
+        if self.old_age.is_none() {
+            w.old_age_critic = 0.0;
+        }
+        if self.oldest_age.is_none() {
+            w.oldest_age_critic = 0.0;
+        }
+        if self.gender.is_none() {
+            w.gender_keep = 0.0;
+        }
+        if self.realism.is_none() {
+            w.realism = 0.0;
+        }
+        c
+    }
 }
 
 /// The generator objective a FaceGAN config describes, given the identity
@@ -756,16 +832,15 @@ pub struct FaceGanTask {
 /// `chroma_change`, `dark_patch`, `pale_patch`,
 /// `age_critic` (all rows, or the targets younger than
 /// `old_age_critic_from` when a second critic is given), `age_critic_old`
-/// (the second critic, on the older targets), `gender_keep` (the gender
+/// (the second critic, on the older targets, up to `oldest_age_critic_from`
+/// when a third is given), `age_critic_oldest` (the third critic, on the
+/// targets from `oldest_age_critic_from` up), `gender_keep` (the gender
 /// critic, on the targets from `gender_keep_from` up), `realism` (the
 /// realism critic, on the targets from `realism_from` up).
 pub fn facegan_objective(
     cfg: &FaceGanTrainConfig,
     embedder: Option<Arc<dyn FaceEmbedder>>,
-    age_critic: Option<Arc<dyn AgeClassifier>>,
-    old_age_critic: Option<Arc<dyn AgeClassifier>>,
-    gender_critic: Option<Arc<dyn GenderClassifier>>,
-    realism_critic: Option<Arc<dyn RealismCritic>>,
+    critics: &FaceGanCritics,
 ) -> Result<Objective> {
     let w = &cfg.weights;
     let mut terms = Vec::new();
@@ -912,35 +987,56 @@ pub fn facegan_objective(
         satisfied: cfg.age_critic_satisfied,
     };
     if w.age_critic > 0.0 {
-        let c = age_critic.ok_or_else(|| {
+        let c = critics.age.clone().ok_or_else(|| {
             TrainError::from(agesynth_core::Error::Config(
                 "the config weights an age-critic term but no age critic was given".into(),
             ))
         })?;
         let l = critic_loss(c, w.age_critic);
-        let rows = match old_age_critic {
+        let rows = match critics.old_age {
             Some(_) if w.old_age_critic > 0.0 => Rows::TargetBelow(cfg.old_age_critic_from),
             _ => Rows::All,
         };
         terms.push(Term::new("age_critic", Box::new(l), rows, Operand::Output));
     }
     if w.old_age_critic > 0.0 {
-        let c = old_age_critic.ok_or_else(|| {
+        let c = critics.old_age.clone().ok_or_else(|| {
             TrainError::from(agesynth_core::Error::Config(
                 "the config weights a second age critic for the old targets but none was given"
                     .into(),
             ))
         })?;
         let l = critic_loss(c, w.old_age_critic);
+        let rows = match critics.oldest_age {
+            Some(_) if w.oldest_age_critic > 0.0 => {
+                Rows::TargetIn(cfg.old_age_critic_from, cfg.oldest_age_critic_from)
+            }
+            _ => Rows::TargetFrom(cfg.old_age_critic_from),
+        };
         terms.push(Term::new(
             "age_critic_old",
             Box::new(l),
-            Rows::TargetFrom(cfg.old_age_critic_from),
+            rows,
+            Operand::Output,
+        ));
+    }
+    if w.oldest_age_critic > 0.0 {
+        let c = critics.oldest_age.clone().ok_or_else(|| {
+            TrainError::from(agesynth_core::Error::Config(
+                "the config weights a third age critic for the oldest targets but none was given"
+                    .into(),
+            ))
+        })?;
+        let l = critic_loss(c, w.oldest_age_critic);
+        terms.push(Term::new(
+            "age_critic_oldest",
+            Box::new(l),
+            Rows::TargetFrom(cfg.oldest_age_critic_from),
             Operand::Output,
         ));
     }
     if w.gender_keep > 0.0 {
-        let c = gender_critic.ok_or_else(|| {
+        let c = critics.gender.clone().ok_or_else(|| {
             TrainError::from(agesynth_core::Error::Config(
                 "the config weights a gender-keeping term but no gender critic was given".into(),
             ))
@@ -959,7 +1055,7 @@ pub fn facegan_objective(
         ));
     }
     if w.realism > 0.0 {
-        let c = realism_critic.ok_or_else(|| {
+        let c = critics.realism.clone().ok_or_else(|| {
             TrainError::from(agesynth_core::Error::Config(
                 "the config weights a realism term but no realism critic was given".into(),
             ))
@@ -1182,15 +1278,15 @@ impl FaceGanTask {
         )?;
         let order = real.as_ref().map(|r| DataOrder::new(r.len(), cfg.seed));
         let embedder: Option<Arc<dyn FaceEmbedder>> = embedder.map(Arc::from);
-        let age_critic = None;
-        // Completed by `with_age_critic`, `with_old_age_critic` and
-        // `with_gender_critic`; until then the critic terms are out.
-        let mut c = cfg.clone();
-        c.weights.age_critic = 0.0;
-        c.weights.old_age_critic = 0.0;
-        c.weights.gender_keep = 0.0;
-        c.weights.realism = 0.0;
-        let objective = facegan_objective(&c, embedder.clone(), None, None, None, None)?;
+        // Completed by `with_age_critic`, `with_old_age_critic`,
+        // `with_oldest_age_critic`, `with_gender_critic` and
+        // `with_realism_critic`; until then the critic terms are out.
+        let critics = FaceGanCritics::default();
+        let objective = facegan_objective(
+            &critics.config_without_missing(&cfg),
+            embedder.clone(),
+            &critics,
+        )?;
         Ok(FaceGanTask {
             cfg,
             bins,
@@ -1209,10 +1305,7 @@ impl FaceGanTask {
             order,
             pairs,
             embedder,
-            age_critic,
-            old_age_critic: None,
-            gender_critic: None,
-            realism_critic: None,
+            critics,
             synthetic_genders: None,
             objective,
             shards: 1,
@@ -1248,7 +1341,7 @@ impl FaceGanTask {
             ))
             .into());
         }
-        self.age_critic = Some(critic);
+        self.critics.age = Some(critic);
         self.rebuild_objective()?;
         Ok(self)
     }
@@ -1265,7 +1358,25 @@ impl FaceGanTask {
             ))
             .into());
         }
-        self.old_age_critic = Some(critic);
+        self.critics.old_age = Some(critic);
+        self.rebuild_objective()?;
+        Ok(self)
+    }
+
+    /// Gives the task a third frozen age critic for the targets from
+    /// [`FaceGanTrainConfig::oldest_age_critic_from`] up (the second then
+    /// reads the targets from [`FaceGanTrainConfig::old_age_critic_from`]
+    /// up to that group), rebuilding the objective.
+    pub fn with_oldest_age_critic(mut self, critic: Arc<dyn AgeClassifier>) -> Result<Self> {
+        if critic.age_bins() != &self.bins {
+            return Err(agesynth_core::Error::Config(format!(
+                "the third age critic classifies groups {:?}, the model uses {:?}",
+                critic.age_bins().lower_bounds(),
+                self.bins.lower_bounds()
+            ))
+            .into());
+        }
+        self.critics.oldest_age = Some(critic);
         self.rebuild_objective()?;
         Ok(self)
     }
@@ -1274,7 +1385,7 @@ impl FaceGanTask {
     /// faces' labels, never an evaluation network), rebuilding the
     /// objective with the `gender_keep` term the config weights.
     pub fn with_gender_critic(mut self, critic: Arc<dyn GenderClassifier>) -> Result<Self> {
-        self.gender_critic = Some(critic);
+        self.critics.gender = Some(critic);
         self.rebuild_objective()?;
         Ok(self)
     }
@@ -1291,7 +1402,7 @@ impl FaceGanTask {
             ))
             .into());
         }
-        self.realism_critic = Some(critic);
+        self.critics.realism = Some(critic);
         self.rebuild_objective()?;
         Ok(self)
     }
@@ -1299,26 +1410,10 @@ impl FaceGanTask {
     /// The config's objective with the critics given so far (a critic term
     /// whose critic is still missing stays out).
     fn rebuild_objective(&mut self) -> Result<()> {
-        let mut c = self.cfg.clone();
-        if self.age_critic.is_none() {
-            c.weights.age_critic = 0.0;
-        }
-        if self.old_age_critic.is_none() {
-            c.weights.old_age_critic = 0.0;
-        }
-        if self.gender_critic.is_none() {
-            c.weights.gender_keep = 0.0;
-        }
-        if self.realism_critic.is_none() {
-            c.weights.realism = 0.0;
-        }
         self.objective = facegan_objective(
-            &c,
+            &self.critics.config_without_missing(&self.cfg),
             self.embedder.clone(),
-            self.age_critic.clone(),
-            self.old_age_critic.clone(),
-            self.gender_critic.clone(),
-            self.realism_critic.clone(),
+            &self.critics,
         )?;
         Ok(())
     }

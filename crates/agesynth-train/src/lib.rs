@@ -57,5 +57,7 @@ pub mod pairs;
 
 pub use critic::{CriticTask, CriticTrainConfig};
 pub use cstylegan::{CStyleGanTask, CStyleGanTrainConfig};
-pub use facegan::{FaceGanDiscriminator, FaceGanLossWeights, FaceGanTask, FaceGanTrainConfig};
+pub use facegan::{
+    FaceGanCritics, FaceGanDiscriminator, FaceGanLossWeights, FaceGanTask, FaceGanTrainConfig,
+};
 pub use pairs::{PairsWriter, SynthPairs};

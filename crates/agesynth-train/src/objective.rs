@@ -34,6 +34,9 @@ pub enum Rows {
     TargetFrom(usize),
     /// Rows whose target group is younger than this index.
     TargetBelow(usize),
+    /// Rows whose target group is at least the first index and younger
+    /// than the second.
+    TargetIn(usize, usize),
 }
 
 impl Rows {
@@ -48,6 +51,9 @@ impl Rows {
             Rows::RealAwayFromSource => (0..n_real).filter(|&i| sources[i] != targets[i]).collect(),
             Rows::TargetFrom(k) => (0..n).filter(|&i| targets[i].0 >= *k).collect(),
             Rows::TargetBelow(k) => (0..n).filter(|&i| targets[i].0 < *k).collect(),
+            Rows::TargetIn(lo, hi) => (0..n)
+                .filter(|&i| (*lo..*hi).contains(&targets[i].0))
+                .collect(),
         }
     }
 
@@ -402,6 +408,8 @@ mod tests {
         assert_eq!(Rows::RealAwayFromSource.select(2, &s, &t), vec![1]);
         assert_eq!(Rows::TargetFrom(2).select(2, &s, &t), vec![1, 2, 3]);
         assert_eq!(Rows::TargetBelow(2).select(2, &s, &t), vec![0]);
+        assert_eq!(Rows::TargetIn(2, 4).select(2, &s, &t), vec![2, 3]);
+        assert_eq!(Rows::TargetIn(3, 3).select(2, &s, &t), Vec::<usize>::new());
     }
 
     #[test]

@@ -671,6 +671,99 @@ fn a_second_age_critic_reads_the_old_targets_and_the_first_the_rest() {
     assert!(FaceGanTask::new(bad, Some(real), Some(pairs), None, &Device::Cpu).is_err());
 }
 
+/// With a third age critic for the oldest targets, each output is read by
+/// exactly one of the three: the first below `old_age_critic_from`, the
+/// second from it up to `oldest_age_critic_from`, the third from there up;
+/// the third needs the second and a group after the second's.
+#[test]
+fn a_third_age_critic_reads_the_oldest_targets_and_the_second_only_up_to_them() {
+    use agesynth_core::Gender;
+    use agesynth_train::Rows;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(5);
+    cfg.weights.age_critic = 1.0;
+    cfg.weights.old_age_critic = 2.0;
+    cfg.weights.oldest_age_critic = 2.0;
+    cfg.old_age_critic_from = 3;
+    cfg.oldest_age_critic_from = 5;
+    let real = real_faces_of_gender(12, Gender::Male);
+    let recorder = || {
+        Arc::new(GenderRecorder {
+            bins: AgeBins::default(),
+            seen: Default::default(),
+        })
+    };
+    let (young, old, oldest) = (recorder(), recorder(), recorder());
+    let task = FaceGanTask::new(
+        cfg.clone(),
+        Some(real.clone()),
+        Some(pairs.clone()),
+        None,
+        &Device::Cpu,
+    )
+    .unwrap()
+    .with_age_critic(young.clone())
+    .unwrap()
+    .with_old_age_critic(old.clone())
+    .unwrap();
+    // Until the third critic is given, the second reads every old target.
+    assert_eq!(
+        term_rows(&task, "age_critic_old"),
+        Some(Rows::TargetFrom(3))
+    );
+    assert_eq!(term_rows(&task, "age_critic_oldest"), None);
+    let mut task = task
+        .with_oldest_age_critic(oldest.clone())
+        .unwrap()
+        .with_synthetic_genders(vec![Some(Gender::Female); 8])
+        .unwrap();
+    assert_eq!(term_rows(&task, "age_critic"), Some(Rows::TargetBelow(3)));
+    assert_eq!(
+        term_rows(&task, "age_critic_old"),
+        Some(Rows::TargetIn(3, 5))
+    );
+    assert_eq!(
+        term_rows(&task, "age_critic_oldest"),
+        Some(Rows::TargetFrom(5))
+    );
+    let steps = 6;
+    for s in 1..=steps {
+        task.step(s).unwrap();
+    }
+    let count = |r: &GenderRecorder| -> usize { r.seen.lock().unwrap().iter().map(Vec::len).sum() };
+    let (a, b, c) = (count(&young), count(&old), count(&oldest));
+    assert!(a > 0 && b > 0 && c > 0, "young {a}, old {b}, oldest {c}");
+    // Each output is read twice (as it is and mirrored) by exactly one critic.
+    assert_eq!(
+        a + b + c,
+        2 * steps as usize * cfg.batch,
+        "young {a}, old {b}, oldest {c}"
+    );
+    // The third critic's group must come after the second's and exist, and
+    // the third needs the second.
+    for k in [3, 6] {
+        let mut bad = cfg.clone();
+        bad.oldest_age_critic_from = k;
+        assert_config_refused(bad, "oldest_age_critic_from");
+    }
+    let mut bad = cfg.clone();
+    bad.weights.old_age_critic = 0.0;
+    assert_config_refused(bad, "old_age_critic");
+    // Configs written before it read as without a third critic.
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json.as_object_mut()
+        .unwrap()
+        .remove("oldest_age_critic_from");
+    json["weights"]
+        .as_object_mut()
+        .unwrap()
+        .remove("oldest_age_critic");
+    let before: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(before.weights.oldest_age_critic, 0.0);
+    assert_eq!(before.oldest_age_critic_from, 0);
+}
+
 /// The old rows' identity term reads only the targets from
 /// `old_age_critic_from` up, beside the identity term on every row; it
 /// needs that group to exist, is off by default and in configs written

@@ -124,6 +124,19 @@ pub struct FaceGanArgs {
     /// The first target group (index, 0 = 0–9) the second age critic reads.
     #[arg(long, default_value_t = 5)]
     pub old_age_critic_from: usize,
+    /// A third age critic for the oldest targets: it reads the outputs
+    /// whose target is --oldest-age-critic-from or older, and
+    /// --old-age-critic then only the targets from --old-age-critic-from up
+    /// to that group (each old group read by the critic whose gradient
+    /// draws it best). Same blur, luma and satisfaction settings.
+    #[arg(long, requires_all = ["oldest_age_critic_weight", "old_age_critic"])]
+    pub oldest_age_critic: Option<PathBuf>,
+    /// Weight of the third age critic's term [default: 0].
+    #[arg(long, requires = "oldest_age_critic")]
+    pub oldest_age_critic_weight: Option<f64>,
+    /// The first target group (index) the third age critic reads.
+    #[arg(long, default_value_t = 5)]
+    pub oldest_age_critic_from: usize,
     /// A gender critic (`agesynth train critic --kind gender`) that reads the
     /// gender of each synthetic identity, so that an age-given-gender critic
     /// (`--kind age-gender`) asks a synthetic row for the target age of its
@@ -454,6 +467,11 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
             c.old_age_critic_from = a.old_age_critic_from;
             c.sources.old_age_critic = Some(p.clone());
         }
+        if let (Some(p), Some(w)) = (&a.oldest_age_critic, a.oldest_age_critic_weight) {
+            c.weights.oldest_age_critic = w;
+            c.oldest_age_critic_from = a.oldest_age_critic_from;
+            c.sources.oldest_age_critic = Some(p.clone());
+        }
         if !a.no_identity
             && (c.weights.identity > 0.0
                 || c.weights.identity_old > 0.0
@@ -569,9 +587,28 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         Some(p) if cfg.weights.old_age_critic > 0.0 => {
             let (c, _) = agesynth_train::critic::load_age_critic(p, &device)
                 .with_context(|| format!("loading the second age critic {}", p.display()))?;
+            let upto = if cfg.weights.oldest_age_critic > 0.0 {
+                format!(" to {}", cfg.oldest_age_critic_from.saturating_sub(1))
+            } else {
+                " up".to_string()
+            };
+            eprintln!(
+                "age-critic term for targets from group {}{upto}: {}",
+                cfg.old_age_critic_from,
+                p.display()
+            );
+            Some(Arc::new(c))
+        }
+        _ => None,
+    };
+
+    let oldest_age_critic: Option<Arc<dyn AgeClassifier>> = match &cfg.sources.oldest_age_critic {
+        Some(p) if cfg.weights.oldest_age_critic > 0.0 => {
+            let (c, _) = agesynth_train::critic::load_age_critic(p, &device)
+                .with_context(|| format!("loading the third age critic {}", p.display()))?;
             eprintln!(
                 "age-critic term for targets from group {} up: {}",
-                cfg.old_age_critic_from,
+                cfg.oldest_age_critic_from,
                 p.display()
             );
             Some(Arc::new(c))
@@ -612,6 +649,9 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(c) = old_age_critic {
         task = task.with_old_age_critic(c)?;
+    }
+    if let Some(c) = oldest_age_critic {
+        task = task.with_oldest_age_critic(c)?;
     }
     if let Some(g) = synthetic_genders {
         task = task.with_synthetic_genders(g)?;
