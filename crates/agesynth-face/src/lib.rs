@@ -7,6 +7,9 @@
 //!   identity-preservation metric), behind [`agesynth_core::FaceEmbedder`];
 //! - [`age`]: dlib's ResNet age estimator (81-class softmax), behind
 //!   [`agesynth_core::AgeEstimator`];
+//! - [`faceres`]: HSE FaceRes, a MobileNet whose pooled features identify
+//!   faces: a second identity network, independent of dlib's, that the
+//!   identity critic is distilled from (never an evaluation judge);
 //! - [`age_gender`]: face-api's AgeGenderNet (TinyXception; age regression
 //!   and male/female softmax), a second age judge behind
 //!   [`agesynth_core::AgeEstimator`] that also reads gender;
@@ -32,6 +35,7 @@ pub mod chip;
 pub mod detect;
 pub mod embedder;
 pub mod eval;
+pub mod faceres;
 pub mod import;
 pub mod mtcnn;
 pub mod resnet;
@@ -39,3 +43,4 @@ pub mod resnet;
 pub use age::{AgeConfig, DlibAgeEstimator};
 pub use age_gender::{AgeGender, AgeGenderConfig, FaceApiAgeGender};
 pub use embedder::{DlibFaceEmbedder, EmbedderConfig};
+pub use faceres::{FaceRes, FaceResConfig};

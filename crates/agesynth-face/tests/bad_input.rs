@@ -154,3 +154,42 @@ fn age_gender_weights_and_inputs_are_checked() {
     let msg = net.estimate(&nan).unwrap_err().to_string();
     assert!(msg.contains("NaN"), "{msg}");
 }
+
+#[test]
+fn faceres_weights_sources_and_inputs_are_checked() {
+    use agesynth_face::{FaceRes, FaceResConfig};
+    // Another network's weights are named as such, with a tensor it lacks.
+    let msg = FaceRes::load(
+        &FaceResConfig::default(),
+        &weights("age.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        msg.contains("age.safetensors") && msg.contains("stem"),
+        "{msg}"
+    );
+    // An unpinned package: the graph model is named.
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("models")).unwrap();
+    fs::write(dir.path().join(import::FACERES_MODEL), b"{}").unwrap();
+    let msg = import::import_faceres(dir.path()).unwrap_err().to_string();
+    assert!(
+        msg.contains("faceres.json") && msg.contains("sha256"),
+        "{msg}"
+    );
+    // Wrong channels and NaN are errors; any size is resampled.
+    let net = FaceRes::load(
+        &FaceResConfig::default(),
+        &weights("faceres.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let grey = Tensor::zeros((1, 1, 64, 64), DType::F32, &Device::Cpu).unwrap();
+    assert!(net.embed(&grey).is_err());
+    let nan = (Tensor::zeros((1, 3, 64, 64), DType::F32, &Device::Cpu).unwrap() / 0.0).unwrap();
+    assert!(net.embed(&nan).is_err());
+    let tiny = Tensor::zeros((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(net.embed(&tiny).unwrap().dims(), &[2, 1024]);
+}

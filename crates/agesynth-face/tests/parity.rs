@@ -143,3 +143,52 @@ fn age_gender_matches_face_api() {
     assert!(worst_age < 0.05, "max abs age difference {worst_age}");
     assert!(worst_p < 1e-3, "max abs probability difference {worst_p}");
 }
+
+/// FaceRes against the package's own graph in TF.js (fixtures from
+/// `scripts/face-fixtures/faceres_reference.cjs`).
+#[test]
+fn faceres_matches_the_packages_graph() {
+    use agesynth_face::{FaceRes, FaceResConfig};
+    let net = FaceRes::load(
+        &FaceResConfig::default(),
+        &weights("faceres.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let reference = json("faceres_reference.json");
+    let size = reference["size"].as_u64().unwrap() as usize;
+    let bytes = std::fs::read(fixture(reference["inputs"].as_str().unwrap())).unwrap();
+    let want: Vec<Vec<f32>> = reference["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(floats)
+        .collect();
+    assert_eq!(bytes.len(), want.len() * size * size * 3);
+    // HWC bytes to (N, 3, H, W) f32 pixels, as a batch.
+    let pixels: Vec<f32> = bytes.iter().map(|&b| b as f32).collect();
+    let images = Tensor::from_vec(pixels, (want.len(), size, size, 3), &Device::Cpu)
+        .unwrap()
+        .permute((0, 3, 1, 2))
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    let got = net.features(&images).unwrap().to_vec2::<f32>().unwrap();
+    let (mut worst, mut scale) = (0f32, 0f32);
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(w.len(), 1024);
+        for (a, b) in g.iter().zip(w) {
+            worst = worst.max((a - b).abs());
+            scale = scale.max(b.abs());
+        }
+    }
+    println!("FaceRes: max abs difference to the package's graph {worst:.2e} (features up to {scale:.2})");
+    assert!(worst < 1e-4 * scale.max(1.0), "max abs difference {worst}");
+    // Different inputs give different features (the fixture is not degenerate).
+    let d01: f32 = want[0]
+        .iter()
+        .zip(&want[1])
+        .map(|(a, b)| (a - b).abs())
+        .sum();
+    assert!(d01 > 100.0 * worst, "the references barely differ: {d01}");
+}

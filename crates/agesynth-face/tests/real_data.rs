@@ -92,3 +92,28 @@ fn age_gender_reads_utkface_ages_and_genders() {
     assert!(r.gender_faces >= 290, "{r}");
     assert!(r.gender_accuracy() > 0.8, "{r}");
 }
+
+#[test]
+#[ignore = "needs real face data (../shared/data or $AGESYNTH_DATA); CI runs it with --ignored where present"]
+fn faceres_verifies_mirrors_and_rejects_random_pairs() {
+    use agesynth_face::{FaceRes, FaceResConfig};
+    let Some(utk) = utkface() else { return };
+    let net = FaceRes::load(
+        &FaceResConfig::default(),
+        &weights("faceres.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let n = 100;
+    let r = eval::verification(&net, &utk, n, 7, &Device::Cpu).unwrap();
+    println!("{r}");
+    assert_eq!(r.faces, n);
+    // A face and its mirror lie far closer than two people (the network
+    // identifies; it does not return one descriptor for every face).
+    assert!(
+        r.mirror_mean * 2.0 < r.random_mean,
+        "mirror {} random {}",
+        r.mirror_mean,
+        r.random_mean
+    );
+}

