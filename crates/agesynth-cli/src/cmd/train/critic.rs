@@ -9,8 +9,8 @@ use agesynth_critic::CriticConfig;
 use agesynth_critic::CriticHead;
 use agesynth_face::{DlibFaceEmbedder, EmbedderConfig, FaceRes, FaceResConfig};
 use agesynth_train::critic::{
-    evaluate_age, evaluate_gender, evaluate_identity, teacher_embeddings, CriticReport, CriticTask,
-    CriticTrainConfig,
+    centre_descriptors, evaluate_age, evaluate_gender, evaluate_identity, teacher_embeddings,
+    CriticReport, CriticTask, CriticTrainConfig,
 };
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
@@ -271,14 +271,9 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
                 // (FG-NET dev at 64 px: AUC 0.919 against 0.889).
                 IdentityTeacher::Faceres => {
                     let mean = train_t.mean_keepdim(0)?;
-                    let centre = |t: &agesynth_core::candle_core::Tensor| -> anyhow::Result<_> {
-                        let c = t.broadcast_sub(&mean)?;
-                        let norm = c.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
-                        Ok(c.broadcast_div(&norm)?)
-                    };
                     (
-                        centre(&train_t)?,
-                        centre(&val_t)?,
+                        centre_descriptors(&train_t, &mean)?,
+                        centre_descriptors(&val_t, &mean)?,
                         FACERES_CENTRED_THRESHOLD,
                     )
                 }
