@@ -37,7 +37,8 @@ use crate::{
     import::{ensure_consumed, take_raw, RawTensor},
 };
 
-/// Side of the network's input.
+/// Side of the network's input in training (the default
+/// [`FaceResConfig::input_size`]).
 pub const CHIP_SIZE: usize = 224;
 /// Size of the descriptor (the pooled features).
 pub const EMBEDDING_DIM: usize = 1024;
@@ -70,11 +71,19 @@ pub struct FaceResConfig {
     /// [`FaceEmbedder::threshold`]; agesynth uses the network as a teacher,
     /// never as a verifier.
     pub threshold: f32,
+    /// Side the faces are resampled to before the network (the network is
+    /// convolutional with a global pool, so any side from 32 works; it was
+    /// trained at [`CHIP_SIZE`], and smaller sides cost less: compute grows
+    /// with the square of the side).
+    pub input_size: usize,
 }
 
 impl Default for FaceResConfig {
     fn default() -> Self {
-        FaceResConfig { threshold: 0.95 }
+        FaceResConfig {
+            threshold: 0.95,
+            input_size: CHIP_SIZE,
+        }
     }
 }
 
@@ -152,6 +161,12 @@ pub struct FaceRes {
 impl FaceRes {
     /// Builds the network from `vb` (names as in [`Self::tensor_shapes`]).
     pub fn new(cfg: &FaceResConfig, vb: VarBuilder) -> Result<Self> {
+        if cfg.input_size < 32 {
+            return Err(Error::Config(format!(
+                "FaceRes needs an input side of at least 32 (it halves it five times), got {}",
+                cfg.input_size
+            )));
+        }
         let mut cin = 32;
         let mut blocks = Vec::with_capacity(BLOCKS.len());
         for (i, &(cout, stride)) in BLOCKS.iter().enumerate() {
@@ -210,14 +225,16 @@ impl FaceRes {
         &self.cfg
     }
 
-    /// The pooled features `(N, 1024)` of inputs `(N, 3, 224, 224)` (RGB
-    /// f32 pixels in `[0, 255]`), before scaling to unit length.
+    /// The pooled features `(N, 1024)` of inputs `(N, 3, S, S)` (RGB f32
+    /// pixels in `[0, 255]`, `S` = [`FaceResConfig::input_size`]), before
+    /// scaling to unit length.
     pub fn features(&self, chips: &Tensor) -> Result<Tensor> {
         chip::check_images(chips, "FaceRes")?;
         let (_, _, h, w) = chips.dims4()?;
-        if h != CHIP_SIZE || w != CHIP_SIZE {
+        let side = self.cfg.input_size;
+        if h != side || w != side {
             return Err(Error::InvalidInput(format!(
-                "FaceRes reads {CHIP_SIZE}x{CHIP_SIZE} faces, got {h}x{w}"
+                "FaceRes is set to read {side}x{side} faces, got {h}x{w}"
             )));
         }
         let x = pad_same(chips, 3, 2, PadWith::Zeros)?;
@@ -237,20 +254,20 @@ impl FaceRes {
         Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
     }
 
-    /// Unit descriptors `(N, 1024)` of inputs `(N, 3, 224, 224)` (RGB f32
-    /// pixels in `[0, 255]`).
+    /// Unit descriptors `(N, 1024)` of inputs `(N, 3, S, S)` (RGB f32
+    /// pixels in `[0, 255]`, `S` = [`FaceResConfig::input_size`]).
     pub fn embed_chips(&self, chips: &Tensor) -> Result<Tensor> {
         let f = self.features(chips)?;
         let norm = f.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(1e-12)?;
         Ok(f.broadcast_div(&norm)?)
     }
 
-    /// The network's inputs `(N, 3, 224, 224)` (pixels in `[0, 255]`) from
+    /// The network's inputs `(N, 3, S, S)` (pixels in `[0, 255]`) from
     /// UTKFace-framed images `(N, 3, H, W)` in `[-1, 1]`: the whole image,
     /// resampled differentiably.
     pub fn chips(&self, images: &Tensor) -> Result<Tensor> {
         let px = chip::to_pixels(&images.to_dtype(DType::F32)?)?;
-        chip::crop_resize(&px, ChipBox::FULL, CHIP_SIZE)
+        chip::crop_resize(&px, ChipBox::FULL, self.cfg.input_size)
     }
 }
 
@@ -392,5 +409,26 @@ mod tests {
         }
         let wrong = Tensor::zeros((1, 3, 64, 64), DType::F32, &dev).unwrap();
         assert!(net.embed_chips(&wrong).is_err());
+        // A smaller input side is resampled to and read; below 32 it is refused.
+        let small = FaceResConfig {
+            input_size: 112,
+            ..FaceResConfig::default()
+        };
+        let vb = VarBuilder::from_tensors(
+            FaceRes::tensor_shapes()
+                .into_iter()
+                .map(|(n, s)| (n, Tensor::ones(s.as_slice(), DType::F32, &dev).unwrap()))
+                .collect(),
+            DType::F32,
+            &dev,
+        );
+        let net = FaceRes::new(&small, vb.clone()).unwrap();
+        assert_eq!(net.chips(&images).unwrap().dims(), &[2, 3, 112, 112]);
+        assert_eq!(net.embed(&images).unwrap().dims(), &[2, EMBEDDING_DIM]);
+        let tiny = FaceResConfig {
+            input_size: 16,
+            ..FaceResConfig::default()
+        };
+        assert!(FaceRes::new(&tiny, vb).is_err());
     }
 }

@@ -2,10 +2,11 @@
 //! faces aligned at the size FaceGAN works at (64 px, UTKFace framing):
 //!
 //! ```text
-//! cargo run --release -p agesynth-face --example identity_nets -- FGNET_DIR [SIZE=64]
+//! cargo run --release -p agesynth-eval --example identity_nets -- FGNET_DIR [SIZE=64] [CRITIC…]
 //! ```
 //!
-//! For dlib's network and HSE FaceRes: mean L2 distance of two photos of
+//! For dlib's network, HSE FaceRes and each identity critic given
+//! (`agesynth train critic --kind identity` weights with their sidecar): mean L2 distance of two photos of
 //! one person and of two people, the area under the ROC curve (the chance
 //! that a same-person pair lies closer than a different-person pair), the
 //! same for pairs twenty or more years apart, and rank-1 identification
@@ -21,6 +22,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = PathBuf::from(args.first().expect("usage: identity_nets FGNET_DIR [SIZE]"));
     let size: u32 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(64);
+    let critic_files: Vec<PathBuf> = args.iter().skip(2).map(PathBuf::from).collect();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dev = Device::Cpu;
     let fg = FgNet::open(&dir)?;
@@ -36,14 +38,42 @@ fn main() -> anyhow::Result<()> {
         &root.join("weights/face_recognition.safetensors"),
         &dev,
     )?;
-    let faceres = FaceRes::load(
-        &FaceResConfig::default(),
-        &root.join("weights/faceres.safetensors"),
-        &dev,
-    )?;
+    // FaceRes at its training side and at smaller ones (cheaper).
+    let faceres_at = |side: usize| {
+        FaceRes::load(
+            &FaceResConfig {
+                input_size: side,
+                ..FaceResConfig::default()
+            },
+            &root.join("weights/faceres.safetensors"),
+            &dev,
+        )
+    };
+    let faceres = [
+        faceres_at(224)?,
+        faceres_at(160)?,
+        faceres_at(112)?,
+        faceres_at(64)?,
+    ];
+    let faceres_names: Vec<String> = faceres
+        .iter()
+        .map(|f| format!("FaceRes at {} px", f.config().input_size))
+        .collect();
     println!("{n} FG-NET photos at {size} px");
-    let nets: [(&str, &dyn FaceEmbedder); 2] = [("dlib", &dlib), ("FaceRes", &faceres)];
+    let mut critics = Vec::new();
+    for p in &critic_files {
+        let (c, _) = agesynth_critic::load_identity_critic(p, &dev)?;
+        critics.push((p.display().to_string(), c));
+    }
+    let mut nets: Vec<(&str, &dyn FaceEmbedder)> = vec![("dlib", &dlib)];
+    for (name, f) in faceres_names.iter().zip(&faceres) {
+        nets.push((name.as_str(), f));
+    }
+    for (name, c) in &critics {
+        nets.push((name.as_str(), c));
+    }
     for (name, net) in nets {
+        let t0 = std::time::Instant::now();
         let mut d = Vec::new();
         for start in (0..n).step_by(16) {
             let len = 16.min(n - start);
@@ -52,6 +82,7 @@ fn main() -> anyhow::Result<()> {
                     .to_vec2::<f32>()?,
             );
         }
+        let ms_per_face = t0.elapsed().as_secs_f64() * 1e3 / n as f64;
         let dist = |i: usize, j: usize| -> f32 {
             d[i].iter()
                 .zip(&d[j])
@@ -101,8 +132,8 @@ fn main() -> anyhow::Result<()> {
             wins / (s.len() * diff.len()).max(1) as f64
         };
         println!(
-            "{name:>14}: same person {:.3} ({} pairs), different {:.3} ({} pairs), ratio {:.2}; \
-             AUC {:.3}, 20+ years apart {:.3} ({} pairs); rank-1 {:.1}%",
+            "{name}: same person {:.3} ({} pairs), different {:.3} ({} pairs), ratio {:.2}; \
+             AUC {:.3}, 20+ years apart {:.3} ({} pairs); rank-1 {:.1}%; {:.1} ms a face",
             mean(&same),
             same.len(),
             mean(&diff),
@@ -111,7 +142,8 @@ fn main() -> anyhow::Result<()> {
             auc(&same),
             auc(&same_far),
             same_far.len(),
-            100.0 * hits as f64 / n as f64
+            100.0 * hits as f64 / n as f64,
+            ms_per_face
         );
     }
     Ok(())
