@@ -422,23 +422,13 @@ impl FaceApiAgeGender {
     /// truncated or mismatched file is an error naming the file and, where it
     /// is one tensor's fault, the tensor.
     pub fn load(cfg: &AgeGenderConfig, path: &Path, device: &Device) -> Result<Self> {
-        let mut tensors = agesynth_core::io::load_tensors(path, device)?;
-        let mut checked = HashMap::new();
-        for (name, shape) in Self::tensor_shapes(cfg.main_blocks) {
-            let t = agesynth_core::io::take_tensor(&mut tensors, path, &name, &shape)?;
-            checked.insert(name, t);
-        }
-        if let Some(extra) = tensors.keys().min() {
-            return Err(Error::dataset(
-                path,
-                format!(
-                    "tensor `{extra}` (and {} more) belongs to no layer of the age-gender \
-                     network: a weights file for another model?",
-                    tensors.len() - 1
-                ),
-            ));
-        }
-        Self::new(cfg, VarBuilder::from_tensors(checked, DType::F32, device))
+        let vb = crate::import::checked_var_builder(
+            Self::tensor_shapes(cfg.main_blocks),
+            path,
+            device,
+            "the age-gender network",
+        )?;
+        Self::new(cfg, vb)
     }
 
     /// The configuration.

@@ -201,23 +201,9 @@ impl FaceRes {
     /// missing, truncated or mismatched file is an error naming the file
     /// and, where it is one tensor's fault, the tensor.
     pub fn load(cfg: &FaceResConfig, path: &Path, device: &Device) -> Result<Self> {
-        let mut tensors = agesynth_core::io::load_tensors(path, device)?;
-        let mut checked = HashMap::new();
-        for (name, shape) in Self::tensor_shapes() {
-            let t = agesynth_core::io::take_tensor(&mut tensors, path, &name, &shape)?;
-            checked.insert(name, t.to_dtype(DType::F32)?);
-        }
-        if let Some(extra) = tensors.keys().min() {
-            return Err(Error::dataset(
-                path,
-                format!(
-                    "tensor `{extra}` (and {} more) belongs to no layer of FaceRes: \
-                     a weights file for another model?",
-                    tensors.len() - 1
-                ),
-            ));
-        }
-        Self::new(cfg, VarBuilder::from_tensors(checked, DType::F32, device))
+        let vb =
+            crate::import::checked_var_builder(Self::tensor_shapes(), path, device, "FaceRes")?;
+        Self::new(cfg, vb)
     }
 
     /// The configuration.

@@ -356,21 +356,5 @@ pub fn load_checked(
     path: &std::path::Path,
     device: &candle_core::Device,
 ) -> Result<VarBuilder<'static>> {
-    let mut tensors = agesynth_core::io::load_tensors(path, device)?;
-    let mut checked = std::collections::HashMap::new();
-    for (name, shape) in spec.tensor_shapes() {
-        let t = agesynth_core::io::take_tensor(&mut tensors, path, &name, &shape)?;
-        checked.insert(name, t);
-    }
-    if let Some(extra) = tensors.keys().min() {
-        return Err(agesynth_core::Error::dataset(
-            path,
-            format!(
-                "tensor `{extra}` (and {} more) belongs to no layer of this network: \
-                 a weights file for another model?",
-                tensors.len() - 1
-            ),
-        ));
-    }
-    Ok(VarBuilder::from_tensors(checked, DType::F32, device))
+    crate::import::checked_var_builder(spec.tensor_shapes(), path, device, "this network")
 }

@@ -1333,15 +1333,7 @@ impl FaceGanTask {
     /// real faces, never an evaluation network), rebuilding the objective
     /// with the `age_critic` term the config weights.
     pub fn with_age_critic(mut self, critic: Arc<dyn AgeClassifier>) -> Result<Self> {
-        if critic.age_bins() != &self.bins {
-            return Err(agesynth_core::Error::Config(format!(
-                "the age critic classifies groups {:?}, the model uses {:?}",
-                critic.age_bins().lower_bounds(),
-                self.bins.lower_bounds()
-            ))
-            .into());
-        }
-        self.critics.age = Some(critic);
+        self.critics.age = Some(self.checked_age_critic(critic, "the age critic")?);
         self.rebuild_objective()?;
         Ok(self)
     }
@@ -1350,15 +1342,7 @@ impl FaceGanTask {
     /// [`FaceGanTrainConfig::old_age_critic_from`] up (the first then reads
     /// the younger ones), rebuilding the objective.
     pub fn with_old_age_critic(mut self, critic: Arc<dyn AgeClassifier>) -> Result<Self> {
-        if critic.age_bins() != &self.bins {
-            return Err(agesynth_core::Error::Config(format!(
-                "the second age critic classifies groups {:?}, the model uses {:?}",
-                critic.age_bins().lower_bounds(),
-                self.bins.lower_bounds()
-            ))
-            .into());
-        }
-        self.critics.old_age = Some(critic);
+        self.critics.old_age = Some(self.checked_age_critic(critic, "the second age critic")?);
         self.rebuild_objective()?;
         Ok(self)
     }
@@ -1368,15 +1352,7 @@ impl FaceGanTask {
     /// reads the targets from [`FaceGanTrainConfig::old_age_critic_from`]
     /// up to that group), rebuilding the objective.
     pub fn with_oldest_age_critic(mut self, critic: Arc<dyn AgeClassifier>) -> Result<Self> {
-        if critic.age_bins() != &self.bins {
-            return Err(agesynth_core::Error::Config(format!(
-                "the third age critic classifies groups {:?}, the model uses {:?}",
-                critic.age_bins().lower_bounds(),
-                self.bins.lower_bounds()
-            ))
-            .into());
-        }
-        self.critics.oldest_age = Some(critic);
+        self.critics.oldest_age = Some(self.checked_age_critic(critic, "the third age critic")?);
         self.rebuild_objective()?;
         Ok(self)
     }
@@ -1405,6 +1381,24 @@ impl FaceGanTask {
         self.critics.realism = Some(critic);
         self.rebuild_objective()?;
         Ok(self)
+    }
+
+    /// `critic`, refused when it classifies other groups than the model's
+    /// (`which` names it in the error).
+    fn checked_age_critic(
+        &self,
+        critic: Arc<dyn AgeClassifier>,
+        which: &str,
+    ) -> Result<Arc<dyn AgeClassifier>> {
+        if critic.age_bins() != &self.bins {
+            return Err(agesynth_core::Error::Config(format!(
+                "{which} classifies groups {:?}, the model uses {:?}",
+                critic.age_bins().lower_bounds(),
+                self.bins.lower_bounds()
+            ))
+            .into());
+        }
+        Ok(critic)
     }
 
     /// The config's objective with the critics given so far (a critic term

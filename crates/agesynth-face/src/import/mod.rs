@@ -333,6 +333,38 @@ impl RawTensor {
     }
 }
 
+/// A `VarBuilder` (f32) over exactly the tensors `shapes` names, read from
+/// the weights file `path`: a missing tensor, a wrong shape or a tensor no
+/// layer of `network` has is an error naming the file and the tensor.
+pub(crate) fn checked_var_builder(
+    shapes: Vec<(String, Vec<usize>)>,
+    path: &Path,
+    device: &Device,
+    network: &str,
+) -> Result<candle_nn::VarBuilder<'static>> {
+    let mut tensors = io::load_tensors(path, device)?;
+    let mut checked = HashMap::new();
+    for (name, shape) in shapes {
+        let t = io::take_tensor(&mut tensors, path, &name, &shape)?;
+        checked.insert(name, t);
+    }
+    if let Some(extra) = tensors.keys().min() {
+        return Err(Error::dataset(
+            path,
+            format!(
+                "tensor `{extra}` (and {} more) belongs to no layer of {network}: \
+                 a weights file for another model?",
+                tensors.len() - 1
+            ),
+        ));
+    }
+    Ok(candle_nn::VarBuilder::from_tensors(
+        checked,
+        DType::F32,
+        device,
+    ))
+}
+
 /// Removes `name` from `tensors` read out of `path`, checking its shape; the
 /// error names the file and the tensor.
 pub(crate) fn take_raw(
