@@ -202,6 +202,17 @@ impl CriticConfig {
         }
     }
 
+    /// The 64-px identity critic at twice the width (64/128/256/512
+    /// channels, about four times the parameters and compute), for a teacher
+    /// whose descriptors the narrow trunk cannot follow (HSE FaceRes's).
+    pub fn identity64_wide() -> Self {
+        CriticConfig {
+            preset: "identity64-wide".into(),
+            channels: vec![64, 128, 256, 512],
+            ..Self::identity64()
+        }
+    }
+
     /// A tiny identity critic for tests (16 px, 2 blocks, 8-D).
     pub fn tiny_identity() -> Self {
         CriticConfig {
@@ -226,13 +237,14 @@ impl CriticConfig {
             "age-gender64" => Ok(Self::age_gender64()),
             "tiny-age-gender" => Ok(Self::tiny_age_gender()),
             "identity64" => Ok(Self::identity64()),
+            "identity64-wide" => Ok(Self::identity64_wide()),
             "gender64" => Ok(Self::gender64()),
             "tiny-age" => Ok(Self::tiny_age()),
             "tiny-identity" => Ok(Self::tiny_identity()),
             "tiny-gender" => Ok(Self::tiny_gender()),
             other => Err(Error::Config(format!(
-                "unknown critic preset `{other}` (age64, age-gender64, identity64, gender64, \
-                 tiny-age, tiny-age-gender, tiny-identity, tiny-gender)"
+                "unknown critic preset `{other}` (age64, age-gender64, identity64, \
+                 identity64-wide, gender64, tiny-age, tiny-age-gender, tiny-identity, tiny-gender)"
             ))),
         }
     }
@@ -892,10 +904,15 @@ mod tests {
             CriticConfig::age64(),
             CriticConfig::age_gender64(),
             CriticConfig::identity64(),
+            CriticConfig::identity64_wide(),
         ] {
             let s = serde_json::to_string(&c).unwrap();
             assert_eq!(serde_json::from_str::<CriticConfig>(&s).unwrap(), c);
+            // Every preset is valid and found by its name.
+            c.validate().unwrap();
+            assert_eq!(CriticConfig::preset(&c.preset).unwrap(), c);
         }
+        assert!(CriticConfig::preset("identity128").is_err());
     }
 
     #[test]
