@@ -1,6 +1,6 @@
 //! Image filters on tensors that several crates apply to what a network
 //! sees: Rec. 601 luminance (with its own gradient, or with a grey one) and
-//! a separable Gaussian blur, all differentiable (the generators' critics
+//! a separable Gaussian blur and resampling, all differentiable (the generators' critics
 //! backpropagate through them).
 
 use candle_core::Tensor;
@@ -66,6 +66,66 @@ pub fn gaussian_blur(x: &Tensor, sigma: f64) -> Result<Tensor> {
         out = acc.ok_or_else(|| Error::InvalidInput("empty blur kernel".into()))?;
     }
     Ok(out)
+}
+
+/// Row-major `(dst, src)` resampling matrix taking `src` samples to `dst`
+/// samples of the span `[start, start + extent)` (fractions of `src`), with
+/// a triangle filter widened by the scale when shrinking. Outputs whose
+/// centre lies outside the source are zero; the others are weighted
+/// averages of the source samples.
+pub fn resample_matrix(src: usize, dst: usize, start: f64, extent: f64) -> Vec<f32> {
+    let scale = extent * src as f64 / dst as f64;
+    let support = scale.max(1.0);
+    let mut m = vec![0f32; dst * src];
+    for i in 0..dst {
+        let centre = start * src as f64 + (i as f64 + 0.5) * scale - 0.5;
+        let lo = (centre - support).floor() as i64;
+        let hi = (centre + support).ceil() as i64;
+        let taps: Vec<(i64, f64)> = (lo..=hi)
+            .map(|j| (j, (1.0 - (j as f64 - centre).abs() / support).max(0.0)))
+            .filter(|&(_, w)| w > 0.0)
+            .collect();
+        // Outputs whose centre falls outside the image are black (as dlib's
+        // chip extraction leaves them); the others renormalise over the taps
+        // inside the image, so that edges are not darkened.
+        if centre < -0.5 || centre > src as f64 - 0.5 {
+            continue;
+        }
+        let inside = |j: i64| j >= 0 && (j as usize) < src;
+        let total: f64 = taps.iter().filter(|t| inside(t.0)).map(|t| t.1).sum();
+        for (j, w) in taps {
+            if inside(j) {
+                m[i * src + j as usize] = (w / total) as f32;
+            }
+        }
+    }
+    m
+}
+
+/// Resamples the square `[left, left + extent) × [top, top + extent)` of
+/// each image of `images` `(N, C, H, W)` (fractions of the width and
+/// height) to `(N, C, size, size)` with [`resample_matrix`]'s filter: a
+/// triangle (bilinear when enlarging) widened by the scale when shrinking.
+/// Differentiable with respect to `images`; `(0, 0, 1)` is the whole image.
+pub fn resample(images: &Tensor, left: f64, top: f64, extent: f64, size: usize) -> Result<Tensor> {
+    let (n, c, h, w) = images.dims4()?;
+    if h == 0 || w == 0 || size == 0 {
+        return Err(Error::InvalidInput(format!(
+            "cannot resample a {h}x{w} image to {size}x{size}"
+        )));
+    }
+    if (left, top, extent) == (0.0, 0.0, 1.0) && h == size && w == size {
+        return Ok(images.clone());
+    }
+    let dev = images.device();
+    let ry = Tensor::from_vec(resample_matrix(h, size, top, extent), (size, h), dev)?
+        .to_dtype(images.dtype())?;
+    let rx = Tensor::from_vec(resample_matrix(w, size, left, extent), (size, w), dev)?
+        .to_dtype(images.dtype())?;
+    let x = images.reshape((n * c, h, w))?;
+    let x = ry.unsqueeze(0)?.broadcast_matmul(&x)?; // (nc, size, w)
+    let x = x.broadcast_matmul(&rx.t()?.unsqueeze(0)?)?; // (nc, size, size)
+    Ok(x.reshape((n, c, size, size))?)
 }
 
 #[cfg(test)]

@@ -17,7 +17,13 @@
 //! - [`GenderCritic`]: a male/female classifier, which checks that a
 //!   synthetic identity keeps its gender across its age renders.
 //!
-//! All share one convolutional [`Trunk`]:
+//! All share one [`Trunk`], by default a small convolutional stack (below);
+//! an identity critic may instead have HSE FaceRes's MobileNet v1
+//! ([`TrunkKind::MobileNet`], preset `identity-mobilenet112`): started from
+//! that recognition network's weights and fine-tuned here at the generators'
+//! resolution, it tells people apart far better than a small trunk can.
+//!
+//! The convolutional trunk:
 //!
 //! ```text
 //! x (N,3,S,S) in [-1, 1]
@@ -40,8 +46,9 @@ pub mod pair_filter;
 
 pub use load::{load_age_critic, load_gender_critic, load_identity_critic};
 
-use agesynth_core::filters::{gaussian_blur, luma_grey_gradient};
+use agesynth_core::filters::{gaussian_blur, luma_grey_gradient, resample};
 use agesynth_core::{AgeBins, AgeClassifier, AgeEstimator, AgeGroup, Error, FaceEmbedder, Result};
+use agesynth_nn::mobilenet::MobileNetV1;
 use agesynth_nn::{Activation, Conv2d, Conv2dConfig};
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
@@ -107,6 +114,29 @@ pub struct CriticConfig {
     /// read as false).
     #[serde(default)]
     pub input_luma: bool,
+    /// The trunk's architecture (configs written before it read as
+    /// [`TrunkKind::Conv`]).
+    #[serde(default)]
+    pub trunk: TrunkKind,
+}
+
+/// The architecture of a critic's [`Trunk`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TrunkKind {
+    /// Blocks of a 4×4 stride-2 and a 3×3 convolution, one per entry of
+    /// [`CriticConfig::channels`], at [`CriticConfig::image_size`].
+    #[default]
+    Conv,
+    /// MobileNet v1 ([`agesynth_nn::mobilenet`]), reading the image
+    /// resampled (bilinear, differentiable) to `input_size` and scaled to
+    /// `[0, 255]`: the architecture of HSE FaceRes, so that an identity
+    /// critic can start from that network's weights and be fine-tuned at
+    /// the generators' resolution ([`CriticConfig::channels`] is empty).
+    MobileNet {
+        /// Side the image is resampled to before the network.
+        input_size: usize,
+    },
 }
 
 impl CriticConfig {
@@ -122,6 +152,7 @@ impl CriticConfig {
             },
             input_blur: 0.0,
             input_luma: false,
+            trunk: TrunkKind::Conv,
         }
     }
 
@@ -161,6 +192,7 @@ impl CriticConfig {
             },
             input_blur: 0.0,
             input_luma: false,
+            trunk: TrunkKind::Conv,
         }
     }
 
@@ -173,6 +205,7 @@ impl CriticConfig {
             head: CriticHead::Gender,
             input_blur: 0.0,
             input_luma: false,
+            trunk: TrunkKind::Conv,
         }
     }
 
@@ -185,6 +218,7 @@ impl CriticConfig {
             head: CriticHead::Gender,
             input_blur: 0.0,
             input_luma: false,
+            trunk: TrunkKind::Conv,
         }
     }
 
@@ -199,6 +233,7 @@ impl CriticConfig {
             },
             input_blur: 0.0,
             input_luma: false,
+            trunk: TrunkKind::Conv,
         }
     }
 
@@ -210,6 +245,38 @@ impl CriticConfig {
             preset: "identity64-wide".into(),
             channels: vec![64, 128, 256, 512],
             ..Self::identity64()
+        }
+    }
+
+    /// The identity critic with HSE FaceRes's architecture: 64-px faces
+    /// resampled to 112 px for a MobileNet v1, a 1,024-D descriptor
+    /// (threshold 1.3, as centred FaceRes descriptors). Meant to start from
+    /// FaceRes's weights (`train critic --init-backbone`); about 40 times
+    /// the compute of [`Self::identity64`], and a recognition network's
+    /// power to tell people apart.
+    pub fn identity_mobilenet112() -> Self {
+        CriticConfig {
+            preset: "identity-mobilenet112".into(),
+            image_size: 64,
+            channels: Vec::new(),
+            head: CriticHead::Embedding {
+                dim: agesynth_nn::mobilenet::FEATURE_DIM,
+                threshold: 1.3,
+            },
+            input_blur: 0.0,
+            input_luma: false,
+            trunk: TrunkKind::MobileNet { input_size: 112 },
+        }
+    }
+
+    /// A tiny MobileNet identity critic for tests (16-px faces read at
+    /// 32 px, the network's smallest input).
+    pub fn tiny_identity_mobilenet() -> Self {
+        CriticConfig {
+            preset: "tiny-identity-mobilenet".into(),
+            image_size: 16,
+            trunk: TrunkKind::MobileNet { input_size: 32 },
+            ..Self::identity_mobilenet112()
         }
     }
 
@@ -225,11 +292,13 @@ impl CriticConfig {
             },
             input_blur: 0.0,
             input_luma: false,
+            trunk: TrunkKind::Conv,
         }
     }
 
     /// The preset called `name`: `age64`, `age-gender64`, `identity64`,
-    /// `gender64`, `tiny-age`, `tiny-age-gender`, `tiny-identity`,
+    /// `identity64-wide`, `identity-mobilenet112`, `gender64`, `tiny-age`,
+    /// `tiny-age-gender`, `tiny-identity`, `tiny-identity-mobilenet`,
     /// `tiny-gender`.
     pub fn preset(name: &str) -> Result<Self> {
         match name {
@@ -238,13 +307,16 @@ impl CriticConfig {
             "tiny-age-gender" => Ok(Self::tiny_age_gender()),
             "identity64" => Ok(Self::identity64()),
             "identity64-wide" => Ok(Self::identity64_wide()),
+            "identity-mobilenet112" => Ok(Self::identity_mobilenet112()),
+            "tiny-identity-mobilenet" => Ok(Self::tiny_identity_mobilenet()),
             "gender64" => Ok(Self::gender64()),
             "tiny-age" => Ok(Self::tiny_age()),
             "tiny-identity" => Ok(Self::tiny_identity()),
             "tiny-gender" => Ok(Self::tiny_gender()),
             other => Err(Error::Config(format!(
                 "unknown critic preset `{other}` (age64, age-gender64, identity64, \
-                 identity64-wide, gender64, tiny-age, tiny-age-gender, tiny-identity, tiny-gender)"
+                 identity64-wide, identity-mobilenet112, gender64, tiny-age, tiny-age-gender, \
+                 tiny-identity, tiny-identity-mobilenet, tiny-gender)"
             ))),
         }
     }
@@ -253,11 +325,30 @@ impl CriticConfig {
     /// 2^blocks, a non-empty head.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("critic `{}`: {m}", self.preset)));
-        if self.channels.is_empty() || self.channels.contains(&0) {
-            return bad(format!(
-                "channels {:?} must be non-empty and > 0",
-                self.channels
-            ));
+        match self.trunk {
+            TrunkKind::Conv => {
+                if self.channels.is_empty() || self.channels.contains(&0) {
+                    return bad(format!(
+                        "channels {:?} must be non-empty and > 0",
+                        self.channels
+                    ));
+                }
+            }
+            TrunkKind::MobileNet { input_size } => {
+                if !self.channels.is_empty() {
+                    return bad(format!(
+                        "a MobileNet trunk has its own widths; channels must be empty, got {:?}",
+                        self.channels
+                    ));
+                }
+                if input_size < agesynth_nn::mobilenet::MIN_INPUT || self.image_size == 0 {
+                    return bad(format!(
+                        "a MobileNet trunk reads at least {} px, got image {} and input {input_size}",
+                        agesynth_nn::mobilenet::MIN_INPUT,
+                        self.image_size
+                    ));
+                }
+            }
         }
         if !(self.input_blur.is_finite() && self.input_blur >= 0.0) {
             return bad(format!(
@@ -291,46 +382,67 @@ impl CriticConfig {
 
     /// Width of the trunk's feature vector.
     pub fn feature_dim(&self) -> usize {
-        self.channels.last().copied().unwrap_or(0)
+        match self.trunk {
+            TrunkKind::Conv => self.channels.last().copied().unwrap_or(0),
+            TrunkKind::MobileNet { .. } => agesynth_nn::mobilenet::FEATURE_DIM,
+        }
     }
 }
 
-/// The convolutional trunk both critics share.
+/// The trunk every critic shares: a small convolutional stack, or MobileNet
+/// v1 (see [`TrunkKind`]).
 #[derive(Clone, Debug)]
 pub struct Trunk {
-    blocks: Vec<(Conv2d, Conv2d)>,
+    body: TrunkBody,
     image_size: usize,
     input_blur: f64,
     input_luma: bool,
 }
 
+/// The layers of a [`Trunk`].
+#[derive(Clone, Debug)]
+enum TrunkBody {
+    Conv(Vec<(Conv2d, Conv2d)>),
+    MobileNet { net: MobileNetV1, input_size: usize },
+}
+
 impl Trunk {
-    /// Builds the trunk of `cfg` (names `blocks.i.down`, `blocks.i.conv`).
+    /// Builds the trunk of `cfg` (names `blocks.i.down`, `blocks.i.conv`;
+    /// a MobileNet's as in [`MobileNetV1::tensor_shapes`]).
     pub fn new(cfg: &CriticConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let mut blocks = Vec::new();
-        let mut cin = 3;
-        for (i, &c) in cfg.channels.iter().enumerate() {
-            let b = vb.pp(format!("blocks.{i}"));
-            let down = Conv2dConfig {
-                padding: 1,
-                stride: 2,
-                activation: Activation::LeakyRelu(0.2),
-                ..Conv2dConfig::new(cin, c, 4)
-            };
-            let conv = Conv2dConfig {
-                padding: 1,
-                activation: Activation::LeakyRelu(0.2),
-                ..Conv2dConfig::new(c, c, 3)
-            };
-            blocks.push((
-                Conv2d::new(&down, b.pp("down"))?,
-                Conv2d::new(&conv, b.pp("conv"))?,
-            ));
-            cin = c;
-        }
+        let body = match cfg.trunk {
+            TrunkKind::Conv => {
+                let mut blocks = Vec::new();
+                let mut cin = 3;
+                for (i, &c) in cfg.channels.iter().enumerate() {
+                    let b = vb.pp(format!("blocks.{i}"));
+                    let down = Conv2dConfig {
+                        padding: 1,
+                        stride: 2,
+                        activation: Activation::LeakyRelu(0.2),
+                        ..Conv2dConfig::new(cin, c, 4)
+                    };
+                    let conv = Conv2dConfig {
+                        padding: 1,
+                        activation: Activation::LeakyRelu(0.2),
+                        ..Conv2dConfig::new(c, c, 3)
+                    };
+                    blocks.push((
+                        Conv2d::new(&down, b.pp("down"))?,
+                        Conv2d::new(&conv, b.pp("conv"))?,
+                    ));
+                    cin = c;
+                }
+                TrunkBody::Conv(blocks)
+            }
+            TrunkKind::MobileNet { input_size } => TrunkBody::MobileNet {
+                net: MobileNetV1::new(vb)?,
+                input_size,
+            },
+        };
         Ok(Trunk {
-            blocks,
+            body,
             image_size: cfg.image_size,
             input_blur: cfg.input_blur,
             input_luma: cfg.input_luma,
@@ -341,10 +453,20 @@ impl Trunk {
     /// another square size are resized (bilinear, differentiable) first.
     pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
         let mut h = self.prepare(images)?;
-        for (down, conv) in &self.blocks {
-            h = conv.forward(&down.forward(&h)?)?;
+        match &self.body {
+            TrunkBody::Conv(blocks) => {
+                for (down, conv) in blocks {
+                    h = conv.forward(&down.forward(&h)?)?;
+                }
+                Ok(h.mean((2, 3))?)
+            }
+            TrunkBody::MobileNet { net, input_size } => {
+                let x = resample(&h, 0.0, 0.0, 1.0, *input_size)?;
+                // [-1, 1] to the [0, 255] pixels FaceRes was trained on.
+                let x = ((x + 1.0)? * 127.5)?;
+                Ok(net.forward(&x)?)
+            }
         }
-        Ok(h.mean((2, 3))?)
     }
 
     fn prepare(&self, images: &Tensor) -> Result<Tensor> {
@@ -642,8 +764,9 @@ impl agesynth_core::GenderClassifier for GenderCritic {
     }
 }
 
-/// A small identity embedder for 64-px faces: the cheap identity term of
-/// the generators' objectives.
+/// An identity embedder for 64-px faces, the identity term of the
+/// generators' objectives: a small trunk distilled from a teacher, or
+/// FaceRes's MobileNet fine-tuned toward it.
 #[derive(Clone, Debug)]
 pub struct IdentityCritic {
     cfg: CriticConfig,
@@ -684,6 +807,12 @@ impl IdentityCritic {
     pub fn config(&self) -> &CriticConfig {
         &self.cfg
     }
+
+    /// The trunk's features `(N, C)` of images `(N, 3, S, S)` in `[-1, 1]`,
+    /// before the projection to the descriptor.
+    pub fn features(&self, images: &Tensor) -> Result<Tensor> {
+        self.trunk.forward(images)
+    }
 }
 
 impl FaceEmbedder for IdentityCritic {
@@ -708,6 +837,44 @@ mod tests {
 
     fn vb(map: &VarMap) -> VarBuilder<'static> {
         agesynth_nn::init::seeded_var_builder(map, 3, DType::F32, &Device::Cpu)
+    }
+
+    #[test]
+    fn a_mobilenet_identity_critic_reads_any_size_and_old_configs_read_as_conv() {
+        let map = VarMap::new();
+        let cfg = CriticConfig::tiny_identity_mobilenet();
+        let c = IdentityCritic::new(&cfg, vb(&map)).unwrap();
+        let x = Tensor::rand(-1f32, 1.0, (2, 3, 16, 16), &Device::Cpu).unwrap();
+        assert_eq!(c.embed(&x).unwrap().dims(), &[2, 1024]);
+        let big = Tensor::rand(-1f32, 1.0, (1, 3, 64, 64), &Device::Cpu).unwrap();
+        assert_eq!(c.embed(&big).unwrap().dims(), &[1, 1024]);
+        let names = map
+            .data()
+            .lock()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>();
+        assert!(
+            names.contains(&"trunk.blocks.12.pointwise".to_string()),
+            "{names:?}"
+        );
+        assert!(names.contains(&"proj.weight".to_string()));
+        // Channels belong to the conv trunk only; the input must be ≥ 32.
+        let mut bad = cfg.clone();
+        bad.channels = vec![8];
+        assert!(bad.validate().is_err());
+        bad = cfg.clone();
+        bad.trunk = TrunkKind::MobileNet { input_size: 16 };
+        assert!(bad.validate().is_err());
+        // A config written before the trunk field reads as the conv trunk.
+        let mut json = serde_json::to_value(CriticConfig::identity64()).unwrap();
+        json.as_object_mut().unwrap().remove("trunk");
+        let old: CriticConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.trunk, TrunkKind::Conv);
+        let round: CriticConfig =
+            serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(round, cfg);
     }
 
     #[test]

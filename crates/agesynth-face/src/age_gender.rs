@@ -37,6 +37,7 @@
 use std::{collections::HashMap, path::Path};
 
 use agesynth_core::{AgeEstimator, Error, Result};
+use agesynth_nn::ops::{pad_same, PadWith};
 use agesynth_nn::ConvParams;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -494,35 +495,6 @@ impl AgeEstimator for FaceApiAgeGender {
     }
 }
 
-/// What fills the padding of [`pad_same`].
-#[derive(Clone, Copy)]
-pub(crate) enum PadWith {
-    /// Zeros (convolutions).
-    Zeros,
-    /// Copies of the edge (max pools: the edge value is in every padded
-    /// window, so the maximum is that of the window's real values).
-    Edge,
-}
-
-/// Pads the spatial dimensions of `x` as TF's "same" padding does for a
-/// `k`×`k` window with stride `s`: `max((⌈n/s⌉ − 1)·s + k − n, 0)` in all,
-/// the odd one at the bottom and right.
-pub(crate) fn pad_same(x: &Tensor, k: usize, s: usize, with: PadWith) -> Result<Tensor> {
-    let mut x = x.clone();
-    for dim in [2, 3] {
-        let n = x.dim(dim)?;
-        let total = ((n.div_ceil(s) - 1) * s + k).saturating_sub(n);
-        let (before, after) = (total / 2, total - total / 2);
-        if total > 0 {
-            x = match with {
-                PadWith::Zeros => x.pad_with_zeros(dim, before, after)?,
-                PadWith::Edge => x.pad_with_same(dim, before, after)?,
-            };
-        }
-    }
-    Ok(x)
-}
-
 /// Renames and transposes face-api's TF.js tensors (`HWIO` filters,
 /// `(H, W, C, 1)` depthwise filters, `(in, out)` fc weights) to the names
 /// and layouts of [`FaceApiAgeGender::tensor_shapes`] (`OIHW`,
@@ -568,29 +540,6 @@ pub(crate) fn tensors_from_tfjs(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn same_padding_matches_tf() {
-        let x = Tensor::zeros((1, 1, 112, 112), DType::F32, &Device::Cpu).unwrap();
-        // 3x3/2 on 112: one row and column at the bottom and right.
-        let p = pad_same(&x, 3, 2, PadWith::Zeros).unwrap();
-        assert_eq!(p.dims(), &[1, 1, 113, 113]);
-        // 1x1/2: none; 3x3/1: one on each side.
-        assert_eq!(
-            pad_same(&x, 1, 2, PadWith::Zeros).unwrap().dims(),
-            &[1, 1, 112, 112]
-        );
-        assert_eq!(
-            pad_same(&x, 3, 1, PadWith::Zeros).unwrap().dims(),
-            &[1, 1, 114, 114]
-        );
-        // An odd size with stride 2 and a 3x3 window: one on each side.
-        let y = Tensor::zeros((1, 1, 7, 7), DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(
-            pad_same(&y, 3, 2, PadWith::Edge).unwrap().dims(),
-            &[1, 1, 9, 9]
-        );
-    }
 
     #[test]
     fn a_random_network_gives_shapes_and_probabilities() {

@@ -10,12 +10,8 @@
 //! in `agesynth eval`, so an identity critic distilled from FaceRes leaves
 //! dlib's numbers a measurement of a network training never saw.
 //!
-//! Architecture (names follow [`FaceRes::tensor_shapes`]): a 3×3/2
-//! convolution to 32 channels, then 13 depthwise-separable blocks (3×3
-//! depthwise, per-channel scale and shift, ReLU6; 1×1 pointwise with folded
-//! batch norm, ReLU6) of 64, 128, 128, 256, 256, 512 (×6), 1024, 1024
-//! channels, halving the resolution at blocks 2, 4, 6 and 12; TF "same"
-//! padding throughout; global mean pooling to 1,024 features. The
+//! Architecture: MobileNet v1 ([`agesynth_nn::mobilenet::MobileNetV1`],
+//! names as in [`FaceRes::tensor_shapes`]) to 1,024 pooled features; the
 //! descriptor is those features scaled to unit length. The package's age
 //! and gender heads are not imported: agesynth reads identity only.
 //!
@@ -26,13 +22,12 @@
 use std::{collections::HashMap, path::Path};
 
 use agesynth_core::{Error, FaceEmbedder, Result};
-use agesynth_nn::ops::ConvParams;
+use agesynth_nn::mobilenet::{MobileNetV1, BLOCKS, FEATURE_DIM, MIN_INPUT};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    age_gender::{pad_same, PadWith},
     chip::{self, ChipBox},
     import::{ensure_consumed, take_raw, RawTensor},
 };
@@ -41,26 +36,9 @@ use crate::{
 /// [`FaceResConfig::input_size`]).
 pub const CHIP_SIZE: usize = 224;
 /// Size of the descriptor (the pooled features).
-pub const EMBEDDING_DIM: usize = 1024;
-/// The value ReLU6 clips at.
+pub const EMBEDDING_DIM: usize = FEATURE_DIM;
+/// The value ReLU6 clips at (checked in the imported graph).
 const RELU6: f64 = 6.0;
-
-/// Output channels and stride of the 13 depthwise-separable blocks.
-const BLOCKS: [(usize, usize); 13] = [
-    (64, 1),
-    (128, 2),
-    (128, 1),
-    (256, 2),
-    (256, 1),
-    (512, 2),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (512, 1),
-    (1024, 2),
-    (1024, 1),
-];
 
 /// Configuration of [`FaceRes`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,96 +65,24 @@ impl Default for FaceResConfig {
     }
 }
 
-/// `min(max(x, 0), 6)`.
-fn relu6(x: &Tensor) -> Result<Tensor> {
-    Ok(x.relu()?.minimum(RELU6)?)
-}
-
-/// One depthwise-separable block.
-#[derive(Clone, Debug)]
-struct Block {
-    depthwise: Tensor,
-    depthwise_scale: Tensor,
-    depthwise_bias: Tensor,
-    pointwise: Tensor,
-    pointwise_bias: Tensor,
-    stride: usize,
-}
-
-impl Block {
-    fn shapes(prefix: &str, cin: usize, cout: usize) -> Vec<(String, Vec<usize>)> {
-        vec![
-            (format!("{prefix}.depthwise"), vec![cin, 1, 3, 3]),
-            (format!("{prefix}.depthwise_scale"), vec![cin]),
-            (format!("{prefix}.depthwise_bias"), vec![cin]),
-            (format!("{prefix}.pointwise"), vec![cout, cin, 1, 1]),
-            (format!("{prefix}.pointwise_bias"), vec![cout]),
-        ]
-    }
-
-    fn new(vb: VarBuilder, cin: usize, cout: usize, stride: usize) -> Result<Self> {
-        Ok(Block {
-            depthwise: vb.get((cin, 1, 3, 3), "depthwise")?,
-            depthwise_scale: vb.get(cin, "depthwise_scale")?,
-            depthwise_bias: vb.get(cin, "depthwise_bias")?,
-            pointwise: vb.get((cout, cin, 1, 1), "pointwise")?,
-            pointwise_bias: vb.get(cout, "pointwise_bias")?,
-            stride,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let c = self.depthwise.dim(0)?;
-        let p = ConvParams {
-            stride: self.stride,
-            groups: c,
-            ..ConvParams::default()
-        };
-        let x = pad_same(x, 3, self.stride, PadWith::Zeros)?;
-        let y = agesynth_nn::ops::conv2d(&x, &self.depthwise, None, &p)?;
-        let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
-        let y = y
-            .broadcast_mul(&per_channel(&self.depthwise_scale)?)?
-            .broadcast_add(&per_channel(&self.depthwise_bias)?)?;
-        let y = relu6(&y)?;
-        let y = agesynth_nn::ops::conv2d(
-            &y,
-            &self.pointwise,
-            Some(&self.pointwise_bias),
-            &ConvParams::default(),
-        )?;
-        relu6(&y)
-    }
-}
-
 /// HSE FaceRes: faces to unit 1,024-D identity descriptors.
 #[derive(Clone, Debug)]
 pub struct FaceRes {
-    stem: Tensor,
-    stem_bias: Tensor,
-    blocks: Vec<Block>,
+    net: MobileNetV1,
     cfg: FaceResConfig,
 }
 
 impl FaceRes {
     /// Builds the network from `vb` (names as in [`Self::tensor_shapes`]).
     pub fn new(cfg: &FaceResConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.input_size < 32 {
+        if cfg.input_size < MIN_INPUT {
             return Err(Error::Config(format!(
                 "FaceRes needs an input side of at least 32 (it halves it five times), got {}",
                 cfg.input_size
             )));
         }
-        let mut cin = 32;
-        let mut blocks = Vec::with_capacity(BLOCKS.len());
-        for (i, &(cout, stride)) in BLOCKS.iter().enumerate() {
-            blocks.push(Block::new(vb.pp(format!("blocks.{i}")), cin, cout, stride)?);
-            cin = cout;
-        }
         Ok(FaceRes {
-            stem: vb.get((32, 3, 3, 3), "stem")?,
-            stem_bias: vb.get(32, "stem_bias")?,
-            blocks,
+            net: MobileNetV1::new(vb)?,
             cfg: cfg.clone(),
         })
     }
@@ -184,16 +90,7 @@ impl FaceRes {
     /// Every tensor's name and shape (`OIHW` convolutions, `(C, 1, 3, 3)`
     /// depthwise filters).
     pub fn tensor_shapes() -> Vec<(String, Vec<usize>)> {
-        let mut v = vec![
-            ("stem".to_string(), vec![32, 3, 3, 3]),
-            ("stem_bias".to_string(), vec![32]),
-        ];
-        let mut cin = 32;
-        for (i, &(cout, _)) in BLOCKS.iter().enumerate() {
-            v.extend(Block::shapes(&format!("blocks.{i}"), cin, cout));
-            cin = cout;
-        }
-        v
+        MobileNetV1::tensor_shapes()
     }
 
     /// Loads the weights file written by `agesynth weights import` (f32 or
@@ -223,21 +120,7 @@ impl FaceRes {
                 "FaceRes is set to read {side}x{side} faces, got {h}x{w}"
             )));
         }
-        let x = pad_same(chips, 3, 2, PadWith::Zeros)?;
-        let p = ConvParams {
-            stride: 2,
-            ..ConvParams::default()
-        };
-        let mut x = relu6(&agesynth_nn::ops::conv2d(
-            &x,
-            &self.stem,
-            Some(&self.stem_bias),
-            &p,
-        )?)?;
-        for b in &self.blocks {
-            x = b.forward(&x)?;
-        }
-        Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
+        Ok(self.net.forward(chips)?)
     }
 
     /// Unit descriptors `(N, 1024)` of inputs `(N, 3, S, S)` (RGB f32

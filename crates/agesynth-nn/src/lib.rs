@@ -16,6 +16,9 @@
 //!   with the `gemm` crate's AVX-512 micro-kernels, parallel over the batch;
 //!   Winograd F(2×2, 3×3) for 3×3 stride-1 layers; vectorised elementwise
 //!   maps).
+//! - [`mobilenet`]: MobileNet v1 (TF layout and padding), the backbone of
+//!   the imported FaceRes identity network and of the critic fine-tuned
+//!   from it.
 //! - [`runtime`]: the process settings a CPU training binary applies at
 //!   start-up (allocator, thread pools).
 //!
@@ -39,6 +42,7 @@
 pub mod init;
 pub mod kernels;
 pub mod layers;
+pub mod mobilenet;
 pub mod ops;
 pub mod runtime;
 pub mod vars;

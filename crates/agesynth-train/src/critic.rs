@@ -11,10 +11,12 @@
 //! straight one.
 
 use crate::checkpoint::CheckpointRestore;
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use agesynth_core::{AgeGroup, FaceEmbedder, Gender};
-use agesynth_critic::{AgeCritic, CriticConfig, CriticHead, GenderCritic, IdentityCritic};
+use agesynth_critic::{
+    AgeCritic, CriticConfig, CriticHead, GenderCritic, IdentityCritic, TrunkKind,
+};
 use agesynth_losses::age::{cross_entropy, weighted_cross_entropy};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
@@ -91,6 +93,10 @@ pub struct CriticTrainConfig {
     /// `None`, which meant dlib's network).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teacher: Option<String>,
+    /// The MobileNet v1 weights a MobileNet trunk started from (e.g. HSE
+    /// FaceRes's; provenance, `None`: a seeded initialisation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_backbone: Option<std::path::PathBuf>,
 }
 
 impl CriticTrainConfig {
@@ -121,6 +127,7 @@ impl CriticTrainConfig {
             adversarial_steps: 0,
             init: None,
             teacher: None,
+            init_backbone: None,
         }
     }
 
@@ -361,6 +368,81 @@ impl CriticTask {
             ));
         }
         crate::params::restore(&self.vars, crate::params::snapshot(&source), path)
+    }
+
+    /// Sets a MobileNet trunk's weights from `path`, a MobileNet v1 weights
+    /// file holding exactly [`MobileNetV1::tensor_shapes`] (such as
+    /// `faceres.safetensors`). An identity critic whose descriptor is as
+    /// wide as the features then gets the projection that centres the
+    /// features of up to `calibrate` training faces and scales them to mean
+    /// length 1 (the shape of centred unit teacher descriptors), so that
+    /// fine-tuning starts from the backbone's own notion of identity. A
+    /// conv-trunk critic, or a file of other tensors, is an error naming the
+    /// file.
+    ///
+    /// [`MobileNetV1::tensor_shapes`]: agesynth_nn::mobilenet::MobileNetV1::tensor_shapes
+    pub fn init_backbone(&mut self, path: &std::path::Path, calibrate: usize) -> Result<()> {
+        if !matches!(self.cfg.model.trunk, TrunkKind::MobileNet { .. }) {
+            return Err(TrainError::checkpoint(
+                path,
+                format!(
+                    "is a MobileNet backbone, but critic `{}` has a convolutional trunk",
+                    self.cfg.model.preset
+                ),
+            ));
+        }
+        let mut file = agesynth_core::io::load_tensors(path, &self.device)?;
+        // Copies: a variable cannot be set from a tensor sharing its storage.
+        let mut all: HashMap<String, Tensor> = crate::params::snapshot(&self.vars)
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.copy()?)))
+            .collect::<candle_core::Result<_>>()?;
+        for (name, shape) in agesynth_nn::mobilenet::MobileNetV1::tensor_shapes() {
+            let t = agesynth_core::io::take_tensor(&mut file, path, &name, &shape)?;
+            all.insert(format!("trunk.{name}"), t);
+        }
+        if let Some(extra) = file.keys().min() {
+            return Err(TrainError::checkpoint(
+                path,
+                format!("holds `{extra}`, which is not a tensor of MobileNet v1"),
+            ));
+        }
+        crate::params::restore(&self.vars, all, path)?;
+        let Net::Identity { net, .. } = &self.net else {
+            return Ok(());
+        };
+        let width = self.cfg.model.feature_dim();
+        if net.dim() != width || calibrate == 0 {
+            return Ok(());
+        }
+        let n = calibrate.min(self.pool.len());
+        let mut parts = Vec::new();
+        for chunk in self.pool[..n].chunks(32) {
+            let x = self.faces.batch(chunk, &[], &self.device)?.images;
+            parts.push(net.features(&x)?.detach());
+        }
+        let f = Tensor::cat(&parts, 0)?;
+        let mean = f.mean_keepdim(0)?;
+        let scale = f
+            .broadcast_sub(&mean)?
+            .sqr()?
+            .sum(1)?
+            .sqrt()?
+            .mean_all()?
+            .to_scalar::<f32>()?
+            .max(1e-6);
+        // Copies: a variable cannot be set from a tensor sharing its storage.
+        let mut all: HashMap<String, Tensor> = crate::params::snapshot(&self.vars)
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.copy()?)))
+            .collect::<candle_core::Result<_>>()?;
+        let eye = Tensor::eye(width, DType::F32, &self.device)?;
+        all.insert("proj.weight".into(), (eye / f64::from(scale))?);
+        all.insert(
+            "proj.bias".into(),
+            (mean.squeeze(0)? * (-1.0 / f64::from(scale)))?,
+        );
+        crate::params::restore(&self.vars, all, path)
     }
 
     /// Saves the critic at `path` with its config as the sidecar, atomically.
@@ -1165,6 +1247,88 @@ mod tests {
         )
         .unwrap();
         assert!(r.teacher_l2.unwrap() < 1.0, "{r:?}");
+    }
+
+    #[test]
+    fn a_mobilenet_critic_starts_from_a_backbone_file_and_is_calibrated() {
+        let dev = Device::Cpu;
+        let f = Arc::new(faces(8, 16));
+        let model = CriticConfig::tiny_identity_mobilenet();
+        let teacher = Tensor::zeros((8, model.feature_dim()), DType::F32, &dev).unwrap();
+        let cfg = CriticTrainConfig::new(model, 10, 5);
+        let mut task = CriticTask::new(cfg, f.clone(), Some(teacher.clone()), &dev).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut backbone: HashMap<String, Tensor> =
+            agesynth_nn::mobilenet::MobileNetV1::tensor_shapes()
+                .into_iter()
+                .map(|(n, s)| {
+                    let t = (Tensor::randn(0f32, 1.0, s.as_slice(), &dev).unwrap() * 0.3).unwrap();
+                    (n, t)
+                })
+                .collect();
+        let file = dir.path().join("backbone.safetensors");
+        agesynth_core::io::save_tensors(&file, &backbone, None).unwrap();
+        task.init_backbone(&file, 8).unwrap();
+        let vars = crate::params::snapshot(task.vars());
+        let diff = (&vars["trunk.blocks.3.pointwise"] - &backbone["blocks.3.pointwise"])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "the trunk holds the file's weights");
+        // Calibrated: the faces' descriptors are centred, of mean length 1.
+        let x = f
+            .batch(&(0..8).collect::<Vec<_>>(), &[], &dev)
+            .unwrap()
+            .images;
+        let e = task.identity_critic().unwrap().embed(&x).unwrap();
+        // (The mean's length against descriptors of length 1; f32 rounding
+        // of saturated features leaves a little.)
+        let mean = e
+            .mean(0)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap();
+        let mean = mean.to_scalar::<f32>().unwrap();
+        assert!(mean < 0.05, "{mean}");
+        let norms: Vec<f32> = e
+            .sqr()
+            .unwrap()
+            .sum(1)
+            .unwrap()
+            .sqrt()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let avg = norms.iter().sum::<f32>() / norms.len() as f32;
+        assert!((avg - 1.0).abs() < 1e-2, "{norms:?}");
+        // A file with a tensor more, or one less, is refused.
+        backbone.insert(
+            "head.weight".into(),
+            Tensor::zeros(3, DType::F32, &dev).unwrap(),
+        );
+        agesynth_core::io::save_tensors(&file, &backbone, None).unwrap();
+        let err = task.init_backbone(&file, 8).unwrap_err().to_string();
+        assert!(
+            err.contains("head.weight") && err.contains("backbone.safetensors"),
+            "{err}"
+        );
+        backbone.remove("head.weight");
+        backbone.remove("stem");
+        agesynth_core::io::save_tensors(&file, &backbone, None).unwrap();
+        assert!(task.init_backbone(&file, 8).is_err());
+        // A convolutional critic has no MobileNet to start.
+        let conv = CriticTrainConfig::new(CriticConfig::tiny_identity(), 10, 5);
+        let t8 = Tensor::zeros((8, 8), DType::F32, &dev).unwrap();
+        let mut conv = CriticTask::new(conv, f, Some(t8), &dev).unwrap();
+        assert!(conv.init_backbone(&file, 8).is_err());
     }
 
     #[test]

@@ -46,6 +46,7 @@ mod affine;
 mod conv;
 mod modconv;
 mod optim;
+mod pad;
 mod reduce;
 
 pub use activation::{leaky_relu, sigmoid, softplus, tanh};
@@ -53,6 +54,7 @@ pub use affine::{bias_leaky_relu, channel_affine, scale_bias};
 pub use conv::{conv2d, conv2d_act, conv2d_out_size, conv_transpose2d, conv_transpose2d_act};
 pub use modconv::{modulated_conv2d, modulated_conv2d_grouped, modulated_conv2d_unfused};
 pub use optim::{adam_update, ema_update, fused_update_supported};
+pub use pad::{pad_same, PadWith};
 pub use reduce::{channel_dot, channel_sum};
 
 /// Hyper-parameters of a 2-D convolution (same on both axes), as in

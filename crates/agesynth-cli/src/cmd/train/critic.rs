@@ -127,6 +127,12 @@ pub struct CriticArgs {
     /// to fine-tune it adversarially.
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Start a MobileNet-trunk critic (preset identity-mobilenet112) from
+    /// these MobileNet v1 weights, e.g. the weights folder's
+    /// `faceres.safetensors`: fine-tuning a recognition network at the
+    /// generators' resolution rather than distilling into a small one.
+    #[arg(long)]
+    pub init_backbone: Option<PathBuf>,
     /// The network the identity critic is distilled from. Used only to
     /// distil the critic; the generators never see it.
     #[arg(long, value_enum, default_value = "faceres")]
@@ -182,6 +188,7 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
         c.only_gender = a.only_gender.map(Into::into);
         c.adversarial_epsilon = a.adversarial_epsilon.unwrap_or(0.0);
         c.init = a.init.clone();
+        c.init_backbone = a.init_backbone.clone();
         if a.kind == CriticKind::Identity {
             c.teacher = Some(a.teacher.name().to_string());
         }
@@ -289,7 +296,18 @@ pub fn train_critic(a: CriticArgs) -> anyhow::Result<ExitCode> {
     }
     let steps = a.steps;
     let init = cfg.init.clone();
+    let backbone = cfg.init_backbone.clone();
     let mut task = CriticTask::new(cfg, faces, teacher, &device)?;
+    if let (Some(p), false) = (backbone, has_checkpoint) {
+        let t0 = Instant::now();
+        task.init_backbone(&p, 512)
+            .with_context(|| format!("starting from the backbone {}", p.display()))?;
+        eprintln!(
+            "started from the backbone {} ({:.0} s)",
+            p.display(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
     if let (Some(p), false) = (init, has_checkpoint) {
         task.init_from(&p)
             .with_context(|| format!("starting from the critic {}", p.display()))?;
