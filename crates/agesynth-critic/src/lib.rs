@@ -133,6 +133,7 @@ pub enum TrunkKind {
     /// `[0, 255]`: the architecture of HSE FaceRes, so that an identity
     /// critic can start from that network's weights and be fine-tuned at
     /// the generators' resolution ([`CriticConfig::channels`] is empty).
+    #[serde(rename = "mobilenet", alias = "mobile_net")]
     MobileNet {
         /// Side the image is resampled to before the network.
         input_size: usize,
@@ -875,6 +876,9 @@ mod tests {
         let round: CriticConfig =
             serde_json::from_str(&serde_json::to_string(&cfg).unwrap()).unwrap();
         assert_eq!(round, cfg);
+        assert!(serde_json::to_string(&cfg)
+            .unwrap()
+            .contains(r#""kind":"mobilenet""#));
     }
 
     #[test]
