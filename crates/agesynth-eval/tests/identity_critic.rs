@@ -48,7 +48,12 @@ fn the_shipped_mobilenet_critic_loads_and_embeds() {
     let v: Vec<f32> = e.flatten_all().unwrap().to_vec1().unwrap();
     assert!(v.iter().all(|a| a.is_finite()));
     // Two different images get two different descriptors.
-    let d = (e.get(0).unwrap() - e.get(1).unwrap()).unwrap().sqr().unwrap().sum_all().unwrap();
+    let d = (e.get(0).unwrap() - e.get(1).unwrap())
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap();
     assert!(d.to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap() > 1e-4);
 }
 

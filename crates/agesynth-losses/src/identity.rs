@@ -134,6 +134,35 @@ impl Loss for SharedIdentityLoss {
     }
 }
 
+/// Contrastive identity loss (InfoNCE) between two views `a`, `b` `(N, D)`
+/// of the same `N` identities, row `i` of each being identity `i`: the
+/// cross-entropy of telling each row's partner from the other rows' by
+/// `−‖a_i − b_j‖² / temperature`, averaged over both directions. Unlike the
+/// mean distance it asks for identification: a pair may lie close and still
+/// lose to another identity lying closer, and the loss says so. `N < 2` is
+/// an error (there is nothing to tell apart).
+pub fn contrastive_identity(a: &Tensor, b: &Tensor, temperature: f64) -> Result<Tensor> {
+    same_shape("contrastive identity", a, b)?;
+    let n = a.dim(0)?;
+    if n < 2 || !(temperature.is_finite() && temperature > 0.0) {
+        return Err(agesynth_core::Error::InvalidInput(format!(
+            "a contrastive identity loss needs at least 2 rows and a positive temperature, got {n} and {temperature}"
+        )));
+    }
+    // ‖a_i − b_j‖² = ‖a_i‖² + ‖b_j‖² − 2 a_i·b_j, as an (N, N) matrix.
+    let aa = a.sqr()?.sum_keepdim(D::Minus1)?;
+    let bb = b.sqr()?.sum_keepdim(D::Minus1)?.t()?;
+    let ab = a.matmul(&b.t()?)?;
+    let d2 = ((ab * -2.0)?.broadcast_add(&aa)?.broadcast_add(&bb))?;
+    let logits = (d2 * (-1.0 / temperature))?;
+    let diag = |l: &Tensor| -> Result<Tensor> {
+        let lp = candle_nn::ops::log_softmax(l, D::Minus1)?;
+        let eye = Tensor::eye(n, lp.dtype(), lp.device())?;
+        Ok(((lp * eye)?.sum_all()? * (-1.0 / n as f64))?)
+    };
+    Ok(((diag(&logits)? + diag(&logits.t()?.contiguous()?)?)? * 0.5)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +272,69 @@ mod tests {
         assert!(
             embedding_distance(&a, &b.narrow(1, 0, 2).unwrap(), EmbeddingDistance::L2).is_err()
         );
+    }
+
+    #[test]
+    fn the_contrastive_loss_rewards_identification_and_matches_its_gradient() {
+        use candle_core::{Device, Var};
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[[1f32, 0.0], [0.0, 1.0], [-1.0, 0.0]], &dev).unwrap();
+        // Matched views: each row's partner is itself; swapped: rows 0 and 2 exchanged.
+        let matched = contrastive_identity(&a, &a, 0.5)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let swapped = Tensor::new(&[[-1f32, 0.0], [0.0, 1.0], [1.0, 0.0]], &dev).unwrap();
+        let wrong = contrastive_identity(&a, &swapped, 0.5)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(matched < 0.2 && wrong > 2.0, "{matched} {wrong}");
+        // By hand for row 0 of the matched case: distances 0, 2, 4 → logits 0, −4, −8.
+        let row0 = (1.0 + (-4f32).exp() + (-8f32).exp()).ln();
+        let row1 = (1.0 + 2.0 * (-4f32).exp()).ln();
+        let want = (2.0 * row0 + row1) / 3.0;
+        assert!((matched - want).abs() < 1e-5, "{matched} {want}");
+        assert!(contrastive_identity(
+            &a.narrow(0, 0, 1).unwrap(),
+            &a.narrow(0, 0, 1).unwrap(),
+            0.5
+        )
+        .is_err());
+        assert!(contrastive_identity(&a, &a, 0.0).is_err());
+        // The gradient against finite differences (f64).
+        let x0 = Tensor::new(&[[0.3f64, -0.2], [0.1, 0.4], [-0.5, 0.2]], &dev).unwrap();
+        let y = Tensor::new(&[[0.2f64, -0.1], [0.0, 0.5], [-0.4, 0.1]], &dev).unwrap();
+        let x = Var::from_tensor(&x0).unwrap();
+        let l = contrastive_identity(x.as_tensor(), &y, 0.3).unwrap();
+        let g = l
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        let h = 1e-6;
+        for i in 0..3 {
+            for k in 0..2 {
+                let mut v = x0.to_vec2::<f64>().unwrap();
+                v[i][k] += h;
+                let plus = contrastive_identity(&Tensor::new(v.clone(), &dev).unwrap(), &y, 0.3)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
+                v[i][k] -= 2.0 * h;
+                let minus = contrastive_identity(&Tensor::new(v, &dev).unwrap(), &y, 0.3)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
+                let fd = (plus - minus) / (2.0 * h);
+                assert!(
+                    (fd - g[i][k]).abs() < 1e-6,
+                    "({i},{k}) fd {fd} grad {}",
+                    g[i][k]
+                );
+            }
+        }
     }
 }

@@ -107,6 +107,14 @@ pub struct CStyleGanTrainConfig {
     /// before it read as `None`).
     #[serde(default)]
     pub cross_age_anchor: Option<usize>,
+    /// The cross-age term's form: 0 is the mean squared distance between
+    /// the two renders' descriptors; above 0 it is a contrastive loss
+    /// ([`agesynth_losses::identity::contrastive_identity`]) at this
+    /// temperature, asking that each render be closer to its own second
+    /// render than to the batch's other latents' (identification rather
+    /// than closeness; configs written before it read as 0).
+    #[serde(default)]
+    pub cross_age_temperature: f64,
     /// The identity critic of the cross-age term (provenance).
     #[serde(default)]
     pub identity_critic: Option<std::path::PathBuf>,
@@ -185,6 +193,7 @@ impl CStyleGanTrainConfig {
             d_warmup_steps: 0,
             cross_age_identity: 0.0,
             cross_age_anchor: None,
+            cross_age_temperature: 0.0,
             identity_critic: None,
             init_generator: None,
             age_critic: 0.0,
@@ -211,6 +220,7 @@ impl CStyleGanTrainConfig {
         }
         for (name, v) in [
             ("cross_age_identity", self.cross_age_identity),
+            ("cross_age_temperature", self.cross_age_temperature),
             ("age_critic", self.age_critic),
             ("age_critic_blur", self.age_critic_blur),
         ] {
@@ -568,8 +578,22 @@ impl TrainTask for CStyleGanTask {
             );
             let second = self.g.forward(&z, &other, &opts)?;
             let (ea, eb) = (critic.embed(&fake)?, critic.embed(&second)?);
-            let id = (ea - eb)?.sqr()?.sum(1)?.mean_all()?;
-            losses.push(("cross_age_id".to_string(), id.to_scalar::<f32>()?));
+            let id = if self.cfg.cross_age_temperature > 0.0 {
+                let nce = agesynth_losses::identity::contrastive_identity(
+                    &ea,
+                    &eb,
+                    self.cfg.cross_age_temperature,
+                )?;
+                // The plain distance, for the log only.
+                let d = (&ea - &eb)?.sqr()?.sum(1)?.mean_all()?;
+                losses.push(("cross_age_id".to_string(), d.to_scalar::<f32>()?));
+                losses.push(("cross_age_nce".to_string(), nce.to_scalar::<f32>()?));
+                nce
+            } else {
+                let d = (ea - eb)?.sqr()?.sum(1)?.mean_all()?;
+                losses.push(("cross_age_id".to_string(), d.to_scalar::<f32>()?));
+                d
+            };
             g_loss = (g_loss + (id * self.cfg.cross_age_identity)?)?;
         }
         self.state.opt_g.backward_step(&g_loss)?;

@@ -504,6 +504,38 @@ fn the_cross_age_identity_term_needs_and_uses_its_critic() {
     }
 }
 
+/// The contrastive form of the cross-age term: logged beside the plain
+/// distance, bounded below by 0 and above by the chance level of the batch
+/// at the start; a negative temperature is refused.
+#[test]
+fn the_contrastive_cross_age_term_is_logged_and_checked() {
+    use agesynth_critic::{CriticConfig, IdentityCritic};
+    let dev = Device::Cpu;
+    let mut cfg = config(11);
+    cfg.cross_age_identity = 1.0;
+    cfg.cross_age_temperature = 0.1;
+    cfg.r1_every = 0;
+    let critic = IdentityCritic::new(
+        &CriticConfig::tiny_identity(),
+        agesynth_cstylegan::seeded_var_builder(&candle_nn::VarMap::new(), 3, DType::F32, &dev),
+    )
+    .unwrap();
+    let mut task = CStyleGanTask::new(cfg.clone(), faces(8), &dev)
+        .unwrap()
+        .with_identity_critic(Arc::new(critic));
+    let r = agesynth_train::TrainTask::step(&mut task, 1).unwrap();
+    let get = |name: &str| r.losses.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    let nce = get("cross_age_nce").expect("the contrastive term is logged");
+    assert!(
+        get("cross_age_id").is_some(),
+        "the plain distance is logged too"
+    );
+    assert!(nce.is_finite() && nce >= 0.0, "{nce}");
+    let mut bad = cfg;
+    bad.cross_age_temperature = -1.0;
+    assert!(CStyleGanTask::new(bad, faces(8), &dev).is_err());
+}
+
 /// The age-critic term: a clear error without its critic, a critic of other
 /// groups refused, and with one the term is logged and changes G's update.
 #[test]

@@ -181,6 +181,12 @@ pub struct CStyleGanArgs {
     /// resume it replaces the saved value
     #[arg(long)]
     pub cross_age_anchor: Option<usize>,
+    /// Make the cross-age term contrastive at this temperature: each render
+    /// must lie closer to its own second render than to the batch's other
+    /// latents' (identification, not only closeness; 0: the plain mean
+    /// squared distance). On resume it replaces the saved value
+    #[arg(long)]
+    pub cross_age_temperature: Option<f64>,
     /// The identity critic of the cross-age term (`train critic --kind
     /// identity`) [default: the weights folder's critic-identity64.safetensors]
     #[arg(long)]
@@ -429,7 +435,7 @@ fn run_task<T: TrainTask>(
 }
 
 /// The cStyleGAN's loss-term arguments (`--cross-age-identity`,
-/// `--cross-age-anchor`, `--identity-critic`, `--age-critic-weight`, `--age-critic`,
+/// `--cross-age-anchor`, `--cross-age-temperature`, `--identity-critic`, `--age-critic-weight`, `--age-critic`,
 /// `--age-critic-blur`, `--age-critic-gender-from-group`) applied to `cfg`:
 /// a new run's config, or a resumed run's saved one (the schedule of a run
 /// in stages), where they replace the saved values, are said and are saved
@@ -444,6 +450,12 @@ fn apply_loss_args(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow:
                     .join("critic-identity64.safetensors")
             }));
         }
+    }
+    if let Some(t) = a.cross_age_temperature {
+        if !(t.is_finite() && t >= 0.0) {
+            bail!("--cross-age-temperature {t} must be a finite number ≥ 0");
+        }
+        cfg.cross_age_temperature = t;
     }
     if let Some(k) = a.cross_age_anchor {
         if k >= cfg.model.num_groups() {
@@ -526,11 +538,13 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         overridden = saved != before;
         if losses_changed {
             eprintln!(
-                "resuming with changed loss weights: cross-age identity {} → {} (anchor {:?} → {:?}), age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
+                "resuming with changed loss weights: cross-age identity {} → {} (anchor {:?} → {:?}, temperature {} → {}), age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
                 before.cross_age_identity,
                 saved.cross_age_identity,
                 before.cross_age_anchor,
                 saved.cross_age_anchor,
+                before.cross_age_temperature,
+                saved.cross_age_temperature,
                 before.age_critic,
                 saved.age_critic,
                 saved.age_critic_file
