@@ -1258,12 +1258,27 @@ mod tests {
         let cfg = CriticTrainConfig::new(model, 10, 5);
         let mut task = CriticTask::new(cfg, f.clone(), Some(teacher.clone()), &dev).unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // Seeded, fan-in scaled weights (candle's own generator cannot be
+        // seeded, and unscaled ones blow the features up until f32 cannot
+        // centre them): the features stay of order one, run after run.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut backbone: HashMap<String, Tensor> =
             agesynth_nn::mobilenet::MobileNetV1::tensor_shapes()
                 .into_iter()
                 .map(|(n, s)| {
-                    let t = (Tensor::randn(0f32, 1.0, s.as_slice(), &dev).unwrap() * 0.3).unwrap();
-                    (n, t)
+                    let count: usize = s.iter().product();
+                    let (centre, spread) = if n.ends_with("scale") {
+                        (1.0, 0.1)
+                    } else if n.ends_with("bias") {
+                        (0.0, 0.1)
+                    } else {
+                        (0.0, (2.0 / s[1..].iter().product::<usize>() as f32).sqrt())
+                    };
+                    let v: Vec<f32> = (0..count)
+                        .map(|_| centre + spread * (rng.random::<f32>() * 2.0 - 1.0) * 3f32.sqrt())
+                        .collect();
+                    (n, Tensor::from_vec(v, s.as_slice(), &dev).unwrap())
                 })
                 .collect();
         let file = dir.path().join("backbone.safetensors");
