@@ -142,6 +142,21 @@ impl Loss for SharedIdentityLoss {
 /// lose to another identity lying closer, and the loss says so. `N < 2` is
 /// an error (there is nothing to tell apart).
 pub fn contrastive_identity(a: &Tensor, b: &Tensor, temperature: f64) -> Result<Tensor> {
+    contrastive_identity_with_negatives(a, b, None, temperature)
+}
+
+/// [`contrastive_identity`] with more identities to tell apart: `negatives`
+/// `(M, D)` are further views of the `b` kind, of identities other than the
+/// batch's (a queue of earlier batches' `b`, for example, as MoCo keeps),
+/// which each `a_i` must lie farther from than from `b_i`. They join the
+/// `a → b` direction only (the `b → a` direction has no such views) and take
+/// no gradient. `M = 0` (or `None`) is [`contrastive_identity`].
+pub fn contrastive_identity_with_negatives(
+    a: &Tensor,
+    b: &Tensor,
+    negatives: Option<&Tensor>,
+    temperature: f64,
+) -> Result<Tensor> {
     same_shape("contrastive identity", a, b)?;
     let n = a.dim(0)?;
     if n < 2 || !(temperature.is_finite() && temperature > 0.0) {
@@ -149,24 +164,45 @@ pub fn contrastive_identity(a: &Tensor, b: &Tensor, temperature: f64) -> Result<
             "a contrastive identity loss needs at least 2 rows and a positive temperature, got {n} and {temperature}"
         )));
     }
-    // ‖a_i − b_j‖² = ‖a_i‖² + ‖b_j‖² − 2 a_i·b_j, as an (N, N) matrix.
-    let aa = a.sqr()?.sum_keepdim(D::Minus1)?;
-    let bb = b.sqr()?.sum_keepdim(D::Minus1)?.t()?;
-    let ab = a.matmul(&b.t()?)?;
-    let d2 = ((ab * -2.0)?.broadcast_add(&aa)?.broadcast_add(&bb))?;
-    let logits = (d2 * (-1.0 / temperature))?;
+    let negatives = match negatives {
+        Some(q) if q.dim(0)? > 0 => {
+            if q.rank() != 2 || q.dim(1)? != a.dim(1)? {
+                return Err(agesynth_core::Error::InvalidInput(format!(
+                    "contrastive identity: negatives of shape {:?} for descriptors of shape {:?}",
+                    q.dims(),
+                    a.dims()
+                )));
+            }
+            Some(q.detach().to_dtype(a.dtype())?)
+        }
+        _ => None,
+    };
+    // ‖x_i − y_j‖² = ‖x_i‖² + ‖y_j‖² − 2 x_i·y_j, as a matrix; logits −d²/T.
+    let logits = |x: &Tensor, y: &Tensor| -> Result<Tensor> {
+        let xx = x.sqr()?.sum_keepdim(D::Minus1)?;
+        let yy = y.sqr()?.sum_keepdim(D::Minus1)?.t()?;
+        let xy = x.matmul(&y.t()?)?;
+        let d2 = ((xy * -2.0)?.broadcast_add(&xx)?.broadcast_add(&yy))?;
+        Ok((d2 * (-1.0 / temperature))?)
+    };
+    let ab = logits(a, b)?;
+    // The mean over rows of −log p(partner): the partner is column i of row i.
     let diag = |l: &Tensor| -> Result<Tensor> {
-        let lp = candle_nn::ops::log_softmax(l, D::Minus1)?;
+        let lp = candle_nn::ops::log_softmax(l, D::Minus1)?.narrow(1, 0, n)?;
         let eye = Tensor::eye(n, lp.dtype(), lp.device())?;
         Ok(((lp * eye)?.sum_all()? * (-1.0 / n as f64))?)
     };
-    Ok(((diag(&logits)? + diag(&logits.t()?.contiguous()?)?)? * 0.5)?)
+    let forward = match &negatives {
+        Some(q) => diag(&Tensor::cat(&[&ab, &logits(a, q)?], 1)?)?,
+        None => diag(&ab)?,
+    };
+    Ok(((forward + diag(&ab.t()?.contiguous()?)?)? * 0.5)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     /// An embedder averaging each channel: linear, so values are easy to
     /// work out by hand.
@@ -326,6 +362,74 @@ mod tests {
                 v[i][k] -= 2.0 * h;
                 let minus = contrastive_identity(&Tensor::new(v, &dev).unwrap(), &y, 0.3)
                     .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
+                let fd = (plus - minus) / (2.0 * h);
+                assert!(
+                    (fd - g[i][k]).abs() < 1e-6,
+                    "({i},{k}) fd {fd} grad {}",
+                    g[i][k]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn queued_negatives_join_one_direction_and_match_their_gradient() {
+        use candle_core::{Device, Var};
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[[1f64, 0.0], [-1.0, 0.0]], &dev).unwrap();
+        let q = Tensor::new(&[[0f64, 0.0]], &dev).unwrap();
+        let v = |neg: Option<&Tensor>| {
+            contrastive_identity_with_negatives(&a, &a, neg, 1.0)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        // No negatives, or none queued yet: the plain loss.
+        let plain = contrastive_identity(&a, &a, 1.0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert_eq!(v(None), plain);
+        assert_eq!(v(Some(&q.narrow(0, 0, 0).unwrap())), plain);
+        // By hand: a → b rows see distances 0, 4 and 1 (the negative), b → a
+        // rows 0 and 4.
+        let want = 0.5 * ((1.0 + (-4f64).exp() + (-1f64).exp()).ln() + (1.0 + (-4f64).exp()).ln());
+        assert!((v(Some(&q)) - want).abs() < 1e-12, "{} {want}", v(Some(&q)));
+        // A negative lying farther than every partner changes little.
+        let far = Tensor::new(&[[30f64, 30.0]], &dev).unwrap();
+        assert!((v(Some(&far)) - plain).abs() < 1e-9);
+        assert!(contrastive_identity_with_negatives(
+            &a,
+            &a,
+            Some(&Tensor::zeros((1, 3), DType::F64, &dev).unwrap()),
+            1.0
+        )
+        .is_err());
+        // The gradient against finite differences (f64), negatives held.
+        let x0 = Tensor::new(&[[0.3f64, -0.2], [0.1, 0.4], [-0.5, 0.2]], &dev).unwrap();
+        let y = Tensor::new(&[[0.2f64, -0.1], [0.0, 0.5], [-0.4, 0.1]], &dev).unwrap();
+        let q = Tensor::new(&[[0.25f64, 0.0], [-0.1, 0.3]], &dev).unwrap();
+        let f = |x: &Tensor| contrastive_identity_with_negatives(x, &y, Some(&q), 0.3).unwrap();
+        let x = Var::from_tensor(&x0).unwrap();
+        let g = f(x.as_tensor())
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        let h = 1e-6;
+        for i in 0..3 {
+            for k in 0..2 {
+                let mut v = x0.to_vec2::<f64>().unwrap();
+                v[i][k] += h;
+                let plus = f(&Tensor::new(v.clone(), &dev).unwrap())
+                    .to_scalar::<f64>()
+                    .unwrap();
+                v[i][k] -= 2.0 * h;
+                let minus = f(&Tensor::new(v, &dev).unwrap())
                     .to_scalar::<f64>()
                     .unwrap();
                 let fd = (plus - minus) / (2.0 * h);

@@ -115,6 +115,15 @@ pub struct CStyleGanTrainConfig {
     /// than closeness; configs written before it read as 0).
     #[serde(default)]
     pub cross_age_temperature: f64,
+    /// The contrastive cross-age term's queue: the second renders'
+    /// descriptors of up to this many earlier latents are kept (newest
+    /// first, no gradient) as further identities each render must not be
+    /// mistaken for, so that it is told apart from many more than the
+    /// batch's ([`agesynth_losses::identity::contrastive_identity_with_negatives`];
+    /// the queue is saved in checkpoints; 0: the batch only, as configs
+    /// written before it read).
+    #[serde(default)]
+    pub cross_age_queue: usize,
     /// The identity critic of the cross-age term (provenance).
     #[serde(default)]
     pub identity_critic: Option<std::path::PathBuf>,
@@ -194,6 +203,7 @@ impl CStyleGanTrainConfig {
             cross_age_identity: 0.0,
             cross_age_anchor: None,
             cross_age_temperature: 0.0,
+            cross_age_queue: 0,
             identity_critic: None,
             init_generator: None,
             age_critic: 0.0,
@@ -228,6 +238,12 @@ impl CStyleGanTrainConfig {
                 return bad(format!("{name} {v} must be a finite number ≥ 0"));
             }
         }
+        if self.cross_age_queue > 0 && self.cross_age_temperature == 0.0 {
+            return bad(format!(
+                "cross_age_queue {} needs the contrastive form (cross_age_temperature > 0)",
+                self.cross_age_queue
+            ));
+        }
         let groups = self.model.num_groups();
         if let Some(k) = self.cross_age_anchor.filter(|&k| k >= groups) {
             return bad(format!(
@@ -251,6 +267,9 @@ pub struct CStyleGanTask {
     loss: AdversarialLoss,
     identity: Option<Arc<dyn agesynth_core::FaceEmbedder>>,
     age_critic: Option<Arc<AgeCritic>>,
+    /// The contrastive cross-age term's queue of earlier second renders'
+    /// descriptors `(M, D)`, newest first (`None`: empty).
+    cross_age_queue: Option<Tensor>,
 }
 
 impl CStyleGanTask {
@@ -345,6 +364,7 @@ impl CStyleGanTask {
             loss: AdversarialLoss::Logistic,
             identity: None,
             age_critic: None,
+            cross_age_queue: None,
         })
     }
 
@@ -579,11 +599,21 @@ impl TrainTask for CStyleGanTask {
             let second = self.g.forward(&z, &other, &opts)?;
             let (ea, eb) = (critic.embed(&fake)?, critic.embed(&second)?);
             let id = if self.cfg.cross_age_temperature > 0.0 {
-                let nce = agesynth_losses::identity::contrastive_identity(
+                let nce = agesynth_losses::identity::contrastive_identity_with_negatives(
                     &ea,
                     &eb,
+                    self.cross_age_queue.as_ref(),
                     self.cfg.cross_age_temperature,
                 )?;
+                if self.cfg.cross_age_queue > 0 {
+                    let newest = eb.detach();
+                    let all = match self.cross_age_queue.take() {
+                        Some(q) => Tensor::cat(&[&newest, &q], 0)?,
+                        None => newest,
+                    };
+                    let keep = all.dim(0)?.min(self.cfg.cross_age_queue);
+                    self.cross_age_queue = Some(all.narrow(0, 0, keep)?.contiguous()?);
+                }
                 // The plain distance, for the log only.
                 let d = (&ea - &eb)?.sqr()?.sum(1)?.mean_all()?;
                 losses.push(("cross_age_id".to_string(), d.to_scalar::<f32>()?));
@@ -610,8 +640,15 @@ impl TrainTask for CStyleGanTask {
     }
 
     fn checkpoint(&self) -> Result<CheckpointContents> {
-        self.state
-            .contents()?
+        let mut contents = self.state.contents()?;
+        if let Some(q) = &self.cross_age_queue {
+            contents = contents.tensors(
+                "cross_age_queue",
+                HashMap::from([("descriptors".to_string(), q.clone())]),
+                None,
+            );
+        }
+        contents
             // The sidecar of generator_ema.safetensors: the checkpoint's EMA
             // weights load like a shipped weights file.
             .json("generator_ema", &self.cfg.model)?
@@ -651,6 +688,22 @@ impl TrainTask for CStyleGanTask {
         }
         self.state.restore(ck)?;
         self.order = order;
+        // The queue, where the run keeps one and the checkpoint holds one
+        // of this critic's width (a run resumed with another critic or none
+        // yet saved starts it empty; a shorter queue keeps the newest).
+        self.cross_age_queue = None;
+        let path = ck.tensors_path("cross_age_queue");
+        if self.cfg.cross_age_queue > 0 && path.is_file() {
+            let (mut t, _) = ck.load_tensors("cross_age_queue")?;
+            let q = t.remove("descriptors").ok_or_else(|| {
+                TrainError::checkpoint(path.clone(), "holds no `descriptors` tensor")
+            })?;
+            let width = self.identity.as_ref().map(|c| c.dim());
+            if q.rank() == 2 && Some(q.dim(1)?) == width {
+                let keep = q.dim(0)?.min(self.cfg.cross_age_queue);
+                self.cross_age_queue = Some(q.narrow(0, 0, keep)?.to_device(&self.device)?);
+            }
+        }
         Ok(())
     }
 

@@ -536,6 +536,78 @@ fn the_contrastive_cross_age_term_is_logged_and_checked() {
     assert!(CStyleGanTask::new(bad, faces(8), &dev).is_err());
 }
 
+/// The contrastive term's queue: it fills with each batch's second renders
+/// up to its size, is saved in checkpoints (a resumed run repeats the
+/// straight one, which it would not with an empty queue), and changes the
+/// term against the batch-only form; without the contrastive form it is
+/// refused.
+#[test]
+fn the_cross_age_queue_fills_is_saved_and_resumes_exactly() {
+    use agesynth_critic::{CriticConfig, IdentityCritic};
+    let dev = Device::Cpu;
+    let data = faces(12);
+    let critic: Arc<dyn agesynth_core::FaceEmbedder> = Arc::new(
+        IdentityCritic::new(
+            &CriticConfig::tiny_identity(),
+            agesynth_cstylegan::seeded_var_builder(&candle_nn::VarMap::new(), 3, DType::F32, &dev),
+        )
+        .unwrap(),
+    );
+    let mut cfg = config(13);
+    cfg.cross_age_identity = 1.0;
+    cfg.cross_age_temperature = 0.5;
+    cfg.cross_age_queue = 6;
+    let task = |cfg: &CStyleGanTrainConfig| {
+        CStyleGanTask::new(cfg.clone(), data.clone(), &dev)
+            .unwrap()
+            .with_identity_critic(critic.clone())
+    };
+    let nce = |run: &RunDir| -> Vec<f64> {
+        curve(run)
+            .into_iter()
+            .map(|(_, l)| l.into_iter().find(|(k, _)| k == "cross_age_nce").unwrap().1)
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a_run = RunDir::open(dir.path().join("a")).unwrap();
+    Trainer::new(a_run.clone(), opts(4, 4))
+        .run(&mut task(&cfg), false)
+        .unwrap();
+    let b_run = RunDir::open(dir.path().join("b")).unwrap();
+    Trainer::new(b_run.clone(), opts(2, 2))
+        .run(&mut task(&cfg), false)
+        .unwrap();
+    // Two batches of 4 into a queue of 6: the newest 6 descriptors kept.
+    let ck = b_run.latest().unwrap().unwrap();
+    let (q, _) = ck.load_tensors("cross_age_queue").unwrap();
+    assert_eq!(q["descriptors"].dims(), &[6, critic.dim()]);
+    Trainer::new(b_run.clone(), opts(4, 4))
+        .run(&mut task(&cfg), true)
+        .unwrap();
+    assert_eq!(nce(&a_run), nce(&b_run));
+    // The batch-only form agrees at the first step (the queue is empty);
+    // at the second (the same models) the queue's descriptors are further
+    // identities to tell apart, so the term is larger.
+    let mut plain = cfg.clone();
+    plain.cross_age_queue = 0;
+    let c_run = RunDir::open(dir.path().join("c")).unwrap();
+    Trainer::new(c_run.clone(), opts(2, 2))
+        .run(&mut task(&plain), false)
+        .unwrap();
+    let (with, without) = (nce(&a_run), nce(&c_run));
+    assert_eq!(with[0], without[0]);
+    assert!(with[1] > without[1], "{with:?} {without:?}");
+    assert!(c_run
+        .latest()
+        .unwrap()
+        .unwrap()
+        .load_tensors("cross_age_queue")
+        .is_err());
+    let mut bad = cfg;
+    bad.cross_age_temperature = 0.0;
+    assert!(CStyleGanTask::new(bad, data.clone(), &dev).is_err());
+}
+
 /// The age-critic term: a clear error without its critic, a critic of other
 /// groups refused, and with one the term is logged and changes G's update.
 #[test]

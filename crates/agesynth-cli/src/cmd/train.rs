@@ -187,6 +187,12 @@ pub struct CStyleGanArgs {
     /// squared distance). On resume it replaces the saved value
     #[arg(long)]
     pub cross_age_temperature: Option<f64>,
+    /// With the contrastive form: keep the second renders' descriptors of
+    /// this many earlier latents as further identities to tell each render
+    /// from (a queue, saved in checkpoints; 0: the batch's only). On resume
+    /// it replaces the saved value
+    #[arg(long)]
+    pub cross_age_queue: Option<usize>,
     /// The identity critic of the cross-age term (`train critic --kind
     /// identity`) [default: the weights folder's critic-identity64.safetensors]
     #[arg(long)]
@@ -435,7 +441,7 @@ fn run_task<T: TrainTask>(
 }
 
 /// The cStyleGAN's loss-term arguments (`--cross-age-identity`,
-/// `--cross-age-anchor`, `--cross-age-temperature`, `--identity-critic`, `--age-critic-weight`, `--age-critic`,
+/// `--cross-age-anchor`, `--cross-age-temperature`, `--cross-age-queue`, `--identity-critic`, `--age-critic-weight`, `--age-critic`,
 /// `--age-critic-blur`, `--age-critic-gender-from-group`) applied to `cfg`:
 /// a new run's config, or a resumed run's saved one (the schedule of a run
 /// in stages), where they replace the saved values, are said and are saved
@@ -456,6 +462,12 @@ fn apply_loss_args(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow:
             bail!("--cross-age-temperature {t} must be a finite number ≥ 0");
         }
         cfg.cross_age_temperature = t;
+    }
+    if let Some(q) = a.cross_age_queue {
+        if q > 0 && cfg.cross_age_temperature == 0.0 {
+            bail!("--cross-age-queue {q} needs the contrastive form (--cross-age-temperature > 0)");
+        }
+        cfg.cross_age_queue = q;
     }
     if let Some(k) = a.cross_age_anchor {
         if k >= cfg.model.num_groups() {
@@ -538,13 +550,15 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         overridden = saved != before;
         if losses_changed {
             eprintln!(
-                "resuming with changed loss weights: cross-age identity {} → {} (anchor {:?} → {:?}, temperature {} → {}), age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
+                "resuming with changed loss weights: cross-age identity {} → {} (anchor {:?} → {:?}, temperature {} → {}, queue {} → {}), age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
                 before.cross_age_identity,
                 saved.cross_age_identity,
                 before.cross_age_anchor,
                 saved.cross_age_anchor,
                 before.cross_age_temperature,
                 saved.cross_age_temperature,
+                before.cross_age_queue,
+                saved.cross_age_queue,
                 before.age_critic,
                 saved.age_critic,
                 saved.age_critic_file
