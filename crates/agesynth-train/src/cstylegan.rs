@@ -130,6 +130,10 @@ pub struct CStyleGanTrainConfig {
     /// The generator the run's G started from, if warm-started (provenance).
     #[serde(default)]
     pub init_generator: Option<std::path::PathBuf>,
+    /// The discriminator the run's D started from, if warm-started
+    /// (provenance; [`CStyleGanTask::init_discriminator_from`]).
+    #[serde(default)]
+    pub init_discriminator: Option<std::path::PathBuf>,
     /// Weight of the age-critic term: the cross-entropy of each G-step
     /// render's condition under a frozen age critic trained on real faces
     /// (joint gender and age for an age-given-gender critic and a
@@ -206,6 +210,7 @@ impl CStyleGanTrainConfig {
             cross_age_queue: 0,
             identity_critic: None,
             init_generator: None,
+            init_discriminator: None,
             age_critic: 0.0,
             age_critic_blur: default_age_critic_blur(),
             age_critic_file: None,
@@ -423,6 +428,18 @@ impl CStyleGanTask {
             adapt_copy(target, vars)?;
         }
         Ok(())
+    }
+
+    /// Warm start of D: loads a trained discriminator's weights (a weights
+    /// file such as the shipped `cstylegan-cpu64-discriminator.safetensors`
+    /// or a checkpoint's `discriminator.safetensors`, any float precision)
+    /// into D, so that a warm-started G meets the critic it was trained
+    /// against instead of a fresh one. Every tensor must match D's names
+    /// and shapes; a mismatch is an error naming the file, and D is left as
+    /// it was.
+    pub fn init_discriminator_from(&mut self, path: &Path) -> Result<()> {
+        let tensors = agesynth_core::io::load_tensors(path, &self.device)?;
+        crate::params::restore(&self.state.d_vars, tensors, path)
     }
 
     /// The data order (where the run is in its data).

@@ -131,6 +131,43 @@ fn resume_continues_the_same_gan_loss_curve() {
     assert_ne!(curve(&c_run)[..5], ca[..5]);
 }
 
+/// D's warm start: a checkpoint's discriminator lands in another task's D
+/// (the same scores afterwards, not before); a file of another network is
+/// refused with its name and leaves D as it was.
+#[test]
+fn a_discriminator_warm_starts_from_a_saved_one() {
+    let dev = Device::Cpu;
+    let data = faces(8);
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::open(dir.path().join("a")).unwrap();
+    let mut a = CStyleGanTask::new(config(1), data.clone(), &dev).unwrap();
+    Trainer::new(run.clone(), opts(2, 2))
+        .run(&mut a, false)
+        .unwrap();
+    let ck = run.latest().unwrap().unwrap();
+    let mut b = CStyleGanTask::new(config(2), data, &dev).unwrap();
+    let x = randn(&mut step_rng(3, "x", 0), (2, 3, 16, 16), &dev).unwrap();
+    let groups = [AgeGroup(0), AgeGroup(3)];
+    let score = |t: &CStyleGanTask| {
+        t.discriminator()
+            .forward(&x, &groups)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let before = score(&b);
+    assert_ne!(before, score(&a));
+    let wrong = ck.tensors_path("generator_ema");
+    let err = b.init_discriminator_from(&wrong).unwrap_err().to_string();
+    assert!(err.contains("generator_ema.safetensors"), "{err}");
+    assert_eq!(score(&b), before, "a refused file changes nothing");
+    b.init_discriminator_from(&ck.tensors_path("discriminator"))
+        .unwrap();
+    assert_eq!(score(&b), score(&a));
+}
+
 /// A run resumes with another choice of which groups read the age-free
 /// styles (no weight depends on it), but not with another architecture, and
 /// the refusal names the field that differs.

@@ -166,6 +166,13 @@ pub struct CStyleGanArgs {
     /// weights the new config adds (gender) start neutral. D starts fresh.
     #[arg(long)]
     pub init_generator: Option<PathBuf>,
+    /// Warm start of D: a trained discriminator (a weights file such as
+    /// `cstylegan-cpu64-discriminator.safetensors`, or a checkpoint folder,
+    /// whose `discriminator.safetensors` is read) whose weights D starts
+    /// from, so that a warm-started G keeps the critic it was trained
+    /// against (then `--d-warmup-steps` is not needed)
+    #[arg(long)]
+    pub init_discriminator: Option<PathBuf>,
     /// Train D alone for this many steps first (a fresh D beside a
     /// warm-started G) [default: 0]
     #[arg(long)]
@@ -580,6 +587,13 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         let mut c = CStyleGanTrainConfig::new(model, a.batch, a.run.seed);
         c.d_warmup_steps = a.d_warmup_steps.unwrap_or(0);
         c.init_generator = a.init_generator.clone();
+        c.init_discriminator = a.init_discriminator.as_deref().map(|p| {
+            if p.is_dir() {
+                p.join("discriminator.safetensors")
+            } else {
+                p.to_path_buf()
+            }
+        });
         apply_loss_args(&mut c, &a)?;
         if let Some(lr) = a.lr {
             c.g_lr = lr;
@@ -645,6 +659,12 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         task.init_generator_from(&vars)
             .with_context(|| format!("initialising the generator from {}", p.display()))?;
         eprintln!("generator initialised from {}", p.display());
+    }
+    let init = task.config().init_discriminator.clone();
+    if let (Some(p), false) = (&init, has_checkpoint) {
+        task.init_discriminator_from(p)
+            .with_context(|| format!("initialising the discriminator from {}", p.display()))?;
+        eprintln!("discriminator initialised from {}", p.display());
     }
     run_task(
         &run,
