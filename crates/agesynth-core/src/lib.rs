@@ -25,7 +25,8 @@
 //!   intact checkpoint of a run folder, [`checkpoint::load_model`]);
 //! - memory budgets checked before allocating ([`budget`]);
 //! - printing that survives a closed pipe ([`console`]);
-//! - process liveness for stale locks ([`process`]).
+//! - process liveness for stale locks ([`process`]);
+//! - reproducible random tensors, which candle's CPU generator cannot give ([`random`]).
 #![deny(missing_docs)]
 
 pub mod age;
@@ -40,6 +41,7 @@ pub mod filters;
 pub mod geometry;
 pub mod io;
 pub mod process;
+pub mod random;
 pub mod traits;
 
 pub use age::{AgeBins, AgeGroup};

@@ -833,29 +833,12 @@ impl FaceEmbedder for IdentityCritic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agesynth_core::random::seeded_normal;
     use candle_core::{Device, Var};
     use candle_nn::VarMap;
 
     fn vb(map: &VarMap) -> VarBuilder<'static> {
         agesynth_nn::init::seeded_var_builder(map, 3, DType::F32, &Device::Cpu)
-    }
-
-    /// Normal draws (mean 0, standard deviation `std`) from a generator
-    /// seeded with `seed`: candle's own cannot be seeded, and these tests'
-    /// tolerances and comparisons depend on the values.
-    fn seeded_randn(seed: u64, std: f32, shape: &[usize]) -> Tensor {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                let u2: f64 = rng.random::<f64>();
-                let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-                std * z as f32
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
     #[test]
@@ -961,7 +944,7 @@ mod tests {
         use agesynth_core::Gender;
         let c = AgeCritic::new(&CriticConfig::tiny_age_gender(), vb(&VarMap::new())).unwrap();
         assert!(c.by_gender());
-        let x = seeded_randn(11, 0.5, &[3, 3, 16, 16]);
+        let x = seeded_normal(11, 0.5, &[3, 3, 16, 16][..], DType::F32, &Device::Cpu).unwrap();
         let joint = c.head_logits(&x).unwrap();
         assert_eq!(joint.dims(), &[3, 12]);
         let softmax = |t: &Tensor| {
@@ -1017,7 +1000,7 @@ mod tests {
     fn the_condition_cross_entropy_asks_for_gender_and_age_together() {
         use agesynth_core::Gender;
         let c = AgeCritic::new(&CriticConfig::tiny_age_gender(), vb(&VarMap::new())).unwrap();
-        let x = seeded_randn(12, 0.5, &[3, 3, 16, 16]);
+        let x = seeded_normal(12, 0.5, &[3, 3, 16, 16][..], DType::F32, &Device::Cpu).unwrap();
         let groups = [AgeGroup(0), AgeGroup(5), AgeGroup(2)];
         let genders = [
             Some(Gender::Female),
@@ -1105,9 +1088,9 @@ mod tests {
     #[test]
     fn input_luma_and_blur_shape_what_the_critic_sees() {
         let dev = Device::Cpu;
-        let x = seeded_randn(13, 0.4, &[2, 3, 16, 16]);
+        let x = seeded_normal(13, 0.4, &[2, 3, 16, 16][..], DType::F32, &Device::Cpu).unwrap();
         // A change of colour only (each channel's deviation from the luma).
-        let c = seeded_randn(14, 0.3, &[2, 3, 16, 16]);
+        let c = seeded_normal(14, 0.3, &[2, 3, 16, 16][..], DType::F32, &Device::Cpu).unwrap();
         let chroma = (&c - agesynth_core::filters::luma(&c).unwrap()).unwrap();
         let y = (&x + &chroma).unwrap();
         let logits = |cfg: &CriticConfig, t: &Tensor| {

@@ -242,32 +242,7 @@ pub(crate) fn tensors_from_tfjs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    /// Normal draws with standard deviation `std` from a seeded generator
-    /// (candle's own cannot be seeded).
-    fn seeded_randn(rng: &mut ChaCha8Rng, std: f32, shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                let u2: f64 = rng.random::<f64>();
-                let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-                std * z as f32
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    /// Uniform draws in `[lo, hi)` from a seeded generator.
-    fn seeded_uniform(rng: &mut ChaCha8Rng, lo: f32, hi: f32, shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| lo + (hi - lo) * rng.random::<f32>())
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
+    use agesynth_core::random::{seeded_normal, seeded_uniform};
 
     #[test]
     fn every_tensor_has_a_distinct_source_name() {
@@ -283,12 +258,13 @@ mod tests {
     #[test]
     fn a_random_network_gives_unit_descriptors() {
         let dev = Device::Cpu;
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
         let vb = VarBuilder::from_tensors(
             FaceRes::tensor_shapes()
                 .into_iter()
-                .map(|(n, s)| {
-                    let t = seeded_randn(&mut rng, 0.1, &s);
+                .enumerate()
+                .map(|(i, (n, s))| {
+                    let t =
+                        seeded_normal(500 + i as u64, 0.1, s.as_slice(), DType::F32, &dev).unwrap();
                     (n, t)
                 })
                 .collect(),
@@ -296,7 +272,7 @@ mod tests {
             &dev,
         );
         let net = FaceRes::new(&FaceResConfig::default(), vb).unwrap();
-        let images = seeded_uniform(&mut rng, -1.0, 1.0, &[2, 3, 64, 64]);
+        let images = seeded_uniform(5, -1.0, 1.0, &[2, 3, 64, 64][..], DType::F32, &dev).unwrap();
         let d = net.embed(&images).unwrap();
         assert_eq!(d.dims(), &[2, EMBEDDING_DIM]);
         let norms: Vec<f32> = d.sqr().unwrap().sum(1).unwrap().to_vec1().unwrap();

@@ -220,32 +220,8 @@ fn patch_cost(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agesynth_core::random::seeded_normal;
     use candle_core::{DType, Device};
-
-    /// Normal draws (mean 0, standard deviation `std`) in `dtype` from a
-    /// generator seeded with `seed`: candle's own cannot be seeded, and
-    /// these tests' tolerances and finite differences depend on the values.
-    fn seeded_randn(
-        seed: u64,
-        std: f64,
-        shape: (usize, usize, usize, usize),
-        dtype: DType,
-    ) -> Tensor {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let v: Vec<f64> = (0..n)
-            .map(|_| {
-                let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                let u2: f64 = rng.random::<f64>();
-                std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu)
-            .unwrap()
-            .to_dtype(dtype)
-            .unwrap()
-    }
 
     #[test]
     fn total_variation_value() {
@@ -285,7 +261,7 @@ mod tests {
     #[test]
     fn chroma_change_charges_colour_edges_only() {
         let dev = Device::Cpu;
-        let base = seeded_randn(21, 0.3, (2, 3, 8, 8), DType::F32);
+        let base = seeded_normal(21, 0.3, (2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
         // A brightness change with edges (a grey stripe) is free.
         let stripe: Vec<f32> = (0..64)
             .map(|i| if (i / 8 + i % 8) % 4 == 0 { 0.5 } else { 0.0 })
@@ -323,8 +299,11 @@ mod tests {
     /// central finite differences, at a random point of shape `shape`.
     fn gradient_matches_finite_differences(loss: &dyn Loss, shape: (usize, usize, usize, usize)) {
         let dev = Device::Cpu;
-        let x = candle_core::Var::from_tensor(&seeded_randn(22, 0.5, shape, DType::F64)).unwrap();
-        let r = seeded_randn(23, 0.5, shape, DType::F64);
+        let x = candle_core::Var::from_tensor(
+            &seeded_normal(22, 0.5, shape, DType::F64, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let r = seeded_normal(23, 0.5, shape, DType::F64, &Device::Cpu).unwrap();
         let f = |t: &Tensor| loss.compute(&LossInput::new(t).reference(&r)).unwrap();
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let g = flat(
@@ -369,7 +348,7 @@ mod tests {
     #[test]
     fn sharp_change_charges_strokes_not_shading() {
         let dev = Device::Cpu;
-        let base = seeded_randn(24, 0.3, (1, 3, 16, 16), DType::F32);
+        let base = seeded_normal(24, 0.3, (1, 3, 16, 16), DType::F32, &Device::Cpu).unwrap();
         // A uniform change (a darker face) is smooth: free.
         let darker = (&base - 0.2).unwrap();
         assert!(sharp_change(&darker, &base) < 1e-6);
@@ -426,7 +405,7 @@ mod tests {
     #[test]
     fn dark_patch_charges_blots_not_lines_or_greying() {
         let dev = Device::Cpu;
-        let base = seeded_randn(25, 0.3, (1, 3, 16, 16), DType::F32);
+        let base = seeded_normal(25, 0.3, (1, 3, 16, 16), DType::F32, &Device::Cpu).unwrap();
         let plane = |f: &dyn Fn(usize, usize) -> f32| {
             let v: Vec<f32> = (0..256).map(|i| f(i / 16, i % 16)).collect();
             Tensor::from_vec(v, (1, 1, 16, 16), &dev).unwrap()
@@ -479,7 +458,7 @@ mod tests {
 
     #[test]
     fn pale_patch_mirrors_dark_patch() {
-        let base = seeded_randn(26, 0.3, (2, 3, 12, 12), DType::F32);
+        let base = seeded_normal(26, 0.3, (2, 3, 12, 12), DType::F32, &Device::Cpu).unwrap();
         let pale = |out: &Tensor| {
             PalePatchLoss {
                 weight: 1.0,
@@ -498,7 +477,9 @@ mod tests {
         assert!(pale(&(&base + 0.25).unwrap()) < 1e-7);
         // Whatever the dark-patch term charges for a change, this term
         // charges for the opposite change (same blur and threshold).
-        let change = (seeded_randn(27, 0.6, (2, 3, 12, 12), DType::F32) + 0.35).unwrap();
+        let change = (seeded_normal(27, 0.6, (2, 3, 12, 12), DType::F32, &Device::Cpu).unwrap()
+            + 0.35)
+            .unwrap();
         let brighter = (&base + &change).unwrap();
         let darker = (&base - &change).unwrap();
         let d = DarkPatchLoss {

@@ -15,11 +15,7 @@ struct Seeded {
     rng: Mutex<ChaCha8Rng>,
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let u2: f64 = rng.random::<f64>();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
+use agesynth_core::random::standard_normal as normal;
 
 impl SimpleBackend for Seeded {
     fn get(

@@ -169,43 +169,19 @@ impl MobileNetV1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agesynth_core::random::{seeded_normal, seeded_uniform};
     use candle_core::{DType, Device};
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    /// Normal draws with standard deviation `std` from a seeded generator
-    /// (candle's own cannot be seeded).
-    fn seeded_randn(rng: &mut ChaCha8Rng, std: f32, shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-                let u2: f64 = rng.random::<f64>();
-                let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-                std * z as f32
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    /// Uniform draws in `[lo, hi)` from a seeded generator.
-    fn seeded_uniform(rng: &mut ChaCha8Rng, lo: f32, hi: f32, shape: &[usize]) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|_| lo + (hi - lo) * rng.random::<f32>())
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
 
     #[test]
     fn features_have_the_width_and_bounds_of_relu6() {
         let dev = Device::Cpu;
-        let mut rng = ChaCha8Rng::seed_from_u64(4);
         let vb = VarBuilder::from_tensors(
             MobileNetV1::tensor_shapes()
                 .into_iter()
-                .map(|(n, s)| {
-                    let t = seeded_randn(&mut rng, 0.3, &s);
+                .enumerate()
+                .map(|(i, (n, s))| {
+                    let t =
+                        seeded_normal(400 + i as u64, 0.3, s.as_slice(), DType::F32, &dev).unwrap();
                     (n, t)
                 })
                 .collect(),
@@ -213,7 +189,7 @@ mod tests {
             &dev,
         );
         let net = MobileNetV1::new(vb).unwrap();
-        let x = seeded_uniform(&mut rng, 0.0, 1.0, &[2, 3, 40, 40]);
+        let x = seeded_uniform(4, 0.0, 1.0, &[2, 3, 40, 40][..], DType::F32, &dev).unwrap();
         let f = net.forward(&x).unwrap();
         assert_eq!(f.dims(), &[2, FEATURE_DIM]);
         let v: Vec<f32> = f.flatten_all().unwrap().to_vec1().unwrap();

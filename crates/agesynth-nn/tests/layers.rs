@@ -1,27 +1,11 @@
 //! The layers: candle_nn-compatible weight names and shapes, and the same
 //! outputs as candle's layers built from the same weights.
 
+use agesynth_core::random::seeded_normal;
 use agesynth_nn::init::seeded_var_builder;
 use agesynth_nn::{Activation, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-/// Normal draws (mean 0, standard deviation 1) in f64 from a generator
-/// seeded with `seed` (candle's own cannot be seeded).
-fn seeded_randn64(seed: u64, shape: (usize, usize, usize, usize)) -> Tensor {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = shape.0 * shape.1 * shape.2 * shape.3;
-    let v: Vec<f64> = (0..n)
-        .map(|_| {
-            let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-            let u2: f64 = rng.random::<f64>();
-            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-        })
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
 
 fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     let d = (a - b)
@@ -170,8 +154,8 @@ fn conv2d_forward_jvp_matches_finite_differences() {
             ..Conv2dConfig::new(3, 5, 4)
         };
         let conv = Conv2d::new(&cfg, vb).unwrap();
-        let x = seeded_randn64(60 + i as u64, (2, 3, 9, 7));
-        let t = seeded_randn64(70 + i as u64, (2, 3, 9, 7));
+        let x = seeded_normal(60 + i as u64, 1.0, (2, 3, 9, 7), DType::F64, &Device::Cpu).unwrap();
+        let t = seeded_normal(70 + i as u64, 1.0, (2, 3, 9, 7), DType::F64, &Device::Cpu).unwrap();
         let (y, ty) = conv.forward_jvp(&x, &t).unwrap();
         let y0 = conv.forward(&x).unwrap();
         assert!(rel_err64(&y, &y0) < 1e-12, "{act:?}: forward differs");
