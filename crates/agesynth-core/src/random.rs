@@ -23,12 +23,7 @@ pub fn seeded_normal(
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
-    let shape = shape.into();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let v: Vec<f64> = (0..shape.elem_count())
-        .map(|_| std * standard_normal(&mut rng))
-        .collect();
-    Tensor::from_vec(v, shape, device)?.to_dtype(dtype)
+    seeded(seed, shape, dtype, device, |rng| std * standard_normal(rng))
 }
 
 /// A tensor of `shape` holding uniform draws in `[lo, hi)` from the stream
@@ -41,11 +36,23 @@ pub fn seeded_uniform(
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
+    seeded(seed, shape, dtype, device, |rng| {
+        lo + (hi - lo) * rng.random::<f64>()
+    })
+}
+
+/// `shape`'s elements drawn one by one by `draw` from the stream seeded with
+/// `seed`.
+fn seeded(
+    seed: u64,
+    shape: impl Into<Shape>,
+    dtype: DType,
+    device: &Device,
+    mut draw: impl FnMut(&mut ChaCha8Rng) -> f64,
+) -> Result<Tensor> {
     let shape = shape.into();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let v: Vec<f64> = (0..shape.elem_count())
-        .map(|_| lo + (hi - lo) * rng.random::<f64>())
-        .collect();
+    let v: Vec<f64> = (0..shape.elem_count()).map(|_| draw(&mut rng)).collect();
     Tensor::from_vec(v, shape, device)?.to_dtype(dtype)
 }
 

@@ -9,8 +9,6 @@ use agesynth_core::candle_core::{DType, Device, Tensor};
 use agesynth_core::{filters::resample, FaceEmbedder, Result};
 use agesynth_critic::{load_identity_critic, IdentityCritic, TrunkKind};
 use agesynth_face::eval::{verification, Utk};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -43,11 +41,15 @@ fn the_shipped_mobilenet_critic_loads_and_embeds() {
     assert_eq!(c.dim(), 1024);
     // Seeded noise images (candle's own generator cannot be seeded, and the
     // distance checked below depends on the values).
-    let mut rng = ChaCha8Rng::seed_from_u64(41);
-    let v: Vec<f32> = (0..2 * 3 * 64 * 64)
-        .map(|_| rng.random_range(-1f32..1.0))
-        .collect();
-    let x = Tensor::from_vec(v, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let x = agesynth_core::random::seeded_uniform(
+        41,
+        -1.0,
+        1.0,
+        (2, 3, 64, 64),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let e = c.embed(&x).unwrap();
     assert_eq!(e.dims(), &[2, 1024]);
     let again = c.embed(&x).unwrap();

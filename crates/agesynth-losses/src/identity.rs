@@ -310,9 +310,43 @@ mod tests {
         );
     }
 
+    /// Checks the gradient of scalar `f` at a fixed (3, 2) f64 point against
+    /// central finite differences.
+    fn assert_gradient_matches_finite_differences(f: impl Fn(&Tensor) -> Tensor) {
+        let dev = Device::Cpu;
+        let x0 = Tensor::new(&[[0.3f64, -0.2], [0.1, 0.4], [-0.5, 0.2]], &dev).unwrap();
+        let x = Var::from_tensor(&x0).unwrap();
+        let g = f(x.as_tensor())
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        let h = 1e-6;
+        for i in 0..3 {
+            for k in 0..2 {
+                let mut v = x0.to_vec2::<f64>().unwrap();
+                v[i][k] += h;
+                let plus = f(&Tensor::new(v.clone(), &dev).unwrap())
+                    .to_scalar::<f64>()
+                    .unwrap();
+                v[i][k] -= 2.0 * h;
+                let minus = f(&Tensor::new(v, &dev).unwrap())
+                    .to_scalar::<f64>()
+                    .unwrap();
+                let fd = (plus - minus) / (2.0 * h);
+                assert!(
+                    (fd - g[i][k]).abs() < 1e-6,
+                    "({i},{k}) fd {fd} grad {}",
+                    g[i][k]
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_contrastive_loss_rewards_identification_and_matches_its_gradient() {
-        use candle_core::{Device, Var};
         let dev = Device::Cpu;
         let a = Tensor::new(&[[1f32, 0.0], [0.0, 1.0], [-1.0, 0.0]], &dev).unwrap();
         // Matched views: each row's partner is itself; swapped: rows 0 and 2 exchanged.
@@ -339,44 +373,12 @@ mod tests {
         .is_err());
         assert!(contrastive_identity(&a, &a, 0.0).is_err());
         // The gradient against finite differences (f64).
-        let x0 = Tensor::new(&[[0.3f64, -0.2], [0.1, 0.4], [-0.5, 0.2]], &dev).unwrap();
         let y = Tensor::new(&[[0.2f64, -0.1], [0.0, 0.5], [-0.4, 0.1]], &dev).unwrap();
-        let x = Var::from_tensor(&x0).unwrap();
-        let l = contrastive_identity(x.as_tensor(), &y, 0.3).unwrap();
-        let g = l
-            .backward()
-            .unwrap()
-            .get(x.as_tensor())
-            .unwrap()
-            .to_vec2::<f64>()
-            .unwrap();
-        let h = 1e-6;
-        for i in 0..3 {
-            for k in 0..2 {
-                let mut v = x0.to_vec2::<f64>().unwrap();
-                v[i][k] += h;
-                let plus = contrastive_identity(&Tensor::new(v.clone(), &dev).unwrap(), &y, 0.3)
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap();
-                v[i][k] -= 2.0 * h;
-                let minus = contrastive_identity(&Tensor::new(v, &dev).unwrap(), &y, 0.3)
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap();
-                let fd = (plus - minus) / (2.0 * h);
-                assert!(
-                    (fd - g[i][k]).abs() < 1e-6,
-                    "({i},{k}) fd {fd} grad {}",
-                    g[i][k]
-                );
-            }
-        }
+        assert_gradient_matches_finite_differences(|x| contrastive_identity(x, &y, 0.3).unwrap());
     }
 
     #[test]
     fn queued_negatives_join_one_direction_and_match_their_gradient() {
-        use candle_core::{Device, Var};
         let dev = Device::Cpu;
         let a = Tensor::new(&[[1f64, 0.0], [-1.0, 0.0]], &dev).unwrap();
         let q = Tensor::new(&[[0f64, 0.0]], &dev).unwrap();
@@ -408,37 +410,10 @@ mod tests {
         )
         .is_err());
         // The gradient against finite differences (f64), negatives held.
-        let x0 = Tensor::new(&[[0.3f64, -0.2], [0.1, 0.4], [-0.5, 0.2]], &dev).unwrap();
         let y = Tensor::new(&[[0.2f64, -0.1], [0.0, 0.5], [-0.4, 0.1]], &dev).unwrap();
         let q = Tensor::new(&[[0.25f64, 0.0], [-0.1, 0.3]], &dev).unwrap();
-        let f = |x: &Tensor| contrastive_identity_with_negatives(x, &y, Some(&q), 0.3).unwrap();
-        let x = Var::from_tensor(&x0).unwrap();
-        let g = f(x.as_tensor())
-            .backward()
-            .unwrap()
-            .get(x.as_tensor())
-            .unwrap()
-            .to_vec2::<f64>()
-            .unwrap();
-        let h = 1e-6;
-        for i in 0..3 {
-            for k in 0..2 {
-                let mut v = x0.to_vec2::<f64>().unwrap();
-                v[i][k] += h;
-                let plus = f(&Tensor::new(v.clone(), &dev).unwrap())
-                    .to_scalar::<f64>()
-                    .unwrap();
-                v[i][k] -= 2.0 * h;
-                let minus = f(&Tensor::new(v, &dev).unwrap())
-                    .to_scalar::<f64>()
-                    .unwrap();
-                let fd = (plus - minus) / (2.0 * h);
-                assert!(
-                    (fd - g[i][k]).abs() < 1e-6,
-                    "({i},{k}) fd {fd} grad {}",
-                    g[i][k]
-                );
-            }
-        }
+        assert_gradient_matches_finite_differences(|x| {
+            contrastive_identity_with_negatives(x, &y, Some(&q), 0.3).unwrap()
+        });
     }
 }

@@ -1075,14 +1075,15 @@ mod tests {
         // A random push of the same size raises it much less (seeded:
         // candle's own generator cannot be, and the comparison below
         // depends on the draw).
-        let noise = {
-            use rand::{Rng, SeedableRng};
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
-            let v: Vec<f32> = (0..x.elem_count())
-                .map(|_| rng.random_range(-1f32..1.0) * eps as f32)
-                .collect();
-            Tensor::from_vec(v, x.shape(), &Device::Cpu).unwrap()
-        };
+        let noise = agesynth_core::random::seeded_uniform(
+            8,
+            -eps,
+            eps,
+            x.shape(),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
         let random = task
             .loss(&idx, &(&x + noise).unwrap())
             .unwrap()
@@ -1270,24 +1271,30 @@ mod tests {
         // Seeded, fan-in scaled weights (candle's own generator cannot be
         // seeded, and unscaled ones blow the features up until f32 cannot
         // centre them): the features stay of order one, run after run.
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let mut backbone: HashMap<String, Tensor> =
             agesynth_nn::mobilenet::MobileNetV1::tensor_shapes()
                 .into_iter()
-                .map(|(n, s)| {
-                    let count: usize = s.iter().product();
+                .enumerate()
+                .map(|(i, (n, s))| {
                     let (centre, spread) = if n.ends_with("scale") {
                         (1.0, 0.1)
                     } else if n.ends_with("bias") {
                         (0.0, 0.1)
                     } else {
-                        (0.0, (2.0 / s[1..].iter().product::<usize>() as f32).sqrt())
+                        (0.0, (2.0 / s[1..].iter().product::<usize>() as f64).sqrt())
                     };
-                    let v: Vec<f32> = (0..count)
-                        .map(|_| centre + spread * (rng.random::<f32>() * 2.0 - 1.0) * 3f32.sqrt())
-                        .collect();
-                    (n, Tensor::from_vec(v, s.as_slice(), &dev).unwrap())
+                    // Uniform of that spread (half-width √3·spread).
+                    let half = spread * 3f64.sqrt();
+                    let t = agesynth_core::random::seeded_uniform(
+                        700 + i as u64,
+                        centre - half,
+                        centre + half,
+                        s.as_slice(),
+                        DType::F32,
+                        &dev,
+                    )
+                    .unwrap();
+                    (n, t)
                 })
                 .collect();
         let file = dir.path().join("backbone.safetensors");
