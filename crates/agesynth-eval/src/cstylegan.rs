@@ -267,6 +267,9 @@ pub struct CStyleGanResult {
     /// same-latent distances are read on (empty unless measured:
     /// [`real_people_pairs`]).
     pub real_people: Vec<SamePersonPair>,
+    /// Real people identified across groups by the renders' protocol
+    /// (with `--fgnet`; see [`real_people_identification`]).
+    pub real_identification: Option<RealIdentification>,
 }
 
 /// What real ageing does to the identity judge, for comparison with a
@@ -299,11 +302,43 @@ pub struct Consistency {
     /// nearest (dlib L2) to its own render at the reference group among all
     /// latents' reference renders.
     pub identification: Vec<(String, f64)>,
+    /// Per group: the share of latents whose render at that group is nearer
+    /// its own reference render than every one of `among_real_of` real
+    /// faces of the reference group (all in grey): the protocol
+    /// [`RealIdentification`] measures real people by. Empty where not
+    /// measured.
+    #[serde(default)]
+    pub among_real: Vec<(String, f64)>,
+    /// How many real faces the `among_real` gallery holds besides the own
+    /// reference.
+    #[serde(default)]
+    pub among_real_of: usize,
     /// Mean dlib L2 between a latent's renders at group `i` and group `j`
     /// (row `i`, column `j`).
     pub same_latent_distance: Vec<Vec<f64>>,
     /// The group labels of the table's rows and columns.
     pub groups: Vec<String>,
+}
+
+impl Consistency {
+    /// Adds [`Consistency::among_real`]: [`identification_among_real`] of the
+    /// grey embeddings `grey[group][latent]` against `distractors` (left
+    /// empty when either is).
+    pub fn with_among_real(
+        mut self,
+        bins: &AgeBins,
+        grey: &[Vec<Vec<f32>>],
+        distractors: &[Vec<f32>],
+        keep: Option<&[bool]>,
+    ) -> Self {
+        self.among_real = identification_among_real(bins, grey, distractors, keep);
+        self.among_real_of = if self.among_real.is_empty() {
+            0
+        } else {
+            distractors.len()
+        };
+        self
+    }
 }
 
 /// The latents a [`agesynth_critic::pair_filter::PairFilter`] keeps, measured again.
@@ -351,12 +386,7 @@ pub fn consistency(
             .sum::<f64>()
             .sqrt()
     };
-    let reference = bins
-        .groups()
-        .find(|t| bins.range(*t).0 <= 25.0 && bins.range(*t).1.is_none_or(|hi| 25.0 < hi))
-        .map(|t| t.0)
-        .unwrap_or(g / 2)
-        .min(g - 1);
+    let reference = reference_group(bins);
     let mut identification = Vec::with_capacity(g);
     for t in 0..g {
         let hits = ids
@@ -381,9 +411,181 @@ pub fn consistency(
     Some(Consistency {
         reference_group: bins.label(AgeGroup(reference)),
         identification,
+        among_real: Vec::new(),
+        among_real_of: 0,
         same_latent_distance,
         groups: bins.groups().map(|t| bins.label(t)).collect(),
     })
+}
+
+/// The group identity is measured against: the one holding 25 years
+/// (20–29 with the default bins), else the middle one.
+pub fn reference_group(bins: &AgeBins) -> usize {
+    let g = bins.len().max(1);
+    bins.groups()
+        .find(|t| bins.range(*t).0 <= 25.0 && bins.range(*t).1.is_none_or(|hi| 25.0 < hi))
+        .map(|t| t.0)
+        .unwrap_or(g / 2)
+        .min(g - 1)
+}
+
+/// True when `probe` is nearer (dlib L2) to `own` than to every one of
+/// `distractors`: identified in a gallery of its own reference and them.
+pub fn identified_among(probe: &[f32], own: &[f32], distractors: &[Vec<f32>]) -> bool {
+    let d = metrics::l2(probe, own);
+    distractors.iter().all(|x| metrics::l2(probe, x) > d)
+}
+
+/// Per group, the share of the latents `keep` (all when `None`) whose
+/// embedding `emb[group][latent]` is [`identified_among`] its own
+/// reference-group embedding and `distractors` (real faces of the
+/// reference group, embedded the same way).
+pub fn identification_among_real(
+    bins: &AgeBins,
+    emb: &[Vec<Vec<f32>>],
+    distractors: &[Vec<f32>],
+    keep: Option<&[bool]>,
+) -> Vec<(String, f64)> {
+    let reference = reference_group(bins);
+    let Some(refs) = emb.get(reference) else {
+        return Vec::new();
+    };
+    let ids: Vec<usize> = (0..emb.iter().map(Vec::len).min().unwrap_or(0))
+        .filter(|&k| keep.is_none_or(|m| m.get(k).copied().unwrap_or(false)))
+        .collect();
+    if ids.is_empty() || distractors.is_empty() {
+        return Vec::new();
+    }
+    emb.iter()
+        .enumerate()
+        .map(|(t, at)| {
+            let hits = ids
+                .iter()
+                .filter(|&&k| identified_among(&at[k], &refs[k], distractors))
+                .count();
+            (bins.label(AgeGroup(t)), hits as f64 / ids.len() as f64)
+        })
+        .collect()
+}
+
+/// Real people identified across groups, by the protocol the renders'
+/// [`Consistency::among_real`] uses: a photo of a person at a group is
+/// identified when it is nearer one of the person's own photos at the
+/// reference group than every one of `distractors` real faces of that
+/// group (all in grey, so that a scanned grey photo is not found by its
+/// colour). The ceiling real ageing sets for a generator's identification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealIdentification {
+    /// The reference group (20–29).
+    pub reference_group: String,
+    /// Real faces of the reference group in the gallery besides the own photo.
+    pub distractors: usize,
+    /// Per group with at least one trial.
+    pub rows: Vec<RealIdentificationRow>,
+}
+
+/// One group of a [`RealIdentification`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealIdentificationRow {
+    /// The probe photos' group.
+    pub group: String,
+    /// People with a photo at this group and one at the reference group.
+    pub people: usize,
+    /// (probe photo, own reference photo) trials: every photo of a person
+    /// at the group against every other of their photos at the reference
+    /// group.
+    pub trials: usize,
+    /// Share of the trials identified.
+    pub identified: f64,
+}
+
+/// [`RealIdentification`] of `faces` (a data set that names its people)
+/// with their `embeddings` (in order) against `distractors`; `None` when
+/// no person has photos at the reference group and another, or there are
+/// no distractors.
+pub fn identify_real_people(
+    faces: &[EvalFace],
+    embeddings: &[Vec<f32>],
+    bins: &AgeBins,
+    distractors: &[Vec<f32>],
+) -> Option<RealIdentification> {
+    if distractors.is_empty() {
+        return None;
+    }
+    let reference = reference_group(bins);
+    let group = |f: &EvalFace| bins.group_of_years(f.age.max(0.0) as u32).0;
+    let n = faces.len().min(embeddings.len());
+    let mut trials = vec![(0usize, 0usize); bins.len()];
+    let mut people: Vec<std::collections::BTreeSet<u32>> = vec![Default::default(); bins.len()];
+    for p in 0..n {
+        let Some(s) = faces[p].subject else { continue };
+        let t = group(&faces[p]);
+        for r in 0..n {
+            if r == p || faces[r].subject != Some(s) || group(&faces[r]) != reference {
+                continue;
+            }
+            let hit = identified_among(&embeddings[p], &embeddings[r], distractors);
+            trials[t].0 += 1;
+            trials[t].1 += usize::from(hit);
+            people[t].insert(s);
+        }
+    }
+    let rows: Vec<RealIdentificationRow> = bins
+        .groups()
+        .filter(|t| trials[t.0].0 > 0)
+        .map(|t| RealIdentificationRow {
+            group: bins.label(t),
+            people: people[t.0].len(),
+            trials: trials[t.0].0,
+            identified: trials[t.0].1 as f64 / trials[t.0].0 as f64,
+        })
+        .collect();
+    (!rows.is_empty()).then(|| RealIdentification {
+        reference_group: bins.label(AgeGroup(reference)),
+        distractors: distractors.len(),
+        rows,
+    })
+}
+
+/// The grey embeddings of `reference`'s faces at the reference group: the
+/// distractors of [`Consistency::among_real`] and [`RealIdentification`].
+pub fn real_distractors(
+    reference: &[EvalFace],
+    analyzer: &Analyzer,
+    bins: &AgeBins,
+) -> Result<Vec<Vec<f32>>> {
+    let r = reference_group(bins);
+    let grey: Vec<FaceImage> = reference
+        .iter()
+        .filter(|f| bins.group_of_years(f.age.max(0.0) as u32).0 == r)
+        .map(|f| f.image.to_grey())
+        .collect();
+    if grey.is_empty() {
+        return Ok(Vec::new());
+    }
+    analyzer.embed(&grey)
+}
+
+/// [`identify_real_people`] over every photo of `data` (FG-NET), greyed and
+/// embedded by `analyzer`, against [`real_distractors`] of `reference`.
+pub fn real_people_identification(
+    data: &EvalData,
+    reference: &[EvalFace],
+    analyzer: &Analyzer,
+    bins: &AgeBins,
+) -> Result<Option<RealIdentification>> {
+    let distractors = real_distractors(reference, analyzer, bins)?;
+    let grey: Vec<FaceImage> = data.gallery.iter().map(|f| f.image.to_grey()).collect();
+    if grey.is_empty() {
+        return Ok(None);
+    }
+    let emb = analyzer.embed(&grey)?;
+    Ok(identify_real_people(
+        &data.gallery,
+        &emb,
+        bins,
+        &distractors,
+    ))
 }
 
 /// Generates `opts.count` faces at every group of `generator` and measures
@@ -438,6 +640,9 @@ pub fn evaluate_cstylegan_filtered(
     let (mut judge_hits, mut judge_err, mut judge_n) = (0usize, 0f64, 0usize);
     let (mut females, mut all_female) = (0usize, Vec::with_capacity(g));
     let mut dlib_by_group: Vec<Vec<Vec<f32>>> = Vec::with_capacity(g);
+    // The same renders in grey, for identification among real faces.
+    let mut grey_by_group: Vec<Vec<Vec<f32>>> = Vec::with_capacity(g);
+    let distractors = real_distractors(reference, analyzer, &bins)?;
     let (mut ages_by_group, mut judge_by_group) = (Vec::with_capacity(g), Vec::with_capacity(g));
     let mut renders: Vec<Tensor> = Vec::new();
     for t in bins.groups() {
@@ -465,6 +670,10 @@ pub fn evaluate_cstylegan_filtered(
             tiles.push(images[row].clone());
         }
         let f = analyzer.analyze(&images)?;
+        if !distractors.is_empty() {
+            let grey: Vec<FaceImage> = images.iter().map(FaceImage::to_grey).collect();
+            grey_by_group.push(analyzer.embed(&grey)?);
+        }
         for (row, caps) in sheet_captions.iter_mut().enumerate() {
             let dlib = f.ages.get(row).copied().unwrap_or(f32::NAN);
             caps.push(if f.has_judge() {
@@ -621,7 +830,8 @@ pub fn evaluate_cstylegan_filtered(
                 gender_agreement: (female_kept.len() == g)
                     .then(|| self::gender_agreement(&bins, &female_kept))
                     .flatten(),
-                consistency: consistency(&bins, &dlib_by_group, Some(&keep)),
+                consistency: consistency(&bins, &dlib_by_group, Some(&keep))
+                    .map(|c| c.with_among_real(&bins, &grey_by_group, &distractors, Some(&keep))),
             })
         }
     };
@@ -654,12 +864,14 @@ pub fn evaluate_cstylegan_filtered(
         judge: analyzer.judge_name().map(str::to_string),
         gender_agreement,
         age_spread,
-        consistency: consistency(&bins, &dlib_by_group, None),
+        consistency: consistency(&bins, &dlib_by_group, None)
+            .map(|c| c.with_among_real(&bins, &grey_by_group, &distractors, None)),
         kept,
         sheet,
         contact,
         timings: analyzer.timings(),
         real_people: Vec::new(),
+        real_identification: None,
     })
 }
 
@@ -729,6 +941,9 @@ pub struct CStyleGanMetricsFile {
     /// Real people's photos across groups (with `--fgnet`; else empty).
     #[serde(default)]
     pub real_people: Vec<SamePersonPair>,
+    /// Real people identified across groups (with `--fgnet`).
+    #[serde(default)]
+    pub real_identification: Option<RealIdentification>,
 }
 
 /// Writes `report.md`, `metrics.json`, `samples.png` and one chart per
@@ -782,6 +997,7 @@ pub fn write_cstylegan_report_with_notes(
             consistency: result.consistency.clone(),
             kept: result.kept.clone(),
             real_people: result.real_people.clone(),
+            real_identification: result.real_identification.clone(),
         },
     )?;
     agesynth_data::draw::save_png(out.join("samples.png"), &result.sheet)?;
@@ -968,6 +1184,9 @@ pub fn write_cstylegan_report_with_notes(
             .collect();
         s += &same_person_table(&groups, &result.real_people);
     }
+    if let Some(r) = &result.real_identification {
+        write_real_identification(&mut s, r);
+    }
     if let Some(k) = &result.kept {
         let mut rule = Vec::new();
         if let Some(d) = k.max_distance {
@@ -1057,6 +1276,31 @@ fn write_age_spread(s: &mut String, a: &AgeSpread, judge: Option<&str>) {
 }
 
 /// Appends the identity-across-groups tables of `c` to a report.
+fn write_real_identification(s: &mut String, r: &RealIdentification) {
+    let _ = writeln!(
+        s,
+        "\n## Real people identified across groups\n\n\
+         The renders' \"among real faces\" protocol on real people: a photo at a group is \
+         identified when it is nearer one of the same person's {g} photos than every one of {n} \
+         real {g} faces (all in grey); every (photo, own {g} photo) pair is a trial. At {g} the \
+         probe is another photo of that group. What real ageing leaves identifiable, the scale \
+         for the renders' column.\n\n\
+         | group | identified | trials | people |\n|---|---:|---:|---:|",
+        g = r.reference_group,
+        n = r.distractors
+    );
+    for row in &r.rows {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1}% | {} | {} |",
+            row.group,
+            100.0 * row.identified,
+            row.trials,
+            row.people
+        );
+    }
+}
+
 fn write_consistency(s: &mut String, c: &Consistency, whose: &str) {
     let _ = writeln!(
         s,
@@ -1065,15 +1309,41 @@ fn write_consistency(s: &mut String, c: &Consistency, whose: &str) {
          between groups (same person below 0.6).\n",
         c.reference_group
     );
+    let among_real = !c.among_real.is_empty();
+    if among_real {
+        let _ = writeln!(
+            s,
+            "\"Among real faces\": the share nearer its own {r} render than every one of {n} \
+             real {r} faces (UTKFace test split; renders and faces in grey): the protocol real \
+             people are measured by below (with `--fgnet`), not flattered by the likeness of \
+             truncated latents to one another.\n",
+            r = c.reference_group,
+            n = c.among_real_of
+        );
+    }
     *s += "| group | identified against the reference |";
+    if among_real {
+        *s += " identified among real faces |";
+    }
     for g in &c.groups {
         let _ = write!(s, " L2 to {g} |");
     }
     *s += "\n|---|---:|";
+    if among_real {
+        *s += "---:|";
+    }
     *s += &"---:|".repeat(c.groups.len());
     *s += "\n";
     for (i, (g, rate)) in c.identification.iter().enumerate() {
         let _ = write!(s, "| {g} | {:.1}% |", 100.0 * rate);
+        if among_real {
+            match c.among_real.get(i) {
+                Some((_, r)) => {
+                    let _ = write!(s, " {:.1}% |", 100.0 * r);
+                }
+                None => *s += " – |",
+            }
+        }
         for d in &c.same_latent_distance[i] {
             let _ = write!(s, " {d:.3} |");
         }
@@ -1195,5 +1465,102 @@ mod tests {
             .iter()
             .all(|(_, r)| (*r - 1.0).abs() < 1e-12));
         assert!(consistency(&bins, &emb, Some(&[true, false, false])).is_none());
+    }
+
+    #[test]
+    fn renders_are_identified_among_real_faces_of_the_reference_group() {
+        let bins = AgeBins::default();
+        // Two latents at (k, 0) at every group, except latent 1 at 50+,
+        // which drifts to (1, 0.8): nearer the real face at (1, 0.5) than
+        // its own 20–29 render at (1, 0).
+        let emb: Vec<Vec<Vec<f32>>> = (0..6)
+            .map(|t| {
+                (0..2)
+                    .map(|k| {
+                        if k == 1 && t == 5 {
+                            vec![1.0, 0.8]
+                        } else {
+                            vec![k as f32, 0.0]
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let real = vec![vec![1.0, 0.5], vec![5.0, 5.0]];
+        let r = identification_among_real(&bins, &emb, &real, None);
+        assert_eq!(r.len(), 6);
+        assert_eq!(r[5].0, "50+");
+        assert!((r[5].1 - 0.5).abs() < 1e-12, "{r:?}");
+        assert!(
+            r[..5].iter().all(|(_, x)| (*x - 1.0).abs() < 1e-12),
+            "{r:?}"
+        );
+        // Only latent 1: none identified at 50+.
+        let only = identification_among_real(&bins, &emb, &real, Some(&[false, true]));
+        assert_eq!(only[5].1, 0.0);
+        // No distractors: nothing measured, and the table keeps its columns.
+        assert!(identification_among_real(&bins, &emb, &[], None).is_empty());
+        let c = consistency(&bins, &emb, None)
+            .unwrap()
+            .with_among_real(&bins, &emb, &real, None);
+        assert_eq!(c.among_real_of, 2);
+        let mut s = String::new();
+        write_consistency(&mut s, &c, "all latents");
+        // Among the latents latent 1 is still nearest its own render.
+        assert!(s.contains("| 50+ | 100.0% | 50.0% |"), "{s}");
+        let none = consistency(&bins, &emb, None)
+            .unwrap()
+            .with_among_real(&bins, &emb, &[], None);
+        assert_eq!(none.among_real_of, 0);
+        let mut s = String::new();
+        write_consistency(&mut s, &none, "all latents");
+        assert!(!s.contains("among real faces"), "{s}");
+    }
+
+    #[test]
+    fn real_people_are_identified_against_their_own_reference_photos() {
+        let bins = AgeBins::default();
+        let face = |subject: Option<u32>, age: f32| EvalFace {
+            image: FaceImage::new(1, 1, vec![0; 3]).unwrap(),
+            age,
+            subject,
+            key: String::new(),
+        };
+        // Person 1: two photos at 20-29 (at 0 and 0.2), one at 50+ (0.3, by
+        // both nearer than the distractor at 1). Person 2: one photo at 20-29
+        // (at 10) and one at 0-9 (at 10.9, nearer the distractor at 11).
+        // A photo without a subject is never a probe nor a reference.
+        let faces = [
+            face(Some(1), 22.0),
+            face(Some(1), 27.0),
+            face(Some(1), 60.0),
+            face(Some(2), 25.0),
+            face(Some(2), 5.0),
+            face(None, 24.0),
+        ];
+        let emb: Vec<Vec<f32>> = [0.0, 0.2, 0.3, 10.0, 10.9, 0.1]
+            .iter()
+            .map(|&x| vec![x])
+            .collect();
+        let distractors = vec![vec![1.0], vec![11.0]];
+        let r = identify_real_people(&faces, &emb, &bins, &distractors).unwrap();
+        assert_eq!((r.reference_group.as_str(), r.distractors), ("20-29", 2));
+        let row = |g: &str| r.rows.iter().find(|x| x.group == g).cloned();
+        // 50+: two trials (against each 20-29 photo of person 1), both hit.
+        let old = row("50+").unwrap();
+        assert_eq!((old.people, old.trials), (1, 2));
+        assert_eq!(old.identified, 1.0);
+        // 0-9: one trial, missed (10.9 is 0.9 from its own, 0.1 from 11).
+        let young = row("0-9").unwrap();
+        assert_eq!((young.people, young.trials, young.identified), (1, 1, 0.0));
+        // 20-29: person 1's two photos probe each other; person 2 has no
+        // second photo there.
+        let mid = row("20-29").unwrap();
+        assert_eq!((mid.people, mid.trials, mid.identified), (1, 2, 1.0));
+        assert!(row("30-39").is_none());
+        assert!(identify_real_people(&faces, &emb, &bins, &[]).is_none());
+        let mut s = String::new();
+        write_real_identification(&mut s, &r);
+        assert!(s.contains("| 0-9 | 0.0% | 1 | 1 |"), "{s}");
     }
 }

@@ -264,6 +264,28 @@ impl<'a> Analyzer<'a> {
         }
     }
 
+    /// The recognition network's embeddings of `images` (all of one size)
+    /// and nothing else: [`Analyzer::analyze`]'s `embeddings` without the
+    /// other networks' cost.
+    pub fn embed(&self, images: &[FaceImage]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(self.batch) {
+            let x = images_to_tensor(chunk, &self.device)?;
+            let t = Instant::now();
+            let emb = self.embedder.embed(&x)?.to_vec2::<f32>()?;
+            self.add_time(|t| &mut t.embed_s, t.elapsed());
+            if emb.len() != chunk.len() {
+                return Err(Error::InvalidInput(format!(
+                    "the recognition network returned {} embeddings for {} images",
+                    emb.len(),
+                    chunk.len()
+                )));
+            }
+            out.extend(emb);
+        }
+        Ok(out)
+    }
+
     /// Features of `images` (all of one size).
     pub fn analyze(&self, images: &[FaceImage]) -> Result<Features> {
         let mut out = Features::default();

@@ -9,7 +9,8 @@ use agesynth_core::candle_core::{DType, Device};
 use agesynth_cstylegan::{seeded_var_builder, CStyleGanConfig, Generator};
 use agesynth_eval::{
     cstylegan::{
-        evaluate_cstylegan, real_people_pairs, write_cstylegan_report, CStyleGanEvalOptions,
+        evaluate_cstylegan, real_people_identification, real_people_pairs, write_cstylegan_report,
+        CStyleGanEvalOptions,
     },
     data,
     features::FaceNets,
@@ -83,6 +84,12 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
         assert_eq!(g.groups.first().map(String::as_str), Some("10-19"));
         assert!(g.consistent <= 2);
     }
+    // Identification among the real 20-29 faces (two of them here): a
+    // render at 20-29 is its own reference.
+    let c = a.consistency.as_ref().unwrap();
+    assert_eq!((c.among_real.len(), c.among_real_of), (6, 2));
+    assert_eq!(c.among_real[2], ("20-29".to_string(), 1.0));
+    assert!(c.among_real.iter().all(|(_, r)| (0.0..=1.0).contains(r)));
     assert_eq!(a.rows, run().rows);
     // The contact sheet: 2 latents × 6 groups of 160-px tiles under captions.
     assert_eq!(a.contact.width() as usize, 6 * 160 + 7 * 4);
@@ -120,6 +127,21 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
     let analyzer = nets.analyzer(&dev, 16);
     let mut b = a.clone();
     b.real_people = real_people_pairs(&people, &analyzer, &bins).unwrap();
+    b.real_identification =
+        real_people_identification(&people, &reference, &analyzer, &bins).unwrap();
+    let ident = b
+        .real_identification
+        .as_ref()
+        .expect("FG-NET's dev people have 20-29 photos");
+    assert_eq!(
+        (ident.reference_group.as_str(), ident.distractors),
+        ("20-29", 2)
+    );
+    assert!(ident.rows.iter().any(|r| r.group == "0-9" && r.trials >= 2));
+    assert!(ident
+        .rows
+        .iter()
+        .all(|r| r.people >= 1 && (0.0..=1.0).contains(&r.identified)));
     assert!(!b.real_people.is_empty());
     let young_old = b
         .real_people
@@ -130,11 +152,22 @@ fn cstylegan_eval_has_a_row_per_group_and_is_deterministic() {
     write_cstylegan_report(out.path(), &b, serde_json::json!({"seed": 0}), 1.0).unwrap();
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(
-        report.contains("## Real ageing") && report.contains("| **0-9** |"),
+        report.contains("## Real ageing")
+            && report.contains("| **0-9** |")
+            && report.contains("## Real people identified across groups"),
         "{report}"
     );
     let m: agesynth_eval::cstylegan::CStyleGanMetricsFile =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("metrics.json")).unwrap())
             .unwrap();
     assert_eq!(m.real_people.len(), b.real_people.len());
+    let (saved, measured) = (m.real_identification.unwrap(), ident);
+    assert_eq!(saved.rows.len(), measured.rows.len());
+    for (x, y) in saved.rows.iter().zip(&measured.rows) {
+        assert_eq!(
+            (&x.group, x.people, x.trials),
+            (&y.group, y.people, y.trials)
+        );
+        assert!((x.identified - y.identified).abs() < 1e-9, "{x:?} {y:?}");
+    }
 }

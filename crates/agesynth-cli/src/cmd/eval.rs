@@ -344,6 +344,10 @@ fn run_cstylegan(a: CStyleGanEvalArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("loading FG-NET from {}", dir.display()))?;
         result.real_people = agesynth_eval::cstylegan::real_people_pairs(&people, &analyzer, &bins)
             .with_context(|| format!("measuring FG-NET's people in {}", dir.display()))?;
+        result.real_identification = agesynth_eval::cstylegan::real_people_identification(
+            &people, &reference, &analyzer, &bins,
+        )
+        .with_context(|| format!("identifying FG-NET's people in {}", dir.display()))?;
     }
     let mut settings = serde_json::json!({
         "model": a.model.display().to_string(),
