@@ -124,6 +124,15 @@ pub struct CStyleGanTrainConfig {
     /// written before it read).
     #[serde(default)]
     pub cross_age_queue: usize,
+    /// Centre the contrastive cross-age term's descriptors by age group:
+    /// each is taken less a running mean of the descriptors of its group
+    /// (an exponential average with this decay per step, saved in
+    /// checkpoints), so that what every face of a group shares (what the
+    /// identity critic reads of age) neither helps nor hurts telling the
+    /// latents apart, and the generator gains nothing by ageing its renders
+    /// less (0: no centring, as configs written before it read).
+    #[serde(default)]
+    pub cross_age_centre: f64,
     /// The identity critic of the cross-age term (provenance).
     #[serde(default)]
     pub identity_critic: Option<std::path::PathBuf>,
@@ -166,6 +175,153 @@ fn default_age_critic_blur() -> f64 {
 /// `g_count` groups): another group than the row's own, drawn uniformly, or
 /// the `anchor` group where one is given (a row already at the anchor draws
 /// any other group).
+/// Running means of identity descriptors per age group (see
+/// [`CStyleGanTrainConfig::cross_age_centre`]), kept on the host: a
+/// group's mean starts at the first batch's mean of it and then decays by
+/// `beta` per update.
+#[derive(Clone, Debug)]
+struct GroupMeans {
+    beta: f64,
+    means: Vec<Option<Vec<f32>>>,
+}
+
+impl GroupMeans {
+    fn new(groups: usize, beta: f64) -> Self {
+        GroupMeans {
+            beta,
+            means: vec![None; groups],
+        }
+    }
+
+    /// The mean of the rows of `x` `(N, D)` per group of `groups` (`None`
+    /// for a group with no row).
+    fn batch_means(&self, x: &Tensor, groups: &[AgeGroup]) -> Result<Vec<Option<Vec<f32>>>> {
+        let rows = x.detach().to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        if rows.len() != groups.len() {
+            return Err(agesynth_core::Error::InvalidInput(format!(
+                "{} descriptors for {} groups",
+                rows.len(),
+                groups.len()
+            ))
+            .into());
+        }
+        let mut sums: Vec<Option<(Vec<f32>, usize)>> = vec![None; self.means.len()];
+        for (r, g) in rows.iter().zip(groups) {
+            let slot = sums.get_mut(g.0).ok_or_else(|| {
+                agesynth_core::Error::InvalidInput(format!(
+                    "group {} of {} groups",
+                    g.0,
+                    self.means.len()
+                ))
+            })?;
+            let (sum, n) = slot.get_or_insert_with(|| (vec![0.0; r.len()], 0));
+            for (s, v) in sum.iter_mut().zip(r) {
+                *s += v;
+            }
+            *n += 1;
+        }
+        Ok(sums
+            .into_iter()
+            .map(|s| s.map(|(sum, n)| sum.into_iter().map(|v| v / n as f32).collect()))
+            .collect())
+    }
+
+    /// `x` less each row's group mean: the running one, or the batch's own
+    /// (without gradient) for a group not seen before.
+    fn centre(&self, x: &Tensor, groups: &[AgeGroup]) -> Result<Tensor> {
+        let batch = self.batch_means(x, groups)?;
+        let d = x.dim(1)?;
+        let mut flat = Vec::with_capacity(groups.len() * d);
+        for g in groups {
+            let m = self.means[g.0]
+                .as_ref()
+                .filter(|m| m.len() == d)
+                .or(batch[g.0].as_ref())
+                .expect("every group of a row has a batch mean");
+            flat.extend_from_slice(m);
+        }
+        let m = Tensor::from_vec(flat, (groups.len(), d), x.device())?.to_dtype(x.dtype())?;
+        Ok((x - m)?)
+    }
+
+    /// Moves the means of the groups in `groups` towards `x`'s batch means.
+    fn update(&mut self, x: &Tensor, groups: &[AgeGroup]) -> Result<()> {
+        let beta = self.beta as f32;
+        let batch = self.batch_means(x, groups)?;
+        for (slot, b) in self.means.iter_mut().zip(batch) {
+            let Some(b) = b else { continue };
+            *slot = Some(match slot.take().filter(|m| m.len() == b.len()) {
+                Some(m) => m
+                    .iter()
+                    .zip(&b)
+                    .map(|(m, v)| beta * m + (1.0 - beta) * v)
+                    .collect(),
+                None => b,
+            });
+        }
+        Ok(())
+    }
+
+    /// The means as checkpoint tensors (`means (G, D)`, `seen (G)`), `None`
+    /// before any group was seen.
+    fn to_tensors(&self, device: &Device) -> Result<Option<HashMap<String, Tensor>>> {
+        let Some(d) = self.means.iter().flatten().map(Vec::len).next() else {
+            return Ok(None);
+        };
+        let g = self.means.len();
+        let mut flat = Vec::with_capacity(g * d);
+        let mut seen = Vec::with_capacity(g);
+        for m in &self.means {
+            match m {
+                Some(m) => {
+                    flat.extend_from_slice(m);
+                    seen.push(1f32);
+                }
+                None => {
+                    flat.extend(std::iter::repeat_n(0f32, d));
+                    seen.push(0f32);
+                }
+            }
+        }
+        Ok(Some(HashMap::from([
+            ("means".to_string(), Tensor::from_vec(flat, (g, d), device)?),
+            ("seen".to_string(), Tensor::from_vec(seen, g, device)?),
+        ])))
+    }
+
+    /// Takes the means back from [`GroupMeans::to_tensors`]' tensors;
+    /// leaves them empty where they hold another number of groups or
+    /// another width than `width` (another critic's).
+    fn restore(
+        &mut self,
+        t: &HashMap<String, Tensor>,
+        width: Option<usize>,
+    ) -> std::result::Result<(), String> {
+        let (Some(means), Some(seen)) = (t.get("means"), t.get("seen")) else {
+            return Err("holds no `means` and `seen` tensors".into());
+        };
+        let read = || -> candle_core::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+            Ok((
+                means.to_dtype(DType::F32)?.to_vec2::<f32>()?,
+                seen.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            ))
+        };
+        let (rows, seen) = read().map_err(|e| format!("unreadable means: {e}"))?;
+        if rows.len() != self.means.len()
+            || seen.len() != rows.len()
+            || rows.first().map(Vec::len) != width
+        {
+            return Ok(());
+        }
+        self.means = rows
+            .into_iter()
+            .zip(seen)
+            .map(|(r, s)| (s > 0.5).then_some(r))
+            .collect();
+        Ok(())
+    }
+}
+
 fn second_groups(
     groups: &[AgeGroup],
     g_count: usize,
@@ -208,6 +364,7 @@ impl CStyleGanTrainConfig {
             cross_age_anchor: None,
             cross_age_temperature: 0.0,
             cross_age_queue: 0,
+            cross_age_centre: 0.0,
             identity_critic: None,
             init_generator: None,
             init_discriminator: None,
@@ -243,6 +400,18 @@ impl CStyleGanTrainConfig {
                 return bad(format!("{name} {v} must be a finite number ≥ 0"));
             }
         }
+        if !(0.0..1.0).contains(&self.cross_age_centre) {
+            return bad(format!(
+                "cross_age_centre {} must be a decay in [0, 1)",
+                self.cross_age_centre
+            ));
+        }
+        if self.cross_age_centre > 0.0 && self.cross_age_temperature == 0.0 {
+            return bad(format!(
+                "cross_age_centre {} needs the contrastive form (cross_age_temperature > 0)",
+                self.cross_age_centre
+            ));
+        }
         if self.cross_age_queue > 0 && self.cross_age_temperature == 0.0 {
             return bad(format!(
                 "cross_age_queue {} needs the contrastive form (cross_age_temperature > 0)",
@@ -275,6 +444,9 @@ pub struct CStyleGanTask {
     /// The contrastive cross-age term's queue of earlier second renders'
     /// descriptors `(M, D)`, newest first (`None`: empty).
     cross_age_queue: Option<Tensor>,
+    /// The running per-group means the cross-age term's descriptors are
+    /// centred by (with `cross_age_centre` above 0).
+    cross_age_means: GroupMeans,
 }
 
 impl CStyleGanTask {
@@ -351,6 +523,7 @@ impl CStyleGanTask {
             },
         )?;
         let order = DataOrder::new(data.len(), cfg.seed);
+        let cross_age_means = GroupMeans::new(cfg.model.num_groups(), cfg.cross_age_centre);
         Ok(CStyleGanTask {
             cfg,
             device: device.clone(),
@@ -370,6 +543,7 @@ impl CStyleGanTask {
             identity: None,
             age_critic: None,
             cross_age_queue: None,
+            cross_age_means,
         })
     }
 
@@ -614,7 +788,18 @@ impl TrainTask for CStyleGanTask {
                 &mut rng,
             );
             let second = self.g.forward(&z, &other, &opts)?;
-            let (ea, eb) = (critic.embed(&fake)?, critic.embed(&second)?);
+            let (mut ea, mut eb) = (critic.embed(&fake)?, critic.embed(&second)?);
+            if self.cfg.cross_age_centre > 0.0 {
+                // Centred by the means before this step; then the means
+                // learn this step's descriptors.
+                let (ca, cb) = (
+                    self.cross_age_means.centre(&ea, &groups)?,
+                    self.cross_age_means.centre(&eb, &other)?,
+                );
+                self.cross_age_means.update(&ea, &groups)?;
+                self.cross_age_means.update(&eb, &other)?;
+                (ea, eb) = (ca, cb);
+            }
             let id = if self.cfg.cross_age_temperature > 0.0 {
                 let nce = agesynth_losses::identity::contrastive_identity_with_negatives(
                     &ea,
@@ -664,6 +849,9 @@ impl TrainTask for CStyleGanTask {
                 HashMap::from([("descriptors".to_string(), q.clone())]),
                 None,
             );
+        }
+        if let Some(t) = self.cross_age_means.to_tensors(&self.device)? {
+            contents = contents.tensors("cross_age_means", t, None);
         }
         contents
             // The sidecar of generator_ema.safetensors: the checkpoint's EMA
@@ -720,6 +908,18 @@ impl TrainTask for CStyleGanTask {
                 let keep = q.dim(0)?.min(self.cfg.cross_age_queue);
                 self.cross_age_queue = Some(q.narrow(0, 0, keep)?.to_device(&self.device)?);
             }
+        }
+        // The centring means likewise (a run that starts centring, or
+        // resumes with another critic, learns them afresh).
+        self.cross_age_means =
+            GroupMeans::new(self.cfg.model.num_groups(), self.cfg.cross_age_centre);
+        let path = ck.tensors_path("cross_age_means");
+        if self.cfg.cross_age_centre > 0.0 && path.is_file() {
+            let (t, _) = ck.load_tensors("cross_age_means")?;
+            let width = self.identity.as_ref().map(|c| c.dim());
+            self.cross_age_means
+                .restore(&t, width)
+                .map_err(|why| TrainError::checkpoint(path.clone(), why))?;
         }
         Ok(())
     }
@@ -1043,6 +1243,47 @@ mod tests {
     /// Without an anchor the second group is any group but the row's own,
     /// each drawn; with one, every row away from the anchor is paired with
     /// it and a row at the anchor with another group.
+    #[test]
+    fn group_means_centre_by_group_learn_by_decay_and_round_trip() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[1f32, 2.0], [3.0, 4.0], [10.0, 0.0]], &dev).unwrap();
+        let groups = [AgeGroup(0), AgeGroup(0), AgeGroup(2)];
+        let mut m = GroupMeans::new(3, 0.5);
+        assert!(m.to_tensors(&dev).unwrap().is_none());
+        // Nothing seen: each row less its batch group's mean.
+        let c = m.centre(&x, &groups).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(c, [[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0]]);
+        m.update(&x, &groups).unwrap();
+        assert_eq!(m.means[0].as_deref(), Some(&[2.0f32, 3.0][..]));
+        assert!(m.means[1].is_none());
+        // A second batch moves group 0 half way (beta 0.5) and is centred
+        // by the means from before it.
+        let y = Tensor::new(&[[4f32, 5.0]], &dev).unwrap();
+        let c = m
+            .centre(&y, &[AgeGroup(0)])
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert_eq!(c, [[2.0, 2.0]]);
+        m.update(&y, &[AgeGroup(0)]).unwrap();
+        assert_eq!(m.means[0].as_deref(), Some(&[3.0f32, 4.0][..]));
+        // Saved and restored; another width or group count is not taken.
+        let t = m.to_tensors(&dev).unwrap().unwrap();
+        assert_eq!(t["seen"].to_vec1::<f32>().unwrap(), [1.0, 0.0, 1.0]);
+        let mut back = GroupMeans::new(3, 0.5);
+        back.restore(&t, Some(2)).unwrap();
+        assert_eq!(back.means, m.means);
+        let mut other = GroupMeans::new(3, 0.5);
+        other.restore(&t, Some(4)).unwrap();
+        assert!(other.means.iter().all(Option::is_none));
+        let mut fewer = GroupMeans::new(2, 0.5);
+        fewer.restore(&t, Some(2)).unwrap();
+        assert!(fewer.means.iter().all(Option::is_none));
+        assert!(back.restore(&HashMap::new(), Some(2)).is_err());
+        // A row of a group outside the means is an error, not a panic.
+        assert!(m.centre(&y, &[AgeGroup(5)]).is_err());
+    }
+
     #[test]
     fn the_cross_age_term_pairs_each_render_with_another_or_the_anchor_group() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);

@@ -645,6 +645,82 @@ fn the_cross_age_queue_fills_is_saved_and_resumes_exactly() {
     assert!(CStyleGanTask::new(bad, data.clone(), &dev).is_err());
 }
 
+/// Centring the contrastive term's descriptors by age group: the running
+/// means are saved in checkpoints (a resumed run repeats the straight one),
+/// the term differs from the uncentred one once the means have history,
+/// and centring without the contrastive form, or outside [0, 1), is refused.
+#[test]
+fn the_centred_cross_age_term_is_saved_and_resumes_exactly() {
+    use agesynth_critic::{CriticConfig, IdentityCritic};
+    let dev = Device::Cpu;
+    let data = faces(12);
+    let critic: Arc<dyn agesynth_core::FaceEmbedder> = Arc::new(
+        IdentityCritic::new(
+            &CriticConfig::tiny_identity(),
+            agesynth_cstylegan::seeded_var_builder(&candle_nn::VarMap::new(), 3, DType::F32, &dev),
+        )
+        .unwrap(),
+    );
+    let mut cfg = config(17);
+    cfg.cross_age_identity = 1.0;
+    cfg.cross_age_temperature = 0.5;
+    cfg.cross_age_anchor = Some(2);
+    cfg.cross_age_centre = 0.9;
+    let task = |cfg: &CStyleGanTrainConfig| {
+        CStyleGanTask::new(cfg.clone(), data.clone(), &dev)
+            .unwrap()
+            .with_identity_critic(critic.clone())
+    };
+    let nce = |run: &RunDir| -> Vec<f64> {
+        curve(run)
+            .into_iter()
+            .map(|(_, l)| l.into_iter().find(|(k, _)| k == "cross_age_nce").unwrap().1)
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a_run = RunDir::open(dir.path().join("a")).unwrap();
+    Trainer::new(a_run.clone(), opts(4, 4))
+        .run(&mut task(&cfg), false)
+        .unwrap();
+    let b_run = RunDir::open(dir.path().join("b")).unwrap();
+    Trainer::new(b_run.clone(), opts(2, 2))
+        .run(&mut task(&cfg), false)
+        .unwrap();
+    let ck = b_run.latest().unwrap().unwrap();
+    let (m, _) = ck.load_tensors("cross_age_means").unwrap();
+    let groups = cfg.model.num_groups();
+    assert_eq!(m["means"].dims(), &[groups, critic.dim()]);
+    // Every render is paired with 20–29: that group has been seen.
+    let seen = m["seen"].to_vec1::<f32>().unwrap();
+    assert_eq!(seen[2], 1.0, "{seen:?}");
+    Trainer::new(b_run.clone(), opts(4, 4))
+        .run(&mut task(&cfg), true)
+        .unwrap();
+    assert_eq!(nce(&a_run), nce(&b_run));
+    let mut plain = cfg.clone();
+    plain.cross_age_centre = 0.0;
+    let c_run = RunDir::open(dir.path().join("c")).unwrap();
+    Trainer::new(c_run.clone(), opts(2, 2))
+        .run(&mut task(&plain), false)
+        .unwrap();
+    let (with, without) = (nce(&a_run), nce(&c_run));
+    assert_ne!(with[1], without[1], "{with:?} {without:?}");
+    assert!(with.iter().all(|v| v.is_finite() && *v >= 0.0), "{with:?}");
+    assert!(c_run
+        .latest()
+        .unwrap()
+        .unwrap()
+        .load_tensors("cross_age_means")
+        .is_err());
+    for (centre, temperature) in [(0.9, 0.0), (1.0, 0.5), (-0.1, 0.5)] {
+        let mut bad = cfg.clone();
+        bad.cross_age_centre = centre;
+        bad.cross_age_temperature = temperature;
+        let err = CStyleGanTask::new(bad, data.clone(), &dev).err().unwrap();
+        assert!(err.to_string().contains("cross_age_centre"), "{err}");
+    }
+}
+
 /// The age-critic term: a clear error without its critic, a critic of other
 /// groups refused, and with one the term is logged and changes G's update.
 #[test]

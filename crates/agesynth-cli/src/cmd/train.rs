@@ -200,6 +200,14 @@ pub struct CStyleGanArgs {
     /// it replaces the saved value
     #[arg(long)]
     pub cross_age_queue: Option<usize>,
+    /// With the contrastive form: take each render's descriptor less a
+    /// running mean of its age group's (this decay per step, e.g. 0.98;
+    /// saved in checkpoints), so that what the identity critic reads of age
+    /// neither helps nor hurts telling latents apart and renders gain
+    /// nothing by ageing less (0: no centring). On resume it replaces the
+    /// saved value
+    #[arg(long)]
+    pub cross_age_centre: Option<f64>,
     /// The identity critic of the cross-age term (`train critic --kind
     /// identity`) [default: the weights folder's critic-identity64.safetensors]
     #[arg(long)]
@@ -448,7 +456,7 @@ fn run_task<T: TrainTask>(
 }
 
 /// The cStyleGAN's loss-term arguments (`--cross-age-identity`,
-/// `--cross-age-anchor`, `--cross-age-temperature`, `--cross-age-queue`, `--identity-critic`, `--age-critic-weight`, `--age-critic`,
+/// `--cross-age-anchor`, `--cross-age-temperature`, `--cross-age-queue`, `--cross-age-centre`, `--identity-critic`, `--age-critic-weight`, `--age-critic`,
 /// `--age-critic-blur`, `--age-critic-gender-from-group`) applied to `cfg`:
 /// a new run's config, or a resumed run's saved one (the schedule of a run
 /// in stages), where they replace the saved values, are said and are saved
@@ -475,6 +483,17 @@ fn apply_loss_args(cfg: &mut CStyleGanTrainConfig, a: &CStyleGanArgs) -> anyhow:
             bail!("--cross-age-queue {q} needs the contrastive form (--cross-age-temperature > 0)");
         }
         cfg.cross_age_queue = q;
+    }
+    if let Some(c) = a.cross_age_centre {
+        if !(0.0..1.0).contains(&c) {
+            bail!("--cross-age-centre {c} must be a decay in [0, 1)");
+        }
+        if c > 0.0 && cfg.cross_age_temperature == 0.0 {
+            bail!(
+                "--cross-age-centre {c} needs the contrastive form (--cross-age-temperature > 0)"
+            );
+        }
+        cfg.cross_age_centre = c;
     }
     if let Some(k) = a.cross_age_anchor {
         if k >= cfg.model.num_groups() {
@@ -557,7 +576,7 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
         overridden = saved != before;
         if losses_changed {
             eprintln!(
-                "resuming with changed loss weights: cross-age identity {} → {} (anchor {:?} → {:?}, temperature {} → {}, queue {} → {}), age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
+                "resuming with changed loss weights: cross-age identity {} → {} (anchor {:?} → {:?}, temperature {} → {}, queue {} → {}, centring {} → {}), age critic {} → {} ({}), blur {} → {}, gender asked from group {} → {}",
                 before.cross_age_identity,
                 saved.cross_age_identity,
                 before.cross_age_anchor,
@@ -566,6 +585,8 @@ fn train_cstylegan(a: CStyleGanArgs) -> anyhow::Result<ExitCode> {
                 saved.cross_age_temperature,
                 before.cross_age_queue,
                 saved.cross_age_queue,
+                before.cross_age_centre,
+                saved.cross_age_centre,
                 before.age_critic,
                 saved.age_critic,
                 saved.age_critic_file
