@@ -53,4 +53,7 @@ pub use identity::{EmbeddingDistance, IdentityLoss, SharedIdentityLoss};
 pub use loss::{Loss, LossInput};
 pub use realism::RealismLoss;
 pub use reconstruction::{Reconstruction, ReconstructionLoss};
-pub use tv::{ChromaChangeLoss, DarkPatchLoss, PalePatchLoss, SharpChangeLoss, TotalVariationLoss};
+pub use tv::{
+    ChromaChangeLoss, ColourSpeckLoss, DarkPatchLoss, PalePatchLoss, SharpChangeLoss,
+    TotalVariationLoss,
+};

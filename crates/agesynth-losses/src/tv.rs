@@ -194,6 +194,44 @@ impl Loss for PalePatchLoss {
     }
 }
 
+/// Coloured specks the input lacks: `mean relu(‖chroma(Δ)‖² − τ²)` over the
+/// pixels, with `Δ = output − reference`, `‖·‖` the length of a pixel's
+/// colour change over the three channels and `τ` the threshold (images in
+/// `[-1, 1]`). [`ChromaChangeLoss`] charges colour edges on average over
+/// the image, so a few pixels of purple or green at a hairline, which a
+/// critic may read as age, cost it almost nothing; this term charges each
+/// such pixel for itself, and a mild change of tone (below `τ`) not at all.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColourSpeckLoss {
+    /// Its weight.
+    pub weight: f64,
+    /// How far (in `[-1, 1]` units) a pixel's colour may change before it
+    /// costs.
+    pub threshold: f64,
+}
+
+impl Loss for ColourSpeckLoss {
+    fn name(&self) -> &str {
+        "colour_speck"
+    }
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+    /// Reads `output` and `reference` (the images before the change).
+    fn compute(&self, input: &LossInput) -> Result<Tensor> {
+        let t = self.threshold;
+        if !(t >= 0.0 && t.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "colour speck: threshold {t} must be finite and ≥ 0"
+            )));
+        }
+        // Squared lengths: no square root, whose gradient at 0 is infinite.
+        let c = chroma(&change(input, "colour_speck")?)?;
+        let len2 = c.sqr()?.sum_keepdim(1)?;
+        Ok((len2 - t * t)?.relu()?.mean_all()?)
+    }
+}
+
 /// `mean relu(sign · blur_σ(luma(output − reference)) − τ)`: the cost of
 /// the patches [`DarkPatchLoss`] (`sign` −1) and [`PalePatchLoss`] (+1)
 /// charge.
@@ -256,6 +294,51 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    #[test]
+    fn colour_specks_cost_above_the_threshold_only() {
+        let dev = Device::Cpu;
+        let base = Tensor::zeros((1, 3, 4, 4), DType::F32, &dev).unwrap();
+        let cost = |out: &Tensor, t: f64| {
+            ColourSpeckLoss {
+                weight: 1.0,
+                threshold: t,
+            }
+            .compute(&LossInput::new(out).reference(&base))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+        };
+        // A grey change (any brightness) has no colour: free.
+        let grey = (base.ones_like().unwrap() * 0.7).unwrap();
+        assert!(cost(&grey, 0.0) < 1e-7);
+        // One pixel of pure red change 0.6: chroma (0.6 − 0.1794, −0.1794,
+        // −0.1794) by Rec. 601 luma (0.299 · 0.6), length² = 0.4206² + 2 ·
+        // 0.1794² = 0.24127; over 16 pixels, less τ².
+        let mut v = vec![0f32; 48];
+        v[0] = 0.6;
+        let speck = Tensor::from_vec(v, (1, 3, 4, 4), &dev).unwrap();
+        let len2 = 0.4206f32.powi(2) + 2.0 * 0.1794f32.powi(2);
+        assert!((cost(&speck, 0.0) - len2 / 16.0).abs() < 1e-5);
+        assert!((cost(&speck, 0.2) - (len2 - 0.04) / 16.0).abs() < 1e-5);
+        // Below the threshold: free.
+        assert_eq!(cost(&speck, 0.5), 0.0);
+        // A colour change spread thinly over the image stays free at a
+        // threshold the speck exceeds.
+        let tint = Tensor::from_vec(
+            [vec![0.1f32; 16], vec![0f32; 32]].concat(),
+            (1, 3, 4, 4),
+            &dev,
+        )
+        .unwrap();
+        assert_eq!(cost(&tint, 0.2), 0.0);
+        assert!(ColourSpeckLoss {
+            weight: 1.0,
+            threshold: -1.0
+        }
+        .compute(&LossInput::new(&speck).reference(&base))
+        .is_err());
     }
 
     #[test]

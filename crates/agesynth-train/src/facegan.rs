@@ -36,9 +36,9 @@ use agesynth_facegan::seeded_var_builder;
 use agesynth_facegan::{Discriminator, FaceGanConfig, Generator};
 use agesynth_losses::{
     age::cross_entropy, AdversarialLoss, AgeLoss, ChromaChangeLoss, ClassifierAgeLoss,
-    ClassifierGenderLoss, DarkPatchLoss, EmbeddingDistance, GeneratorAdversarial, PalePatchLoss,
-    RealismLoss, Reconstruction, ReconstructionLoss, SharedIdentityLoss, SharpChangeLoss,
-    TotalVariationLoss,
+    ClassifierGenderLoss, ColourSpeckLoss, DarkPatchLoss, EmbeddingDistance, GeneratorAdversarial,
+    PalePatchLoss, RealismLoss, Reconstruction, ReconstructionLoss, SharedIdentityLoss,
+    SharpChangeLoss, TotalVariationLoss,
 };
 use agesynth_nn::vars::{copy_vars, ema_decay, ema_update};
 use candle_core::{backprop::GradStore, DType, Device, Tensor};
@@ -122,6 +122,12 @@ pub struct FaceGanLossWeights {
     /// read as 0.
     #[serde(default)]
     pub pale_patch: f64,
+    /// Coloured specks the input lacks ([`agesynth_losses::ColourSpeckLoss`]
+    /// at [`FaceGanTrainConfig::colour_speck_threshold`]): each pixel whose
+    /// colour changes by more than the threshold costs. Configs written
+    /// before it existed read as 0.
+    #[serde(default)]
+    pub colour_speck: f64,
     /// A second identity term, on the rows whose target is
     /// [`FaceGanTrainConfig::old_age_critic_from`] or older only (the same
     /// network and settings as [`FaceGanLossWeights::identity`], which
@@ -175,6 +181,7 @@ impl Default for FaceGanLossWeights {
             oldest_age_critic: 0.0,
             dark_patch: 0.0,
             pale_patch: 0.0,
+            colour_speck: 0.0,
             identity_old: 0.0,
             identity_young: 0.0,
             gender_keep: 0.0,
@@ -333,6 +340,10 @@ pub struct FaceGanTrainConfig {
     /// as 0.3).
     #[serde(default = "default_pale_patch_threshold")]
     pub pale_patch_threshold: f64,
+    /// How far (images in `[-1, 1]`) a pixel's colour may change before the
+    /// colour-speck term charges (configs written before it read 0.1).
+    #[serde(default = "default_colour_speck_threshold")]
+    pub colour_speck_threshold: f64,
     /// The first target group the gender-keeping term reads
     /// ([`FaceGanLossWeights::gender_keep`]; 0: every row).
     #[serde(default)]
@@ -485,6 +496,10 @@ fn default_dark_patch_threshold() -> f64 {
     0.2
 }
 
+fn default_colour_speck_threshold() -> f64 {
+    0.1
+}
+
 fn default_pale_patch_sigma() -> f64 {
     1.5
 }
@@ -554,6 +569,7 @@ impl FaceGanTrainConfig {
             dark_patch_threshold: default_dark_patch_threshold(),
             pale_patch_sigma: default_pale_patch_sigma(),
             pale_patch_threshold: default_pale_patch_threshold(),
+            colour_speck_threshold: default_colour_speck_threshold(),
             gender_keep_from: 0,
             gender_keep_satisfied: default_gender_keep_satisfied(),
             realism_from: 0,
@@ -601,6 +617,7 @@ impl FaceGanTrainConfig {
             w.oldest_age_critic,
             w.dark_patch,
             w.pale_patch,
+            w.colour_speck,
             w.identity_old,
             w.identity_young,
             w.gender_keep,
@@ -653,6 +670,7 @@ impl FaceGanTrainConfig {
         for (name, v) in [
             ("dark_patch_threshold", self.dark_patch_threshold),
             ("pale_patch_threshold", self.pale_patch_threshold),
+            ("colour_speck_threshold", self.colour_speck_threshold),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} {v} must be finite and ≥ 0"));
@@ -829,7 +847,7 @@ impl FaceGanCritics {
 /// `identity`, `identity_old` (the targets from `old_age_critic_from` up),
 /// `identity_young` (the targets below `identity_young_below`),
 /// `cycle`, `self_rec` (real rows at their own group), `tv`,
-/// `chroma_change`, `dark_patch`, `pale_patch`,
+/// `chroma_change`, `dark_patch`, `pale_patch`, `colour_speck`,
 /// `age_critic` (all rows, or the targets younger than
 /// `old_age_critic_from` when a second critic is given), `age_critic_old`
 /// (the second critic, on the older targets, up to `oldest_age_critic_from`
@@ -973,6 +991,18 @@ pub fn facegan_objective(
         };
         terms.push(Term::new(
             "pale_patch",
+            Box::new(l),
+            Rows::All,
+            Operand::OutputVsInput,
+        ));
+    }
+    if w.colour_speck > 0.0 {
+        let l = ColourSpeckLoss {
+            weight: w.colour_speck,
+            threshold: cfg.colour_speck_threshold,
+        };
+        terms.push(Term::new(
+            "colour_speck",
             Box::new(l),
             Rows::All,
             Operand::OutputVsInput,

@@ -1296,6 +1296,43 @@ fn the_pale_patch_term_reads_every_row_and_its_settings_are_checked() {
     }
 }
 
+#[test]
+fn the_colour_speck_term_reads_every_row_and_its_threshold_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = write_pairs(&dir.path().join("pairs"), 8, 0);
+    let mut cfg = mixed_config(3);
+    cfg.weights.colour_speck = 100.0;
+    cfg.colour_speck_threshold = 0.0;
+    assert_term_on_every_row(&cfg, &pairs, "colour_speck");
+    // Off by default, and in configs written before it existed.
+    assert_eq!(mixed_config(3).weights.colour_speck, 0.0);
+    let mut json: serde_json::Value = serde_json::to_value(&cfg).unwrap();
+    json["weights"]
+        .as_object_mut()
+        .unwrap()
+        .remove("colour_speck");
+    json.as_object_mut()
+        .unwrap()
+        .remove("colour_speck_threshold");
+    let old: FaceGanTrainConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.weights.colour_speck, 0.0);
+    assert_eq!(old.colour_speck_threshold, 0.1);
+    for threshold in [-0.1, f64::NAN] {
+        let mut bad = cfg.clone();
+        bad.colour_speck_threshold = threshold;
+        let err = FaceGanTask::new(
+            bad,
+            Some(real_faces(8)),
+            Some(pairs.clone()),
+            None,
+            &Device::Cpu,
+        )
+        .err()
+        .expect("a bad colour-speck threshold is an error");
+        assert!(err.to_string().contains("colour_speck"), "{err}");
+    }
+}
+
 /// A generator step split into shards logs the whole batch's losses and
 /// moves the weights as the whole step does; a step that reads D cannot be
 /// split.

@@ -294,6 +294,16 @@ pub struct FaceGanArgs {
     /// [default: 0.3]
     #[arg(long)]
     pub pale_patch_threshold: Option<f64>,
+    /// Weight of the colour-speck term: each pixel whose colour (not
+    /// brightness) changes by more than --colour-speck-threshold from input
+    /// to output (a speck of purple or green at a hairline) costs for
+    /// itself [default: 0]
+    #[arg(long)]
+    pub colour_speck_weight: Option<f64>,
+    /// How far a pixel's colour (images in [-1, 1]) may change before it
+    /// costs [default: 0.1]
+    #[arg(long)]
+    pub colour_speck_threshold: Option<f64>,
     /// A discriminator without the auxiliary age-classification head: the
     /// target age reaches G only through D's projection conditioning and
     /// the synthetic pairs (the age term is off).
@@ -350,6 +360,12 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(w) = a.dark_patch_weight {
             c.weights.dark_patch = w;
+        }
+        if let Some(w) = a.colour_speck_weight {
+            c.weights.colour_speck = w;
+        }
+        if let Some(t) = a.colour_speck_threshold {
+            c.colour_speck_threshold = t;
         }
         if let Some(s) = a.dark_patch_sigma {
             c.dark_patch_sigma = s;
