@@ -573,6 +573,26 @@ fn the_contrastive_cross_age_term_is_logged_and_checked() {
     assert!(CStyleGanTask::new(bad, faces(8), &dev).is_err());
 }
 
+/// A seeded tiny identity critic for the cross-age term's tests.
+fn tiny_identity_critic(dev: &Device) -> Arc<dyn agesynth_core::FaceEmbedder> {
+    use agesynth_critic::{CriticConfig, IdentityCritic};
+    Arc::new(
+        IdentityCritic::new(
+            &CriticConfig::tiny_identity(),
+            agesynth_cstylegan::seeded_var_builder(&candle_nn::VarMap::new(), 3, DType::F32, dev),
+        )
+        .unwrap(),
+    )
+}
+
+/// The contrastive cross-age term's logged value at every step of `run`.
+fn nce_curve(run: &RunDir) -> Vec<f64> {
+    curve(run)
+        .into_iter()
+        .map(|(_, l)| l.into_iter().find(|(k, _)| k == "cross_age_nce").unwrap().1)
+        .collect()
+}
+
 /// The contrastive term's queue: it fills with each batch's second renders
 /// up to its size, is saved in checkpoints (a resumed run repeats the
 /// straight one, which it would not with an empty queue), and changes the
@@ -580,16 +600,9 @@ fn the_contrastive_cross_age_term_is_logged_and_checked() {
 /// refused.
 #[test]
 fn the_cross_age_queue_fills_is_saved_and_resumes_exactly() {
-    use agesynth_critic::{CriticConfig, IdentityCritic};
     let dev = Device::Cpu;
     let data = faces(12);
-    let critic: Arc<dyn agesynth_core::FaceEmbedder> = Arc::new(
-        IdentityCritic::new(
-            &CriticConfig::tiny_identity(),
-            agesynth_cstylegan::seeded_var_builder(&candle_nn::VarMap::new(), 3, DType::F32, &dev),
-        )
-        .unwrap(),
-    );
+    let critic = tiny_identity_critic(&dev);
     let mut cfg = config(13);
     cfg.cross_age_identity = 1.0;
     cfg.cross_age_temperature = 0.5;
@@ -598,12 +611,6 @@ fn the_cross_age_queue_fills_is_saved_and_resumes_exactly() {
         CStyleGanTask::new(cfg.clone(), data.clone(), &dev)
             .unwrap()
             .with_identity_critic(critic.clone())
-    };
-    let nce = |run: &RunDir| -> Vec<f64> {
-        curve(run)
-            .into_iter()
-            .map(|(_, l)| l.into_iter().find(|(k, _)| k == "cross_age_nce").unwrap().1)
-            .collect()
     };
     let dir = tempfile::tempdir().unwrap();
     let a_run = RunDir::open(dir.path().join("a")).unwrap();
@@ -621,7 +628,7 @@ fn the_cross_age_queue_fills_is_saved_and_resumes_exactly() {
     Trainer::new(b_run.clone(), opts(4, 4))
         .run(&mut task(&cfg), true)
         .unwrap();
-    assert_eq!(nce(&a_run), nce(&b_run));
+    assert_eq!(nce_curve(&a_run), nce_curve(&b_run));
     // The batch-only form agrees at the first step (the queue is empty);
     // at the second (the same models) the queue's descriptors are further
     // identities to tell apart, so the term is larger.
@@ -631,7 +638,7 @@ fn the_cross_age_queue_fills_is_saved_and_resumes_exactly() {
     Trainer::new(c_run.clone(), opts(2, 2))
         .run(&mut task(&plain), false)
         .unwrap();
-    let (with, without) = (nce(&a_run), nce(&c_run));
+    let (with, without) = (nce_curve(&a_run), nce_curve(&c_run));
     assert_eq!(with[0], without[0]);
     assert!(with[1] > without[1], "{with:?} {without:?}");
     assert!(c_run
@@ -651,16 +658,9 @@ fn the_cross_age_queue_fills_is_saved_and_resumes_exactly() {
 /// and centring without the contrastive form, or outside [0, 1), is refused.
 #[test]
 fn the_centred_cross_age_term_is_saved_and_resumes_exactly() {
-    use agesynth_critic::{CriticConfig, IdentityCritic};
     let dev = Device::Cpu;
     let data = faces(12);
-    let critic: Arc<dyn agesynth_core::FaceEmbedder> = Arc::new(
-        IdentityCritic::new(
-            &CriticConfig::tiny_identity(),
-            agesynth_cstylegan::seeded_var_builder(&candle_nn::VarMap::new(), 3, DType::F32, &dev),
-        )
-        .unwrap(),
-    );
+    let critic = tiny_identity_critic(&dev);
     let mut cfg = config(17);
     cfg.cross_age_identity = 1.0;
     cfg.cross_age_temperature = 0.5;
@@ -670,12 +670,6 @@ fn the_centred_cross_age_term_is_saved_and_resumes_exactly() {
         CStyleGanTask::new(cfg.clone(), data.clone(), &dev)
             .unwrap()
             .with_identity_critic(critic.clone())
-    };
-    let nce = |run: &RunDir| -> Vec<f64> {
-        curve(run)
-            .into_iter()
-            .map(|(_, l)| l.into_iter().find(|(k, _)| k == "cross_age_nce").unwrap().1)
-            .collect()
     };
     let dir = tempfile::tempdir().unwrap();
     let a_run = RunDir::open(dir.path().join("a")).unwrap();
@@ -696,14 +690,14 @@ fn the_centred_cross_age_term_is_saved_and_resumes_exactly() {
     Trainer::new(b_run.clone(), opts(4, 4))
         .run(&mut task(&cfg), true)
         .unwrap();
-    assert_eq!(nce(&a_run), nce(&b_run));
+    assert_eq!(nce_curve(&a_run), nce_curve(&b_run));
     let mut plain = cfg.clone();
     plain.cross_age_centre = 0.0;
     let c_run = RunDir::open(dir.path().join("c")).unwrap();
     Trainer::new(c_run.clone(), opts(2, 2))
         .run(&mut task(&plain), false)
         .unwrap();
-    let (with, without) = (nce(&a_run), nce(&c_run));
+    let (with, without) = (nce_curve(&a_run), nce_curve(&c_run));
     assert_ne!(with[1], without[1], "{with:?} {without:?}");
     assert!(with.iter().all(|v| v.is_finite() && *v >= 0.0), "{with:?}");
     assert!(c_run
