@@ -19,6 +19,27 @@ pub enum BottleneckAge {
     Concat,
 }
 
+/// Where the residual output adds the generator's change `d` to the input
+/// (see [`FaceGanConfig::residual_output`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResidualSpace {
+    /// Each channel in its own tanh domain: `out_c = tanh(atanh(x_c) + d_c)`.
+    /// A channel near ±1 moves far less for one change than a channel
+    /// nearer 0, so a grey change of a dark pixel whose channels saturate
+    /// to different depths (JPEG hair: one channel at 0, another at 10)
+    /// comes out coloured, and the gradient back through the saturated
+    /// channels is small.
+    #[default]
+    Channel,
+    /// At the pixel's luma `l = 0.299 R + 0.587 G + 0.114 B`: every channel
+    /// moves by the change a channel at the luma's level would make,
+    /// `out_c = clamp(x_c + tanh(atanh(l) + d_c) − l, −1, 1)`. One change
+    /// moves a pixel's three channels alike, so colour comes only from the
+    /// channels' changes differing; the input when `d = 0`, as before.
+    Luma,
+}
+
 /// Configuration of the FaceGAN generator and discriminator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaceGanConfig {
@@ -50,6 +71,11 @@ pub struct FaceGanConfig {
     /// before it existed read as 1.
     #[serde(default = "full_res_skip_default")]
     pub full_res_skip: f64,
+    /// Where the residual output adds the change (unused without
+    /// [`FaceGanConfig::residual_output`]). No weight depends on it; configs
+    /// written before it existed read as [`ResidualSpace::Channel`].
+    #[serde(default)]
+    pub residual_space: ResidualSpace,
     /// Discriminator channels, one per stride-2 level; the patch logits are
     /// `image_size / 2^len` on a side.
     pub d_channels: Vec<usize>,
@@ -75,6 +101,7 @@ impl FaceGanConfig {
             age_embed_dim: 32,
             residual_output: true,
             full_res_skip: 1.0,
+            residual_space: ResidualSpace::Channel,
             d_channels: d,
             d_aux_classifier: true,
         }

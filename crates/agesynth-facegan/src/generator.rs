@@ -10,6 +10,7 @@
 //!   up[i]     4×4 stride-2 transposed conv → c(i), ++ skip i, 3×3 conv ┘  │
 //!   ...                                  (skip 0 scaled by full_res_skip) ┘
 //!   to_rgb    3×3 conv → 3; out = tanh(atanh(x) + d)  (residual) or tanh(d)
+//!             (or, in luma space, x + tanh(atanh(l) + d) − l, l the luma of x)
 //! ```
 //! All activations are leaky ReLU 0.2, fused into our CPU conv kernels. There
 //! is no normalisation layer: FiLM works on the raw features, and the
@@ -20,7 +21,7 @@ use agesynth_nn::{ops, Activation, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTr
 use candle_core::{Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
-use crate::config::{BottleneckAge, FaceGanConfig};
+use crate::config::{BottleneckAge, FaceGanConfig, ResidualSpace};
 
 const SLOPE: f64 = 0.2;
 
@@ -200,7 +201,8 @@ impl Generator {
     }
 
     /// The faces of `images` `(N, 3, S, S)` in `[-1, 1]` at the age groups
-    /// `targets`: `(N, 3, S, S)` in `(-1, 1)`, differentiable.
+    /// `targets`: `(N, 3, S, S)` in `(-1, 1)` (in `[-1, 1]` with
+    /// [`ResidualSpace::Luma`], where a channel may reach ±1), differentiable.
     pub fn forward(&self, images: &Tensor, targets: &[AgeGroup]) -> Result<Tensor> {
         self.check(images, targets)?;
         let s = self.cfg.image_size;
@@ -239,12 +241,13 @@ impl Generator {
             h = u.fuse.forward(&Tensor::cat(&[&x, &skip], 1)?)?;
         }
         let d = self.to_rgb.forward(&h)?;
-        let pre = if self.cfg.residual_output {
-            (atanh_input(images)? + d)?
-        } else {
-            d
-        };
-        Ok(ops::tanh(&pre)?)
+        if !self.cfg.residual_output {
+            return Ok(ops::tanh(&d)?);
+        }
+        match self.cfg.residual_space {
+            ResidualSpace::Channel => Ok(ops::tanh(&(atanh_input(images)? + d)?)?),
+            ResidualSpace::Luma => luma_residual(images, &d),
+        }
     }
 
     /// Every face of `images` at every age group: `(N, G, 3, S, S)`.
@@ -258,13 +261,34 @@ impl Generator {
     }
 }
 
+/// Largest `|x|` whose `atanh` the residual output takes, so that
+/// saturated pixels stay finite.
+const ATANH_LIMIT: f64 = 1.0 - 1e-3;
+
 /// `atanh(x)` of the input images (no gradient needed), clamped to
 /// `|x| ≤ 1 − 10⁻³` so that saturated pixels stay finite.
 fn atanh_input(x: &Tensor) -> Result<Tensor> {
-    let lim = 1.0 - 1e-3;
-    let x = x.detach().clamp(-lim, lim)?;
+    let x = x.detach().clamp(-ATANH_LIMIT, ATANH_LIMIT)?;
     let ratio = ((&x + 1.0)? / (x.neg()? + 1.0)?)?;
     Ok((ratio.log()? * 0.5)?)
+}
+
+/// Rec. 601 luma weights of R, G and B.
+const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
+
+/// The residual output in luma space ([`ResidualSpace::Luma`]):
+/// `clamp(x + tanh(atanh(l) + d) − l, −1, 1)` with `l` the luma of `x`
+/// (clamped as [`atanh_input`] clamps), so one change moves a pixel's three
+/// channels by the same amount.
+fn luma_residual(images: &Tensor, d: &Tensor) -> Result<Tensor> {
+    let x = images.detach();
+    let l = ((x.narrow(1, 0, 1)? * LUMA[0])?
+        + (x.narrow(1, 1, 1)? * LUMA[1])?
+        + (x.narrow(1, 2, 1)? * LUMA[2])?)?
+        .clamp(-ATANH_LIMIT, ATANH_LIMIT)?;
+    let moved = ops::tanh(&atanh_input(&l)?.broadcast_add(d)?)?;
+    let change = moved.broadcast_sub(&l)?;
+    Ok((x + change)?.clamp(-1.0, 1.0)?)
 }
 
 impl AgeGenerator for Generator {

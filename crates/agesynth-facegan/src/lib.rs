@@ -31,7 +31,7 @@ pub mod init;
 pub mod load;
 pub mod testing;
 
-pub use config::{BottleneckAge, FaceGanConfig};
+pub use config::{BottleneckAge, FaceGanConfig, ResidualSpace};
 pub use discriminator::{Discriminator, DiscriminatorOutput};
 pub use generator::Generator;
 pub use init::seeded_var_builder;

@@ -1,7 +1,7 @@
 //! Shapes per preset, both bottleneck modes, conditioning and bad input.
 
 use agesynth_core::{AgeGenerator, AgeGroup, ConditionalDiscriminator};
-use agesynth_facegan::{BottleneckAge, Discriminator, FaceGanConfig, Generator};
+use agesynth_facegan::{BottleneckAge, Discriminator, FaceGanConfig, Generator, ResidualSpace};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
@@ -228,5 +228,156 @@ fn full_res_skip_is_validated_and_old_configs_read_as_one() {
         };
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("full_res_skip"), "{bad}: {err}");
+    }
+}
+
+/// A tiny generator whose change is the same `d` at every pixel and
+/// channel (the last conv's weights zero, its bias `d`), in `space`.
+fn constant_change(space: ResidualSpace, d: f32) -> Generator {
+    let cfg = FaceGanConfig {
+        residual_space: space,
+        ..FaceGanConfig::tiny()
+    };
+    let (g, _, gv, _) = build(&cfg);
+    for (name, var) in gv.data().lock().unwrap().iter() {
+        if name.starts_with("to_rgb") {
+            let zero = var.as_tensor().zeros_like().unwrap();
+            let value = if name.ends_with("bias") {
+                (zero + d as f64).unwrap()
+            } else {
+                zero
+            };
+            var.set(&value).unwrap();
+        }
+    }
+    g
+}
+
+/// A 16×16 image whose every pixel is the colour `rgb`.
+fn flat(rgb: [f32; 3]) -> Tensor {
+    let v: Vec<f32> = rgb.iter().flat_map(|&c| [c; 256]).collect();
+    Tensor::from_vec(v, (1, 3, 16, 16), &Device::Cpu).unwrap()
+}
+
+/// The first pixel's three channels.
+fn pixel(t: &Tensor) -> [f32; 3] {
+    let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    [v[0], v[256], v[512]]
+}
+
+#[test]
+fn luma_space_moves_a_pixels_channels_alike() {
+    // A near-black JPEG hair pixel: red at 1, green at 10, blue at 4 of 255.
+    let rgb = [1.0f32 / 127.5 - 1.0, 10.0 / 127.5 - 1.0, 4.0 / 127.5 - 1.0];
+    let x = flat(rgb);
+    let t = [AgeGroup(5)];
+
+    // No change is the input, in either space.
+    for space in [ResidualSpace::Channel, ResidualSpace::Luma] {
+        let y = constant_change(space, 0.0).forward(&x, &t).unwrap();
+        assert!(max_abs_diff(&y, &x) < 1e-5, "{space:?}");
+    }
+
+    // A grey change of 1 in luma space: every channel moves by the change
+    // of a channel at the pixel's luma, worked by hand.
+    let l = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+    let step = (l.atanh() + 1.0).tanh() - l;
+    let y = pixel(
+        &constant_change(ResidualSpace::Luma, 1.0)
+            .forward(&x, &t)
+            .unwrap(),
+    );
+    for c in 0..3 {
+        let want = (rgb[c] + step).clamp(-1.0, 1.0);
+        assert!(
+            (y[c] - want).abs() < 1e-5,
+            "channel {c}: {} vs {want}",
+            y[c]
+        );
+    }
+    let moved: Vec<f32> = (0..3).map(|c| y[c] - rgb[c]).collect();
+    let spread = moved.iter().cloned().fold(f32::MIN, f32::max)
+        - moved.iter().cloned().fold(f32::MAX, f32::min);
+    assert!(
+        spread < 1e-5,
+        "luma space coloured a grey change: {moved:?}"
+    );
+
+    // The same change per channel colours the pixel: the saturated red
+    // moves far less than green.
+    let y = pixel(
+        &constant_change(ResidualSpace::Channel, 1.0)
+            .forward(&x, &t)
+            .unwrap(),
+    );
+    let (red, green) = (y[0] - rgb[0], y[1] - rgb[1]);
+    assert!(green - red > 0.1, "red moved {red}, green {green}");
+}
+
+#[test]
+fn luma_space_clamps_to_the_image_range_and_old_configs_read_as_channel() {
+    // A bright, saturated pixel pushed up: the output stays in [-1, 1].
+    let x = flat([0.999, 0.2, -0.5]);
+    let y = constant_change(ResidualSpace::Luma, 3.0)
+        .forward(&x, &[AgeGroup(0)])
+        .unwrap();
+    let hi = y.max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(hi <= 1.0, "{hi}");
+    assert_eq!(pixel(&y)[0], 1.0);
+
+    let mut json = serde_json::to_value(FaceGanConfig::cpu64()).unwrap();
+    json.as_object_mut().unwrap().remove("residual_space");
+    let old: FaceGanConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.residual_space, ResidualSpace::Channel);
+    let luma = FaceGanConfig {
+        residual_space: ResidualSpace::Luma,
+        ..FaceGanConfig::cpu64()
+    };
+    let back: FaceGanConfig = serde_json::from_str(&serde_json::to_string(&luma).unwrap()).unwrap();
+    assert_eq!(back, luma);
+}
+
+#[test]
+fn luma_space_gradient_matches_finite_differences() {
+    let cfg = FaceGanConfig {
+        residual_space: ResidualSpace::Luma,
+        ..FaceGanConfig::tiny()
+    };
+    let (g, _, gv, _) = build(&cfg);
+    let bias = gv
+        .data()
+        .lock()
+        .unwrap()
+        .get("to_rgb.bias")
+        .expect("the last conv's bias")
+        .clone();
+    bias.set(&Tensor::new(&[0.3f32, -0.2, 0.1], &Device::Cpu).unwrap())
+        .unwrap();
+    // Dark, unevenly saturated pixels and ordinary ones.
+    let x = (images(1, 16) * 1.2).unwrap().clamp(-0.995, 0.995).unwrap();
+    let t = [AgeGroup(4)];
+    let loss = |g: &Generator| g.forward(&x, &t).unwrap().sqr().unwrap().sum_all().unwrap();
+    let grads = loss(&g).backward().unwrap();
+    let analytic = grads.get(&bias).unwrap().to_vec1::<f32>().unwrap();
+    let b0 = bias.as_tensor().to_vec1::<f32>().unwrap();
+    let eps = 2e-3f32;
+    for c in 0..3 {
+        let at = |delta: f32| {
+            let mut b = b0.clone();
+            b[c] += delta;
+            bias.set(&Tensor::new(b.as_slice(), &Device::Cpu).unwrap())
+                .unwrap();
+            loss(&g).to_scalar::<f32>().unwrap()
+        };
+        let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+        bias.set(&Tensor::new(b0.as_slice(), &Device::Cpu).unwrap())
+            .unwrap();
+        let tol = 0.02 * numeric.abs().max(1.0);
+        assert!(
+            (analytic[c] - numeric).abs() < tol,
+            "channel {c}: analytic {} numeric {numeric}",
+            analytic[c]
+        );
+        assert!(analytic[c].abs() > 1e-3, "channel {c}: no gradient");
     }
 }

@@ -75,6 +75,24 @@ impl From<Bottleneck> for agesynth_facegan::BottleneckAge {
     }
 }
 
+/// Where FaceGAN's residual output adds the generator's change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResidualSpaceArg {
+    /// Each channel in its own tanh domain.
+    Channel,
+    /// Every channel of a pixel moved alike, at the pixel's luma.
+    Luma,
+}
+
+impl From<ResidualSpaceArg> for agesynth_facegan::ResidualSpace {
+    fn from(r: ResidualSpaceArg) -> Self {
+        match r {
+            ResidualSpaceArg::Channel => agesynth_facegan::ResidualSpace::Channel,
+            ResidualSpaceArg::Luma => agesynth_facegan::ResidualSpace::Luma,
+        }
+    }
+}
+
 /// A device (clap parser for `--device`: cpu, cuda, cuda:N or auto).
 pub fn device(s: &str) -> Result<DeviceSpec, String> {
     s.parse::<DeviceSpec>().map_err(|e| e.to_string())

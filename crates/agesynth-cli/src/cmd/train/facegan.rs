@@ -1,6 +1,6 @@
 //! `agesynth train facegan`: the semi-supervised FaceGAN trainer.
 
-use crate::cmd::{Bottleneck, Preset};
+use crate::cmd::{Bottleneck, Preset, ResidualSpaceArg};
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use agesynth_core::{AgeClassifier, FaceEmbedder, RealismCritic};
@@ -40,6 +40,14 @@ pub struct FaceGanArgs {
     /// value; a resumed run keeps its own.
     #[arg(long, default_value_t = 1.0)]
     pub full_res_skip: f64,
+    /// Where the generator's residual output adds its change: `channel`,
+    /// each channel in its own tanh domain (as every file before this
+    /// option), or `luma`, every channel of a pixel moved alike at the
+    /// pixel's luma, so a grey change of a dark, unevenly saturated pixel
+    /// stays grey. No weight depends on it, so `--init-generator` may start
+    /// from a file trained with the other; a resumed run keeps its own.
+    #[arg(long, value_enum, default_value_t = ResidualSpaceArg::Channel)]
+    pub residual_space: ResidualSpaceArg,
     /// Split each generator step's batch into this many parts whose passes
     /// run in parallel, their gradients summed into one step: on a 2-core
     /// CPU, 2 trained the shipped recipe 1.1–1.2× as fast as 1 (many of a
@@ -330,6 +338,7 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         let mut model = FaceGanConfig::preset(a.preset.name())?;
         model.bottleneck_age = a.bottleneck.into();
         model.full_res_skip = a.full_res_skip;
+        model.residual_space = a.residual_space.into();
         model.validate()?;
         let mut c = FaceGanTrainConfig::new(model, a.batch, a.run.seed);
         c.synthetic_fraction = a.synthetic_fraction;
