@@ -69,13 +69,22 @@ pub struct FaceGanConfig {
     /// residual output keeps the input's detail (HRFAE, LATS and CAAE have no
     /// skip at full resolution). No weight depends on it; configs written
     /// before it existed read as 1.
-    #[serde(default = "full_res_skip_default")]
+    #[serde(default = "one")]
     pub full_res_skip: f64,
     /// Where the residual output adds the change (unused without
     /// [`FaceGanConfig::residual_output`]). No weight depends on it; configs
     /// written before it existed read as [`ResidualSpace::Channel`].
     #[serde(default)]
     pub residual_space: ResidualSpace,
+    /// Scale of the colour part of the generator's change: `d` is split
+    /// into its mean over the three channels (a grey change) and the rest
+    /// (a colour change), and the rest is scaled by this, so that the
+    /// network can still grey hair or tint skin but draws colour less
+    /// easily than light and shade. 1 as built (the change as drawn), 0 a
+    /// grey change only. No weight depends on it; configs written before it
+    /// existed read as 1.
+    #[serde(default = "one")]
+    pub change_chroma: f64,
     /// Discriminator channels, one per stride-2 level; the patch logits are
     /// `image_size / 2^len` on a side.
     pub d_channels: Vec<usize>,
@@ -102,6 +111,7 @@ impl FaceGanConfig {
             residual_output: true,
             full_res_skip: 1.0,
             residual_space: ResidualSpace::Channel,
+            change_chroma: 1.0,
             d_channels: d,
             d_aux_classifier: true,
         }
@@ -232,6 +242,12 @@ impl FaceGanConfig {
         {
             return bad("channel counts and age_embed_dim must be positive".into());
         }
+        if !(0.0..=1.0).contains(&self.change_chroma) {
+            return bad(format!(
+                "change_chroma {} must be in [0, 1]",
+                self.change_chroma
+            ));
+        }
         if !(0.0..=1.0).contains(&self.full_res_skip) {
             return bad(format!(
                 "full_res_skip {} must be in [0, 1]",
@@ -253,7 +269,9 @@ impl FaceGanConfig {
     }
 }
 
-fn full_res_skip_default() -> f64 {
+/// The serde default of scales that read as 1 in configs written before
+/// they existed.
+fn one() -> f64 {
     1.0
 }
 

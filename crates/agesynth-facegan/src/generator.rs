@@ -10,7 +10,8 @@
 //!   up[i]     4×4 stride-2 transposed conv → c(i), ++ skip i, 3×3 conv ┘  │
 //!   ...                                  (skip 0 scaled by full_res_skip) ┘
 //!   to_rgb    3×3 conv → 3; out = tanh(atanh(x) + d)  (residual) or tanh(d)
-//!             (or, in luma space, x + tanh(atanh(l) + d) − l, l the luma of x)
+//!             (or, in luma space, x + tanh(atanh(l) + d) − l, l the luma of x);
+//!             d's colour part (d less its channel mean) scaled by change_chroma
 //! ```
 //! All activations are leaky ReLU 0.2, fused into our CPU conv kernels. There
 //! is no normalisation layer: FiLM works on the raw features, and the
@@ -240,7 +241,12 @@ impl Generator {
             let x = u.up.forward(&h)?;
             h = u.fuse.forward(&Tensor::cat(&[&x, &skip], 1)?)?;
         }
-        let d = self.to_rgb.forward(&h)?;
+        let mut d = self.to_rgb.forward(&h)?;
+        if self.cfg.change_chroma != 1.0 {
+            let grey = d.mean_keepdim(1)?;
+            let colour = d.broadcast_sub(&grey)?;
+            d = grey.broadcast_add(&(colour * self.cfg.change_chroma)?)?;
+        }
         if !self.cfg.residual_output {
             return Ok(ops::tanh(&d)?);
         }

@@ -381,3 +381,74 @@ fn luma_space_gradient_matches_finite_differences() {
         assert!(analytic[c].abs() > 1e-3, "channel {c}: no gradient");
     }
 }
+
+#[test]
+fn change_chroma_scales_the_colour_part_of_the_change() {
+    let cfg = FaceGanConfig::tiny();
+    let (g, _, gv, _) = build(&cfg);
+    let vb = || VarBuilder::from_varmap(&gv, DType::F32, &Device::Cpu);
+    let with = |space, chroma| {
+        let c = FaceGanConfig {
+            residual_space: space,
+            change_chroma: chroma,
+            ..cfg.clone()
+        };
+        c.validate().unwrap();
+        Generator::new(&c, vb()).unwrap()
+    };
+    // A change of (0.6, 0, -0.3) everywhere: grey part 0.1, colour part
+    // (0.5, -0.1, -0.4).
+    let bias = gv
+        .data()
+        .lock()
+        .unwrap()
+        .get("to_rgb.bias")
+        .unwrap()
+        .clone();
+    for (name, var) in gv.data().lock().unwrap().iter() {
+        if name == "to_rgb.weight" {
+            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+        }
+    }
+    bias.set(&Tensor::new(&[0.6f32, 0.0, -0.3], &Device::Cpu).unwrap())
+        .unwrap();
+    let x = flat([0.2, -0.1, 0.4]);
+    let t = [AgeGroup(2)];
+    let atanh = |v: f32| v.atanh();
+    for (chroma, d) in [
+        (1.0, [0.6f32, 0.0, -0.3]),
+        (0.5, [0.35, 0.05, -0.1]),
+        (0.0, [0.1, 0.1, 0.1]),
+    ] {
+        // Per channel: tanh(atanh(x) + d).
+        let y = pixel(
+            &with(ResidualSpace::Channel, chroma)
+                .forward(&x, &t)
+                .unwrap(),
+        );
+        let rgb = [0.2f32, -0.1, 0.4];
+        for c in 0..3 {
+            let want = (atanh(rgb[c]) + d[c]).tanh();
+            assert!((y[c] - want).abs() < 1e-5, "{chroma} channel {c}");
+        }
+        // At the luma: with no colour part every channel moves alike.
+        let y = pixel(&with(ResidualSpace::Luma, chroma).forward(&x, &t).unwrap());
+        let l = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+        for c in 0..3 {
+            let want = rgb[c] + (atanh(l) + d[c]).tanh() - l;
+            assert!((y[c] - want).abs() < 1e-5, "{chroma} luma channel {c}");
+        }
+    }
+    for bad in [-0.5, 1.5, f64::NAN] {
+        let c = FaceGanConfig {
+            change_chroma: bad,
+            ..FaceGanConfig::tiny()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("change_chroma"), "{bad}: {err}");
+    }
+    let mut json = serde_json::to_value(FaceGanConfig::cpu64()).unwrap();
+    json.as_object_mut().unwrap().remove("change_chroma");
+    let old: FaceGanConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.change_chroma, 1.0);
+}

@@ -48,6 +48,12 @@ pub struct FaceGanArgs {
     /// from a file trained with the other; a resumed run keeps its own.
     #[arg(long, value_enum, default_value_t = ResidualSpaceArg::Channel)]
     pub residual_space: ResidualSpaceArg,
+    /// Scale of the colour part of the generator's change (the change less
+    /// its mean over the channels): 1 as built, 0 grey changes only. No
+    /// weight depends on it, so `--init-generator` may start from a file
+    /// trained with another value; a resumed run keeps its own.
+    #[arg(long, default_value_t = 1.0)]
+    pub change_chroma: f64,
     /// Split each generator step's batch into this many parts whose passes
     /// run in parallel, their gradients summed into one step: on a 2-core
     /// CPU, 2 trained the shipped recipe 1.1–1.2× as fast as 1 (many of a
@@ -339,6 +345,7 @@ pub fn train_facegan(a: FaceGanArgs) -> anyhow::Result<ExitCode> {
         model.bottleneck_age = a.bottleneck.into();
         model.full_res_skip = a.full_res_skip;
         model.residual_space = a.residual_space.into();
+        model.change_chroma = a.change_chroma;
         model.validate()?;
         let mut c = FaceGanTrainConfig::new(model, a.batch, a.run.seed);
         c.synthetic_fraction = a.synthetic_fraction;
