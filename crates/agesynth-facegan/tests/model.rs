@@ -385,7 +385,7 @@ fn luma_space_gradient_matches_finite_differences() {
 #[test]
 fn change_chroma_scales_the_colour_part_of_the_change() {
     let cfg = FaceGanConfig::tiny();
-    let (g, _, gv, _) = build(&cfg);
+    let (_, _, gv, _) = build(&cfg);
     let vb = || VarBuilder::from_varmap(&gv, DType::F32, &Device::Cpu);
     let with = |space, chroma| {
         let c = FaceGanConfig {
