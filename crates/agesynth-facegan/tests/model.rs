@@ -231,21 +231,27 @@ fn full_res_skip_is_validated_and_old_configs_read_as_one() {
     }
 }
 
-/// A tiny generator whose change is the same `d` at every pixel and
-/// channel (the last conv's weights zero, its bias `d`), in `space`.
+/// A tiny generator in `space` whose change is the same `d` at every pixel
+/// and channel (see [`constant_rgb_change`]).
 fn constant_change(space: ResidualSpace, d: f32) -> Generator {
     let cfg = FaceGanConfig {
         residual_space: space,
         ..FaceGanConfig::tiny()
     };
-    let (g, _, gv, _) = build(&cfg);
+    constant_rgb_change(&cfg, [d; 3])
+}
+
+/// A generator of `cfg` whose change is `d` at every pixel (the last
+/// conv's weights zero, its bias `d`).
+fn constant_rgb_change(cfg: &FaceGanConfig, d: [f32; 3]) -> Generator {
+    cfg.validate().unwrap();
+    let (g, _, gv, _) = build(cfg);
     for (name, var) in gv.data().lock().unwrap().iter() {
         if name.starts_with("to_rgb") {
-            let zero = var.as_tensor().zeros_like().unwrap();
             let value = if name.ends_with("bias") {
-                (zero + d as f64).unwrap()
+                Tensor::new(&d, &Device::Cpu).unwrap()
             } else {
-                zero
+                var.as_tensor().zeros_like().unwrap()
             };
             var.set(&value).unwrap();
         }
@@ -384,34 +390,16 @@ fn luma_space_gradient_matches_finite_differences() {
 
 #[test]
 fn change_chroma_scales_the_colour_part_of_the_change() {
-    let cfg = FaceGanConfig::tiny();
-    let (_, _, gv, _) = build(&cfg);
-    let vb = || VarBuilder::from_varmap(&gv, DType::F32, &Device::Cpu);
     let with = |space, chroma| {
-        let c = FaceGanConfig {
+        let cfg = FaceGanConfig {
             residual_space: space,
             change_chroma: chroma,
-            ..cfg.clone()
+            ..FaceGanConfig::tiny()
         };
-        c.validate().unwrap();
-        Generator::new(&c, vb()).unwrap()
+        // A change of (0.6, 0, -0.3) everywhere: grey part 0.1, colour
+        // part (0.5, -0.1, -0.4).
+        constant_rgb_change(&cfg, [0.6, 0.0, -0.3])
     };
-    // A change of (0.6, 0, -0.3) everywhere: grey part 0.1, colour part
-    // (0.5, -0.1, -0.4).
-    let bias = gv
-        .data()
-        .lock()
-        .unwrap()
-        .get("to_rgb.bias")
-        .unwrap()
-        .clone();
-    for (name, var) in gv.data().lock().unwrap().iter() {
-        if name == "to_rgb.weight" {
-            var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
-        }
-    }
-    bias.set(&Tensor::new(&[0.6f32, 0.0, -0.3], &Device::Cpu).unwrap())
-        .unwrap();
     let x = flat([0.2, -0.1, 0.4]);
     let t = [AgeGroup(2)];
     let atanh = |v: f32| v.atanh();
